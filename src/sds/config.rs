@@ -1,0 +1,65 @@
+//! SDS tunables. Defaults follow the Reliable Channel spec (`DefaultSdsConfig`) and @waku/sds.
+
+/// How content message ids are derived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MessageIdScheme {
+    /// spec: sds.message-id — `hex(keccak256(sender_id ‖ decimal wrap time in ns ‖ content))`:
+    /// unique per chunk even for identical payloads.
+    #[default]
+    Keccak,
+    /// `hex(sha256(content))`, what @waku/sds 0.0.8 does. Identical payloads collide, so this is
+    /// only for reproducing the reference's bytes in interop tests.
+    ReferenceSha256,
+}
+
+/// Configuration of one SDS engine. Every limit is here, named.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SdsConfig {
+    /// Wait this long for an acknowledgement before retransmitting (ms).
+    pub acknowledgement_timeout_ms: u64,
+    /// Retransmissions before a message is given up.
+    pub max_retransmissions: u32,
+    /// Entries of the local log carried as causal history.
+    pub causal_history_size: usize,
+    /// Bloom-filter hits that count as an acknowledgement.
+    pub possible_acks_threshold: u32,
+    /// A missing dependency is declared lost this long after it was first seen missing (ms), and a
+    /// message waiting for dependencies is delivered at the latest this long after it arrived.
+    pub dependency_timeout_ms: u64,
+    /// Mean interval between idle sync messages (ms); each interval is randomised ±25 %.
+    pub sync_interval_ms: u64,
+    /// Local log capacity; the oldest entries are evicted.
+    pub max_local_history: usize,
+    /// Most messages waiting for dependencies.
+    pub max_incoming_messages: usize,
+    /// Most bytes (encoded SDS messages) waiting for dependencies.
+    pub max_incoming_bytes: usize,
+    /// Most dependencies tracked as missing at once.
+    pub max_missing: usize,
+    /// Most own messages awaiting acknowledgement.
+    pub max_outgoing_messages: usize,
+    /// Most bytes (encoded SDS messages) awaiting acknowledgement.
+    pub max_outgoing_bytes: usize,
+    /// How content message ids are derived.
+    pub message_id_scheme: MessageIdScheme,
+}
+
+impl Default for SdsConfig {
+    fn default() -> Self {
+        SdsConfig {
+            acknowledgement_timeout_ms: 5_000,
+            max_retransmissions: 5,
+            causal_history_size: 2,
+            possible_acks_threshold: 2,
+            dependency_timeout_ms: 60_000,
+            sync_interval_ms: 30_000,
+            max_local_history: 10_000,
+            max_incoming_messages: 1_024,
+            max_incoming_bytes: 32 * 1024 * 1024,
+            max_missing: 8_192,
+            max_outgoing_messages: 4_096,
+            max_outgoing_bytes: 64 * 1024 * 1024,
+            message_id_scheme: MessageIdScheme::Keccak,
+        }
+    }
+}

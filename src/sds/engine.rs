@@ -1,0 +1,540 @@
+//! The SDS state machine for one participant in one channel.
+
+use std::collections::{BinaryHeap, VecDeque};
+use std::cmp::Reverse;
+
+use bytes::{BufMut, Bytes};
+use prost::Message as _;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use sha2::Sha256;
+use sha3::{Digest, Keccak256};
+
+use super::history::{HistoryStore, LogEntry, MemoryHistory};
+use super::incoming::IncomingBuffer;
+use super::outgoing::{Expired, OutgoingBuffer};
+use super::sync::SyncScheduler;
+use super::{Delivered, MessageId, MessageIdScheme, MissingDependency, SdsConfig, SdsEvent};
+use crate::wire::{BloomFilter, BloomView, HistoryEntry, MessageKind, SdsMessage, WireError};
+
+/// Why the engine refused to wrap a message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SdsError {
+    /// Content messages must carry content.
+    #[error("empty content")]
+    EmptyContent,
+    /// The outgoing buffer is at its message or byte bound: push back and retry later.
+    #[error("outgoing buffer full ({messages} messages, {bytes} bytes)")]
+    OutgoingFull { messages: usize, bytes: usize },
+}
+
+/// A wrapped message ready to dispatch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Wrapped {
+    pub message_id: MessageId,
+    /// The encoded SDS message.
+    pub bytes: Bytes,
+}
+
+/// What happened to one received message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReceiveOutcome {
+    /// Content delivered now (with any messages it released): see the `Delivered` events.
+    Delivered,
+    /// Content buffered until its dependencies arrive.
+    Buffered,
+    /// A sync message (acknowledgements processed).
+    Sync,
+    /// An ephemeral message, delivered at once.
+    Ephemeral,
+    /// Already delivered or buffered: dropped.
+    Duplicate,
+    /// Our own message coming back: ignored.
+    Echo,
+    /// Another channel's message: ignored.
+    WrongChannel,
+    /// The incoming buffer is at its bound: dropped (the sender will retransmit).
+    BufferFull,
+    /// Malformed: dropped.
+    Invalid(WireError),
+}
+
+/// Counters of one engine.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SdsStats {
+    pub content_sent: u64,
+    pub ephemeral_sent: u64,
+    pub syncs_sent: u64,
+    pub retransmissions: u64,
+    pub acknowledged: u64,
+    pub gave_up: u64,
+    pub delivered: u64,
+    pub ephemeral_received: u64,
+    pub syncs_received: u64,
+    pub duplicates: u64,
+    pub echoes: u64,
+    pub wrong_channel: u64,
+    pub invalid: u64,
+    pub dropped_buffer_full: u64,
+    pub dependencies_lost: u64,
+    pub forced_deliveries: u64,
+}
+
+/// One participant's SDS state for one channel. See the module docs of [`crate::sds`].
+pub struct SdsEngine<H: HistoryStore = MemoryHistory> {
+    channel_id: String,
+    sender_id: String,
+    sender_arc: MessageId,
+    config: SdsConfig,
+    history: H,
+    bloom: BloomFilter,
+    lamport: u64,
+    last_wrap_ns: u128,
+    now: u64,
+    /// spec: sds.sender-order — our previous content message, always carried in the causal
+    /// history so that receivers deliver one sender's messages in send order.
+    last_own: Option<HistoryEntry>,
+    outgoing: OutgoingBuffer,
+    incoming: IncomingBuffer,
+    sync: SyncScheduler,
+    events: VecDeque<SdsEvent>,
+    rng: SmallRng,
+    stats: SdsStats,
+}
+
+impl SdsEngine<MemoryHistory> {
+    /// An engine with the in-memory history. `seed` drives sync jitter and sync ids.
+    pub fn new(channel_id: &str, sender_id: &str, config: SdsConfig, now: u64, seed: u64) -> Self {
+        let history = MemoryHistory::new(config.max_local_history);
+        Self::with_history(channel_id, sender_id, config, history, now, seed)
+    }
+}
+
+impl<H: HistoryStore> SdsEngine<H> {
+    /// An engine over a given history store.
+    pub fn with_history(channel_id: &str, sender_id: &str, config: SdsConfig, history: H, now: u64, seed: u64) -> Self {
+        SdsEngine {
+            channel_id: channel_id.to_owned(),
+            sender_id: sender_id.to_owned(),
+            sender_arc: sender_id.into(),
+            config,
+            history,
+            bloom: BloomFilter::new(),
+            // spec: sds.lamport — starts at the current time in milliseconds.
+            lamport: now,
+            last_wrap_ns: 0,
+            now,
+            last_own: None,
+            outgoing: OutgoingBuffer::default(),
+            incoming: IncomingBuffer::default(),
+            sync: SyncScheduler::default(),
+            events: VecDeque::new(),
+            rng: SmallRng::seed_from_u64(seed),
+            stats: SdsStats::default(),
+        }
+    }
+
+    pub fn channel_id(&self) -> &str {
+        &self.channel_id
+    }
+    pub fn sender_id(&self) -> &str {
+        &self.sender_id
+    }
+    pub fn config(&self) -> &SdsConfig {
+        &self.config
+    }
+    pub fn stats(&self) -> &SdsStats {
+        &self.stats
+    }
+    pub fn lamport_timestamp(&self) -> u64 {
+        self.lamport
+    }
+    /// The local log (read-only).
+    pub fn history(&self) -> &H {
+        &self.history
+    }
+    /// Our bloom filter.
+    pub fn bloom(&self) -> &BloomFilter {
+        &self.bloom
+    }
+    /// Own messages awaiting acknowledgement, and their encoded size.
+    pub fn outgoing_len(&self) -> (usize, usize) {
+        (self.outgoing.len(), self.outgoing.bytes())
+    }
+    /// True while an own message is awaiting acknowledgement.
+    pub fn is_outstanding(&self, id: &str) -> bool {
+        self.outgoing.contains(id)
+    }
+    /// Messages waiting for dependencies, their size, and the number of missing dependencies.
+    pub fn incoming_len(&self) -> (usize, usize, usize) {
+        (self.incoming.len(), self.incoming.bytes(), self.incoming.missing_len())
+    }
+    /// True when `id` is a dependency we know we are missing.
+    pub fn is_missing(&self, id: &str) -> bool {
+        self.incoming.is_missing(id)
+    }
+    /// Can `n` more content messages be wrapped now without exceeding the outgoing bounds?
+    pub fn has_outgoing_room(&self, n: usize) -> bool {
+        self.outgoing.len() + n <= self.config.max_outgoing_messages && self.outgoing.bytes() < self.config.max_outgoing_bytes
+    }
+
+    /// Next event, if any.
+    pub fn poll_event(&mut self) -> Option<SdsEvent> {
+        self.events.pop_front()
+    }
+
+    fn tick(&mut self, now: u64) -> u64 {
+        self.now = self.now.max(now);
+        self.now
+    }
+
+    /// The causal history for a message wrapped now.
+    fn causal_history(&self) -> Vec<HistoryEntry> {
+        let n = self.config.causal_history_size;
+        let mut v = Vec::with_capacity(n + 1);
+        self.history.for_each_last(n, &mut |e| v.push(e.to_history_entry()));
+        if let Some(own) = &self.last_own {
+            if !v.iter().any(|e| e.message_id == own.message_id) && self.history.contains(&own.message_id) {
+                v.insert(0, own.clone());
+            }
+        }
+        v
+    }
+
+    fn next_lamport(&mut self, now: u64) -> u64 {
+        // spec: sds.lamport — max(now, ts + 1) on send.
+        self.lamport = now.max(self.lamport.saturating_add(1));
+        self.lamport
+    }
+
+    fn content_id(&mut self, now: u64, content: &[u8]) -> MessageId {
+        match self.config.message_id_scheme {
+            MessageIdScheme::Keccak => {
+                // Strictly increasing wrap time keeps ids unique even within one millisecond.
+                let ns = (now as u128 * 1_000_000).max(self.last_wrap_ns + 1);
+                self.last_wrap_ns = ns;
+                let mut h = Keccak256::new();
+                h.update(self.sender_id.as_bytes());
+                h.update(ns.to_string().as_bytes());
+                h.update(content);
+                hex::encode(h.finalize()).into()
+            }
+            MessageIdScheme::ReferenceSha256 => hex::encode(Sha256::digest(content)).into(),
+        }
+    }
+
+    /// Encodes fields 1–11 with prost, then appends the bloom filter (12) and content (20)
+    /// directly, so the 18,752-byte filter and the content are copied once.
+    fn encode(&self, id: &str, lamport: Option<u64>, history: Vec<HistoryEntry>, with_bloom: bool, content: Option<&[u8]>) -> Bytes {
+        let head = SdsMessage {
+            sender_id: self.sender_id.clone(),
+            message_id: id.to_owned(),
+            channel_id: self.channel_id.clone(),
+            lamport_timestamp: lamport,
+            causal_history: history,
+            bloom_filter: None,
+            repair_request: Vec::new(),
+            content: None,
+        };
+        let bloom_len = if with_bloom { self.bloom.as_bytes().len() + 5 } else { 0 };
+        let content_len = content.map_or(0, |c| c.len() + 3 + prost::length_delimiter_len(c.len()));
+        let mut buf = Vec::with_capacity(head.encoded_len() + bloom_len + content_len);
+        head.encode_raw(&mut buf);
+        if with_bloom {
+            let bloom = self.bloom.as_bytes();
+            prost::encoding::encode_key(12, prost::encoding::WireType::LengthDelimited, &mut buf);
+            prost::encoding::encode_varint(bloom.len() as u64, &mut buf);
+            buf.put_slice(bloom);
+        }
+        if let Some(c) = content {
+            prost::encoding::encode_key(20, prost::encoding::WireType::LengthDelimited, &mut buf);
+            prost::encoding::encode_varint(c.len() as u64, &mut buf);
+            buf.put_slice(c);
+        }
+        Bytes::from(buf)
+    }
+
+    /// spec: sds.send — wraps one content message: lamport, causal history, bloom filter, id.
+    /// The message enters the local log and the outgoing buffer; report its dispatch with
+    /// [`Self::on_dispatched`] to start the acknowledgement timer.
+    pub fn wrap_content(&mut self, now: u64, content: &[u8]) -> Result<Wrapped, SdsError> {
+        if content.is_empty() {
+            return Err(SdsError::EmptyContent);
+        }
+        if !self.has_outgoing_room(1) {
+            return Err(SdsError::OutgoingFull { messages: self.outgoing.len(), bytes: self.outgoing.bytes() });
+        }
+        let now = self.tick(now);
+        let lamport = self.next_lamport(now);
+        let id = self.content_id(now, content);
+        let history = self.causal_history();
+        let bytes = self.encode(&id, Some(lamport), history, true, Some(content));
+        self.history.insert(LogEntry {
+            message_id: id.clone(),
+            lamport_timestamp: lamport,
+            sender_id: Some(self.sender_arc.clone()),
+            retrieval_hint: None,
+        });
+        self.last_own = Some(HistoryEntry { message_id: id.to_string(), retrieval_hint: None, sender_id: Some(self.sender_id.clone()) });
+        self.outgoing.push(id.clone(), lamport, bytes.clone());
+        self.sync.on_content_sent(now, self.config.acknowledgement_timeout_ms, self.config.sync_interval_ms, &mut self.rng);
+        self.stats.content_sent += 1;
+        Ok(Wrapped { message_id: id, bytes })
+    }
+
+    /// spec: sds.ephemeral — no lamport, history or bloom; never buffered, acked or retransmitted.
+    pub fn wrap_ephemeral(&mut self, now: u64, content: &[u8]) -> Result<Wrapped, SdsError> {
+        if content.is_empty() {
+            return Err(SdsError::EmptyContent);
+        }
+        let now = self.tick(now);
+        let id = self.content_id(now, content);
+        let bytes = self.encode(&id, None, Vec::new(), false, Some(content));
+        self.stats.ephemeral_sent += 1;
+        Ok(Wrapped { message_id: id, bytes })
+    }
+
+    /// Our content message (first send or a retransmission) was handed to the network.
+    /// `retrieval_hint` (e.g. its Waku message hash) is recorded for our causal history.
+    /// Returns false for an unknown or already-acknowledged id.
+    pub fn on_dispatched(&mut self, now: u64, id: &str, retrieval_hint: Option<Bytes>) -> bool {
+        let now = self.tick(now);
+        let Some((first, lamport)) = self.outgoing.dispatched(id, now, self.config.acknowledgement_timeout_ms) else {
+            return false;
+        };
+        if first {
+            // spec: sds.bloom.contents — own content messages once dispatched.
+            self.bloom.insert(id);
+        }
+        if let Some(h) = retrieval_hint {
+            if let Some(own) = self.last_own.as_mut().filter(|o| o.message_id == id) {
+                own.retrieval_hint = Some(h.clone());
+            }
+            self.history.set_retrieval_hint(id, lamport, h);
+        }
+        true
+    }
+
+    /// Stops tracking an own message (its dispatch failed for good). Returns true when it was outstanding.
+    pub fn cancel(&mut self, id: &str) -> bool {
+        self.outgoing.remove(id)
+    }
+
+    /// spec: sds.receive — processes one received SDS message.
+    pub fn receive(&mut self, now: u64, bytes: Bytes, retrieval_hint: Option<Bytes>) -> ReceiveOutcome {
+        let now = self.tick(now);
+        let size = bytes.len();
+        let (msg, kind) = match SdsMessage::decode_bytes(bytes) {
+            Ok(x) => x,
+            Err(e) => {
+                self.stats.invalid += 1;
+                return ReceiveOutcome::Invalid(e);
+            }
+        };
+        if msg.channel_id != self.channel_id {
+            self.stats.wrong_channel += 1;
+            return ReceiveOutcome::WrongChannel;
+        }
+        if msg.sender_id == self.sender_id {
+            self.stats.echoes += 1;
+            return ReceiveOutcome::Echo;
+        }
+        match kind {
+            MessageKind::Ephemeral => {
+                self.stats.ephemeral_received += 1;
+                let content = msg.content.unwrap_or_default();
+                self.events.push_back(SdsEvent::EphemeralDelivered { sender_id: msg.sender_id, content });
+                ReceiveOutcome::Ephemeral
+            }
+            MessageKind::Sync => {
+                self.stats.syncs_received += 1;
+                self.review_acks(&msg);
+                let check = self.incoming.check(&msg.message_id, &msg.causal_history, &|id| self.history.contains(id));
+                self.note_missing(&check.new_missing, now);
+                ReceiveOutcome::Sync
+            }
+            MessageKind::Content => self.receive_content(now, msg, size, retrieval_hint),
+        }
+    }
+
+    fn receive_content(&mut self, now: u64, msg: SdsMessage, size: usize, hint: Option<Bytes>) -> ReceiveOutcome {
+        let id = msg.message_id.as_str();
+        if self.history.contains(id) || self.incoming.is_waiting(id) {
+            // spec: sds.duplicates — never delivered twice; the sender evidently lacks our ack.
+            self.stats.duplicates += 1;
+            self.sync.on_duplicate(now, self.config.acknowledgement_timeout_ms, &mut self.rng);
+            return ReceiveOutcome::Duplicate;
+        }
+        self.review_acks(&msg);
+        let check = self.incoming.check(id, &msg.causal_history, &|i| self.history.contains(i));
+        let id: MessageId = msg.message_id.as_str().into();
+        if check.unresolved.is_empty() {
+            self.bloom.insert(&id);
+            self.incoming.arrived(&id);
+            self.deliver_cascade(now, id, msg, hint);
+            return ReceiveOutcome::Delivered;
+        }
+        let c = &self.config;
+        if !self.incoming.has_room(size, check.new_missing.len(), c.max_incoming_messages, c.max_incoming_bytes, c.max_missing) {
+            self.stats.dropped_buffer_full += 1;
+            return ReceiveOutcome::BufferFull;
+        }
+        // spec: sds.bloom.contents — every received content message, buffered ones too.
+        self.bloom.insert(&id);
+        self.note_missing(&check.new_missing, now);
+        let timeout = self.config.dependency_timeout_ms;
+        self.incoming.push(id, msg, hint, size, &check, now, timeout);
+        ReceiveOutcome::Buffered
+    }
+
+    fn note_missing(&mut self, new_missing: &[MissingDependency], now: u64) {
+        if new_missing.is_empty() {
+            return;
+        }
+        let c = &self.config;
+        let added = self.incoming.add_missing(new_missing, now, c.dependency_timeout_ms, c.max_missing);
+        if added > 0 {
+            self.events.push_back(SdsEvent::Missing(new_missing[..added].to_vec()));
+        }
+    }
+
+    /// spec: sds.ack — causal history acknowledges; bloom hits acknowledge at the threshold.
+    fn review_acks(&mut self, msg: &SdsMessage) {
+        for e in &msg.causal_history {
+            if self.outgoing.remove(&e.message_id) {
+                self.stats.acknowledged += 1;
+                self.events.push_back(SdsEvent::Acknowledged { message_id: e.message_id.as_str().into() });
+            }
+        }
+        if self.outgoing.len() == 0 {
+            return;
+        }
+        let Some(view) = msg.bloom_filter.as_deref().and_then(BloomView::new) else { return };
+        let events = &mut self.events;
+        let stats = &mut self.stats;
+        let mut acked = |id: MessageId| {
+            stats.acknowledged += 1;
+            events.push_back(SdsEvent::Acknowledged { message_id: id });
+        };
+        let mut possibly = Vec::new();
+        self.outgoing.review_bloom(view, self.config.possible_acks_threshold, &mut acked, &mut |id, count| possibly.push((id, count)));
+        for (message_id, count) in possibly {
+            self.events.push_back(SdsEvent::PossiblyAcknowledged { message_id, count });
+        }
+    }
+
+    /// Delivers `first` and every waiting message it releases, in causal order.
+    fn deliver_cascade(&mut self, now: u64, id: MessageId, msg: SdsMessage, hint: Option<Bytes>) {
+        let mut ready_ids = Vec::new();
+        self.deliver_one(now, id.clone(), msg, hint);
+        self.incoming.resolve(&id, &mut ready_ids);
+        let mut heap = BinaryHeap::new();
+        self.enqueue_ready(&mut heap, &mut ready_ids);
+        while let Some(Reverse((_, rid))) = heap.pop() {
+            let Some(w) = self.incoming.take(&rid) else { continue };
+            self.deliver_one(now, rid.clone(), w.msg, w.hint);
+            self.incoming.resolve(&rid, &mut ready_ids);
+            self.enqueue_ready(&mut heap, &mut ready_ids);
+        }
+    }
+
+    fn enqueue_ready(&self, heap: &mut BinaryHeap<Reverse<(u64, MessageId)>>, ready: &mut Vec<MessageId>) {
+        for r in ready.drain(..) {
+            let ts = self.incoming.lamport_of(&r);
+            heap.push(Reverse((ts, r)));
+        }
+    }
+
+    fn deliver_one(&mut self, now: u64, id: MessageId, msg: SdsMessage, hint: Option<Bytes>) {
+        let lamport = msg.lamport_timestamp.unwrap_or(0);
+        // spec: sds.lamport — max on delivery.
+        self.lamport = self.lamport.max(lamport);
+        let sender: MessageId = msg.sender_id.as_str().into();
+        self.history.insert(LogEntry { message_id: id.clone(), lamport_timestamp: lamport, sender_id: Some(sender), retrieval_hint: hint.clone() });
+        self.stats.delivered += 1;
+        let c = &self.config;
+        self.sync.on_delivered(now, c.causal_history_size, c.possible_acks_threshold, c.acknowledgement_timeout_ms, c.sync_interval_ms, &mut self.rng);
+        self.events.push_back(SdsEvent::Delivered(Delivered {
+            message_id: id,
+            sender_id: msg.sender_id,
+            lamport_timestamp: lamport,
+            content: msg.content.unwrap_or_default(),
+            retrieval_hint: hint,
+        }));
+    }
+
+    /// Earliest time at which [`Self::handle_timeout`] has work, if any.
+    pub fn next_deadline(&mut self) -> Option<u64> {
+        [self.outgoing.next_deadline(), self.incoming.next_deadline(), self.sync.next_deadline()].into_iter().flatten().min()
+    }
+
+    /// Fires every timer due at `now`: retransmissions, give-ups, lost dependencies, forced
+    /// deliveries and sync messages. Results are queued as events.
+    pub fn handle_timeout(&mut self, now: u64) {
+        let now = self.tick(now);
+        let mut expired = Vec::new();
+        self.outgoing.expire(now, self.config.max_retransmissions, &mut expired);
+        for e in expired {
+            match e {
+                Expired::Retransmit { id, bytes, attempt } => {
+                    self.stats.retransmissions += 1;
+                    self.events.push_back(SdsEvent::Retransmit { message_id: id, bytes, attempt });
+                }
+                Expired::GaveUp { id } => {
+                    self.stats.gave_up += 1;
+                    self.events.push_back(SdsEvent::GaveUp { message_id: id });
+                }
+            }
+        }
+        let (mut lost, mut forced) = (Vec::new(), Vec::new());
+        self.incoming.expire(now, self.config.max_local_history, &mut lost, &mut forced);
+        for dep in lost {
+            self.stats.dependencies_lost += 1;
+            let id = dep.message_id.clone();
+            self.events.push_back(SdsEvent::DependencyLost(dep));
+            self.release(now, &id);
+        }
+        for id in forced {
+            if let Some(w) = self.incoming.take(&id) {
+                self.stats.forced_deliveries += 1;
+                self.incoming.forget_waiters_of(&w.msg.causal_history, &id);
+                self.deliver_cascade(now, id, w.msg, w.hint);
+            }
+        }
+        if self.sync.take_due(now) {
+            self.send_sync(now);
+        }
+    }
+
+    /// A dependency was declared lost: deliver what only waited for it.
+    fn release(&mut self, now: u64, lost_id: &str) {
+        let mut ready = Vec::new();
+        self.incoming.resolve(lost_id, &mut ready);
+        for r in ready {
+            if let Some(w) = self.incoming.take(&r) {
+                self.deliver_cascade(now, r, w.msg, w.hint);
+            }
+        }
+    }
+
+    /// spec: sds.sync — lamport incremented; causal history and bloom; never stored; not sent
+    /// when there is nothing to report (empty history).
+    fn send_sync(&mut self, now: u64) {
+        let history = self.causal_history();
+        if history.is_empty() {
+            self.sync.on_sync_sent(now, self.config.acknowledgement_timeout_ms, &mut self.rng);
+            return;
+        }
+        let lamport = self.next_lamport(now);
+        let id: MessageId = format!("sync-{}", random_base36(&mut self.rng, 11)).into();
+        let bytes = self.encode(&id, Some(lamport), history, true, None);
+        self.stats.syncs_sent += 1;
+        self.sync.on_sync_sent(now, self.config.acknowledgement_timeout_ms, &mut self.rng);
+        self.events.push_back(SdsEvent::SendSync { message_id: id, bytes });
+    }
+}
+
+fn random_base36(rng: &mut SmallRng, n: usize) -> String {
+    const ALPHABET: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    (0..n).map(|_| ALPHABET[rng.gen_range(0..36)] as char).collect()
+}

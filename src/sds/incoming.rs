@@ -1,0 +1,212 @@
+//! Received content messages waiting for their causal dependencies, and the dependencies missing.
+//!
+//! spec: sds.incoming-buffer — a message whose dependencies are not all delivered waits here and
+//! is released the moment the last one is delivered (an index from dependency to waiters makes
+//! that O(waiters), never a sweep). A dependency neither delivered nor buffered is *missing*;
+//! after `dependency_timeout_ms` it is declared lost, and a waiting message is delivered at the
+//! latest `dependency_timeout_ms` after it arrived (which also breaks forged dependency cycles).
+
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use bytes::Bytes;
+
+use super::{MessageId, MissingDependency};
+use crate::wire::{HistoryEntry, SdsMessage};
+
+#[derive(Debug)]
+pub(super) struct Waiting {
+    pub msg: SdsMessage,
+    pub hint: Option<Bytes>,
+    pub size: usize,
+    unresolved: u32,
+}
+
+#[derive(Debug)]
+struct Missing {
+    info: MissingDependency,
+    deadline: u64,
+}
+
+/// Result of checking a message's causal history.
+#[derive(Debug, Default)]
+pub(super) struct DepCheck {
+    /// Dependencies not delivered (missing or themselves waiting).
+    pub unresolved: Vec<MessageId>,
+    /// Unresolved dependencies not known before: neither waiting nor already missing.
+    pub new_missing: Vec<MissingDependency>,
+}
+
+#[derive(Debug, Default)]
+pub(super) struct IncomingBuffer {
+    waiting: HashMap<MessageId, Waiting>,
+    waiters: HashMap<MessageId, Vec<MessageId>>,
+    missing: HashMap<MessageId, Missing>,
+    missing_timers: VecDeque<(u64, MessageId)>,
+    waiting_timers: VecDeque<(u64, MessageId)>,
+    lost: HashSet<MessageId>,
+    lost_order: VecDeque<MessageId>,
+    bytes: usize,
+}
+
+impl IncomingBuffer {
+    pub fn len(&self) -> usize {
+        self.waiting.len()
+    }
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+    pub fn missing_len(&self) -> usize {
+        self.missing.len()
+    }
+    pub fn is_waiting(&self, id: &str) -> bool {
+        self.waiting.contains_key(id)
+    }
+    /// Lamport timestamp of a waiting message (0 when unknown).
+    pub fn lamport_of(&self, id: &str) -> u64 {
+        self.waiting.get(id).and_then(|w| w.msg.lamport_timestamp).unwrap_or(0)
+    }
+    pub fn is_missing(&self, id: &str) -> bool {
+        self.missing.contains_key(id)
+    }
+
+    /// Classifies the causal history of message `own_id`. `delivered` tells whether an id is in the log.
+    pub fn check(&self, own_id: &str, history: &[HistoryEntry], delivered: &dyn Fn(&str) -> bool) -> DepCheck {
+        let mut out = DepCheck::default();
+        for e in history {
+            let id = e.message_id.as_str();
+            if id == own_id || delivered(id) || self.lost.contains(id) || out.unresolved.iter().any(|u| &**u == id) {
+                continue;
+            }
+            let mid: MessageId = id.into();
+            if !self.waiting.contains_key(id) && !self.missing.contains_key(id) {
+                out.new_missing.push(MissingDependency {
+                    message_id: mid.clone(),
+                    retrieval_hint: e.retrieval_hint.clone(),
+                    sender_id: e.sender_id.clone(),
+                });
+            }
+            out.unresolved.push(mid);
+        }
+        out
+    }
+
+    /// Starts tracking dependencies as missing (up to `max_missing` in all); returns how many were added.
+    pub fn add_missing(&mut self, deps: &[MissingDependency], now: u64, timeout: u64, max_missing: usize) -> usize {
+        let mut added = 0;
+        for d in deps {
+            if self.missing.len() >= max_missing {
+                break;
+            }
+            if self.missing.contains_key(&d.message_id) || self.waiting.contains_key(&d.message_id) {
+                continue;
+            }
+            let deadline = now.saturating_add(timeout);
+            self.missing.insert(d.message_id.clone(), Missing { info: d.clone(), deadline });
+            self.missing_timers.push_back((deadline, d.message_id.clone()));
+            added += 1;
+        }
+        added
+    }
+
+    /// Room for one more waiting message of `size` bytes with `new_missing` new missing dependencies?
+    pub fn has_room(&self, size: usize, new_missing: usize, max_msgs: usize, max_bytes: usize, max_missing: usize) -> bool {
+        self.waiting.len() < max_msgs && self.bytes + size <= max_bytes && self.missing.len() + new_missing <= max_missing
+    }
+
+    /// Buffers a message waiting for `check.unresolved`.
+    pub fn push(&mut self, id: MessageId, msg: SdsMessage, hint: Option<Bytes>, size: usize, check: &DepCheck, now: u64, timeout: u64) {
+        for dep in &check.unresolved {
+            self.waiters.entry(dep.clone()).or_default().push(id.clone());
+        }
+        // The message itself is no longer missing: its own waiters now wait for its delivery.
+        if let Some(m) = self.missing.remove(&*id) {
+            drop(m);
+        }
+        self.bytes += size;
+        self.waiting_timers.push_back((now.saturating_add(timeout), id.clone()));
+        self.waiting.insert(id, Waiting { msg, hint, size, unresolved: check.unresolved.len() as u32 });
+    }
+
+    /// A message arrived (delivered or buffered): it is no longer missing.
+    pub fn arrived(&mut self, id: &str) {
+        self.missing.remove(id);
+    }
+
+    /// `id` was delivered or declared lost: returns the waiting messages that became ready.
+    pub fn resolve(&mut self, id: &str, ready: &mut Vec<MessageId>) {
+        self.missing.remove(id);
+        let Some(ws) = self.waiters.remove(id) else { return };
+        for w in ws {
+            if let Some(entry) = self.waiting.get_mut(&w) {
+                entry.unresolved = entry.unresolved.saturating_sub(1);
+                if entry.unresolved == 0 {
+                    ready.push(w);
+                }
+            }
+        }
+    }
+
+    /// Removes a waiting message (to deliver it).
+    pub fn take(&mut self, id: &str) -> Option<Waiting> {
+        let w = self.waiting.remove(id)?;
+        self.bytes -= w.size;
+        Some(w)
+    }
+
+    fn remember_lost(&mut self, id: MessageId, cap: usize) {
+        if self.lost.insert(id.clone()) {
+            self.lost_order.push_back(id);
+            while self.lost_order.len() > cap {
+                if let Some(old) = self.lost_order.pop_front() {
+                    self.lost.remove(&old);
+                }
+            }
+        }
+    }
+
+    /// Fires due timers: pushes dependencies declared lost to `lost` and waiting messages whose
+    /// patience ran out to `forced`.
+    pub fn expire(&mut self, now: u64, lost_cap: usize, lost: &mut Vec<MissingDependency>, forced: &mut Vec<MessageId>) {
+        while let Some((d, id)) = self.missing_timers.front().cloned() {
+            if d > now {
+                break;
+            }
+            self.missing_timers.pop_front();
+            if self.missing.get(&id).is_some_and(|m| m.deadline == d) {
+                let m = self.missing.remove(&id).expect("checked above");
+                self.remember_lost(id, lost_cap);
+                lost.push(m.info);
+            }
+        }
+        while let Some((d, id)) = self.waiting_timers.front().cloned() {
+            if d > now {
+                break;
+            }
+            self.waiting_timers.pop_front();
+            if self.waiting.contains_key(&id) {
+                forced.push(id);
+            }
+        }
+    }
+
+    pub fn next_deadline(&self) -> Option<u64> {
+        let a = self.missing_timers.front().map(|t| t.0);
+        let b = self.waiting_timers.front().map(|t| t.0);
+        match (a, b) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Drops the dependency index of a message delivered without all its dependencies.
+    pub fn forget_waiters_of(&mut self, deps: &[HistoryEntry], id: &str) {
+        for d in deps {
+            if let Some(ws) = self.waiters.get_mut(d.message_id.as_str()) {
+                ws.retain(|w| &**w != id);
+                if ws.is_empty() {
+                    self.waiters.remove(d.message_id.as_str());
+                }
+            }
+        }
+    }
+}

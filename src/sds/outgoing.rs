@@ -1,0 +1,170 @@
+//! Own content messages awaiting acknowledgement: the outgoing (retransmission) buffer.
+//!
+//! spec: sds.retransmission — an unacknowledged message is re-sent (same bytes) every
+//! `acknowledgement_timeout_ms` after its dispatch, at most `max_retransmissions` times, then
+//! given up one timeout after the last retransmission. The timer runs only while the message is
+//! in flight: a message waiting for dispatch (e.g. behind the rate limiter) is never re-sent.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use bytes::Bytes;
+
+use super::MessageId;
+use crate::wire::bloom::{positions, BloomPositions};
+use crate::wire::BloomView;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    AwaitingDispatch,
+    InFlight { deadline: u64 },
+}
+
+#[derive(Debug)]
+struct Entry {
+    id: MessageId,
+    lamport: u64,
+    bytes: Bytes,
+    positions: BloomPositions,
+    retransmissions: u32,
+    possible_acks: u32,
+    dispatched_once: bool,
+    state: State,
+}
+
+/// What a timer expiry asks for.
+#[derive(Debug, PartialEq)]
+pub(super) enum Expired {
+    Retransmit { id: MessageId, bytes: Bytes, attempt: u32 },
+    GaveUp { id: MessageId },
+}
+
+/// The outgoing buffer. Insertion order (a sequence number) keeps every scan deterministic.
+#[derive(Debug, Default)]
+pub(super) struct OutgoingBuffer {
+    entries: BTreeMap<u64, Entry>,
+    by_id: HashMap<MessageId, u64>,
+    /// (deadline, seq) in deadline order: deadlines are `now + constant` with non-decreasing `now`.
+    timers: VecDeque<(u64, u64)>,
+    next_seq: u64,
+    bytes: usize,
+}
+
+impl OutgoingBuffer {
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    pub fn contains(&self, id: &str) -> bool {
+        self.by_id.contains_key(id)
+    }
+
+    /// Registers a freshly wrapped message, awaiting its first dispatch.
+    pub fn push(&mut self, id: MessageId, lamport: u64, bytes: Bytes) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.bytes += bytes.len();
+        let positions = positions(&id);
+        self.by_id.insert(id.clone(), seq);
+        self.entries.insert(
+            seq,
+            Entry { id, lamport, bytes, positions, retransmissions: 0, possible_acks: 0, dispatched_once: false, state: State::AwaitingDispatch },
+        );
+    }
+
+    /// The message was handed to the network: start its acknowledgement timer.
+    /// Returns `Some((first_dispatch, lamport))` when the id is known and was awaiting dispatch.
+    pub fn dispatched(&mut self, id: &str, now: u64, timeout: u64) -> Option<(bool, u64)> {
+        let seq = *self.by_id.get(id)?;
+        let e = self.entries.get_mut(&seq)?;
+        if e.state != State::AwaitingDispatch {
+            return None;
+        }
+        let first = !e.dispatched_once;
+        e.dispatched_once = true;
+        let deadline = now.saturating_add(timeout);
+        e.state = State::InFlight { deadline };
+        self.timers.push_back((deadline, seq));
+        Some((first, e.lamport))
+    }
+
+    /// Removes a message (acknowledged, failed or cancelled). Returns true when it was present.
+    pub fn remove(&mut self, id: &str) -> bool {
+        let Some(seq) = self.by_id.remove(id) else { return false };
+        if let Some(e) = self.entries.remove(&seq) {
+            self.bytes -= e.bytes.len();
+        }
+        // Its timer entry, if any, is skipped lazily when it expires.
+        true
+    }
+
+    /// spec: sds.ack.bloom — counts a hit for every dispatched message the filter may contain;
+    /// calls `acked` for those reaching `threshold` (removed) and `possibly` for the others.
+    pub fn review_bloom(
+        &mut self,
+        filter: BloomView<'_>,
+        threshold: u32,
+        acked: &mut dyn FnMut(MessageId),
+        possibly: &mut dyn FnMut(MessageId, u32),
+    ) {
+        let mut done = Vec::new();
+        for (&seq, e) in self.entries.iter_mut() {
+            if !e.dispatched_once || !filter.contains_positions(&e.positions) {
+                continue;
+            }
+            e.possible_acks += 1;
+            if e.possible_acks >= threshold {
+                done.push(seq);
+            } else {
+                possibly(e.id.clone(), e.possible_acks);
+            }
+        }
+        for seq in done {
+            if let Some(e) = self.entries.remove(&seq) {
+                self.by_id.remove(&e.id);
+                self.bytes -= e.bytes.len();
+                acked(e.id);
+            }
+        }
+    }
+
+    pub fn next_deadline(&mut self) -> Option<u64> {
+        self.skip_stale();
+        self.timers.front().map(|&(d, _)| d)
+    }
+
+    fn skip_stale(&mut self) {
+        while let Some(&(d, seq)) = self.timers.front() {
+            let live = matches!(self.entries.get(&seq), Some(e) if e.state == State::InFlight { deadline: d });
+            if live {
+                break;
+            }
+            self.timers.pop_front();
+        }
+    }
+
+    /// Fires every timer due at `now`.
+    pub fn expire(&mut self, now: u64, max_retransmissions: u32, out: &mut Vec<Expired>) {
+        loop {
+            self.skip_stale();
+            let Some(&(d, seq)) = self.timers.front() else { break };
+            if d > now {
+                break;
+            }
+            self.timers.pop_front();
+            let Some(e) = self.entries.get_mut(&seq) else { continue };
+            if e.retransmissions >= max_retransmissions {
+                let id = e.id.clone();
+                self.remove(&id);
+                out.push(Expired::GaveUp { id });
+            } else {
+                e.retransmissions += 1;
+                e.state = State::AwaitingDispatch;
+                out.push(Expired::Retransmit { id: e.id.clone(), bytes: e.bytes.clone(), attempt: e.retransmissions });
+            }
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! When to send sync messages.
+//!
+//! spec: sds.sync —
+//! * ack sync: after content is delivered, unless we send something ourselves first, a sync goes
+//!   out after a random 0.25–0.5 × `acknowledgement_timeout_ms`, so that the sender sees its ack
+//!   before it retransmits. A burst larger than the causal-history window needs
+//!   `possible_acks_threshold` messages from us (bloom hits), so that many rounds are scheduled.
+//!   A duplicate (a peer retransmitting: our ack did not reach it) schedules one more round.
+//! * idle sync: at most one per randomised `sync_interval_ms` (×0.75–1.25), and only when the log
+//!   changed since the previous idle sync, so that peers who missed the latest messages learn of
+//!   them; a quiet channel sends nothing and arms no timer.
+
+use rand::Rng;
+
+#[derive(Debug, Default)]
+pub(super) struct SyncScheduler {
+    ack_at: Option<u64>,
+    idle_at: Option<u64>,
+    rounds: u32,
+    delivered_since_send: usize,
+    changed_since_idle: bool,
+}
+
+fn jitter(rng: &mut impl Rng, base: u64, lo: f64, hi: f64) -> u64 {
+    (base as f64 * rng.gen_range(lo..hi)) as u64
+}
+
+impl SyncScheduler {
+    fn arm_ack(&mut self, now: u64, ack_timeout: u64, rng: &mut impl Rng) {
+        if self.ack_at.is_none() {
+            self.ack_at = Some(now.saturating_add(jitter(rng, ack_timeout, 0.25, 0.5)));
+        }
+    }
+
+    fn arm_idle(&mut self, now: u64, interval: u64, rng: &mut impl Rng) {
+        self.changed_since_idle = true;
+        if self.idle_at.is_none() && interval > 0 {
+            self.idle_at = Some(now.saturating_add(jitter(rng, interval, 0.75, 1.25)));
+        }
+    }
+
+    /// Received content was delivered.
+    pub fn on_delivered(&mut self, now: u64, window: usize, threshold: u32, ack_timeout: u64, interval: u64, rng: &mut impl Rng) {
+        self.delivered_since_send += 1;
+        let need = if self.delivered_since_send > window { threshold.max(1) } else { 1 };
+        self.rounds = self.rounds.max(need);
+        self.arm_ack(now, ack_timeout, rng);
+        self.arm_idle(now, interval, rng);
+    }
+
+    /// A peer re-sent something we already have.
+    pub fn on_duplicate(&mut self, now: u64, ack_timeout: u64, rng: &mut impl Rng) {
+        self.rounds = self.rounds.max(1);
+        self.arm_ack(now, ack_timeout, rng);
+    }
+
+    /// We sent a content message.
+    pub fn on_content_sent(&mut self, now: u64, ack_timeout: u64, interval: u64, rng: &mut impl Rng) {
+        self.after_send(now, ack_timeout, rng);
+        self.arm_idle(now, interval, rng);
+    }
+
+    /// Anything of ours carrying history and bloom went out: one acknowledgement round done.
+    fn after_send(&mut self, now: u64, ack_timeout: u64, rng: &mut impl Rng) {
+        self.rounds = self.rounds.saturating_sub(1);
+        self.delivered_since_send = 0;
+        self.ack_at = None;
+        if self.rounds > 0 {
+            self.arm_ack(now, ack_timeout, rng);
+        }
+    }
+
+    /// Is a sync due at `now`? Consumes the timers that fired; the caller sends a sync when true
+    /// and then calls [`Self::on_sync_sent`].
+    pub fn take_due(&mut self, now: u64) -> bool {
+        let mut due = false;
+        if self.ack_at.is_some_and(|t| t <= now) {
+            self.ack_at = None;
+            due = true;
+        }
+        if self.idle_at.is_some_and(|t| t <= now) {
+            self.idle_at = None;
+            due |= std::mem::take(&mut self.changed_since_idle);
+        }
+        due
+    }
+
+    /// A sync went out (or was due but had nothing to report).
+    pub fn on_sync_sent(&mut self, now: u64, ack_timeout: u64, rng: &mut impl Rng) {
+        self.after_send(now, ack_timeout, rng);
+    }
+
+    pub fn next_deadline(&self) -> Option<u64> {
+        match (self.ack_at, self.idle_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}

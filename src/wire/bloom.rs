@@ -1,0 +1,201 @@
+//! The bloom filter of SDS field 12, bit-compatible with @waku/sds 0.0.8 (itself nim-sds's `hashN`).
+//!
+//! Written by hand because no crate reproduces the reference exactly: murmur3 x86_32 over the
+//! *first UTF-16 code unit of each code point* (as the JS port feeds it), the result read as a
+//! signed i32, Kirsch–Mitzenmacher double hashing with `id + " b"`, and 2,344 big-endian u64 words.
+
+/// Capacity the reference sizes the filter for.
+pub const BLOOM_CAPACITY: usize = 10_000;
+/// Number of hash functions (k).
+pub const BLOOM_HASHES: usize = 10;
+/// Number of bits (m = capacity × 15 bits per element for error rate 0.001).
+pub const BLOOM_BITS: u32 = 150_000;
+/// Serialized size: `1 + floor(m / 64)` u64 words.
+pub const BLOOM_BYTES: usize = (1 + BLOOM_BITS as usize / 64) * 8;
+
+/// The k bit positions of one item; computing them once lets an item be tested against many filters.
+pub type BloomPositions = [u32; BLOOM_HASHES];
+
+/// murmur3 x86_32 (seed 0) over a sequence of "code units", exactly as nim's `hashes.murmurHash`
+/// compiled to JS: each unit is OR-ed into a 32-bit lane after a left shift by 8, so units above
+/// 255 bleed into neighbouring bytes. For ASCII this is standard murmur3 of the bytes.
+fn murmur3_units(units: &[u32]) -> i32 {
+    const C1: u32 = 0xcc9e_2d51;
+    const C2: u32 = 0x1b87_3593;
+    let mut h1: u32 = 0;
+    let nblocks = units.len() / 4;
+    let mix = |k1: u32| k1.wrapping_mul(C1).rotate_left(15).wrapping_mul(C2);
+    for b in 0..nblocks {
+        let mut k1: u32 = 0;
+        for j in (0..4).rev() {
+            k1 = (k1 << 8) | units[b * 4 + j];
+        }
+        h1 ^= mix(k1);
+        h1 = h1.rotate_left(13).wrapping_mul(5).wrapping_add(0xe654_6b64);
+    }
+    let mut k1: u32 = 0;
+    let tail = &units[nblocks * 4..];
+    for j in (0..tail.len()).rev() {
+        k1 = (k1 << 8) | tail[j];
+    }
+    h1 ^= mix(k1);
+    h1 ^= units.len() as u32;
+    h1 ^= h1 >> 16;
+    h1 = h1.wrapping_mul(0x85eb_ca6b);
+    h1 ^= h1 >> 13;
+    h1 = h1.wrapping_mul(0xc2b2_ae35);
+    h1 ^= h1 >> 16;
+    h1 as i32
+}
+
+/// murmur3 x86_32 of a byte string with seed 0, as a signed i32 (the reference's `hash`).
+pub fn murmur3_i32(bytes: &[u8]) -> i32 {
+    let units: Vec<u32> = bytes.iter().map(|&b| b as u32).collect();
+    murmur3_units(&units)
+}
+
+/// The code units the reference hashes for a string: the first UTF-16 unit of every code point.
+fn js_units(s: &str, out: &mut Vec<u32>) {
+    out.clear();
+    out.extend(s.chars().map(|c| {
+        let mut buf = [0u16; 2];
+        c.encode_utf16(&mut buf)[0] as u32
+    }));
+}
+
+/// spec: sds.bloom.positions — `pos_i = (a + i·b) mod m` with `a = |h(id)| mod m`, `b = |h(id+" b")| mod m`.
+pub fn positions(id: &str) -> BloomPositions {
+    let mut units = Vec::with_capacity(id.len() + 2);
+    js_units(id, &mut units);
+    let m = BLOOM_BITS as i64;
+    let a = (murmur3_units(&units) as i64).abs() % m;
+    units.push(b' ' as u32);
+    units.push(b'b' as u32);
+    let b = (murmur3_units(&units) as i64).abs() % m;
+    let mut out = [0u32; BLOOM_HASHES];
+    for (i, p) in out.iter_mut().enumerate() {
+        *p = ((a + i as i64 * b) % m) as u32;
+    }
+    out
+}
+
+#[inline]
+fn byte_and_mask(p: u32) -> (usize, u8) {
+    // Bit p lives in big-endian word p/64 at bit p%64 from the least significant end.
+    let word = (p / 64) as usize;
+    let bit = p % 64;
+    (word * 8 + 7 - (bit / 8) as usize, 1u8 << (bit % 8))
+}
+
+/// An owned filter, kept in its serialized (big-endian) form so that encoding is a plain copy.
+#[derive(Clone, PartialEq, Eq)]
+pub struct BloomFilter {
+    bytes: Box<[u8]>,
+}
+
+impl std::fmt::Debug for BloomFilter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ones: u32 = self.bytes.iter().map(|b| b.count_ones()).sum();
+        write!(f, "BloomFilter {{ bits_set: {ones} }}")
+    }
+}
+
+impl Default for BloomFilter {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl BloomFilter {
+    /// An empty filter of the reference's size.
+    pub fn new() -> Self {
+        BloomFilter { bytes: vec![0u8; BLOOM_BYTES].into_boxed_slice() }
+    }
+
+    /// Inserts an item given its precomputed positions.
+    pub fn insert_positions(&mut self, pos: &BloomPositions) {
+        for &p in pos {
+            let (i, m) = byte_and_mask(p);
+            self.bytes[i] |= m;
+        }
+    }
+
+    /// Inserts a message id.
+    pub fn insert(&mut self, id: &str) {
+        self.insert_positions(&positions(id));
+    }
+
+    /// True when the id may be in the filter.
+    pub fn contains(&self, id: &str) -> bool {
+        self.view().contains_positions(&positions(id))
+    }
+
+    /// The serialized filter: exactly [`BLOOM_BYTES`] bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// A borrowed view for lookups.
+    pub fn view(&self) -> BloomView<'_> {
+        BloomView { bytes: &self.bytes }
+    }
+
+    /// Parses a serialized filter; `None` unless it is exactly [`BLOOM_BYTES`] long.
+    pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        (bytes.len() == BLOOM_BYTES).then(|| BloomFilter { bytes: bytes.into() })
+    }
+}
+
+/// A received filter, borrowed from the message bytes without copying.
+#[derive(Clone, Copy, Debug)]
+pub struct BloomView<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> BloomView<'a> {
+    /// A view of a received filter; `None` for a filter of the wrong size (ignored, never a panic).
+    pub fn new(bytes: &'a [u8]) -> Option<Self> {
+        (bytes.len() == BLOOM_BYTES).then_some(BloomView { bytes })
+    }
+
+    /// True when every position is set.
+    #[inline]
+    pub fn contains_positions(&self, pos: &BloomPositions) -> bool {
+        pos.iter().all(|&p| {
+            let (i, m) = byte_and_mask(p);
+            self.bytes[i] & m != 0
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn murmur_check_value() {
+        assert_eq!(murmur3_i32(b"hello"), 613_153_351);
+    }
+
+    #[test]
+    fn size_matches_reference() {
+        assert_eq!(BLOOM_BYTES, 18_752);
+    }
+
+    #[test]
+    fn non_ascii_units_follow_js() {
+        // "é" is one code point whose unit (0xe9) is > 127: hashed as the unit, not as UTF-8 bytes.
+        let mut u = Vec::new();
+        js_units("é😀", &mut u);
+        assert_eq!(u, vec![0xe9, 0xd83d]);
+    }
+
+    #[test]
+    fn insert_then_contains() {
+        let mut f = BloomFilter::new();
+        assert!(!f.contains("x"));
+        f.insert("x");
+        assert!(f.contains("x"));
+        assert!(BloomView::new(&[0u8; 10]).is_none());
+    }
+}
