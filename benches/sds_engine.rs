@@ -1,1 +1,78 @@
-fn main() {}
+//! SDS engine alone: wrap + receive of 1 KiB content messages carrying the full bloom filter.
+//!
+//! Two engines talk in turn, so every message also acknowledges the previous one through its
+//! causal history (the steady state of a conversation). `history_scaling` then checks that the
+//! per-message cost does not grow with the local log: the first 10,000 messages against the
+//! 10,000 after 100,000 (printed, and recorded in BENCHMARKS.md).
+
+use std::time::Instant;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use reliable_channel::sds::{SdsConfig, SdsEngine};
+
+const T0: u64 = 1_700_000_000_000;
+
+struct Pair {
+    a: SdsEngine,
+    b: SdsEngine,
+    n: u64,
+    payload: Vec<u8>,
+}
+
+impl Pair {
+    fn new() -> Self {
+        Pair {
+            a: SdsEngine::new("bench", "alice", SdsConfig::default(), T0, 1),
+            b: SdsEngine::new("bench", "bob", SdsConfig::default(), T0, 2),
+            n: 0,
+            payload: vec![0x5a; 1024],
+        }
+    }
+
+    /// One message: wrap on one side, receive on the other, drain both.
+    fn step(&mut self) {
+        self.n += 1;
+        let now = T0 + self.n;
+        self.payload[..8].copy_from_slice(&self.n.to_le_bytes());
+        let (tx, rx) = if self.n % 2 == 0 { (&mut self.a, &mut self.b) } else { (&mut self.b, &mut self.a) };
+        let w = tx.wrap_content(now, &self.payload).expect("room");
+        tx.on_dispatched(now, &w.message_id, None);
+        rx.receive(now, w.bytes, None);
+        while rx.poll_event().is_some() {}
+        while tx.poll_event().is_some() {}
+    }
+}
+
+fn wrap_receive(c: &mut Criterion) {
+    let mut g = c.benchmark_group("sds");
+    g.throughput(Throughput::Elements(1));
+    let mut pair = Pair::new();
+    for _ in 0..1_000 {
+        pair.step();
+    }
+    g.bench_function("wrap_receive_1KiB", |bch| bch.iter(|| pair.step()));
+    g.finish();
+}
+
+fn history_scaling(_c: &mut Criterion) {
+    let mut pair = Pair::new();
+    let time = |pair: &mut Pair, n: usize| {
+        let t = Instant::now();
+        for _ in 0..n {
+            pair.step();
+        }
+        n as f64 / t.elapsed().as_secs_f64()
+    };
+    let first = time(&mut pair, 10_000);
+    time(&mut pair, 90_000);
+    let last = time(&mut pair, 10_000);
+    println!(
+        "sds/history_scaling: first 10k {:.0} msgs/s, 10k after 100k {:.0} msgs/s, ratio {:.2}",
+        first,
+        last,
+        first / last
+    );
+}
+
+criterion_group!(benches, wrap_receive, history_scaling);
+criterion_main!(benches);

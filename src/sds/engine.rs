@@ -7,8 +7,8 @@ use bytes::{BufMut, Bytes};
 use prost::Message as _;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
+use keccak_asm::{Digest as _, Keccak256};
 use sha2::Sha256;
-use sha3::{Digest, Keccak256};
 
 use super::history::{HistoryStore, LogEntry, MemoryHistory};
 use super::incoming::IncomingBuffer;
@@ -217,9 +217,9 @@ impl<H: HistoryStore> SdsEngine<H> {
                 h.update(self.sender_id.as_bytes());
                 h.update(ns.to_string().as_bytes());
                 h.update(content);
-                hex::encode(h.finalize()).into()
+                hex_id(&h.finalize())
             }
-            MessageIdScheme::ReferenceSha256 => hex::encode(Sha256::digest(content)).into(),
+            MessageIdScheme::ReferenceSha256 => hex_id(&Sha256::digest(content)),
         }
     }
 
@@ -299,12 +299,12 @@ impl<H: HistoryStore> SdsEngine<H> {
     /// Returns false for an unknown or already-acknowledged id.
     pub fn on_dispatched(&mut self, now: u64, id: &str, retrieval_hint: Option<Bytes>) -> bool {
         let now = self.tick(now);
-        let Some((first, lamport)) = self.outgoing.dispatched(id, now, self.config.acknowledgement_timeout_ms) else {
+        let Some((first, lamport, positions)) = self.outgoing.dispatched(id, now, self.config.acknowledgement_timeout_ms) else {
             return false;
         };
         if first {
             // spec: sds.bloom.contents — own content messages once dispatched.
-            self.bloom.insert(id);
+            self.bloom.insert_positions(&positions);
         }
         if let Some(h) = retrieval_hint {
             if let Some(own) = self.last_own.as_mut().filter(|o| o.message_id == id) {
@@ -506,6 +506,13 @@ impl<H: HistoryStore> SdsEngine<H> {
         }
     }
 
+    /// Sends a sync message now (if there is anything to report), outside the schedule: e.g. to
+    /// announce state before closing. The sync is queued as [`SdsEvent::SendSync`].
+    pub fn sync_now(&mut self, now: u64) {
+        let now = self.tick(now);
+        self.send_sync(now);
+    }
+
     /// A dependency was declared lost: deliver what only waited for it.
     fn release(&mut self, now: u64, lost_id: &str) {
         let mut ready = Vec::new();
@@ -532,6 +539,12 @@ impl<H: HistoryStore> SdsEngine<H> {
         self.sync.on_sync_sent(now, self.config.acknowledgement_timeout_ms, &mut self.rng);
         self.events.push_back(SdsEvent::SendSync { message_id: id, bytes });
     }
+}
+
+fn hex_id(digest: &[u8]) -> MessageId {
+    let mut buf = [0u8; 64];
+    hex::encode_to_slice(digest, &mut buf).expect("32-byte digest");
+    std::str::from_utf8(&buf).expect("hex is ASCII").into()
 }
 
 fn random_base36(rng: &mut SmallRng, n: usize) -> String {

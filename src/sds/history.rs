@@ -4,7 +4,9 @@
 //! (lamport, message id); bounded, oldest evicted. Appends are O(1) amortised: entries almost
 //! always arrive at the end, and an out-of-order insert shifts only the entries after it.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
+
+use super::FastSet as HashSet;
 
 use bytes::Bytes;
 
@@ -65,7 +67,7 @@ pub struct MemoryHistory {
 impl MemoryHistory {
     /// An empty log holding at most `capacity` entries (at least 1).
     pub fn new(capacity: usize) -> Self {
-        MemoryHistory { entries: VecDeque::new(), ids: HashSet::new(), capacity: capacity.max(1) }
+        MemoryHistory { entries: VecDeque::new(), ids: HashSet::default(), capacity: capacity.max(1) }
     }
 
     fn position(&self, lamport: u64, id: &str) -> Result<usize, usize> {

@@ -6,7 +6,9 @@
 //! after `dependency_timeout_ms` it is declared lost, and a waiting message is delivered at the
 //! latest `dependency_timeout_ms` after it arrived (which also breaks forged dependency cycles).
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
+
+use super::{FastMap as HashMap, FastSet as HashSet};
 
 use bytes::Bytes;
 

@@ -5,7 +5,9 @@
 //! given up one timeout after the last retransmission. The timer runs only while the message is
 //! in flight: a message waiting for dispatch (e.g. behind the rate limiter) is never re-sent.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
+
+use super::FastMap as HashMap;
 
 use bytes::Bytes;
 
@@ -76,8 +78,9 @@ impl OutgoingBuffer {
     }
 
     /// The message was handed to the network: start its acknowledgement timer.
-    /// Returns `Some((first_dispatch, lamport))` when the id is known and was awaiting dispatch.
-    pub fn dispatched(&mut self, id: &str, now: u64, timeout: u64) -> Option<(bool, u64)> {
+    /// Returns `Some((first_dispatch, lamport, bloom positions))` when the id is known and was
+    /// awaiting dispatch.
+    pub fn dispatched(&mut self, id: &str, now: u64, timeout: u64) -> Option<(bool, u64, BloomPositions)> {
         let seq = *self.by_id.get(id)?;
         let e = self.entries.get_mut(&seq)?;
         if e.state != State::AwaitingDispatch {
@@ -88,7 +91,7 @@ impl OutgoingBuffer {
         let deadline = now.saturating_add(timeout);
         e.state = State::InFlight { deadline };
         self.timers.push_back((deadline, seq));
-        Some((first, e.lamport))
+        Some((first, e.lamport, e.positions))
     }
 
     /// Removes a message (acknowledged, failed or cancelled). Returns true when it was present.

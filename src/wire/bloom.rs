@@ -63,15 +63,34 @@ fn js_units(s: &str, out: &mut Vec<u32>) {
     }));
 }
 
+/// Units of an id kept on the stack: ids on the wire are at most `MAX_ID_BYTES` long.
+const STACK_UNITS: usize = 320;
+
 /// spec: sds.bloom.positions — `pos_i = (a + i·b) mod m` with `a = |h(id)| mod m`, `b = |h(id+" b")| mod m`.
 pub fn positions(id: &str) -> BloomPositions {
-    let mut units = Vec::with_capacity(id.len() + 2);
-    js_units(id, &mut units);
+    let n = id.chars().count();
+    if n + 2 <= STACK_UNITS {
+        let mut units = [0u32; STACK_UNITS];
+        for (u, c) in units.iter_mut().zip(id.chars()) {
+            let mut buf = [0u16; 2];
+            *u = c.encode_utf16(&mut buf)[0] as u32;
+        }
+        positions_of_units(&mut units[..n + 2], n)
+    } else {
+        let mut units = Vec::with_capacity(n + 2);
+        js_units(id, &mut units);
+        units.extend([0, 0]);
+        positions_of_units(&mut units, n)
+    }
+}
+
+/// `units` holds the id's `n` units followed by room for two more.
+fn positions_of_units(units: &mut [u32], n: usize) -> BloomPositions {
     let m = BLOOM_BITS as i64;
-    let a = (murmur3_units(&units) as i64).abs() % m;
-    units.push(b' ' as u32);
-    units.push(b'b' as u32);
-    let b = (murmur3_units(&units) as i64).abs() % m;
+    let a = (murmur3_units(&units[..n]) as i64).abs() % m;
+    units[n] = b' ' as u32;
+    units[n + 1] = b'b' as u32;
+    let b = (murmur3_units(&units[..n + 2]) as i64).abs() % m;
     let mut out = [0u32; BLOOM_HASHES];
     for (i, p) in out.iter_mut().enumerate() {
         *p = ((a + i as i64 * b) % m) as u32;
