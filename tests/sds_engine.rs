@@ -347,9 +347,13 @@ fn idle_sync_at_most_once_per_interval_and_only_after_changes() {
             }
         }
     }
-    // One ack sync, then one idle sync (the log changed since the last idle sync), then silence.
-    assert_eq!(syncs.len(), 2, "{syncs:?}");
-    assert!(syncs[1] - T0 >= 22_500 && syncs[1] - T0 <= 37_500);
+    // One ack sync, then `idle_sync_rounds` idle syncs at most one per randomised interval, then silence.
+    let rounds = SdsConfig::default().idle_sync_rounds as usize;
+    assert_eq!(syncs.len(), 1 + rounds, "{syncs:?}");
+    assert!(syncs[0] - T0 <= ACK / 2);
+    for w in syncs[1..].windows(2) {
+        assert!((22_500..=37_500).contains(&(w[1] - w[0])), "{syncs:?}");
+    }
     assert_eq!(b.next_deadline(), None, "a quiet channel arms no timer");
 }
 
@@ -460,4 +464,49 @@ fn local_history_is_bounded() {
         a.receive(T0 + i, w.bytes, None);
     }
     assert_eq!(a.history().len(), 100);
+}
+
+#[test]
+fn sync_carries_the_latest_message_of_every_sender() {
+    let (mut a, mut b, mut c) = (engine("alice"), engine("bob"), engine("carol"));
+    let from_a = send(&mut a, T0, "a-last");
+    c.receive(T0 + 1, from_a.bytes, None);
+    // Bob talks a lot afterwards: alice's message leaves carol's last-2 window.
+    for i in 0..5 {
+        let m = send(&mut b, T0 + 10 + i, "b");
+        c.receive(T0 + 10 + i, m.bytes, None);
+    }
+    drain(&mut c);
+    c.sync_now(T0 + 100);
+    let ev = drain(&mut c);
+    let SdsEvent::SendSync { bytes, .. } = &ev[0] else { panic!("{ev:?}") };
+    let s = decode(bytes);
+    assert!(s.causal_history.iter().any(|h| h.message_id == *from_a.message_id), "alice's head announced");
+    assert_eq!(s.causal_history.len(), 3, "last 2 (bob's) + alice's head");
+    let ts: Vec<_> = s.causal_history.iter().map(|h| h.message_id.clone()).collect();
+    assert_eq!(ts[0], *from_a.message_id, "ordered by lamport");
+}
+
+#[test]
+fn latest_message_is_rebroadcast_to_a_peer_whose_sync_lacks_it() {
+    let (mut a, mut b, mut c) = (engine("alice"), engine("bob"), engine("carol"));
+    let m = send(&mut a, T0, "only for carol");
+    c.receive(T0, m.bytes.clone(), None);
+    c.sync_now(T0 + 1);
+    let SdsEvent::SendSync { bytes: carol_sync, .. } = drain(&mut c).pop().unwrap() else { panic!() };
+    a.receive(T0 + 2, carol_sync, None); // acked by carol: nothing outstanding
+    assert!(!a.is_outstanding(&m.message_id));
+    drain(&mut a);
+    // Bob has something (from dave), but not alice's message: his sync lacks it.
+    let x = send(&mut engine("dave"), T0 + 3, "x");
+    b.receive(T0 + 3, x.bytes, None);
+    b.sync_now(T0 + 4);
+    let SdsEvent::SendSync { bytes: bob_sync, .. } = drain(&mut b).into_iter().find(|e| matches!(e, SdsEvent::SendSync { .. })).unwrap() else { panic!() };
+    a.receive(T0 + 5, bob_sync.clone(), None);
+    let ev = drain(&mut a);
+    assert!(ev.contains(&SdsEvent::Rebroadcast { message_id: m.message_id.clone(), bytes: m.bytes.clone() }), "{ev:?}");
+    // At most once per acknowledgement timeout.
+    a.receive(T0 + 6, bob_sync, None);
+    assert!(!drain(&mut a).iter().any(|e| matches!(e, SdsEvent::Rebroadcast { .. })));
+    assert_eq!(b.receive(T0 + 7, m.bytes, None), ReceiveOutcome::Delivered);
 }

@@ -28,6 +28,10 @@ pub struct SdsConfig {
     pub dependency_timeout_ms: u64,
     /// Mean interval between idle sync messages (ms); each interval is randomised ±25 %.
     pub sync_interval_ms: u64,
+    /// Idle syncs sent (one per interval) after the log last changed, before the channel goes quiet.
+    pub idle_sync_rounds: u32,
+    /// Most per-sender heads (latest message of a sender) carried by a sync message.
+    pub max_sync_heads: usize,
     /// Local log capacity; the oldest entries are evicted.
     pub max_local_history: usize,
     /// Most messages waiting for dependencies.
@@ -53,6 +57,8 @@ impl Default for SdsConfig {
             possible_acks_threshold: 2,
             dependency_timeout_ms: 60_000,
             sync_interval_ms: 30_000,
+            idle_sync_rounds: 3,
+            max_sync_heads: 32,
             max_local_history: 10_000,
             max_incoming_messages: 1_024,
             max_incoming_bytes: 32 * 1024 * 1024,

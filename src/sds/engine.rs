@@ -14,7 +14,10 @@ use super::history::{HistoryStore, LogEntry, MemoryHistory};
 use super::incoming::IncomingBuffer;
 use super::outgoing::{Expired, OutgoingBuffer};
 use super::sync::SyncScheduler;
-use super::{Delivered, MessageId, MessageIdScheme, MissingDependency, SdsConfig, SdsEvent};
+use super::{Delivered, FastMap, MessageId, MessageIdScheme, MissingDependency, SdsConfig, SdsEvent};
+
+/// Most senders whose latest message is remembered for sync heads.
+pub const MAX_TRACKED_SENDERS: usize = 256;
 use crate::wire::{BloomFilter, BloomView, HistoryEntry, MessageKind, SdsMessage, WireError};
 
 /// Why the engine refused to wrap a message.
@@ -78,6 +81,7 @@ pub struct SdsStats {
     pub dropped_buffer_full: u64,
     pub dependencies_lost: u64,
     pub forced_deliveries: u64,
+    pub rebroadcasts: u64,
 }
 
 /// One participant's SDS state for one channel. See the module docs of [`crate::sds`].
@@ -94,6 +98,12 @@ pub struct SdsEngine<H: HistoryStore = MemoryHistory> {
     /// spec: sds.sender-order — our previous content message, always carried in the causal
     /// history so that receivers deliver one sender's messages in send order.
     last_own: Option<HistoryEntry>,
+    /// Our latest content message, kept to rebroadcast to a peer whose sync shows it lacks it.
+    last_own_bytes: Option<Bytes>,
+    last_rebroadcast_at: Option<u64>,
+    /// spec: sds.sync.heads — the latest delivered message of each sender (bounded), carried by
+    /// sync messages so that a peer who missed a sender's last message learns it exists.
+    heads: FastMap<MessageId, (u64, HistoryEntry)>,
     outgoing: OutgoingBuffer,
     incoming: IncomingBuffer,
     sync: SyncScheduler,
@@ -125,6 +135,9 @@ impl<H: HistoryStore> SdsEngine<H> {
             last_wrap_ns: 0,
             now,
             last_own: None,
+            last_own_bytes: None,
+            last_rebroadcast_at: None,
+            heads: FastMap::default(),
             outgoing: OutgoingBuffer::default(),
             incoming: IncomingBuffer::default(),
             sync: SyncScheduler::default(),
@@ -201,6 +214,22 @@ impl<H: HistoryStore> SdsEngine<H> {
         v
     }
 
+    /// A sync's causal history: the last `causal_history_size` log entries plus the heads of the
+    /// most recently active senders, in (lamport, id) order.
+    fn sync_history(&self) -> Vec<HistoryEntry> {
+        let mut v: Vec<(u64, HistoryEntry)> = Vec::new();
+        self.history.for_each_last(self.config.causal_history_size, &mut |e| v.push((e.lamport_timestamp, e.to_history_entry())));
+        let mut heads: Vec<&(u64, HistoryEntry)> = self.heads.values().collect();
+        heads.sort_unstable_by(|a, b| (b.0, &b.1.message_id).cmp(&(a.0, &a.1.message_id)));
+        for (ts, h) in heads.into_iter().take(self.config.max_sync_heads) {
+            if !v.iter().any(|(_, e)| e.message_id == h.message_id) {
+                v.push((*ts, h.clone()));
+            }
+        }
+        v.sort_by(|a, b| (a.0, &a.1.message_id).cmp(&(b.0, &b.1.message_id)));
+        v.into_iter().map(|(_, e)| e).collect()
+    }
+
     fn next_lamport(&mut self, now: u64) -> u64 {
         // spec: sds.lamport — max(now, ts + 1) on send.
         self.lamport = now.max(self.lamport.saturating_add(1));
@@ -275,9 +304,13 @@ impl<H: HistoryStore> SdsEngine<H> {
             sender_id: Some(self.sender_arc.clone()),
             retrieval_hint: None,
         });
-        self.last_own = Some(HistoryEntry { message_id: id.to_string(), retrieval_hint: None, sender_id: Some(self.sender_id.clone()) });
+        let own = HistoryEntry { message_id: id.to_string(), retrieval_hint: None, sender_id: Some(self.sender_id.clone()) };
+        self.note_head(self.sender_arc.clone(), lamport, own.clone());
+        self.last_own = Some(own);
+        self.last_own_bytes = Some(bytes.clone());
         self.outgoing.push(id.clone(), lamport, bytes.clone());
-        self.sync.on_content_sent(now, self.config.acknowledgement_timeout_ms, self.config.sync_interval_ms, &mut self.rng);
+        let idle = (self.config.sync_interval_ms, self.config.idle_sync_rounds);
+        self.sync.on_content_sent(now, self.config.acknowledgement_timeout_ms, idle, &mut self.rng);
         self.stats.content_sent += 1;
         Ok(Wrapped { message_id: id, bytes })
     }
@@ -309,6 +342,9 @@ impl<H: HistoryStore> SdsEngine<H> {
         if let Some(h) = retrieval_hint {
             if let Some(own) = self.last_own.as_mut().filter(|o| o.message_id == id) {
                 own.retrieval_hint = Some(h.clone());
+            }
+            if let Some((_, head)) = self.heads.get_mut(&*self.sender_arc).filter(|(_, e)| e.message_id == id) {
+                head.retrieval_hint = Some(h.clone());
             }
             self.history.set_retrieval_hint(id, lamport, h);
         }
@@ -349,6 +385,7 @@ impl<H: HistoryStore> SdsEngine<H> {
             MessageKind::Sync => {
                 self.stats.syncs_received += 1;
                 self.review_acks(&msg);
+                self.rebroadcast_if_lacking(now, &msg);
                 let check = self.incoming.check(&msg.message_id, &msg.causal_history, &|id| self.history.contains(id));
                 self.note_missing(&check.new_missing, now);
                 ReceiveOutcome::Sync
@@ -385,6 +422,38 @@ impl<H: HistoryStore> SdsEngine<H> {
         let timeout = self.config.dependency_timeout_ms;
         self.incoming.push(id, msg, hint, size, &check, now, timeout);
         ReceiveOutcome::Buffered
+    }
+
+    /// spec: sds.sync.heads — a sync lists its sender's heads; if our latest message is not among
+    /// them the peer lacks it (and the chain of our messages before it): send it again, at most
+    /// once per acknowledgement timeout. Retransmission covers messages still unacknowledged.
+    fn rebroadcast_if_lacking(&mut self, now: u64, msg: &SdsMessage) {
+        let (Some(own), Some(bytes)) = (&self.last_own, &self.last_own_bytes) else { return };
+        if self.outgoing.contains(&own.message_id) || msg.causal_history.iter().any(|e| e.message_id == own.message_id) {
+            return;
+        }
+        if self.last_rebroadcast_at.is_some_and(|t| now < t.saturating_add(self.config.acknowledgement_timeout_ms)) {
+            return;
+        }
+        self.last_rebroadcast_at = Some(now);
+        self.stats.rebroadcasts += 1;
+        self.events.push_back(SdsEvent::Rebroadcast { message_id: own.message_id.as_str().into(), bytes: bytes.clone() });
+    }
+
+    fn note_head(&mut self, sender: MessageId, lamport: u64, entry: HistoryEntry) {
+        match self.heads.get_mut(&sender) {
+            Some(h) if h.0 > lamport => {}
+            Some(h) => *h = (lamport, entry),
+            None => {
+                if self.heads.len() >= MAX_TRACKED_SENDERS {
+                    // Rare (more senders than tracked): forget the stalest head.
+                    if let Some(k) = self.heads.iter().min_by(|a, b| (a.1 .0, &a.0).cmp(&(b.1 .0, &b.0))).map(|(k, _)| k.clone()) {
+                        self.heads.remove(&k);
+                    }
+                }
+                self.heads.insert(sender, (lamport, entry));
+            }
+        }
     }
 
     fn note_missing(&mut self, new_missing: &[MissingDependency], now: u64) {
@@ -450,10 +519,13 @@ impl<H: HistoryStore> SdsEngine<H> {
         // spec: sds.lamport — max on delivery.
         self.lamport = self.lamport.max(lamport);
         let sender: MessageId = msg.sender_id.as_str().into();
+        let entry = HistoryEntry { message_id: id.to_string(), retrieval_hint: hint.clone(), sender_id: Some(msg.sender_id.clone()) };
+        self.note_head(sender.clone(), lamport, entry);
         self.history.insert(LogEntry { message_id: id.clone(), lamport_timestamp: lamport, sender_id: Some(sender), retrieval_hint: hint.clone() });
         self.stats.delivered += 1;
         let c = &self.config;
-        self.sync.on_delivered(now, c.causal_history_size, c.possible_acks_threshold, c.acknowledgement_timeout_ms, c.sync_interval_ms, &mut self.rng);
+        let idle = (c.sync_interval_ms, c.idle_sync_rounds);
+        self.sync.on_delivered(now, c.causal_history_size, c.possible_acks_threshold, c.acknowledgement_timeout_ms, idle, &mut self.rng);
         self.events.push_back(SdsEvent::Delivered(Delivered {
             message_id: id,
             sender_id: msg.sender_id,
@@ -501,7 +573,7 @@ impl<H: HistoryStore> SdsEngine<H> {
                 self.deliver_cascade(now, id, w.msg, w.hint);
             }
         }
-        if self.sync.take_due(now) {
+        if self.sync.take_due(now, self.config.sync_interval_ms, &mut self.rng) {
             self.send_sync(now);
         }
     }
@@ -527,7 +599,7 @@ impl<H: HistoryStore> SdsEngine<H> {
     /// spec: sds.sync — lamport incremented; causal history and bloom; never stored; not sent
     /// when there is nothing to report (empty history).
     fn send_sync(&mut self, now: u64) {
-        let history = self.causal_history();
+        let history = self.sync_history();
         if history.is_empty() {
             self.sync.on_sync_sent(now, self.config.acknowledgement_timeout_ms, &mut self.rng);
             return;

@@ -6,9 +6,9 @@
 //!   before it retransmits. A burst larger than the causal-history window needs
 //!   `possible_acks_threshold` messages from us (bloom hits), so that many rounds are scheduled.
 //!   A duplicate (a peer retransmitting: our ack did not reach it) schedules one more round.
-//! * idle sync: at most one per randomised `sync_interval_ms` (×0.75–1.25), and only when the log
-//!   changed since the previous idle sync, so that peers who missed the latest messages learn of
-//!   them; a quiet channel sends nothing and arms no timer.
+//! * idle sync: at most one per randomised `sync_interval_ms` (×0.75–1.25), for `idle_sync_rounds`
+//!   intervals after the log last changed, so that peers who missed the latest messages learn of
+//!   them even over lossy links; then the channel goes quiet and arms no timer.
 
 use rand::Rng;
 
@@ -18,7 +18,7 @@ pub(super) struct SyncScheduler {
     idle_at: Option<u64>,
     rounds: u32,
     delivered_since_send: usize,
-    changed_since_idle: bool,
+    idle_rounds_left: u32,
 }
 
 fn jitter(rng: &mut impl Rng, base: u64, lo: f64, hi: f64) -> u64 {
@@ -32,20 +32,20 @@ impl SyncScheduler {
         }
     }
 
-    fn arm_idle(&mut self, now: u64, interval: u64, rng: &mut impl Rng) {
-        self.changed_since_idle = true;
-        if self.idle_at.is_none() && interval > 0 {
+    fn arm_idle(&mut self, now: u64, interval: u64, rounds: u32, rng: &mut impl Rng) {
+        self.idle_rounds_left = rounds;
+        if self.idle_at.is_none() && interval > 0 && rounds > 0 {
             self.idle_at = Some(now.saturating_add(jitter(rng, interval, 0.75, 1.25)));
         }
     }
 
     /// Received content was delivered.
-    pub fn on_delivered(&mut self, now: u64, window: usize, threshold: u32, ack_timeout: u64, interval: u64, rng: &mut impl Rng) {
+    pub fn on_delivered(&mut self, now: u64, window: usize, threshold: u32, ack_timeout: u64, idle: (u64, u32), rng: &mut impl Rng) {
         self.delivered_since_send += 1;
         let need = if self.delivered_since_send > window { threshold.max(1) } else { 1 };
         self.rounds = self.rounds.max(need);
         self.arm_ack(now, ack_timeout, rng);
-        self.arm_idle(now, interval, rng);
+        self.arm_idle(now, idle.0, idle.1, rng);
     }
 
     /// A peer re-sent something we already have.
@@ -55,9 +55,9 @@ impl SyncScheduler {
     }
 
     /// We sent a content message.
-    pub fn on_content_sent(&mut self, now: u64, ack_timeout: u64, interval: u64, rng: &mut impl Rng) {
+    pub fn on_content_sent(&mut self, now: u64, ack_timeout: u64, idle: (u64, u32), rng: &mut impl Rng) {
         self.after_send(now, ack_timeout, rng);
-        self.arm_idle(now, interval, rng);
+        self.arm_idle(now, idle.0, idle.1, rng);
     }
 
     /// Anything of ours carrying history and bloom went out: one acknowledgement round done.
@@ -72,7 +72,7 @@ impl SyncScheduler {
 
     /// Is a sync due at `now`? Consumes the timers that fired; the caller sends a sync when true
     /// and then calls [`Self::on_sync_sent`].
-    pub fn take_due(&mut self, now: u64) -> bool {
+    pub fn take_due(&mut self, now: u64, interval: u64, rng: &mut impl Rng) -> bool {
         let mut due = false;
         if self.ack_at.is_some_and(|t| t <= now) {
             self.ack_at = None;
@@ -80,7 +80,13 @@ impl SyncScheduler {
         }
         if self.idle_at.is_some_and(|t| t <= now) {
             self.idle_at = None;
-            due |= std::mem::take(&mut self.changed_since_idle);
+            if self.idle_rounds_left > 0 {
+                self.idle_rounds_left -= 1;
+                due = true;
+                if self.idle_rounds_left > 0 {
+                    self.idle_at = Some(now.saturating_add(jitter(rng, interval, 0.75, 1.25)));
+                }
+            }
         }
         due
     }
