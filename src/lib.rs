@@ -1,5 +1,15 @@
 //! libreliable_channel: the Logos Messaging (Waku) Reliable Channel API.
 //!
-//! Layers, bottom up: [`wire`] (the bytes), [`sds`] (Scalable Data Sync, sans-I/O).
+//! Layers, bottom up: [`wire`] (the bytes), [`sds`] (Scalable Data Sync), [`segmentation`],
+//! [`ratelimit`], [`channel`] (the sans-I/O pipeline), [`messaging`] (transports).
+pub mod channel;
+mod error;
+pub mod messaging;
+pub mod ratelimit;
+pub mod runtime;
 pub mod sds;
+pub mod segmentation;
 pub mod wire;
+
+pub use error::Error;
+pub use runtime::{Event, EventHandler, Manager};

@@ -424,12 +424,14 @@ impl<H: HistoryStore> SdsEngine<H> {
         ReceiveOutcome::Buffered
     }
 
-    /// spec: sds.sync.heads — a sync lists its sender's heads; if our latest message is not among
-    /// them the peer lacks it (and the chain of our messages before it): send it again, at most
-    /// once per acknowledgement timeout. Retransmission covers messages still unacknowledged.
+    /// spec: sds.sync.repair — a sync's bloom filter holds every message its sender has; if our
+    /// latest message is not in it the peer lacks it (and possibly our messages before it, which
+    /// it then finds missing through our causal chain): send it again, at most once per
+    /// acknowledgement timeout. Unacknowledged messages are covered by retransmission instead.
     fn rebroadcast_if_lacking(&mut self, now: u64, msg: &SdsMessage) {
         let (Some(own), Some(bytes)) = (&self.last_own, &self.last_own_bytes) else { return };
-        if self.outgoing.contains(&own.message_id) || msg.causal_history.iter().any(|e| e.message_id == own.message_id) {
+        let Some(view) = msg.bloom_filter.as_deref().and_then(BloomView::new) else { return };
+        if self.outgoing.contains(&own.message_id) || view.contains_positions(&crate::wire::bloom::positions(&own.message_id)) {
             return;
         }
         if self.last_rebroadcast_at.is_some_and(|t| now < t.saturating_add(self.config.acknowledgement_timeout_ms)) {

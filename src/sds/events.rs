@@ -41,7 +41,8 @@ pub enum SdsEvent {
     DependencyLost(MissingDependency),
     /// Re-send these exact bytes; report the dispatch with [`super::SdsEngine::on_dispatched`].
     Retransmit { message_id: MessageId, bytes: Bytes, attempt: u32 },
-    /// Send our latest content message again (same bytes): a peer's sync shows it lacks it.
+    /// Send our latest content message again (same bytes): a peer's sync (its bloom filter) shows
+    /// it lacks it.
     /// Not tracked: no dispatch report is needed.
     Rebroadcast { message_id: MessageId, bytes: Bytes },
     /// Send this sync message (never retransmitted).

@@ -1,0 +1,613 @@
+//! One reliable channel, sans-I/O.
+//!
+//! The runtime feeds it sends, WakuMessages, dispatch outcomes and time; it returns
+//! [`ChannelAction`]s: WakuMessages to publish, store retrievals to request, events for the app.
+//!
+//! ```text
+//! send ─► segment ─► SDS wrap ─► rate limiter ─► encrypt ─► Dispatch
+//! WakuMessage ─► marker/topic filter ─► decrypt ─► SDS receive ─► chunk chain ─► reassemble ─► Received
+//! ```
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use rand::rngs::SmallRng;
+use rand::SeedableRng;
+
+use super::config::ChannelConfig;
+use super::crypto::Encryption;
+use super::events::ChannelEvent;
+use super::send_state::SendState;
+use super::stats::ChannelStats;
+use crate::messaging::MessageHash;
+use crate::ratelimit::{Admit, MessageClass, RateLimiter};
+use crate::sds::{FastMap, MessageId, ReceiveOutcome, SdsEngine, SdsEvent};
+use crate::segmentation::{chunk_count, segment, ChunkOutcome, Reassembler, SegmentError, MAX_PAYLOAD_BYTES};
+use crate::wire::{MessageChunk, WakuMessage, SPEC_MARKER};
+
+/// What the channel asks its driver to do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ChannelAction {
+    /// Publish this WakuMessage and report the outcome with [`Channel::on_dispatch_result`].
+    Dispatch { token: u64, message: WakuMessage },
+    /// Ask the store for these messages (retrieval hints of missing dependencies).
+    Retrieve { hashes: Vec<MessageHash> },
+    /// Tell the application.
+    Event(ChannelEvent),
+}
+
+/// Why `send` refused a payload.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    #[error("payload is empty")]
+    Empty,
+    #[error("payload of {len} bytes exceeds the maximum of {max}")]
+    TooLarge { len: usize, max: usize },
+    #[error("send queue full: {pending_chunks} chunks / {pending_bytes} bytes pending (limits {max_chunks} / {max_bytes})")]
+    QueueFull { pending_chunks: usize, pending_bytes: usize, max_chunks: usize, max_bytes: usize },
+    #[error("request id {0} is already in use")]
+    DuplicateRequestId(String),
+    #[error("segmentation failed: {0}")]
+    Segmentation(String),
+}
+
+/// A message waiting for (or released by) the rate limiter.
+#[derive(Debug)]
+enum Item {
+    Chunk { request: Arc<str>, index: u32, id: MessageId, bytes: Bytes, retransmission: bool },
+    Ephemeral { request: Arc<str>, index: u32, bytes: Bytes },
+    Sync { bytes: Bytes },
+    Rebroadcast { bytes: Bytes },
+}
+
+impl Item {
+    fn bytes(&self) -> &Bytes {
+        match self {
+            Item::Chunk { bytes, .. } | Item::Ephemeral { bytes, .. } | Item::Sync { bytes } | Item::Rebroadcast { bytes } => bytes,
+        }
+    }
+    fn request(&self) -> Option<&Arc<str>> {
+        match self {
+            Item::Chunk { request, .. } | Item::Ephemeral { request, .. } => Some(request),
+            _ => None,
+        }
+    }
+    /// spec: ratelimit.accounting — what this WakuMessage costs.
+    fn class(&self) -> MessageClass {
+        match self {
+            Item::Chunk { index, retransmission: false, .. } => MessageClass::Chunk { first: *index == 0 },
+            Item::Chunk { index, retransmission: true, .. } => MessageClass::Retransmission { first_chunk: *index == 0 },
+            Item::Ephemeral { index, .. } => MessageClass::Ephemeral { first: *index == 0 },
+            // A rebroadcast is best effort, like a sync: dropped rather than queued near the limit.
+            Item::Sync { .. } | Item::Rebroadcast { .. } => MessageClass::Sync,
+        }
+    }
+}
+
+/// A dispatched message awaiting the messaging layer's verdict.
+#[derive(Debug)]
+enum InFlight {
+    Chunk { request: Arc<str>, index: u32, id: MessageId, retransmission: bool },
+    Ephemeral { request: Arc<str> },
+    Other,
+}
+
+/// One reliable channel. See the module docs.
+pub struct Channel {
+    channel_id: String,
+    content_topic: String,
+    config: ChannelConfig,
+    sds: SdsEngine,
+    reassembler: Reassembler,
+    limiter: RateLimiter<Item>,
+    sends: FastMap<Arc<str>, SendState>,
+    /// Content chunk id → (request, chunk index).
+    chunk_owner: FastMap<MessageId, (Arc<str>, u32)>,
+    in_flight: FastMap<u64, InFlight>,
+    next_token: u64,
+    /// Missing dependencies being fetched from the store: id → hash, with retry times in order.
+    retrievals: FastMap<MessageId, MessageHash>,
+    retrieval_timers: VecDeque<(u64, MessageId)>,
+    encryption: Option<Arc<dyn Encryption>>,
+    actions: VecDeque<ChannelAction>,
+    rng: SmallRng,
+    stats: ChannelStats,
+    pending_chunks: usize,
+    pending_bytes: usize,
+    now: u64,
+}
+
+impl Channel {
+    /// A channel. `seed` drives chunk ids and SDS jitter (deterministic in simulations).
+    pub fn new(channel_id: &str, content_topic: &str, sender_id: &str, config: ChannelConfig, now: u64, seed: u64) -> Self {
+        Channel {
+            channel_id: channel_id.to_owned(),
+            content_topic: content_topic.to_owned(),
+            sds: SdsEngine::new(channel_id, sender_id, config.sds.clone(), now, seed ^ 0x5d5),
+            reassembler: Reassembler::new(config.reassembly.clone()),
+            limiter: RateLimiter::new(config.rate_limit.clone()),
+            config,
+            sends: FastMap::default(),
+            chunk_owner: FastMap::default(),
+            in_flight: FastMap::default(),
+            next_token: 1,
+            retrievals: FastMap::default(),
+            retrieval_timers: VecDeque::new(),
+            encryption: None,
+            actions: VecDeque::new(),
+            rng: SmallRng::seed_from_u64(seed),
+            stats: ChannelStats::default(),
+            pending_chunks: 0,
+            pending_bytes: 0,
+            now,
+        }
+    }
+
+    pub fn channel_id(&self) -> &str {
+        &self.channel_id
+    }
+    pub fn content_topic(&self) -> &str {
+        &self.content_topic
+    }
+    pub fn sender_id(&self) -> &str {
+        self.sds.sender_id()
+    }
+    pub fn config(&self) -> &ChannelConfig {
+        &self.config
+    }
+    /// Chunks and payload bytes accepted by `send` and not yet final.
+    pub fn pending(&self) -> (usize, usize) {
+        (self.pending_chunks, self.pending_bytes)
+    }
+    /// The SDS engine (read-only), for inspection.
+    pub fn sds(&self) -> &SdsEngine {
+        &self.sds
+    }
+
+    /// Sets (or clears) the encryption hook.
+    pub fn set_encryption(&mut self, enc: Option<Arc<dyn Encryption>>) {
+        self.encryption = enc;
+    }
+
+    /// Next action, if any.
+    pub fn poll_action(&mut self) -> Option<ChannelAction> {
+        self.actions.pop_front()
+    }
+
+    fn tick(&mut self, now: u64) -> u64 {
+        self.now = self.now.max(now);
+        self.now
+    }
+
+    fn emit(&mut self, ev: ChannelEvent) {
+        self.actions.push_back(ChannelAction::Event(ev));
+    }
+
+    /// Checks a send without changing anything: the same rules `send` applies.
+    pub fn check_send(&self, len: usize, ephemeral: bool) -> Result<usize, SendError> {
+        if len == 0 {
+            return Err(SendError::Empty);
+        }
+        if len > MAX_PAYLOAD_BYTES {
+            return Err(SendError::TooLarge { len, max: MAX_PAYLOAD_BYTES });
+        }
+        let n = chunk_count(len, self.config.chunk_size_bytes);
+        let full = self.pending_chunks + n > self.config.max_pending_chunks
+            || self.pending_bytes + len > self.config.max_pending_bytes
+            || (!ephemeral && !self.sds.has_outgoing_room(n))
+            || !self.limiter.has_room(n, len);
+        if full {
+            return Err(SendError::QueueFull {
+                pending_chunks: self.pending_chunks,
+                pending_bytes: self.pending_bytes,
+                max_chunks: self.config.max_pending_chunks,
+                max_bytes: self.config.max_pending_bytes,
+            });
+        }
+        Ok(n)
+    }
+
+    /// spec: send — segments, wraps every chunk in SDS and hands them to the rate limiter in order.
+    pub fn send(&mut self, now: u64, request_id: &str, payload: &[u8], ephemeral: bool) -> Result<(), SendError> {
+        let now = self.tick(now);
+        let n = self.check_send(payload.len(), ephemeral)?;
+        let request: Arc<str> = request_id.into();
+        if self.sends.contains_key(&request) {
+            return Err(SendError::DuplicateRequestId(request_id.to_owned()));
+        }
+        let frames = segment(payload, self.config.chunk_size_bytes, request_id, &mut self.rng).map_err(|e| match e {
+            SegmentError::Empty => SendError::Empty,
+            SegmentError::TooLarge { len, max } => SendError::TooLarge { len, max },
+            other => SendError::Segmentation(other.to_string()),
+        })?;
+        debug_assert_eq!(frames.len(), n);
+        let mut state = SendState { request_id: request.clone(), chunks: Vec::with_capacity(n), bytes: payload.len(), confirmed: 0, acked: 0, sent_emitted: false };
+        let mut items = Vec::with_capacity(n);
+        for (index, frame) in frames.iter().enumerate() {
+            let index = index as u32;
+            let wrapped = if ephemeral { self.sds.wrap_ephemeral(now, frame) } else { self.sds.wrap_content(now, frame) };
+            // check_send guaranteed room; an error here is a bug, reported rather than panicking.
+            let w = match wrapped {
+                Ok(w) => w,
+                Err(e) => {
+                    for id in &state.chunks {
+                        self.sds.cancel(id);
+                        self.chunk_owner.remove(id);
+                    }
+                    return Err(SendError::Segmentation(e.to_string()));
+                }
+            };
+            if ephemeral {
+                items.push(Item::Ephemeral { request: request.clone(), index, bytes: w.bytes });
+            } else {
+                self.chunk_owner.insert(w.message_id.clone(), (request.clone(), index));
+                items.push(Item::Chunk { request: request.clone(), index, id: w.message_id.clone(), bytes: w.bytes, retransmission: false });
+            }
+            state.chunks.push(w.message_id);
+        }
+        self.pending_chunks += n;
+        self.pending_bytes += payload.len();
+        self.sends.insert(request, state);
+        for item in items {
+            self.offer(now, item);
+        }
+        self.drain_sds(now);
+        Ok(())
+    }
+
+    fn offer(&mut self, now: u64, item: Item) {
+        let class = item.class();
+        let size = item.bytes().len();
+        match self.limiter.offer(now, item, size, class) {
+            Admit::Now(item) => self.dispatch(now, item),
+            Admit::Queued => {}
+            Admit::Dropped(item) => self.not_admitted(now, item, "dropped: the RLN budget of this epoch is nearly exhausted"),
+            Admit::Full(item) => self.not_admitted(now, item, "rate-limit queue full"),
+        }
+    }
+
+    fn not_admitted(&mut self, now: u64, item: Item, why: &str) {
+        self.stats.rate_limit_dropped += 1;
+        match item {
+            Item::Chunk { id, retransmission: true, .. } => {
+                // Counts as an attempt: the acknowledgement timer keeps running towards give-up.
+                self.sds.on_dispatched(now, &id, None);
+            }
+            Item::Chunk { request, .. } | Item::Ephemeral { request, .. } => self.fail_send(&request, why.to_owned()),
+            Item::Sync { .. } | Item::Rebroadcast { .. } => {}
+        }
+    }
+
+    /// spec: encryption.apply + dispatch — encrypts the whole SDS message and builds the WakuMessage.
+    fn dispatch(&mut self, now: u64, item: Item) {
+        let plain = item.bytes().clone();
+        let payload = match &self.encryption {
+            None => plain,
+            Some(enc) => match enc.encrypt(&self.channel_id, &plain) {
+                Ok(c) => Bytes::from(c),
+                Err(e) => {
+                    // spec: encryption.fail-closed — no plaintext fallback.
+                    match item {
+                        Item::Chunk { request, index, .. } | Item::Ephemeral { request, index, .. } => {
+                            let n = self.sends.get(&request).map_or(0, |s| s.chunks.len());
+                            self.fail_send(&request, format!("chunk {index} of {n}: encryption failed: {e}"));
+                        }
+                        _ => self.stats.dispatch_failures += 1,
+                    }
+                    return;
+                }
+            },
+        };
+        let ephemeral = matches!(item, Item::Ephemeral { .. });
+        let message = WakuMessage {
+            payload,
+            content_topic: self.content_topic.clone(),
+            version: Some(0),
+            timestamp: Some((now as i64).saturating_mul(1_000_000)),
+            meta: Some(Bytes::from_static(SPEC_MARKER)),
+            rate_limit_proof: None,
+            ephemeral: ephemeral.then_some(true),
+        };
+        let in_flight = match item {
+            Item::Chunk { request, index, id, retransmission, .. } => {
+                if retransmission {
+                    self.stats.retransmissions += 1;
+                } else {
+                    self.stats.chunks_sent += 1;
+                }
+                InFlight::Chunk { request, index, id, retransmission }
+            }
+            Item::Ephemeral { request, .. } => {
+                self.stats.chunks_sent += 1;
+                InFlight::Ephemeral { request }
+            }
+            Item::Sync { .. } => {
+                self.stats.syncs_sent += 1;
+                InFlight::Other
+            }
+            Item::Rebroadcast { .. } => {
+                self.stats.rebroadcasts += 1;
+                InFlight::Other
+            }
+        };
+        let token = self.next_token;
+        self.next_token += 1;
+        self.in_flight.insert(token, in_flight);
+        self.actions.push_back(ChannelAction::Dispatch { token, message });
+    }
+
+    /// The messaging layer accepted (`Ok`, with the message hash when known) or failed a dispatch.
+    /// Returns false for an unknown or already-reported token.
+    pub fn on_dispatch_result(&mut self, now: u64, token: u64, result: Result<Option<MessageHash>, String>) -> bool {
+        let now = self.tick(now);
+        let Some(inf) = self.in_flight.remove(&token) else { return false };
+        match (inf, result) {
+            (InFlight::Chunk { request, id, retransmission, .. }, Ok(hash)) => {
+                self.sds.on_dispatched(now, &id, hash.map(|h| Bytes::copy_from_slice(&h)));
+                if !retransmission {
+                    let mut sent = None;
+                    if let Some(s) = self.sends.get_mut(&request) {
+                        s.confirmed += 1;
+                        if s.all_confirmed() && !s.sent_emitted {
+                            s.sent_emitted = true;
+                            sent = Some(s.request_id.to_string());
+                        }
+                    }
+                    if let Some(request_id) = sent {
+                        self.emit(ChannelEvent::Sent { request_id });
+                    }
+                }
+            }
+            (InFlight::Chunk { request, index, id, retransmission }, Err(e)) => {
+                self.stats.dispatch_failures += 1;
+                if retransmission {
+                    self.sds.on_dispatched(now, &id, None);
+                } else {
+                    let n = self.sends.get(&request).map_or(0, |s| s.chunks.len());
+                    self.fail_send(&request, format!("chunk {index} of {n}: dispatch failed: {e}"));
+                }
+            }
+            (InFlight::Ephemeral { request }, Ok(_)) => {
+                let done = self.sends.get_mut(&request).is_some_and(|s| {
+                    s.confirmed += 1;
+                    s.all_confirmed()
+                });
+                if done {
+                    // spec: send.ephemeral — an ephemeral send ends with SENT.
+                    self.finish(&request);
+                    self.stats.messages_sent += 1;
+                    self.emit(ChannelEvent::Sent { request_id: request.to_string() });
+                }
+            }
+            (InFlight::Ephemeral { request }, Err(e)) => {
+                self.stats.dispatch_failures += 1;
+                self.fail_send(&request, format!("dispatch failed: {e}"));
+            }
+            (InFlight::Other, Ok(_)) => {}
+            (InFlight::Other, Err(_)) => self.stats.dispatch_failures += 1,
+        }
+        self.drain_sds(now);
+        self.release(now);
+        true
+    }
+
+    /// Forgets a finished send; returns its state.
+    fn finish(&mut self, request: &str) -> Option<SendState> {
+        let s = self.sends.remove(request)?;
+        for id in &s.chunks {
+            self.chunk_owner.remove(id);
+        }
+        self.pending_chunks -= s.chunks.len();
+        self.pending_bytes -= s.bytes;
+        Some(s)
+    }
+
+    /// Final failure of a send: stop retransmitting its chunks, drop its queued ones, tell the app once.
+    fn fail_send(&mut self, request: &str, error: String) {
+        let Some(s) = self.finish(request) else { return };
+        for id in &s.chunks {
+            self.sds.cancel(id);
+        }
+        self.limiter.remove_where(&mut |it| it.request().is_some_and(|r| &**r == request));
+        self.stats.send_errors += 1;
+        self.emit(ChannelEvent::SendError { request_id: s.request_id.to_string(), error });
+    }
+
+    fn acknowledged(&mut self, id: &MessageId) {
+        self.stats.acks += 1;
+        let Some((request, _)) = self.chunk_owner.remove(id) else { return };
+        let done = self.sends.get_mut(&request).is_some_and(|s| {
+            s.acked += 1;
+            s.all_acked()
+        });
+        if done {
+            if let Some(s) = self.finish(&request) {
+                let request_id = s.request_id.to_string();
+                if !s.sent_emitted {
+                    self.emit(ChannelEvent::Sent { request_id: request_id.clone() });
+                }
+                self.stats.messages_sent += 1;
+                self.stats.messages_delivered += 1;
+                self.emit(ChannelEvent::Delivered { request_id });
+            }
+        }
+    }
+
+    /// A WakuMessage from the network (or a store retrieval).
+    pub fn on_message(&mut self, now: u64, msg: &WakuMessage, hash: Option<MessageHash>) {
+        let now = self.tick(now);
+        // spec: wire.marker — foreign traffic is dropped before any decryption or SDS work.
+        if !msg.has_spec_marker() || msg.content_topic != self.content_topic {
+            self.stats.dropped_foreign += 1;
+            return;
+        }
+        let plain = match &self.encryption {
+            None => msg.payload.clone(),
+            Some(enc) => match enc.decrypt(&self.channel_id, &msg.payload) {
+                Ok(p) => Bytes::from(p),
+                Err(e) => {
+                    self.stats.dropped_undecryptable += 1;
+                    self.stats.messages_lost += 1;
+                    self.emit(ChannelEvent::Lost { request_id: None, sender_id: None, error: format!("decryption failed: {e}") });
+                    return;
+                }
+            },
+        };
+        match self.sds.receive(now, plain, hash.map(|h| Bytes::copy_from_slice(&h))) {
+            ReceiveOutcome::Duplicate => self.stats.duplicates += 1,
+            ReceiveOutcome::Echo => self.stats.echoes += 1,
+            ReceiveOutcome::WrongChannel => self.stats.dropped_foreign += 1,
+            ReceiveOutcome::Invalid(_) => self.stats.dropped_invalid += 1,
+            ReceiveOutcome::BufferFull => self.stats.dropped_buffer_full += 1,
+            ReceiveOutcome::Delivered | ReceiveOutcome::Buffered | ReceiveOutcome::Sync | ReceiveOutcome::Ephemeral => {}
+        }
+        self.drain_sds(now);
+        self.release(now);
+    }
+
+    fn drain_sds(&mut self, now: u64) {
+        while let Some(ev) = self.sds.poll_event() {
+            match ev {
+                SdsEvent::Delivered(d) => self.on_chunk(now, &d.sender_id, d.content),
+                SdsEvent::EphemeralDelivered { sender_id, content } => self.on_chunk(now, &sender_id, content),
+                SdsEvent::Acknowledged { message_id } => self.acknowledged(&message_id),
+                SdsEvent::PossiblyAcknowledged { .. } => {}
+                SdsEvent::Missing(deps) => {
+                    for d in deps {
+                        let Some(hash) = d.retrieval_hint.as_deref().and_then(|h| <MessageHash>::try_from(h).ok()) else { continue };
+                        if self.retrievals.insert(d.message_id.clone(), hash).is_none() {
+                            self.retrieval_timers.push_back((now, d.message_id));
+                        }
+                    }
+                }
+                SdsEvent::DependencyLost(d) => {
+                    self.retrievals.remove(&d.message_id);
+                    self.stats.dependencies_lost += 1;
+                    self.stats.messages_lost += 1;
+                    let error = format!("message {} lost: not received within {} ms", d.message_id, self.config.sds.dependency_timeout_ms);
+                    self.emit(ChannelEvent::Lost { request_id: None, sender_id: d.sender_id, error });
+                }
+                SdsEvent::Retransmit { message_id, bytes, .. } => match self.chunk_owner.get(&message_id) {
+                    Some((request, index)) => {
+                        let item = Item::Chunk { request: request.clone(), index: *index, id: message_id, bytes, retransmission: true };
+                        self.offer(now, item);
+                    }
+                    None => {
+                        self.sds.cancel(&message_id);
+                    }
+                },
+                SdsEvent::SendSync { bytes, .. } => self.offer(now, Item::Sync { bytes }),
+                SdsEvent::Rebroadcast { bytes, .. } => self.offer(now, Item::Rebroadcast { bytes }),
+                SdsEvent::GaveUp { message_id } => {
+                    if let Some((request, index)) = self.chunk_owner.get(&message_id).cloned() {
+                        let n = self.sends.get(&request).map_or(0, |s| s.chunks.len());
+                        let max = self.config.sds.max_retransmissions;
+                        self.fail_send(&request, format!("chunk {index} of {n} unacknowledged after {max} retransmissions"));
+                    }
+                }
+            }
+        }
+    }
+
+    /// spec: segmentation.chain + reassembly — a delivered SDS content is one chunk.
+    fn on_chunk(&mut self, now: u64, sender_id: &str, content: Bytes) {
+        match MessageChunk::decode_bytes(content) {
+            Err(_) => self.stats.dropped_invalid += 1,
+            Ok(chunk) => match self.reassembler.on_chunk(now, sender_id, chunk) {
+                ChunkOutcome::Complete(c) => {
+                    self.stats.messages_received += 1;
+                    self.emit(ChannelEvent::Received { request_id: c.request_id, sender_id: c.sender_id, payload: c.payload });
+                }
+                ChunkOutcome::Pending => {}
+                ChunkOutcome::Discarded(_) => self.stats.chunks_discarded += 1,
+            },
+        }
+        self.drain_lost();
+    }
+
+    fn drain_lost(&mut self) {
+        while let Some(l) = self.reassembler.poll_lost() {
+            self.stats.messages_lost += 1;
+            let error = l.reason.to_string();
+            self.emit(ChannelEvent::Lost { request_id: Some(l.request_id), sender_id: Some(l.sender_id), error });
+        }
+    }
+
+    /// Releases what the rate limiter lets through now, skipping what is no longer wanted.
+    fn release(&mut self, now: u64) {
+        loop {
+            let mut discarded = Vec::new();
+            let (sends, sds) = (&self.sends, &self.sds);
+            let mut wanted = |it: &Item| match it {
+                Item::Chunk { request, id, retransmission, .. } => sends.contains_key(request) && (!retransmission || sds.is_outstanding(id)),
+                Item::Ephemeral { request, .. } => sends.contains_key(request),
+                Item::Sync { .. } | Item::Rebroadcast { .. } => true,
+            };
+            let next = self.limiter.next_ready(now, &mut wanted, &mut discarded);
+            match next {
+                Some(item) => self.dispatch(now, item),
+                None => break,
+            }
+        }
+    }
+
+    /// Earliest time at which [`Self::handle_timeout`] has work.
+    pub fn next_deadline(&mut self) -> Option<u64> {
+        let now = self.now;
+        [self.sds.next_deadline(), self.reassembler.next_deadline(), self.limiter.next_deadline(now), self.retrieval_timers.front().map(|t| t.0)]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Fires every timer due at `now`.
+    pub fn handle_timeout(&mut self, now: u64) {
+        let now = self.tick(now);
+        self.sds.handle_timeout(now);
+        self.drain_sds(now);
+        self.reassembler.handle_timeout(now);
+        self.drain_lost();
+        self.retry_retrievals(now);
+        self.release(now);
+    }
+
+    /// Store queries for missing dependencies, retried every acknowledgement timeout while missing.
+    fn retry_retrievals(&mut self, now: u64) {
+        let mut hashes = Vec::new();
+        while let Some(&(t, _)) = self.retrieval_timers.front() {
+            if t > now {
+                break;
+            }
+            let (_, id) = self.retrieval_timers.pop_front().expect("front exists");
+            let Some(&hash) = self.retrievals.get(&id) else { continue };
+            if !self.sds.is_missing(&id) {
+                self.retrievals.remove(&id);
+                continue;
+            }
+            hashes.push(hash);
+            self.retrieval_timers.push_back((now + self.config.sds.acknowledgement_timeout_ms, id));
+        }
+        if !hashes.is_empty() {
+            self.stats.retrievals_requested += hashes.len() as u64;
+            self.actions.push_back(ChannelAction::Retrieve { hashes });
+        }
+    }
+
+    /// Current counters.
+    pub fn stats(&self) -> ChannelStats {
+        let mut s = self.stats.clone();
+        let sds = self.sds.stats();
+        s.duplicates = sds.duplicates;
+        s.echoes = sds.echoes;
+        s.rate_limit_queued = self.limiter.queue_len() as u64;
+        s.rate_limit_used_in_epoch = self.limiter.used(self.now) as u64;
+        s.reassembly_bytes = self.reassembler.bytes() as u64;
+        s.reassembly_messages = self.reassembler.len() as u64;
+        s.incoming_buffered = self.sds.incoming_len().0 as u64;
+        s.outgoing_unacknowledged = self.sds.outgoing_len().0 as u64;
+        s.pending_chunks = self.pending_chunks as u64;
+        s.pending_bytes = self.pending_bytes as u64;
+        s
+    }
+}

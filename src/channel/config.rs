@@ -1,0 +1,330 @@
+//! Configuration: the JSON layout of `shared/reference/c-api.md`, with the seed spec's names.
+//!
+//! Parsed by hand over `serde_json::Value` so that every error names the full path of the
+//! offending key (`channelDefaults.sdsConfig.maxRetransmissions: ...`), unknown keys are refused,
+//! and impossible values (e.g. a chunk size that cannot fit a 150 KiB WakuMessage) are caught
+//! when the manager is created or the channel opened, not on the first send.
+
+use serde_json::{Map, Value};
+
+use crate::ratelimit::{Accounting, RateLimitConfig};
+use crate::sds::SdsConfig;
+use crate::segmentation::{ReassemblyConfig, DEFAULT_CHUNK_SIZE_BYTES, MAX_PAYLOAD_BYTES};
+use crate::wire::{BLOOM_BYTES, MAX_ID_BYTES, MAX_RETRIEVAL_HINT_BYTES, MAX_WAKU_MESSAGE_BYTES};
+
+/// Bytes reserved for the host's encryption hook to expand one message (nonce, tag, framing).
+pub const ENCRYPTION_OVERHEAD_BUDGET: usize = 1_024;
+/// Smallest chunk size accepted.
+pub const MIN_CHUNK_SIZE_BYTES: usize = 1_024;
+/// Most entries `causalHistorySize` may ask for.
+pub const MAX_CAUSAL_HISTORY_SIZE: usize = 64;
+/// Longest channel id, content topic or sender id accepted.
+pub const MAX_NAME_BYTES: usize = MAX_ID_BYTES;
+
+/// A configuration error, naming the key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+fn err<T>(path: &str, msg: impl std::fmt::Display) -> Result<T, ConfigError> {
+    Err(ConfigError(format!("{path}: {msg}")))
+}
+
+/// Per-channel configuration (`channelDefaults`, or the JSON given when opening a channel).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChannelConfig {
+    /// `segmentationConfig.chunkSizeBytes`.
+    pub chunk_size_bytes: usize,
+    /// Reassembly bounds (`segmentationConfig.reassembly*`).
+    pub reassembly: ReassemblyConfig,
+    /// `sdsConfig.*`.
+    pub sds: SdsConfig,
+    /// `rateLimitConfig.*`.
+    pub rate_limit: RateLimitConfig,
+    /// `sendQueue.maxPendingChunks`: chunks accepted by `send` and not yet final (backpressure).
+    pub max_pending_chunks: usize,
+    /// `sendQueue.maxPendingBytes`: payload bytes accepted by `send` and not yet final.
+    pub max_pending_bytes: usize,
+}
+
+impl Default for ChannelConfig {
+    fn default() -> Self {
+        let max_pending_chunks = 4_096;
+        let max_pending_bytes = 64 * 1024 * 1024;
+        ChannelConfig {
+            chunk_size_bytes: DEFAULT_CHUNK_SIZE_BYTES,
+            reassembly: ReassemblyConfig::default(),
+            sds: SdsConfig { max_outgoing_messages: max_pending_chunks, ..SdsConfig::default() },
+            rate_limit: RateLimitConfig { max_queued_items: max_pending_chunks, ..RateLimitConfig::default() },
+            max_pending_chunks,
+            max_pending_bytes,
+        }
+    }
+}
+
+/// Which transport a manager uses.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TransportConfig {
+    /// The embedded in-process network.
+    Memory(crate::messaging::memory::MemoryNetworkConfig),
+    /// The host application moves WakuMessages (`rc_transport_*`).
+    Host { pubsub_topic: String },
+}
+
+impl Default for TransportConfig {
+    fn default() -> Self {
+        TransportConfig::Memory(Default::default())
+    }
+}
+
+/// Manager configuration.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ManagerConfig {
+    pub transport: TransportConfig,
+    pub channel_defaults: ChannelConfig,
+}
+
+impl ManagerConfig {
+    /// Parses the manager JSON (`None` or empty = defaults).
+    pub fn from_json(json: Option<&str>) -> Result<Self, ConfigError> {
+        let mut cfg = ManagerConfig::default();
+        let Some(v) = parse_root(json)? else { return Ok(cfg) };
+        let obj = as_object(&v, "config")?;
+        check_keys(obj, "", &["transport", "channelDefaults"])?;
+        if let Some(t) = obj.get("transport") {
+            cfg.transport = parse_transport(t)?;
+        }
+        if let Some(d) = obj.get("channelDefaults") {
+            apply_channel(&mut cfg.channel_defaults, d, "channelDefaults")?;
+        }
+        Ok(cfg)
+    }
+}
+
+impl ChannelConfig {
+    /// This config with the channel JSON applied on top (`None` or empty = unchanged).
+    pub fn with_json(&self, json: Option<&str>) -> Result<Self, ConfigError> {
+        let mut cfg = self.clone();
+        if let Some(v) = parse_root(json)? {
+            apply_channel(&mut cfg, &v, "channel")?;
+        }
+        Ok(cfg)
+    }
+
+    /// The largest SDS + WakuMessage overhead a content message of this channel can have, for a
+    /// content topic of `topic_len` bytes: every id at its maximum, full history, full bloom.
+    pub fn worst_case_overhead(&self, topic_len: usize) -> usize {
+        let id = MAX_ID_BYTES + 3;
+        let entry = 3 + id + (MAX_RETRIEVAL_HINT_BYTES + 3) + id;
+        let sds = 3 * id + 11 + (self.sds.causal_history_size + 1) * entry + (BLOOM_BYTES + 4) + 5;
+        let chunk = 3 * (MAX_ID_BYTES + 3) + 12 + 5;
+        let waku = (topic_len + 3) + 6 + 11 + (crate::wire::SPEC_MARKER.len() + 2) + 3 + 5;
+        sds + chunk + waku + ENCRYPTION_OVERHEAD_BUDGET
+    }
+
+    /// Checks that a full chunk fits a WakuMessage on a topic of `topic_len` bytes.
+    pub fn check_fits(&self, path: &str, topic_len: usize) -> Result<(), ConfigError> {
+        let max = MAX_WAKU_MESSAGE_BYTES.saturating_sub(self.worst_case_overhead(topic_len));
+        if self.chunk_size_bytes > max {
+            return err(
+                &format!("{path}.segmentationConfig.chunkSizeBytes"),
+                format!(
+                    "{} cannot fit a {}-byte WakuMessage with the SDS overhead (causal history of {}, bloom filter, ids, chunk header, encryption budget): at most {max}",
+                    self.chunk_size_bytes, MAX_WAKU_MESSAGE_BYTES, self.sds.causal_history_size
+                ),
+            );
+        }
+        Ok(())
+    }
+}
+
+fn parse_root(json: Option<&str>) -> Result<Option<Value>, ConfigError> {
+    let Some(s) = json.map(str::trim).filter(|s| !s.is_empty()) else { return Ok(None) };
+    serde_json::from_str(s).map(Some).map_err(|e| ConfigError(format!("invalid JSON: {e}")))
+}
+
+fn as_object<'a>(v: &'a Value, path: &str) -> Result<&'a Map<String, Value>, ConfigError> {
+    v.as_object().ok_or_else(|| ConfigError(format!("{path}: expected an object")))
+}
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+fn check_keys(obj: &Map<String, Value>, path: &str, allowed: &[&str]) -> Result<(), ConfigError> {
+    for k in obj.keys() {
+        if !allowed.contains(&k.as_str()) {
+            return err(&join(path, k), format!("unknown key (expected one of: {})", allowed.join(", ")));
+        }
+    }
+    Ok(())
+}
+
+fn get_u64(obj: &Map<String, Value>, path: &str, key: &str, min: u64, max: u64) -> Result<Option<u64>, ConfigError> {
+    let Some(v) = obj.get(key) else { return Ok(None) };
+    let p = join(path, key);
+    match v.as_u64() {
+        Some(n) if (min..=max).contains(&n) => Ok(Some(n)),
+        Some(n) => err(&p, format!("{n} is out of range {min}..={max}")),
+        None => err(&p, "expected a non-negative integer"),
+    }
+}
+
+fn get_f64(obj: &Map<String, Value>, path: &str, key: &str, min: f64, max: f64) -> Result<Option<f64>, ConfigError> {
+    let Some(v) = obj.get(key) else { return Ok(None) };
+    let p = join(path, key);
+    match v.as_f64() {
+        Some(n) if n >= min && n <= max => Ok(Some(n)),
+        Some(n) => err(&p, format!("{n} is out of range {min}..={max}")),
+        None => err(&p, "expected a number"),
+    }
+}
+
+fn get_str<'a>(obj: &'a Map<String, Value>, path: &str, key: &str) -> Result<Option<&'a str>, ConfigError> {
+    match obj.get(key) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => err(&join(path, key), "expected a string"),
+    }
+}
+
+fn get_bool(obj: &Map<String, Value>, path: &str, key: &str) -> Result<Option<bool>, ConfigError> {
+    match obj.get(key) {
+        None => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(_) => err(&join(path, key), "expected true or false"),
+    }
+}
+
+fn parse_transport(v: &Value) -> Result<TransportConfig, ConfigError> {
+    let path = "transport";
+    let obj = as_object(v, path)?;
+    let kind = get_str(obj, path, "kind")?.unwrap_or("memory");
+    match kind {
+        "memory" => {
+            check_keys(obj, path, &["kind", "network", "pubsubTopic", "loss", "duplicate", "reorder", "delayMs", "seed", "storeCapacity"])?;
+            let mut m = crate::messaging::memory::MemoryNetworkConfig::default();
+            if let Some(n) = get_str(obj, path, "network")? {
+                m.network = n.to_owned();
+            }
+            if let Some(t) = get_str(obj, path, "pubsubTopic")? {
+                m.pubsub_topic = t.to_owned();
+            }
+            m.loss = get_f64(obj, path, "loss", 0.0, 1.0)?.unwrap_or(m.loss);
+            m.duplicate = get_f64(obj, path, "duplicate", 0.0, 1.0)?.unwrap_or(m.duplicate);
+            m.reorder = get_f64(obj, path, "reorder", 0.0, 1.0)?.unwrap_or(m.reorder);
+            m.seed = get_u64(obj, path, "seed", 0, u64::MAX)?.unwrap_or(m.seed);
+            m.store_capacity = get_u64(obj, path, "storeCapacity", 0, 1 << 20)?.map_or(m.store_capacity, |n| n as usize);
+            if let Some(d) = obj.get("delayMs") {
+                let p = "transport.delayMs";
+                let arr = d.as_array().filter(|a| a.len() == 2).ok_or_else(|| ConfigError(format!("{p}: expected [min, max]")))?;
+                let lo = arr[0].as_u64().ok_or_else(|| ConfigError(format!("{p}: expected non-negative integers")))?;
+                let hi = arr[1].as_u64().ok_or_else(|| ConfigError(format!("{p}: expected non-negative integers")))?;
+                if lo > hi || hi > 600_000 {
+                    return err(p, format!("[{lo}, {hi}] must satisfy min <= max <= 600000"));
+                }
+                m.delay_ms = (lo, hi);
+            }
+            Ok(TransportConfig::Memory(m))
+        }
+        "host" => {
+            check_keys(obj, path, &["kind", "pubsubTopic"])?;
+            let pubsub_topic = get_str(obj, path, "pubsubTopic")?.unwrap_or(crate::messaging::memory::DEFAULT_PUBSUB_TOPIC).to_owned();
+            Ok(TransportConfig::Host { pubsub_topic })
+        }
+        other => err("transport.kind", format!("unknown transport {other:?} (expected \"memory\" or \"host\")")),
+    }
+}
+
+fn apply_channel(cfg: &mut ChannelConfig, v: &Value, path: &str) -> Result<(), ConfigError> {
+    let obj = as_object(v, path)?;
+    check_keys(obj, path, &["segmentationConfig", "sdsConfig", "rateLimitConfig", "sendQueue"])?;
+    if let Some(s) = obj.get("segmentationConfig") {
+        let p = join(path, "segmentationConfig");
+        let o = as_object(s, &p)?;
+        check_keys(o, &p, &["chunkSizeBytes", "reassemblyMaxBytes", "reassemblyMaxMessages", "reassemblyExpiryMs"])?;
+        if let Some(n) = get_u64(o, &p, "chunkSizeBytes", MIN_CHUNK_SIZE_BYTES as u64, MAX_PAYLOAD_BYTES as u64)? {
+            cfg.chunk_size_bytes = n as usize;
+        }
+        if let Some(n) = get_u64(o, &p, "reassemblyMaxBytes", MAX_PAYLOAD_BYTES as u64, 1 << 32)? {
+            cfg.reassembly.max_bytes = n as usize;
+        }
+        if let Some(n) = get_u64(o, &p, "reassemblyMaxMessages", 1, 1 << 20)? {
+            cfg.reassembly.max_messages = n as usize;
+        }
+        if let Some(n) = get_u64(o, &p, "reassemblyExpiryMs", 1, u32::MAX as u64)? {
+            cfg.reassembly.expiry_ms = n;
+        }
+    }
+    if let Some(s) = obj.get("sdsConfig") {
+        let p = join(path, "sdsConfig");
+        let o = as_object(s, &p)?;
+        check_keys(
+            o,
+            &p,
+            &[
+                "historyBackend",
+                "acknowledgementTimeoutMs",
+                "maxRetransmissions",
+                "causalHistorySize",
+                "possibleAcksThreshold",
+                "dependencyTimeoutMs",
+                "syncIntervalMs",
+                "idleSyncRounds",
+                "maxLocalHistory",
+            ],
+        )?;
+        if let Some(b) = get_str(o, &p, "historyBackend")? {
+            if b != "memory" {
+                return err(&join(&p, "historyBackend"), format!("unsupported backend {b:?} (available: \"memory\")"));
+            }
+        }
+        let s = &mut cfg.sds;
+        s.acknowledgement_timeout_ms = get_u64(o, &p, "acknowledgementTimeoutMs", 1, 3_600_000)?.unwrap_or(s.acknowledgement_timeout_ms);
+        s.max_retransmissions = get_u64(o, &p, "maxRetransmissions", 0, 1_000)?.map_or(s.max_retransmissions, |n| n as u32);
+        s.causal_history_size = get_u64(o, &p, "causalHistorySize", 0, MAX_CAUSAL_HISTORY_SIZE as u64)?.map_or(s.causal_history_size, |n| n as usize);
+        s.possible_acks_threshold = get_u64(o, &p, "possibleAcksThreshold", 1, 1_000)?.map_or(s.possible_acks_threshold, |n| n as u32);
+        s.dependency_timeout_ms = get_u64(o, &p, "dependencyTimeoutMs", 1, 86_400_000)?.unwrap_or(s.dependency_timeout_ms);
+        s.sync_interval_ms = get_u64(o, &p, "syncIntervalMs", 0, 86_400_000)?.unwrap_or(s.sync_interval_ms);
+        s.idle_sync_rounds = get_u64(o, &p, "idleSyncRounds", 0, 100)?.map_or(s.idle_sync_rounds, |n| n as u32);
+        s.max_local_history = get_u64(o, &p, "maxLocalHistory", 1, 10_000_000)?.map_or(s.max_local_history, |n| n as usize);
+    }
+    if let Some(s) = obj.get("rateLimitConfig") {
+        let p = join(path, "rateLimitConfig");
+        let o = as_object(s, &p)?;
+        check_keys(o, &p, &["enabled", "epochSizeMs", "messagesPerEpoch", "accounting", "approachThreshold"])?;
+        let r = &mut cfg.rate_limit;
+        r.enabled = get_bool(o, &p, "enabled")?.unwrap_or(r.enabled);
+        r.epoch_size_ms = get_u64(o, &p, "epochSizeMs", 1, 86_400_000)?.unwrap_or(r.epoch_size_ms);
+        r.messages_per_epoch = get_u64(o, &p, "messagesPerEpoch", 1, u32::MAX as u64)?.map_or(r.messages_per_epoch, |n| n as u32);
+        r.approach_threshold = get_f64(o, &p, "approachThreshold", 0.0, 1.0)?.unwrap_or(r.approach_threshold);
+        if let Some(a) = get_str(o, &p, "accounting")? {
+            r.accounting = match a {
+                "firstChunk" => Accounting::FirstChunk,
+                "allMessages" => Accounting::AllMessages,
+                other => return err(&join(&p, "accounting"), format!("unknown accounting {other:?} (expected \"firstChunk\" or \"allMessages\")")),
+            };
+        }
+    }
+    if let Some(s) = obj.get("sendQueue") {
+        let p = join(path, "sendQueue");
+        let o = as_object(s, &p)?;
+        check_keys(o, &p, &["maxPendingChunks", "maxPendingBytes"])?;
+        if let Some(n) = get_u64(o, &p, "maxPendingChunks", 1, 1 << 20)? {
+            cfg.max_pending_chunks = n as usize;
+        }
+        if let Some(n) = get_u64(o, &p, "maxPendingBytes", MAX_PAYLOAD_BYTES as u64, 1 << 34)? {
+            cfg.max_pending_bytes = n as usize;
+        }
+    }
+    // The SDS outgoing buffer and the rate-limit queue never refuse what `send` accepted.
+    cfg.sds.max_outgoing_messages = cfg.max_pending_chunks;
+    cfg.sds.max_outgoing_bytes = cfg.max_pending_bytes * 2 + cfg.max_pending_chunks * (BLOOM_BYTES + 4096);
+    cfg.rate_limit.max_queued_items = cfg.max_pending_chunks + 1_024;
+    cfg.rate_limit.max_queued_bytes = cfg.sds.max_outgoing_bytes;
+    cfg.check_fits(path, 0)
+}

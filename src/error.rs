@@ -1,0 +1,45 @@
+//! The library's error type; each variant maps to one `rc_status` of the C ABI.
+
+/// Why an API call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// A NULL pointer, invalid UTF-8, an empty or oversized name, ...
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// The configuration is malformed or impossible; the message names the key.
+    #[error("configuration error: {0}")]
+    Config(String),
+    /// A channel with this id is already open.
+    #[error("channel already exists: {0}")]
+    ChannelExists(String),
+    /// No open channel has this id.
+    #[error("unknown channel: {0}")]
+    UnknownChannel(String),
+    /// `send` with an empty payload.
+    #[error("payload is empty")]
+    PayloadEmpty,
+    /// `send` with a payload over 1 MiB.
+    #[error("payload of {len} bytes exceeds the maximum of {max}")]
+    PayloadTooLarge { len: usize, max: usize },
+    /// Backpressure: too much is pending on this channel; retry later.
+    #[error("queue full: {0}")]
+    QueueFull(String),
+    /// The manager is shutting down or stopped.
+    #[error("manager stopped")]
+    Stopped,
+    /// The history backend failed.
+    #[error("storage error: {0}")]
+    Storage(String),
+    /// The transport refused the call (unknown dispatch id, wrong transport kind, ...).
+    #[error("transport error: {0}")]
+    Transport(String),
+    /// Called from inside a library callback where that is not allowed.
+    #[error("not allowed from inside a library callback: {0}")]
+    Reentrant(String),
+}
+
+impl From<crate::channel::ConfigError> for Error {
+    fn from(e: crate::channel::ConfigError) -> Self {
+        Error::Config(e.0)
+    }
+}

@@ -1,0 +1,259 @@
+//! The runtime thread: owns every channel, the timers and the transport, and drives the
+//! sans-I/O channels with commands, transport events and time.
+//!
+//! Per message the work is O(1) in the number of channels: incoming messages are routed by
+//! content topic, dispatch outcomes by dispatch id, and timers live in one ordered index keyed
+//! by (deadline, channel).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use crossbeam_channel::Sender;
+use rand::RngCore;
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use super::dispatcher::DispatchItem;
+use super::manager::{ChannelHandle, Shared};
+use super::Clock;
+use crate::channel::{Channel, ChannelAction, ChannelEvent, ChannelStats, Encryption, TransportConfig};
+use crate::error::Error;
+use crate::messaging::memory::MemoryTransport;
+use crate::messaging::{DispatchId, Transport, TransportEvent, TransportSink};
+use crate::sds::FastMap;
+
+/// What the API threads and the transport ask of the runtime.
+pub(crate) enum Command {
+    Open(Arc<ChannelHandle>),
+    Close(Arc<str>),
+    Send { handle: Arc<ChannelHandle>, request_id: String, payload: Vec<u8>, ephemeral: bool, chunks: usize },
+    SetEncryption { channel: Option<Arc<str>>, enc: Option<Arc<dyn Encryption>> },
+    Stats { channel: Arc<str>, reply: crossbeam_channel::Sender<Option<ChannelStats>> },
+    Transport(TransportEvent),
+    Shutdown,
+}
+
+/// Creates the configured transport, wired to the runtime's command queue.
+pub(crate) fn make_transport(cfg: &TransportConfig, shared: &Arc<Shared>) -> Result<Box<dyn Transport>, Error> {
+    let sink = transport_sink(shared);
+    match cfg {
+        TransportConfig::Memory(m) => Ok(Box::new(MemoryTransport::new(m.clone(), sink).map_err(Error::Config)?)),
+        TransportConfig::Host { .. } => Err(Error::Config("transport.kind: \"host\" is available through the C ABI".into())),
+    }
+}
+
+pub(crate) fn transport_sink(shared: &Arc<Shared>) -> TransportSink {
+    let weak = Arc::downgrade(shared);
+    TransportSink::new(move |ev| {
+        if let Some(s) = weak.upgrade() {
+            s.transport_event(ev);
+        }
+    })
+}
+
+impl Shared {
+    /// Enqueues a transport event (callable from any thread, never blocks).
+    pub(crate) fn transport_event(&self, ev: TransportEvent) {
+        let _ = self.cmd_sender().send(Command::Transport(ev));
+    }
+}
+
+struct Slot {
+    channel: Channel,
+    handle: Arc<ChannelHandle>,
+    deadline: Option<u64>,
+    has_own_encryption: bool,
+}
+
+struct Driver {
+    clock: Clock,
+    channels: FastMap<Arc<str>, Slot>,
+    by_topic: FastMap<Arc<str>, Vec<Arc<str>>>,
+    timers: BTreeSet<(u64, Arc<str>)>,
+    dispatches: FastMap<DispatchId, (Arc<str>, u64)>,
+    next_dispatch: DispatchId,
+    transport: Box<dyn Transport>,
+    default_encryption: Option<Arc<dyn Encryption>>,
+    events: Sender<DispatchItem>,
+}
+
+pub(crate) fn run(shared: Arc<Shared>, mut rx: UnboundedReceiver<Command>, transport: Box<dyn Transport>, events: Sender<DispatchItem>) {
+    shared.mark_runtime_thread();
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_time().build() {
+        Ok(rt) => rt,
+        Err(_) => return,
+    };
+    let mut d = Driver {
+        clock: Clock::new(),
+        channels: FastMap::default(),
+        by_topic: FastMap::default(),
+        timers: BTreeSet::new(),
+        dispatches: FastMap::default(),
+        next_dispatch: 1,
+        transport,
+        default_encryption: None,
+        events,
+    };
+    rt.block_on(async move {
+        loop {
+            let wake = d.timers.first().map(|(t, _)| tokio::time::Instant::from_std(d.clock.instant_of(*t)));
+            tokio::select! {
+                biased;
+                cmd = rx.recv() => {
+                    let Some(cmd) = cmd else { break };
+                    if !d.handle(cmd) { break; }
+                    // Drain what is already queued before looking at timers again.
+                    let mut stop = false;
+                    while let Ok(cmd) = rx.try_recv() {
+                        if !d.handle(cmd) { stop = true; break; }
+                    }
+                    if stop { break; }
+                }
+                _ = async { match wake { Some(w) => tokio::time::sleep_until(w).await, None => std::future::pending().await } } => {
+                    d.fire_timers();
+                }
+            }
+        }
+        d.transport.shutdown();
+    });
+}
+
+impl Driver {
+    /// Handles one command; false means stop.
+    fn handle(&mut self, cmd: Command) -> bool {
+        let now = self.clock.now_ms();
+        match cmd {
+            Command::Open(handle) => {
+                let seed = rand::thread_rng().next_u64();
+                let mut channel = Channel::new(&handle.id, &handle.topic, &handle.sender, handle.config.clone(), now, seed);
+                channel.set_encryption(self.default_encryption.clone());
+                self.transport.subscribe(&handle.topic);
+                self.by_topic.entry(handle.topic.clone()).or_default().push(handle.id.clone());
+                let id = handle.id.clone();
+                self.channels.insert(id.clone(), Slot { channel, handle, deadline: None, has_own_encryption: false });
+                self.pump(&id);
+            }
+            Command::Close(id) => self.close(&id),
+            Command::Send { handle, request_id, payload, ephemeral, chunks } => {
+                handle.dequeued(chunks, payload.len());
+                // The channel may have been closed (and even re-opened) since: match the handle.
+                let Some(slot) = self.channels.get_mut(&handle.id).filter(|s| Arc::ptr_eq(&s.handle, &handle)) else { return true };
+                if let Err(e) = slot.channel.send(now, &request_id, &payload, ephemeral) {
+                    let ev = ChannelEvent::SendError { request_id, error: e.to_string() };
+                    let _ = self.events.send(DispatchItem { handle: handle.clone(), event: ev });
+                }
+                let id = handle.id.clone();
+                self.pump(&id);
+            }
+            Command::SetEncryption { channel: Some(id), enc } => {
+                if let Some(slot) = self.channels.get_mut(&id) {
+                    slot.has_own_encryption = enc.is_some();
+                    let e = enc.or_else(|| self.default_encryption.clone());
+                    slot.channel.set_encryption(e);
+                }
+            }
+            Command::SetEncryption { channel: None, enc } => {
+                self.default_encryption = enc;
+                for slot in self.channels.values_mut().filter(|s| !s.has_own_encryption) {
+                    slot.channel.set_encryption(self.default_encryption.clone());
+                }
+            }
+            Command::Stats { channel, reply } => {
+                let _ = reply.send(self.channels.get(&channel).map(|s| s.channel.stats()));
+            }
+            Command::Transport(ev) => self.transport_event(now, ev),
+            Command::Shutdown => return false,
+        }
+        true
+    }
+
+    fn close(&mut self, id: &Arc<str>) {
+        let Some(mut slot) = self.channels.remove(id) else { return };
+        if let Some(d) = slot.deadline.take() {
+            self.timers.remove(&(d, id.clone()));
+        }
+        self.transport.unsubscribe(&slot.handle.topic);
+        if let Some(list) = self.by_topic.get_mut(&slot.handle.topic) {
+            list.retain(|c| c != id);
+            if list.is_empty() {
+                self.by_topic.remove(&slot.handle.topic);
+            }
+        }
+        // Dispatch ids of this channel are dropped lazily when their outcome arrives.
+    }
+
+    fn transport_event(&mut self, now: u64, ev: TransportEvent) {
+        match ev {
+            TransportEvent::Sent { dispatch_id, message_hash } => self.dispatch_result(now, dispatch_id, Ok(message_hash)),
+            TransportEvent::Failed { dispatch_id, error } => self.dispatch_result(now, dispatch_id, Err(error)),
+            TransportEvent::Received { message, message_hash } => {
+                let Some(ids) = self.by_topic.get(message.content_topic.as_str()) else { return };
+                let ids = ids.clone();
+                for id in ids {
+                    if let Some(slot) = self.channels.get_mut(&id) {
+                        slot.channel.on_message(now, &message, message_hash);
+                        self.pump(&id);
+                    }
+                }
+            }
+        }
+    }
+
+    fn dispatch_result(&mut self, now: u64, dispatch_id: DispatchId, result: Result<Option<[u8; 32]>, String>) {
+        let Some((id, token)) = self.dispatches.remove(&dispatch_id) else { return };
+        if let Some(slot) = self.channels.get_mut(&id) {
+            slot.channel.on_dispatch_result(now, token, result);
+            self.pump(&id);
+        }
+    }
+
+    fn fire_timers(&mut self) {
+        let now = self.clock.now_ms();
+        while let Some((t, id)) = self.timers.first().cloned() {
+            if t > now {
+                break;
+            }
+            self.timers.pop_first();
+            if let Some(slot) = self.channels.get_mut(&id) {
+                slot.deadline = None;
+                slot.channel.handle_timeout(now);
+                self.pump(&id);
+            }
+        }
+    }
+
+    /// Carries out a channel's actions until it has none left, then re-arms its timer.
+    fn pump(&mut self, id: &Arc<str>) {
+        loop {
+            let Some(slot) = self.channels.get_mut(id) else { return };
+            let Some(action) = slot.channel.poll_action() else { break };
+            match action {
+                ChannelAction::Dispatch { token, message } => {
+                    let dispatch_id = self.next_dispatch;
+                    self.next_dispatch += 1;
+                    self.dispatches.insert(dispatch_id, (id.clone(), token));
+                    self.transport.publish(dispatch_id, message);
+                }
+                ChannelAction::Retrieve { hashes } => {
+                    let topic = slot.handle.topic.clone();
+                    self.transport.retrieve(&topic, &hashes);
+                }
+                ChannelAction::Event(event) => {
+                    let _ = self.events.send(DispatchItem { handle: slot.handle.clone(), event });
+                }
+            }
+        }
+        let Some(slot) = self.channels.get_mut(id) else { return };
+        let (chunks, bytes) = slot.channel.pending();
+        slot.handle.publish_pending(chunks, bytes);
+        let next = slot.channel.next_deadline();
+        if next != slot.deadline {
+            if let Some(old) = slot.deadline.take() {
+                self.timers.remove(&(old, id.clone()));
+            }
+            if let Some(n) = next {
+                self.timers.insert((n, id.clone()));
+            }
+            slot.deadline = next;
+        }
+    }
+}

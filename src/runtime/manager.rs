@@ -1,0 +1,316 @@
+//! [`Manager`]: the public Rust API, a thin validating front over the runtime thread.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::{JoinHandle, ThreadId};
+
+use parking_lot::{Mutex, RwLock};
+use rand::RngCore;
+
+use super::dispatcher::{self, DispatchItem};
+use super::driver::{self, Command};
+use crate::channel::{ChannelConfig, ChannelEvent, ChannelStats, Encryption, ManagerConfig};
+use crate::channel::config::MAX_NAME_BYTES;
+use crate::error::Error;
+use crate::sds::FastMap;
+use crate::segmentation::{chunk_count, MAX_PAYLOAD_BYTES};
+
+/// An event as handed to the application: borrowed for the duration of the callback.
+#[derive(Debug, Clone, Copy)]
+pub struct Event<'a> {
+    pub channel_id: &'a str,
+    pub content_topic: &'a str,
+    /// Our own sender id on this channel.
+    pub local_sender_id: &'a str,
+    pub event: &'a ChannelEvent,
+}
+
+/// The application's event handler. Runs on the library's event thread.
+pub type EventHandler = Arc<dyn Fn(&Event<'_>) + Send + Sync>;
+
+/// What the API threads and the runtime share about one open channel.
+pub(crate) struct ChannelHandle {
+    pub id: Arc<str>,
+    pub topic: Arc<str>,
+    pub sender: Arc<str>,
+    pub config: ChannelConfig,
+    open: AtomicBool,
+    /// Held for reading while one of this channel's events is delivered.
+    pub gate: RwLock<()>,
+    /// Chunks / bytes of sends enqueued but not yet handed to the channel.
+    queued_chunks: AtomicUsize,
+    queued_bytes: AtomicUsize,
+    /// The channel's own pending counts, published by the runtime after every step.
+    pending_chunks: AtomicUsize,
+    pending_bytes: AtomicUsize,
+}
+
+impl ChannelHandle {
+    pub fn is_open(&self) -> bool {
+        self.open.load(Ordering::Acquire)
+    }
+    pub fn publish_pending(&self, chunks: usize, bytes: usize) {
+        self.pending_chunks.store(chunks, Ordering::Release);
+        self.pending_bytes.store(bytes, Ordering::Release);
+    }
+    pub fn dequeued(&self, chunks: usize, bytes: usize) {
+        self.queued_chunks.fetch_sub(chunks, Ordering::AcqRel);
+        self.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
+    }
+    /// spec: send.backpressure — reserves room for a send or refuses it.
+    fn reserve(&self, chunks: usize, bytes: usize) -> Result<(), Error> {
+        let qc = self.queued_chunks.fetch_add(chunks, Ordering::AcqRel) + chunks;
+        let qb = self.queued_bytes.fetch_add(bytes, Ordering::AcqRel) + bytes;
+        let pc = qc + self.pending_chunks.load(Ordering::Acquire);
+        let pb = qb + self.pending_bytes.load(Ordering::Acquire);
+        if pc > self.config.max_pending_chunks || pb > self.config.max_pending_bytes {
+            self.dequeued(chunks, bytes);
+            return Err(Error::QueueFull(format!(
+                "channel {}: {pc} chunks / {pb} bytes would be pending (limits {} / {})",
+                self.id, self.config.max_pending_chunks, self.config.max_pending_bytes
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// State shared by the API, the runtime thread and the dispatcher thread.
+pub(crate) struct Shared {
+    cmd: tokio::sync::mpsc::UnboundedSender<Command>,
+    registry: Mutex<FastMap<Arc<str>, Arc<ChannelHandle>>>,
+    stopped: AtomicBool,
+    handler: RwLock<Option<EventHandler>>,
+    runtime_thread: Mutex<Option<ThreadId>>,
+    dispatcher_thread: Mutex<Option<ThreadId>>,
+}
+
+impl Shared {
+    pub fn handler(&self) -> Option<EventHandler> {
+        self.handler.read().clone()
+    }
+    pub fn mark_dispatcher_thread(&self) {
+        *self.dispatcher_thread.lock() = Some(std::thread::current().id());
+    }
+    pub fn mark_runtime_thread(&self) {
+        *self.runtime_thread.lock() = Some(std::thread::current().id());
+    }
+    fn on_runtime_thread(&self) -> bool {
+        *self.runtime_thread.lock() == Some(std::thread::current().id())
+    }
+    fn on_dispatcher_thread(&self) -> bool {
+        *self.dispatcher_thread.lock() == Some(std::thread::current().id())
+    }
+    /// True on any library thread, i.e. inside a library callback.
+    pub fn in_callback(&self) -> bool {
+        self.on_runtime_thread() || self.on_dispatcher_thread()
+    }
+    pub(crate) fn cmd_sender(&self) -> &tokio::sync::mpsc::UnboundedSender<Command> {
+        &self.cmd
+    }
+    fn submit(&self, c: Command) -> Result<(), Error> {
+        if self.stopped.load(Ordering::Acquire) {
+            return Err(Error::Stopped);
+        }
+        self.cmd.send(c).map_err(|_| Error::Stopped)
+    }
+}
+
+/// A reliable-channel manager: owns channels, one runtime thread and one event thread.
+///
+/// Every method may be called from any thread, including from inside the event handler, the
+/// encryption hook and the host transport (except [`Manager::shutdown`] and
+/// [`Manager::channel_stats`] from the runtime thread's callbacks).
+pub struct Manager {
+    shared: Arc<Shared>,
+    config: ManagerConfig,
+    runtime: Option<JoinHandle<()>>,
+    dispatcher: Option<JoinHandle<()>>,
+}
+
+impl Manager {
+    /// Starts a manager.
+    pub fn new(config: ManagerConfig) -> Result<Manager, Error> {
+        let (cmd_tx, cmd_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (ev_tx, ev_rx) = crossbeam_channel::unbounded::<DispatchItem>();
+        let shared = Arc::new(Shared {
+            cmd: cmd_tx,
+            registry: Mutex::new(FastMap::default()),
+            stopped: AtomicBool::new(false),
+            handler: RwLock::new(None),
+            runtime_thread: Mutex::new(None),
+            dispatcher_thread: Mutex::new(None),
+        });
+        let transport = driver::make_transport(&config.transport, &shared)?;
+        let s = shared.clone();
+        let runtime = std::thread::Builder::new()
+            .name("rc-runtime".into())
+            .spawn(move || driver::run(s, cmd_rx, transport, ev_tx))
+            .map_err(|e| Error::Storage(format!("cannot spawn the runtime thread: {e}")))?;
+        let s = shared.clone();
+        let dispatcher = std::thread::Builder::new()
+            .name("rc-events".into())
+            .spawn(move || dispatcher::run(s, ev_rx))
+            .map_err(|e| Error::Storage(format!("cannot spawn the event thread: {e}")))?;
+        Ok(Manager { shared, config, runtime: Some(runtime), dispatcher: Some(dispatcher) })
+    }
+
+    /// Starts a manager from the JSON configuration (`None` = defaults).
+    pub fn from_json(json: Option<&str>) -> Result<Manager, Error> {
+        Manager::new(ManagerConfig::from_json(json)?)
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &ManagerConfig {
+        &self.config
+    }
+
+    /// Sets (or replaces, or with `None` removes) the event handler. A handler being replaced
+    /// may still be running its current call; it is dropped once that call returns.
+    pub fn set_event_handler(&self, handler: Option<EventHandler>) -> Result<(), Error> {
+        if self.shared.stopped.load(Ordering::Acquire) {
+            return Err(Error::Stopped);
+        }
+        *self.shared.handler.write() = handler;
+        Ok(())
+    }
+
+    /// Opens a channel. The channel JSON overrides `channelDefaults` field by field.
+    pub fn open_channel(&self, channel_id: &str, content_topic: &str, sender_id: &str, channel_config_json: Option<&str>) -> Result<(), Error> {
+        for (what, v) in [("channel_id", channel_id), ("content_topic", content_topic), ("sender_id", sender_id)] {
+            if v.is_empty() || v.len() > MAX_NAME_BYTES {
+                return Err(Error::InvalidArgument(format!("{what} must be 1..={MAX_NAME_BYTES} bytes, got {}", v.len())));
+            }
+        }
+        let config = self.config.channel_defaults.with_json(channel_config_json)?;
+        config.check_fits("channel", content_topic.len())?;
+        let handle = Arc::new(ChannelHandle {
+            id: channel_id.into(),
+            topic: content_topic.into(),
+            sender: sender_id.into(),
+            config,
+            open: AtomicBool::new(true),
+            gate: RwLock::new(()),
+            queued_chunks: AtomicUsize::new(0),
+            queued_bytes: AtomicUsize::new(0),
+            pending_chunks: AtomicUsize::new(0),
+            pending_bytes: AtomicUsize::new(0),
+        });
+        let mut reg = self.shared.registry.lock();
+        if reg.contains_key(channel_id) {
+            return Err(Error::ChannelExists(channel_id.to_owned()));
+        }
+        self.shared.submit(Command::Open(handle.clone()))?;
+        reg.insert(handle.id.clone(), handle);
+        Ok(())
+    }
+
+    /// Closes a channel: releases its state; no event of it is delivered after this returns.
+    pub fn close_channel(&self, channel_id: &str) -> Result<(), Error> {
+        let handle = {
+            let mut reg = self.shared.registry.lock();
+            let h = reg.remove(channel_id).ok_or_else(|| Error::UnknownChannel(channel_id.to_owned()))?;
+            h.open.store(false, Ordering::Release);
+            // Submitted under the registry lock so that a re-open of the same id queues after it.
+            let _ = self.shared.submit(Command::Close(h.id.clone()));
+            h
+        };
+        // Wait for an event of this channel being delivered right now, unless we are that delivery.
+        if !self.shared.on_dispatcher_thread() {
+            drop(handle.gate.write());
+        }
+        Ok(())
+    }
+
+    /// spec: send — validates, enqueues and returns the RequestId (20 hex chars) at once.
+    pub fn send(&self, channel_id: &str, payload: &[u8], ephemeral: bool) -> Result<String, Error> {
+        let handle = self.shared.registry.lock().get(channel_id).cloned().ok_or_else(|| Error::UnknownChannel(channel_id.to_owned()))?;
+        if payload.is_empty() {
+            return Err(Error::PayloadEmpty);
+        }
+        if payload.len() > MAX_PAYLOAD_BYTES {
+            return Err(Error::PayloadTooLarge { len: payload.len(), max: MAX_PAYLOAD_BYTES });
+        }
+        let chunks = chunk_count(payload.len(), handle.config.chunk_size_bytes);
+        handle.reserve(chunks, payload.len())?;
+        let request_id = new_request_id();
+        let cmd = Command::Send { handle: handle.clone(), request_id: request_id.clone(), payload: payload.to_vec(), ephemeral, chunks };
+        if let Err(e) = self.shared.submit(cmd) {
+            handle.dequeued(chunks, payload.len());
+            return Err(e);
+        }
+        Ok(request_id)
+    }
+
+    /// Sets the encryption hook of one channel, or (`None`) the default of every channel
+    /// without its own. `enc = None` removes it.
+    pub fn set_encryption(&self, channel_id: Option<&str>, enc: Option<Arc<dyn Encryption>>) -> Result<(), Error> {
+        if let Some(id) = channel_id {
+            if !self.shared.registry.lock().contains_key(id) {
+                return Err(Error::UnknownChannel(id.to_owned()));
+            }
+        }
+        self.shared.submit(Command::SetEncryption { channel: channel_id.map(Arc::from), enc })
+    }
+
+    /// Counters of one channel. Not callable from the runtime thread's callbacks.
+    pub fn channel_stats(&self, channel_id: &str) -> Result<ChannelStats, Error> {
+        if self.shared.on_runtime_thread() {
+            return Err(Error::Reentrant("channel stats from inside an encryption or transport callback".into()));
+        }
+        if !self.shared.registry.lock().contains_key(channel_id) {
+            return Err(Error::UnknownChannel(channel_id.to_owned()));
+        }
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.shared.submit(Command::Stats { channel: channel_id.into(), reply: tx })?;
+        rx.recv().map_err(|_| Error::Stopped)?.ok_or_else(|| Error::UnknownChannel(channel_id.to_owned()))
+    }
+
+    /// The ids of the open channels.
+    pub fn channels(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.shared.registry.lock().keys().map(|k| k.to_string()).collect();
+        v.sort();
+        v
+    }
+
+    /// Drains the commands already submitted, stops the transport, delivers the events already
+    /// produced and joins both threads: no callback runs after this returns. From inside a
+    /// library callback it returns [`Error::Reentrant`] and leaves the manager working.
+    pub fn shutdown(&mut self) -> Result<(), Error> {
+        if self.shared.in_callback() {
+            return Err(Error::Reentrant("manager shutdown from inside a library callback".into()));
+        }
+        if self.shared.stopped.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let _ = self.shared.cmd.send(Command::Shutdown);
+        if let Some(t) = self.runtime.take() {
+            let _ = t.join();
+        }
+        if let Some(t) = self.dispatcher.take() {
+            let _ = t.join();
+        }
+        *self.shared.handler.write() = None;
+        self.shared.registry.lock().clear();
+        Ok(())
+    }
+
+    #[allow(dead_code)] // used by the C ABI
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+}
+
+impl Drop for Manager {
+    fn drop(&mut self) {
+        if !self.shared.in_callback() {
+            let _ = self.shutdown();
+        }
+    }
+}
+
+/// spec: wire.request-id — 10 random bytes as 20 lowercase hex characters.
+fn new_request_id() -> String {
+    let mut b = [0u8; 10];
+    rand::thread_rng().fill_bytes(&mut b);
+    hex::encode(b)
+}

@@ -1,0 +1,43 @@
+//! The manager and its threads: the only place with clocks, threads and queues.
+//!
+//! ```text
+//! API calls (any thread) ──validate──► command queue ──► runtime thread (tokio, current-thread)
+//!                                                          owns every Channel, its timers and
+//!                                                          the Transport; drives the sans-I/O core
+//! transport sink (any thread) ─────────► command queue        │ events
+//!                                                             ▼
+//!                                        event dispatcher thread ──► application callback
+//! ```
+//!
+//! `send` validates in the caller's thread (channel open, size, backpressure quota) and enqueues:
+//! it never waits for the pipeline. Events reach the application from a separate thread so that a
+//! slow application cannot stall timers; per channel they keep their order.
+
+mod dispatcher;
+mod driver;
+mod manager;
+
+pub use manager::{Event, EventHandler, Manager};
+
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+/// Wall-clock milliseconds that never go backwards: Unix time at start plus monotonic elapsed
+/// time. RLN epochs need Unix time; timers need monotonicity.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Clock {
+    start_unix_ms: u64,
+    start: Instant,
+}
+
+impl Clock {
+    pub fn new() -> Self {
+        let start_unix_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        Clock { start_unix_ms, start: Instant::now() }
+    }
+    pub fn now_ms(&self) -> u64 {
+        self.start_unix_ms + self.start.elapsed().as_millis() as u64
+    }
+    pub fn instant_of(&self, ms: u64) -> Instant {
+        self.start + std::time::Duration::from_millis(ms.saturating_sub(self.start_unix_ms))
+    }
+}
