@@ -1,29 +1,88 @@
-# libreliable_channel — see README.md. `make demo` runs the demo, `make test` runs every test.
+# libreliable_channel — see README.md.
+#   make demo   runs the demo
+#   make test   runs every test (Rust, interop with the reference SDS, C under sanitizers and
+#               valgrind, Go, Nim, install + pkg-config)
 CARGO ?= cargo
 NPM ?= npm
+CC ?= cc
+PREFIX ?= /usr/local
 
-.PHONY: all build test test-rust interop-deps bench demo clean
+LIBDIR := $(CURDIR)/target/release
+BUILD := $(CURDIR)/build
+SONAME := libreliable_channel.so.0
+CFLAGS_STRICT := -std=c11 -Wall -Wextra -Werror -I$(CURDIR)/include
+LDLIBS_RC := -L$(LIBDIR) -lreliable_channel -Wl,-rpath,$(LIBDIR) -lpthread -ldl -lm
 
-all: build
+.PHONY: all lib header examples demo demo-rust test test-rust test-c test-go test-nim test-install \
+        interop-deps bench install uninstall clean
 
-build:
-	$(CARGO) build --release
+all: lib
+
+# The shared (with SONAME) and static libraries, release build.
+lib:
+	$(CARGO) build --release --lib
+	@ln -sf libreliable_channel.so $(LIBDIR)/$(SONAME)
+
+# Regenerates include/reliable_channel.h (tests/header.rs fails when it is stale).
+header:
+	RC_UPDATE_HEADER=1 $(CARGO) test --test header
+
+examples: lib
+	@mkdir -p $(BUILD)/examples
+	@set -e; for ex in examples-c/*.c; do \
+		name=$$(basename $$ex .c); \
+		echo "CC $$ex"; \
+		$(CC) $(CFLAGS_STRICT) -O2 -o $(BUILD)/examples/$$name $$ex $(LDLIBS_RC); \
+	done
+
+# The demo: the C chat example when present, else the Rust demo.
+demo:
+	@if [ -f examples-c/chat.c ]; then $(MAKE) --no-print-directory examples && $(BUILD)/examples/chat; \
+	else $(MAKE) --no-print-directory demo-rust; fi
+
+demo-rust:
+	$(CARGO) run --release --example demo
 
 # Node packages of the reference SDS (@waku/sds) used by the interop tests.
 interop-deps:
 	@if [ -f tests/interop/package.json ] && [ ! -d tests/interop/node_modules/@waku/sds ]; then \
 		$(NPM) ci --prefix tests/interop --no-audit --no-fund; fi
 
-test-rust: interop-deps
-	$(CARGO) test
+test: test-rust test-c test-go test-nim test-install
 
-test: test-rust
+test-rust: interop-deps
+	$(CARGO) test --release
+
+test-c: lib
+	@if [ -x tests/c/run.sh ]; then CC=$(CC) LIBDIR=$(LIBDIR) tests/c/run.sh; else echo "test-c: no C tests yet"; fi
+
+test-go: lib
+	@if [ -x bindings/go/run_tests.sh ]; then LIBDIR=$(LIBDIR) bindings/go/run_tests.sh; else echo "test-go: no Go binding yet"; fi
+
+test-nim: lib
+	@if [ -x bindings/nim/run_tests.sh ]; then LIBDIR=$(LIBDIR) bindings/nim/run_tests.sh; else echo "test-nim: no Nim binding yet"; fi
+
+test-install: lib
+	@if [ -x tests/install/run.sh ]; then tests/install/run.sh; else echo "test-install: not yet"; fi
 
 bench:
 	$(CARGO) bench --bench sds_engine
+	@if [ -f benches/e2e.rs ]; then $(CARGO) bench --bench e2e; fi
 
-demo:
-	@echo "the demo arrives with the channel layer"
+install: lib
+	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -m 0755 $(LIBDIR)/libreliable_channel.so $(DESTDIR)$(PREFIX)/lib/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(PREFIX)/lib/libreliable_channel.so
+	install -m 0644 $(LIBDIR)/libreliable_channel.a $(DESTDIR)$(PREFIX)/lib/libreliable_channel.a
+	install -m 0644 include/reliable_channel.h $(DESTDIR)$(PREFIX)/include/reliable_channel.h
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)|g' \
+		reliable_channel.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/reliable_channel.pc
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/lib/$(SONAME) $(DESTDIR)$(PREFIX)/lib/libreliable_channel.so \
+		$(DESTDIR)$(PREFIX)/lib/libreliable_channel.a $(DESTDIR)$(PREFIX)/include/reliable_channel.h \
+		$(DESTDIR)$(PREFIX)/lib/pkgconfig/reliable_channel.pc
 
 clean:
 	$(CARGO) clean
+	rm -rf $(BUILD)

@@ -4,6 +4,7 @@
 //! [`ratelimit`], [`channel`] (the sans-I/O pipeline), [`messaging`] (transports).
 pub mod channel;
 mod error;
+pub mod ffi;
 pub mod messaging;
 pub mod ratelimit;
 pub mod runtime;

@@ -8,6 +8,7 @@
 //! Implementations: `memory` (the embedded in-process network, the default) and the host
 //! transport (the application moves messages through its own Waku node).
 
+pub mod host;
 pub mod memory;
 
 use std::sync::Arc;

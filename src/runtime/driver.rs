@@ -17,6 +17,7 @@ use super::manager::{ChannelHandle, Shared};
 use super::Clock;
 use crate::channel::{Channel, ChannelAction, ChannelEvent, ChannelStats, Encryption, TransportConfig};
 use crate::error::Error;
+use crate::messaging::host::{HostBridge, HostTransport};
 use crate::messaging::memory::MemoryTransport;
 use crate::messaging::{DispatchId, Transport, TransportEvent, TransportSink};
 use crate::sds::FastMap;
@@ -32,12 +33,16 @@ pub(crate) enum Command {
     Shutdown,
 }
 
-/// Creates the configured transport, wired to the runtime's command queue.
-pub(crate) fn make_transport(cfg: &TransportConfig, shared: &Arc<Shared>) -> Result<Box<dyn Transport>, Error> {
+/// Creates the configured transport, wired to the runtime's command queue; for the host
+/// transport also the bridge through which the host reports.
+pub(crate) fn make_transport(cfg: &TransportConfig, shared: &Arc<Shared>) -> Result<(Box<dyn Transport>, Option<Arc<HostBridge>>), Error> {
     let sink = transport_sink(shared);
     match cfg {
-        TransportConfig::Memory(m) => Ok(Box::new(MemoryTransport::new(m.clone(), sink).map_err(Error::Config)?)),
-        TransportConfig::Host { .. } => Err(Error::Config("transport.kind: \"host\" is available through the C ABI".into())),
+        TransportConfig::Memory(m) => Ok((Box::new(MemoryTransport::new(m.clone(), sink).map_err(Error::Config)?), None)),
+        TransportConfig::Host { pubsub_topic } => {
+            let bridge = HostBridge::new(sink, pubsub_topic.clone());
+            Ok((Box::new(HostTransport::new(bridge.clone())), Some(bridge)))
+        }
     }
 }
 

@@ -12,6 +12,9 @@ use super::driver::{self, Command};
 use crate::channel::{ChannelConfig, ChannelEvent, ChannelStats, Encryption, ManagerConfig};
 use crate::channel::config::MAX_NAME_BYTES;
 use crate::error::Error;
+use crate::messaging::host::{HostBridge, HostSender};
+use crate::messaging::{DispatchId, MessageHash};
+use crate::wire::WakuMessage;
 use crate::sds::FastMap;
 use crate::segmentation::{chunk_count, MAX_PAYLOAD_BYTES};
 
@@ -125,6 +128,7 @@ pub struct Manager {
     config: ManagerConfig,
     runtime: Option<JoinHandle<()>>,
     dispatcher: Option<JoinHandle<()>>,
+    host: Option<Arc<HostBridge>>,
 }
 
 impl Manager {
@@ -140,7 +144,7 @@ impl Manager {
             runtime_thread: Mutex::new(None),
             dispatcher_thread: Mutex::new(None),
         });
-        let transport = driver::make_transport(&config.transport, &shared)?;
+        let (transport, host) = driver::make_transport(&config.transport, &shared)?;
         let s = shared.clone();
         let runtime = std::thread::Builder::new()
             .name("rc-runtime".into())
@@ -151,7 +155,7 @@ impl Manager {
             .name("rc-events".into())
             .spawn(move || dispatcher::run(s, ev_rx))
             .map_err(|e| Error::Storage(format!("cannot spawn the event thread: {e}")))?;
-        Ok(Manager { shared, config, runtime: Some(runtime), dispatcher: Some(dispatcher) })
+        Ok(Manager { shared, config, runtime: Some(runtime), dispatcher: Some(dispatcher), host })
     }
 
     /// Starts a manager from the JSON configuration (`None` = defaults).
@@ -291,6 +295,37 @@ impl Manager {
         }
         *self.shared.handler.write() = None;
         self.shared.registry.lock().clear();
+        if let Some(h) = &self.host {
+            h.set_sender(None);
+        }
+        Ok(())
+    }
+
+    fn host(&self) -> Result<&Arc<HostBridge>, Error> {
+        if self.shared.stopped.load(Ordering::Acquire) {
+            return Err(Error::Stopped);
+        }
+        self.host.as_ref().ok_or_else(|| Error::Transport("the manager's transport is not \"host\"".into()))
+    }
+
+    /// Host transport: installs (or removes) the host's publish hook. Returns the previous one.
+    pub fn set_host_sender(&self, sender: Option<Arc<dyn HostSender>>) -> Result<Option<Arc<dyn HostSender>>, Error> {
+        Ok(self.host()?.set_sender(sender))
+    }
+
+    /// Host transport: dispatch `id` was published (with its message hash when known).
+    pub fn transport_sent(&self, id: DispatchId, message_hash: Option<MessageHash>) -> Result<(), Error> {
+        self.host()?.sent(id, message_hash).map_err(|e| Error::Transport(e.to_string()))
+    }
+
+    /// Host transport: dispatch `id` failed.
+    pub fn transport_failed(&self, id: DispatchId, error: &str) -> Result<(), Error> {
+        self.host()?.failed(id, error.to_owned()).map_err(|e| Error::Transport(e.to_string()))
+    }
+
+    /// Host transport: a message the host's node received.
+    pub fn transport_receive(&self, message: WakuMessage, message_hash: Option<MessageHash>) -> Result<(), Error> {
+        self.host()?.receive(message, message_hash);
         Ok(())
     }
 

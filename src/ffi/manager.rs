@@ -1,0 +1,256 @@
+//! Lifecycle, channels, sending, events and statistics.
+
+use std::ffi::{c_char, c_void, CString};
+use std::sync::Arc;
+
+use crate::channel::ChannelEvent;
+use super::status::rc_status;
+use crate::{Error, Event, Manager};
+
+/// `rc_send` flag: the message is ephemeral (not retransmitted, not acknowledged, may be dropped
+/// when the rate limit is nearly exhausted).
+pub const RC_SEND_EPHEMERAL: u32 = 1;
+/// Length of a RequestId (20 lowercase hex characters), without the NUL.
+pub const RC_REQUEST_ID_LEN: usize = 20;
+
+/// An opaque manager handle from `rc_manager_new`, released with `rc_manager_free`.
+pub struct rc_manager {
+    pub(crate) inner: Manager,
+}
+
+/// The kind of an event.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum rc_event_kind {
+    /// `reliable:message:received`: a whole message, reassembled, exactly once, in causal order.
+    RC_EVENT_MESSAGE_RECEIVED = 1,
+    /// `reliable:message:sent`: every chunk was accepted by the messaging layer.
+    RC_EVENT_MESSAGE_SENT = 2,
+    /// Every chunk was acknowledged end to end (final).
+    RC_EVENT_MESSAGE_DELIVERED = 3,
+    /// `reliable:message:send-error`: the send failed (final); `error` says which chunk and why.
+    RC_EVENT_SEND_ERROR = 4,
+    /// An incoming message can no longer be completed; `error` says why.
+    RC_EVENT_MESSAGE_LOST = 5,
+}
+
+/// An event, borrowed for the duration of the callback: copy what you keep.
+#[repr(C)]
+pub struct rc_event {
+    pub kind: rc_event_kind,
+    pub channel_id: *const c_char,
+    /// RECEIVED: the remote sender's request id; SENT/DELIVERED/SEND_ERROR: ours; LOST: the
+    /// lost message's request id when known, else NULL.
+    pub request_id: *const c_char,
+    /// RECEIVED: the remote participant; otherwise our own sender id.
+    pub sender_id: *const c_char,
+    pub content_topic: *const c_char,
+    /// RECEIVED only (else NULL / 0).
+    pub payload: *const u8,
+    pub payload_len: usize,
+    /// SEND_ERROR and MESSAGE_LOST: the reason; otherwise NULL.
+    pub error: *const c_char,
+}
+
+/// Event callback. Runs on the library's event thread; events of one channel arrive in order.
+pub type rc_event_fn = Option<unsafe extern "C" fn(event: *const rc_event, user_data: *mut c_void)>;
+
+pub(crate) fn manager<'a>(mgr: *const rc_manager) -> Result<&'a Manager, Error> {
+    // SAFETY: a non-NULL handle comes from rc_manager_new and is live until rc_manager_free.
+    match unsafe { mgr.as_ref() } {
+        Some(m) => Ok(&m.inner),
+        None => Err(Error::InvalidArgument("mgr is NULL".into())),
+    }
+}
+
+fn opt_str<'a>(p: *const c_char, name: &str) -> Result<Option<&'a str>, Error> {
+    if p.is_null() {
+        Ok(None)
+    } else {
+        super::status::str_arg(p, name).map(Some)
+    }
+}
+
+fn cstring(s: &str) -> CString {
+    CString::new(s.replace('\0', "")).unwrap_or_default()
+}
+
+/// Creates a manager from a JSON configuration (NULL = defaults; unknown keys are refused
+/// with `RC_ERR_CONFIG` naming the key) and starts its runtime and event threads.
+/// On success `*out` receives the handle, owned by the caller until `rc_manager_free`.
+#[no_mangle]
+pub unsafe extern "C" fn rc_manager_new(config_json: *const c_char, out: *mut *mut rc_manager) -> rc_status {
+    ffi_boundary!({
+        if out.is_null() {
+            return Err(Error::InvalidArgument("out is NULL".into()));
+        }
+        let json = opt_str(config_json, "config_json")?;
+        let m = Manager::from_json(json)?;
+        let b = Box::into_raw(Box::new(rc_manager { inner: m }));
+        // SAFETY: checked non-NULL above; written only on success.
+        unsafe { *out = b };
+        Ok(())
+    })
+}
+
+/// Drains submitted work, stops the transport, delivers the events already produced, joins
+/// every thread and frees the handle; no callback runs after it returns and every
+/// `free_user_data` has run exactly once. NULL is fine (`RC_OK`). From inside a library
+/// callback: `RC_ERR_REENTRANT`, and the handle stays valid and working.
+/// Must be the last call on the handle.
+#[no_mangle]
+pub unsafe extern "C" fn rc_manager_free(mgr: *mut rc_manager) -> rc_status {
+    ffi_boundary!({
+        if mgr.is_null() {
+            return Ok(());
+        }
+        // SAFETY: non-NULL handle from rc_manager_new, not yet freed (the caller's contract).
+        let m = unsafe { &mut *mgr };
+        m.inner.shutdown()?;
+        // SAFETY: shut down and not in a callback: no library thread references it any more.
+        drop(unsafe { Box::from_raw(mgr) });
+        Ok(())
+    })
+}
+
+/// Sets the event callback (`fn` NULL removes it). `user_data` is passed back unchanged; the
+/// library does not own it. A callback being replaced may finish its current call.
+#[no_mangle]
+pub unsafe extern "C" fn rc_set_event_callback(mgr: *mut rc_manager, callback: rc_event_fn, user_data: *mut c_void) -> rc_status {
+    ffi_boundary!({
+        let m = manager(mgr)?;
+        let handler = callback.map(|f| {
+            let ud = UserData(user_data);
+            Arc::new(move |e: &Event<'_>| deliver(f, &ud, e)) as crate::EventHandler
+        });
+        m.set_event_handler(handler)
+    })
+}
+
+/// A user-data pointer handed back to C callbacks; thread-safety is the host's contract.
+struct UserData(*mut c_void);
+// SAFETY: the C contract requires callbacks and their user data to be usable from any thread.
+unsafe impl Send for UserData {}
+unsafe impl Sync for UserData {}
+
+fn deliver(f: unsafe extern "C" fn(*const rc_event, *mut c_void), ud: &UserData, e: &Event<'_>) {
+    let channel_id = cstring(e.channel_id);
+    let topic = cstring(e.content_topic);
+    let local = cstring(e.local_sender_id);
+    let (kind, request, sender, payload, error): (rc_event_kind, Option<CString>, CString, &[u8], Option<CString>) = match e.event {
+        ChannelEvent::Received { request_id, sender_id, payload } => {
+            (rc_event_kind::RC_EVENT_MESSAGE_RECEIVED, Some(cstring(request_id)), cstring(sender_id), payload, None)
+        }
+        ChannelEvent::Sent { request_id } => (rc_event_kind::RC_EVENT_MESSAGE_SENT, Some(cstring(request_id)), local, &[], None),
+        ChannelEvent::Delivered { request_id } => (rc_event_kind::RC_EVENT_MESSAGE_DELIVERED, Some(cstring(request_id)), local, &[], None),
+        ChannelEvent::SendError { request_id, error } => {
+            (rc_event_kind::RC_EVENT_SEND_ERROR, Some(cstring(request_id)), local, &[], Some(cstring(error)))
+        }
+        ChannelEvent::Lost { request_id, sender_id, error } => {
+            let err = match sender_id {
+                Some(s) => format!("{error} (from {s})"),
+                None => error.clone(),
+            };
+            (rc_event_kind::RC_EVENT_MESSAGE_LOST, request_id.as_deref().map(cstring), local, &[], Some(cstring(&err)))
+        }
+    };
+    let ev = rc_event {
+        kind,
+        channel_id: channel_id.as_ptr(),
+        request_id: request.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()),
+        sender_id: sender.as_ptr(),
+        content_topic: topic.as_ptr(),
+        payload: if payload.is_empty() { std::ptr::null() } else { payload.as_ptr() },
+        payload_len: payload.len(),
+        error: error.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()),
+    };
+    // SAFETY: the callback receives pointers valid for the duration of the call.
+    unsafe { f(&ev, ud.0) };
+}
+
+/// Opens a channel on `content_topic` with our `sender_id`. `channel_config_json` (NULL =
+/// `channelDefaults`) overrides the defaults key by key. Callable from callbacks.
+#[no_mangle]
+pub unsafe extern "C" fn rc_open_channel(mgr: *mut rc_manager, channel_id: *const c_char, content_topic: *const c_char, sender_id: *const c_char, channel_config_json: *const c_char) -> rc_status {
+    ffi_boundary!({
+        let m = manager(mgr)?;
+        let id = c_str!(channel_id, "channel_id");
+        let topic = c_str!(content_topic, "content_topic");
+        let sender = c_str!(sender_id, "sender_id");
+        let cfg = opt_str(channel_config_json, "channel_config_json")?;
+        m.open_channel(id, topic, sender, cfg)
+    })
+}
+
+/// Closes a channel and releases its state. No event of the channel is delivered after it
+/// returns (from inside the event callback: after the current callback). Callable from callbacks.
+#[no_mangle]
+pub unsafe extern "C" fn rc_close_channel(mgr: *mut rc_manager, channel_id: *const c_char) -> rc_status {
+    ffi_boundary!({
+        let m = manager(mgr)?;
+        m.close_channel(c_str!(channel_id, "channel_id"))
+    })
+}
+
+/// Sends `payload` (copied before returning) on a channel. Validates (unknown channel, empty,
+/// over 1 MiB, queue full) and returns at once; the pipeline runs on the runtime thread. On
+/// success writes the RequestId (20 hex chars + NUL) to `request_id_out`. `flags`:
+/// `RC_SEND_EPHEMERAL` or 0. Callable from callbacks.
+#[no_mangle]
+pub unsafe extern "C" fn rc_send(mgr: *mut rc_manager, channel_id: *const c_char, payload: *const u8, payload_len: usize, flags: u32, request_id_out: *mut c_char) -> rc_status {
+    ffi_boundary!({
+        let m = manager(mgr)?;
+        let id = c_str!(channel_id, "channel_id");
+        if request_id_out.is_null() {
+            return Err(Error::InvalidArgument("request_id_out is NULL".into()));
+        }
+        if flags & !RC_SEND_EPHEMERAL != 0 {
+            return Err(Error::InvalidArgument(format!("unknown flags 0x{:x}", flags & !RC_SEND_EPHEMERAL)));
+        }
+        let data: &[u8] = if payload_len == 0 {
+            &[]
+        } else if payload.is_null() {
+            return Err(Error::InvalidArgument("payload is NULL with a non-zero length".into()));
+        } else {
+            // SAFETY: the caller passes payload_len readable bytes.
+            unsafe { std::slice::from_raw_parts(payload, payload_len) }
+        };
+        let rid = m.send(id, data, flags & RC_SEND_EPHEMERAL != 0)?;
+        debug_assert_eq!(rid.len(), RC_REQUEST_ID_LEN);
+        // SAFETY: the caller provides RC_REQUEST_ID_LEN + 1 writable bytes.
+        unsafe {
+            std::ptr::copy_nonoverlapping(rid.as_ptr(), request_id_out.cast::<u8>(), RC_REQUEST_ID_LEN);
+            *request_id_out.add(RC_REQUEST_ID_LEN) = 0;
+        }
+        Ok(())
+    })
+}
+
+/// The counters of a channel as a JSON object; `*json_out` receives a string to release with
+/// `rc_string_free`. Not callable from the encryption or transport callbacks (`RC_ERR_REENTRANT`).
+#[no_mangle]
+pub unsafe extern "C" fn rc_channel_stats_json(mgr: *mut rc_manager, channel_id: *const c_char, json_out: *mut *mut c_char) -> rc_status {
+    ffi_boundary!({
+        let m = manager(mgr)?;
+        let id = c_str!(channel_id, "channel_id");
+        if json_out.is_null() {
+            return Err(Error::InvalidArgument("json_out is NULL".into()));
+        }
+        let stats = m.channel_stats(id)?;
+        let json = serde_json::to_string(&stats).map_err(|e| Error::Storage(e.to_string()))?;
+        // SAFETY: checked non-NULL; written only on success.
+        unsafe { *json_out = cstring(&json).into_raw() };
+        Ok(())
+    })
+}
+
+/// Frees a string returned by the library (`rc_channel_stats_json`). NULL is fine.
+#[no_mangle]
+pub unsafe extern "C" fn rc_string_free(s: *mut c_char) {
+    if !s.is_null() {
+        let _ = std::panic::catch_unwind(|| {
+            // SAFETY: `s` came from CString::into_raw in this library (the caller's contract).
+            drop(unsafe { CString::from_raw(s) });
+        });
+    }
+}

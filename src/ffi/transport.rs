@@ -1,0 +1,167 @@
+//! The host transport across the boundary (`transport.kind = "host"`).
+
+use std::ffi::{c_char, c_int, c_void, CString};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::crypto::rc_free_fn;
+use super::manager::{manager, rc_manager};
+use crate::messaging::host::HostSender;
+use crate::messaging::{DispatchId, MessageHash};
+use crate::wire::WakuMessage;
+use super::status::rc_status;
+use crate::Error;
+
+/// A WakuMessage as exchanged with the host, borrowed for the duration of the call.
+#[repr(C)]
+pub struct rc_waku_message {
+    /// NUL-terminated content topic.
+    pub content_topic: *const c_char,
+    pub payload: *const u8,
+    pub payload_len: usize,
+    /// The reliable-channel marker `RELIABLE-CHANNEL-API/1`; publish it as the message's `meta`.
+    pub meta: *const u8,
+    pub meta_len: usize,
+    /// Unix time in nanoseconds.
+    pub timestamp_ns: i64,
+    pub ephemeral: bool,
+}
+
+/// The host's publish callback: publish `msg` through the host's Waku node and later report
+/// `rc_transport_sent` / `rc_transport_failed` with `dispatch_id` (possibly from inside this
+/// call). A non-zero return fails the dispatch at once. Runs on the runtime thread.
+pub type rc_transport_send_fn = Option<unsafe extern "C" fn(user_data: *mut c_void, dispatch_id: u64, msg: *const rc_waku_message) -> c_int>;
+
+struct CSender {
+    send: unsafe extern "C" fn(*mut c_void, u64, *const rc_waku_message) -> c_int,
+    user_data: *mut c_void,
+    free: rc_free_fn,
+    armed: AtomicBool,
+}
+
+// SAFETY: the C contract requires the callback and its user data to be thread-safe.
+unsafe impl Send for CSender {}
+unsafe impl Sync for CSender {}
+
+impl Drop for CSender {
+    fn drop(&mut self) {
+        if let (true, Some(f)) = (self.armed.load(Ordering::Acquire), self.free) {
+            // SAFETY: the host's finalizer for this user data, called exactly once.
+            unsafe { f(self.user_data) };
+        }
+    }
+}
+
+impl HostSender for CSender {
+    fn send(&self, dispatch_id: DispatchId, m: &WakuMessage) -> Result<(), String> {
+        let topic = CString::new(m.content_topic.as_str()).map_err(|_| "content topic contains NUL".to_string())?;
+        let meta = m.meta.as_deref().unwrap_or(&[]);
+        let msg = rc_waku_message {
+            content_topic: topic.as_ptr(),
+            payload: m.payload.as_ptr(),
+            payload_len: m.payload.len(),
+            meta: meta.as_ptr(),
+            meta_len: meta.len(),
+            timestamp_ns: m.timestamp.unwrap_or(0),
+            ephemeral: m.ephemeral.unwrap_or(false),
+        };
+        // SAFETY: pointers valid for the call; the callback follows the C contract.
+        let rc = unsafe { (self.send)(self.user_data, dispatch_id, &msg) };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(format!("host send callback returned {rc}"))
+        }
+    }
+}
+
+/// Installs the host's publish callback (`send` NULL removes it). `free_user_data` (may be
+/// NULL) runs once the library no longer uses `user_data`. `RC_ERR_TRANSPORT` unless the
+/// manager was created with `transport.kind = "host"`.
+#[no_mangle]
+pub unsafe extern "C" fn rc_set_transport(mgr: *mut rc_manager, send: rc_transport_send_fn, user_data: *mut c_void, free_user_data: rc_free_fn) -> rc_status {
+    ffi_boundary!({
+        let m = manager(mgr)?;
+        let sender = send.map(|f| Arc::new(CSender { send: f, user_data, free: free_user_data, armed: AtomicBool::new(false) }));
+        let previous = m.set_host_sender(sender.clone().map(|s| s as Arc<dyn HostSender>))?;
+        if let Some(s) = &sender {
+            s.armed.store(true, Ordering::Release);
+        }
+        drop(previous);
+        Ok(())
+    })
+}
+
+fn parse_hash(p: *const c_char) -> Result<Option<MessageHash>, Error> {
+    if p.is_null() {
+        return Ok(None);
+    }
+    let s = super::status::str_arg(p, "message_hash")?;
+    let h = s.strip_prefix("0x").unwrap_or(s);
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(h, &mut out).map_err(|_| Error::InvalidArgument("message_hash must be 32 bytes of hex (0x-prefixed or not)".into()))?;
+    Ok(Some(out))
+}
+
+/// Reports that dispatch `dispatch_id` was published; `message_hash` ("0x" + 64 hex, or NULL)
+/// becomes the SDS retrieval hint. `RC_ERR_TRANSPORT` for an unknown or repeated id.
+/// Callable from any thread, including from inside the send callback.
+#[no_mangle]
+pub unsafe extern "C" fn rc_transport_sent(mgr: *mut rc_manager, dispatch_id: u64, message_hash: *const c_char) -> rc_status {
+    ffi_boundary!({
+        let m = manager(mgr)?;
+        let hash = parse_hash(message_hash)?;
+        m.transport_sent(dispatch_id, hash)
+    })
+}
+
+/// Reports that dispatch `dispatch_id` could not be published (`error` may be NULL).
+/// `RC_ERR_TRANSPORT` for an unknown or repeated id.
+#[no_mangle]
+pub unsafe extern "C" fn rc_transport_failed(mgr: *mut rc_manager, dispatch_id: u64, error: *const c_char) -> rc_status {
+    ffi_boundary!({
+        let m = manager(mgr)?;
+        let err = if error.is_null() { "transport failed" } else { c_str!(error, "error") };
+        m.transport_failed(dispatch_id, err)
+    })
+}
+
+/// Hands the library a WakuMessage the host's node received (copied before returning);
+/// foreign traffic is filtered by the library. `message_hash` (or NULL: computed) becomes
+/// the SDS retrieval hint.
+#[no_mangle]
+pub unsafe extern "C" fn rc_transport_receive(mgr: *mut rc_manager, msg: *const rc_waku_message, message_hash: *const c_char) -> rc_status {
+    ffi_boundary!({
+        let m = manager(mgr)?;
+        let w = non_null!(msg, "msg");
+        let topic = c_str!(w.content_topic, "msg->content_topic");
+        let bytes = |p: *const u8, len: usize, name: &str| -> Result<Bytes, Error> {
+            if len == 0 {
+                Ok(Bytes::new())
+            } else if p.is_null() {
+                Err(Error::InvalidArgument(format!("{name} is NULL with a non-zero length")))
+            } else if len > crate::wire::MAX_WAKU_MESSAGE_BYTES {
+                Err(Error::InvalidArgument(format!("{name} of {len} bytes exceeds the WakuMessage limit")))
+            } else {
+                // SAFETY: the caller passes `len` readable bytes.
+                Ok(Bytes::copy_from_slice(unsafe { std::slice::from_raw_parts(p, len) }))
+            }
+        };
+        let payload = bytes(w.payload, w.payload_len, "msg->payload")?;
+        let meta = bytes(w.meta, w.meta_len, "msg->meta")?;
+        let hash = parse_hash(message_hash)?;
+        let message = WakuMessage {
+            payload,
+            content_topic: topic.to_owned(),
+            version: Some(0),
+            timestamp: Some(w.timestamp_ns),
+            meta: (!meta.is_empty()).then_some(meta),
+            rate_limit_proof: None,
+            ephemeral: w.ephemeral.then_some(true),
+        };
+        m.transport_receive(message, hash)
+    })
+}
+
