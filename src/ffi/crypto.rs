@@ -50,30 +50,42 @@ pub unsafe extern "C" fn rc_buffer_append(out: *mut rc_buffer, data: *const u8, 
     })
 }
 
-/// A C encrypt/decrypt pair; dropping it runs the finalizer once.
-struct CEncryption {
-    encrypt: unsafe extern "C" fn(*mut c_void, *const c_char, *const u8, usize, *mut rc_buffer) -> c_int,
-    decrypt: unsafe extern "C" fn(*mut c_void, *const c_char, *const u8, usize, *mut rc_buffer) -> c_int,
-    user_data: *mut c_void,
+/// A host's user-data pointer and its finalizer. The finalizer runs exactly once, when the last
+/// owner drops, and only if the library took ownership ([`Self::arm`]): a failed setter call
+/// leaves the pointer with the caller.
+pub(crate) struct UserData {
+    pub ptr: *mut c_void,
     free: rc_free_fn,
-    /// Set once the library has taken ownership; an unarmed hook never runs the finalizer.
     armed: AtomicBool,
 }
 
-// SAFETY: the C contract requires the callbacks and their user data to be thread-safe.
-unsafe impl Send for CEncryption {}
-unsafe impl Sync for CEncryption {}
+// SAFETY: the C contract requires callbacks and their user data to be usable from any thread.
+unsafe impl Send for UserData {}
+unsafe impl Sync for UserData {}
 
-impl Drop for CEncryption {
+impl UserData {
+    pub fn new(ptr: *mut c_void, free: rc_free_fn) -> Self {
+        UserData { ptr, free, armed: AtomicBool::new(false) }
+    }
+    pub fn arm(&self) {
+        self.armed.store(true, Ordering::Release);
+    }
+}
+
+impl Drop for UserData {
     fn drop(&mut self) {
-        if !self.armed.load(Ordering::Acquire) {
-            return;
-        }
-        if let Some(f) = self.free {
-            // SAFETY: the finalizer the host gave for this user data; called exactly once.
-            unsafe { f(self.user_data) };
+        if let (true, Some(f)) = (self.armed.load(Ordering::Acquire), self.free) {
+            // SAFETY: the finalizer the host gave for this pointer; runs once, after the last use.
+            unsafe { f(self.ptr) };
         }
     }
+}
+
+/// A C encrypt/decrypt pair.
+struct CEncryption {
+    encrypt: unsafe extern "C" fn(*mut c_void, *const c_char, *const u8, usize, *mut rc_buffer) -> c_int,
+    decrypt: unsafe extern "C" fn(*mut c_void, *const c_char, *const u8, usize, *mut rc_buffer) -> c_int,
+    user_data: UserData,
 }
 
 impl CEncryption {
@@ -87,7 +99,7 @@ impl CEncryption {
         let cid = CString::new(channel_id).map_err(|_| CryptoError("channel id contains NUL".into()))?;
         let mut out = rc_buffer { data: Vec::with_capacity(input.len() + 64) };
         // SAFETY: all pointers are valid for the call; the callback follows the C contract.
-        let rc = unsafe { f(self.user_data, cid.as_ptr(), input.as_ptr(), input.len(), &mut out) };
+        let rc = unsafe { f(self.user_data.ptr, cid.as_ptr(), input.as_ptr(), input.len(), &mut out) };
         if rc == 0 {
             Ok(out.data)
         } else {
@@ -116,14 +128,14 @@ pub unsafe extern "C" fn rc_set_encryption(mgr: *mut rc_manager, channel_id: *co
         let m = manager(mgr)?;
         let channel = if channel_id.is_null() { None } else { Some(c_str!(channel_id, "channel_id")) };
         let hook = match (encrypt, decrypt) {
-            (Some(e), Some(d)) => Some(Arc::new(CEncryption { encrypt: e, decrypt: d, user_data, free: free_user_data, armed: AtomicBool::new(false) })),
+            (Some(e), Some(d)) => Some(Arc::new(CEncryption { encrypt: e, decrypt: d, user_data: UserData::new(user_data, free_user_data) })),
             (None, None) => None,
             _ => return Err(Error::InvalidArgument("encrypt and decrypt must both be set or both be NULL".into())),
         };
         m.set_encryption(channel, hook.clone().map(|h| h as Arc<dyn Encryption>))?;
         // Taken: arm the finalizer while we still hold a reference, so the last drop runs it.
         if let Some(h) = &hook {
-            h.armed.store(true, Ordering::Release);
+            h.user_data.arm();
         }
         Ok(())
     })

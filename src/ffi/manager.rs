@@ -120,20 +120,16 @@ pub unsafe extern "C" fn rc_set_event_callback(mgr: *mut rc_manager, callback: r
     ffi_boundary!({
         let m = manager(mgr)?;
         let handler = callback.map(|f| {
-            let ud = UserData(user_data);
+            // Not owned (the event callback has no finalizer): never armed.
+            let ud = super::crypto::UserData::new(user_data, None);
             Arc::new(move |e: &Event<'_>| deliver(f, &ud, e)) as crate::EventHandler
         });
         m.set_event_handler(handler)
     })
 }
 
-/// A user-data pointer handed back to C callbacks; thread-safety is the host's contract.
-struct UserData(*mut c_void);
-// SAFETY: the C contract requires callbacks and their user data to be usable from any thread.
-unsafe impl Send for UserData {}
-unsafe impl Sync for UserData {}
 
-fn deliver(f: unsafe extern "C" fn(*const rc_event, *mut c_void), ud: &UserData, e: &Event<'_>) {
+fn deliver(f: unsafe extern "C" fn(*const rc_event, *mut c_void), ud: &super::crypto::UserData, e: &Event<'_>) {
     let channel_id = cstring(e.channel_id);
     let topic = cstring(e.content_topic);
     let local = cstring(e.local_sender_id);
@@ -165,7 +161,7 @@ fn deliver(f: unsafe extern "C" fn(*const rc_event, *mut c_void), ud: &UserData,
         error: error.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()),
     };
     // SAFETY: the callback receives pointers valid for the duration of the call.
-    unsafe { f(&ev, ud.0) };
+    unsafe { f(&ev, ud.ptr) };
 }
 
 /// Opens a channel on `content_topic` with our `sender_id`. `channel_config_json` (NULL =

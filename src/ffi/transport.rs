@@ -1,12 +1,11 @@
 //! The host transport across the boundary (`transport.kind = "host"`).
 
 use std::ffi::{c_char, c_int, c_void, CString};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::crypto::rc_free_fn;
+use super::crypto::{rc_free_fn, UserData as OwnedUserData};
 use super::manager::{manager, rc_manager};
 use crate::messaging::host::HostSender;
 use crate::messaging::{DispatchId, MessageHash};
@@ -36,22 +35,7 @@ pub type rc_transport_send_fn = Option<unsafe extern "C" fn(user_data: *mut c_vo
 
 struct CSender {
     send: unsafe extern "C" fn(*mut c_void, u64, *const rc_waku_message) -> c_int,
-    user_data: *mut c_void,
-    free: rc_free_fn,
-    armed: AtomicBool,
-}
-
-// SAFETY: the C contract requires the callback and its user data to be thread-safe.
-unsafe impl Send for CSender {}
-unsafe impl Sync for CSender {}
-
-impl Drop for CSender {
-    fn drop(&mut self) {
-        if let (true, Some(f)) = (self.armed.load(Ordering::Acquire), self.free) {
-            // SAFETY: the host's finalizer for this user data, called exactly once.
-            unsafe { f(self.user_data) };
-        }
-    }
+    user_data: OwnedUserData,
 }
 
 impl HostSender for CSender {
@@ -68,7 +52,7 @@ impl HostSender for CSender {
             ephemeral: m.ephemeral.unwrap_or(false),
         };
         // SAFETY: pointers valid for the call; the callback follows the C contract.
-        let rc = unsafe { (self.send)(self.user_data, dispatch_id, &msg) };
+        let rc = unsafe { (self.send)(self.user_data.ptr, dispatch_id, &msg) };
         if rc == 0 {
             Ok(())
         } else {
@@ -84,10 +68,10 @@ impl HostSender for CSender {
 pub unsafe extern "C" fn rc_set_transport(mgr: *mut rc_manager, send: rc_transport_send_fn, user_data: *mut c_void, free_user_data: rc_free_fn) -> rc_status {
     ffi_boundary!({
         let m = manager(mgr)?;
-        let sender = send.map(|f| Arc::new(CSender { send: f, user_data, free: free_user_data, armed: AtomicBool::new(false) }));
+        let sender = send.map(|f| Arc::new(CSender { send: f, user_data: OwnedUserData::new(user_data, free_user_data) }));
         let previous = m.set_host_sender(sender.clone().map(|s| s as Arc<dyn HostSender>))?;
         if let Some(s) = &sender {
-            s.armed.store(true, Ordering::Release);
+            s.user_data.arm();
         }
         drop(previous);
         Ok(())
