@@ -1,0 +1,3 @@
+module logos.co/reliablechannel
+
+go 1.19

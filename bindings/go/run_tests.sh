@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Runs the Go binding's checks against the library in $LIBDIR (default: target/release of this
+# repository; `make lib` first): go vet, then go test -race with GODEBUG=cgocheck=2 (every
+# pointer passed to C checked), offline.
+# Without go: says so and skips (exit 0), except under CI (CI=true), where it fails.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+LIBDIR="${LIBDIR:-$root/target/release}"
+
+if ! command -v go >/dev/null 2>&1; then
+  if [ "${CI:-}" = "true" ]; then
+    echo "test-go: FAIL: go is not installed (CI=true; apt-get install golang-go)" >&2
+    exit 1
+  fi
+  echo "######################################################################" >&2
+  echo "## test-go: SKIPPED: go is not installed (apt-get install golang-go) ##" >&2
+  echo "######################################################################" >&2
+  exit 0
+fi
+if [ ! -e "$LIBDIR/libreliable_channel.so" ]; then
+  echo "test-go: $LIBDIR/libreliable_channel.so is missing (make lib)" >&2
+  exit 1
+fi
+
+# Offline, standard library only; caches under build/ when HOME is not writable.
+export GOPROXY=off GOFLAGS= GO111MODULE=on GONOSUMDB= GOSUMDB=off GOTOOLCHAIN=local CGO_ENABLED=1
+if [ -z "${HOME:-}" ] || [ ! -w "${HOME:-/nonexistent}" ]; then
+  export GOCACHE="${GOCACHE:-$root/build/go/cache}" GOPATH="${GOPATH:-$root/build/go/path}"
+  mkdir -p "$GOCACHE" "$GOPATH"
+fi
+# $LIBDIR first: CGO_* flags come before the package's own #cgo flags.
+export CGO_CFLAGS="-I$root/include ${CGO_CFLAGS:-}"
+export CGO_LDFLAGS="-L$LIBDIR -Wl,-rpath,$LIBDIR ${CGO_LDFLAGS:-}"
+export GODEBUG="cgocheck=2${GODEBUG:+,$GODEBUG}"
+
+cd "$here"
+echo "test-go: $(go version)"
+echo "test-go: go vet ./..."
+go vet ./...
+echo "test-go: go test -race -count=1 ./... (GODEBUG=$GODEBUG)"
+go test -race -count=1 -v ./... 2>&1 | tee "${TMPDIR:-/tmp}/rc-go-test.$$.log" | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic|\s+\S+_test\.go)' || true
+status=${PIPESTATUS[0]}
+passed=$(grep -c -- '^--- PASS' "${TMPDIR:-/tmp}/rc-go-test.$$.log" || true)
+failed=$(grep -c -- '^--- FAIL' "${TMPDIR:-/tmp}/rc-go-test.$$.log" || true)
+if [ "$status" -ne 0 ]; then
+  cat "${TMPDIR:-/tmp}/rc-go-test.$$.log" | tail -100
+fi
+rm -f "${TMPDIR:-/tmp}/rc-go-test.$$.log"
+if [ "$status" -eq 0 ]; then
+  echo "test-go: go run ./examples/hello (the README program)"
+  if go run ./examples/hello; then passed=$((passed + 1)); else failed=$((failed + 1)); status=1; fi
+fi
+echo "go: $passed passed, $failed failed"
+exit "$status"

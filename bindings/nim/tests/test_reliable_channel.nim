@@ -1,0 +1,304 @@
+# Tests of the Nim binding: build with --threads:on (see ../run_tests.sh).
+import std/[atomics, os, sets, strutils, tables, times, unittest]
+import ../reliable_channel
+
+const
+  longWaitMs = 90_000
+  key = [0x5a'u8, 0x13, 0xc4, 0x7e, 0x21, 0x99, 0x0b, 0xe8]
+  magic = "RCX1"
+
+proc netName(test: string): string =
+  "nim-" & test & "-" & $getCurrentProcessId() & "-" & $epochTime()
+
+proc memConfig(net: string; loss = 0.0; seed = 1): string =
+  """{"transport":{"kind":"memory","network":"$1","loss":$2,"seed":$3},
+      "channelDefaults":{"sdsConfig":{"acknowledgementTimeoutMs":400,"maxRetransmissions":30},
+      "rateLimitConfig":{"enabled":false}}}""" % [net, $loss, $seed]
+
+const hostConfig = """{"transport":{"kind":"host"},
+  "channelDefaults":{"sdsConfig":{"acknowledgementTimeoutMs":400,"maxRetransmissions":30},
+  "rateLimitConfig":{"enabled":false}}}"""
+
+# The encryption hook, in Nim: a magic prefix, then the chunk XORed with a key stream derived
+# from the channel id. Decrypting anything that lacks the prefix raises (the message is dropped).
+var encrypted, decrypted: Atomic[int]
+var failEncrypt: Atomic[bool]
+
+proc keystream(channelId: string; i: int): byte =
+  key[i mod key.len] xor byte(channelId.len) xor byte(i and 0xff)
+
+proc xorEncrypt(channelId: string; input: openArray[byte]): seq[byte] {.nimcall, gcsafe.} =
+  if failEncrypt.load: raise newException(ValueError, "no key")
+  result = newSeq[byte](magic.len + input.len)
+  for i, c in magic: result[i] = byte(c)
+  for i, b in input: result[magic.len + i] = b xor keystream(channelId, i)
+  encrypted.atomicInc
+
+proc xorDecrypt(channelId: string; input: openArray[byte]): seq[byte] {.nimcall, gcsafe.} =
+  if input.len < magic.len: raise newException(ValueError, "short")
+  for i, c in magic:
+    if input[i] != byte(c): raise newException(ValueError, "not ours")
+  result = newSeq[byte](input.len - magic.len)
+  # Garbage and a full collection on the library's thread, mid-callback, now and then: under
+  # refc the stack scan must see `result` (checked by the payload comparisons).
+  if decrypted.fetchAdd(1) mod 4 == 0:
+    var garbage: seq[string]
+    for i in 0 ..< 200: garbage.add newString(100 + i)
+    GC_fullCollect()
+  for i in 0 ..< result.len: result[i] = input[magic.len + i] xor keystream(channelId, i)
+
+# An event handler, on the library's event thread: echoes what it receives (from inside the
+# callback) and hands a copy of every received event to the test through a Channel.
+var handled: Channel[Event]
+var handlerErrors: Atomic[int]
+
+proc echoHandler(ctx: Context; e: Event) {.nimcall, gcsafe.} =
+  if e.kind != ekReceived: return
+  {.cast(gcsafe).}:
+    handled.send(e)
+  try:
+    discard ctx.send(e.channelId, "echo: " & e.payload.toString)
+  except ReliableChannelError:
+    handlerErrors.atomicInc
+
+# A host transport moved by the test's thread: the publish procs (on the library's runtime
+# thread) copy each WakuMessage into a Channel; the test reports it sent and hands it over.
+type Packet = object
+  fromA: bool
+  id: uint64
+  msg: WakuMessage
+
+var wire: Channel[Packet]
+
+proc publishA(ctx: Context; id: uint64; msg: WakuMessage) {.nimcall, gcsafe.} =
+  {.cast(gcsafe).}:
+    wire.send(Packet(fromA: true, id: id, msg: msg))
+
+proc publishB(ctx: Context; id: uint64; msg: WakuMessage) {.nimcall, gcsafe.} =
+  {.cast(gcsafe).}:
+    wire.send(Packet(fromA: false, id: id, msg: msg))
+
+proc pattern(n: int): seq[byte] =
+  result = newSeq[byte](n)
+  for i in 0 ..< n: result[i] = byte((i * 31 + i div 251) and 0xff)
+
+template expectRc(st: RcStatus; needle: string; body: untyped) =
+  var raised = false
+  try:
+    body
+  except ReliableChannelError as e:
+    raised = true
+    check e.status == st
+    check needle in e.msg
+    check statusName(ord(st)) in e.msg
+  check raised
+
+# Reads both managers' queued events until `done` (checked after each event) or a timeout.
+template pump(a, b: Manager; timeoutMs: int; onA, onB: untyped; done: untyped): bool =
+  var finished = false
+  let deadline = epochTime() + timeoutMs / 1000
+  while not finished and epochTime() < deadline:
+    var ev {.inject.}: Event
+    var any = false
+    if a.tryRecvEvent(ev):
+      any = true
+      onA
+    if b.tryRecvEvent(ev):
+      any = true
+      onB
+    finished = done
+    if not any and not finished: sleep(2)
+  finished
+
+suite "reliable_channel (Nim)":
+  test "version":
+    check version().count('.') == 2
+
+  test "two managers exchange messages through a Nim encryption hook over a lossy network":
+    let net = netName("exchange")
+    let a = newManager(memConfig(net, 0.1, 1))
+    let b = newManager(memConfig(net, 0.1, 2))
+    defer:
+      a.close()
+      b.close()
+    a.openChannel("room", "/reliable-nim/1/room/proto", "alice")
+    b.openChannel("room", "/reliable-nim/1/room/proto", "bob")
+    a.setEncryption("room", xorEncrypt, xorDecrypt)
+    b.setEncryption("", xorEncrypt, xorDecrypt) # bob: the default hook
+    let big = pattern(300_000)
+    let idText = a.send("room", "hello from nim")
+    let idBig = a.send("room", big)
+    let idReply = b.send("room", "hi alice")
+    check idText.len == RC_REQUEST_ID_LEN
+    var delivered = initHashSet[string]()
+    var bobGot = initTable[string, seq[byte]]()
+    var aliceGot = ""
+    var errors = 0
+    let ok = pump(a, b, longWaitMs):
+      case ev.kind
+      of ekDelivered: delivered.incl ev.requestId
+      of ekReceived: aliceGot = ev.payload.toString
+      of ekSendError: inc errors
+      else: discard
+    do:
+      case ev.kind
+      of ekReceived:
+        check ev.senderId == "alice"
+        check ev.requestId notin bobGot
+        bobGot[ev.requestId] = ev.payload
+      of ekDelivered: delivered.incl ev.requestId
+      of ekSendError: inc errors
+      else: discard
+    do:
+      idText in delivered and idBig in delivered and idReply in delivered and
+        bobGot.len == 2 and aliceGot.len > 0
+    check ok
+    check errors == 0
+    check bobGot.getOrDefault(idText).toString == "hello from nim"
+    check bobGot.getOrDefault(idBig) == big
+    check aliceGot == "hi alice"
+    check encrypted.load >= 4 and decrypted.load >= 4
+    let st = a.stats("room")
+    check st["messagesDelivered"].getInt >= 2
+
+  test "an event handler runs on the event thread and may send":
+    let net = netName("echo")
+    let a = newManager(memConfig(net))
+    let b = newManager(memConfig(net))
+    defer:
+      a.close()
+      b.close()
+    handled.open()
+    defer: handled.close()
+    b.onEvent(echoHandler)
+    a.openChannel("e", "/reliable-nim/1/e/proto", "a")
+    b.openChannel("e", "/reliable-nim/1/e/proto", "b")
+    discard a.send("e", "ping")
+    var echoed = false
+    var ev: Event
+    let deadline = epochTime() + longWaitMs / 1000
+    while not echoed and epochTime() < deadline:
+      if a.waitEvent(ev, 1000) and ev.kind == ekReceived:
+        echoed = ev.payload.toString == "echo: ping" and ev.senderId == "b"
+    check echoed
+    let (got, e) = handled.tryRecv()
+    check got
+    check e.payload.toString == "ping"
+    check e.channelId == "e"
+    check handlerErrors.load == 0
+
+  test "failures raise ReliableChannelError with the status":
+    expectRc(rcConfig, "bogus"):
+      discard newManager("""{"bogus": 1}""")
+    expectRc(rcConfig, "channelDefaults.sdsConfig.maxRetransmissions"):
+      discard newManager("""{"channelDefaults":{"sdsConfig":{"maxRetransmissions":"many"}}}""")
+    let m = newManager(memConfig(netName("errors")))
+    defer: m.close()
+    m.openChannel("c", "/reliable-nim/1/c/proto", "me")
+    expectRc(rcConfig, "segmentationConfig.chunkSizeBytes"):
+      m.openChannel("d", "/reliable-nim/1/d/proto", "me", """{"segmentationConfig":{"chunkSizeBytes":10}}""")
+    expectRc(rcChannelExists, "c"):
+      m.openChannel("c", "/reliable-nim/1/c/proto", "me")
+    expectRc(rcInvalidArgument, "NUL"):
+      m.openChannel("a\0b", "/reliable-nim/1/c/proto", "me")
+    expectRc(rcUnknownChannel, "nowhere"):
+      discard m.send("nowhere", "x")
+    expectRc(rcPayloadEmpty, ""):
+      discard m.send("c", "")
+    expectRc(rcPayloadTooLarge, $(MAX_PAYLOAD_BYTES + 1)):
+      discard m.send("c", newSeq[byte](MAX_PAYLOAD_BYTES + 1))
+    expectRc(rcUnknownChannel, "nowhere"):
+      m.setEncryption("nowhere", xorEncrypt, xorDecrypt)
+    expectRc(rcInvalidArgument, "both"):
+      m.setEncryption("c", xorEncrypt, nil)
+    expectRc(rcTransport, "host"):
+      m.transportSent(1)
+    expectRc(rcUnknownChannel, "nowhere"):
+      discard m.stats("nowhere")
+    try:
+      discard m.send("nowhere", "x")
+    except ReliableChannelError as e:
+      check e.code == 4
+      check e.detail.contains("nowhere")
+      check e.msg.startsWith("RC_ERR_UNKNOWN_CHANNEL")
+
+    # A failing encrypt fails the send: a send error, never a plaintext fallback.
+    m.setEncryption("c", xorEncrypt, xorDecrypt)
+    failEncrypt.store(true)
+    defer: failEncrypt.store(false)
+    let id = m.send("c", "secret")
+    var sendError = false
+    var ev: Event
+    let deadline = epochTime() + longWaitMs / 1000
+    while not sendError and epochTime() < deadline:
+      if m.waitEvent(ev, 1000) and ev.requestId == id:
+        check ev.kind notin {ekSent, ekDelivered}
+        sendError = ev.kind == ekSendError
+    check sendError
+
+  test "host transport moved by Nim":
+    let a = newManager(hostConfig)
+    let b = newManager(hostConfig)
+    defer:
+      a.close()
+      b.close()
+    wire.open()
+    defer: wire.close()
+    a.setTransport(publishA)
+    b.setTransport(publishB)
+    a.openChannel("h", "/reliable-nim/1/h/proto", "a")
+    b.openChannel("h", "/reliable-nim/1/h/proto", "b")
+    let id = a.send("h", "over the host")
+    var delivered, received = false
+    let deadline = epochTime() + longWaitMs / 1000
+    while not (delivered and received) and epochTime() < deadline:
+      var moved = false
+      while true:
+        let (ok, p) = wire.tryRecv()
+        if not ok: break
+        moved = true
+        let (src, dst) = if p.fromA: (a, b) else: (b, a)
+        src.transportSent(p.id)
+        dst.transportReceive(p.msg)
+      var ev: Event
+      while a.tryRecvEvent(ev):
+        if ev.kind == ekDelivered and ev.requestId == id: delivered = true
+      while b.tryRecvEvent(ev):
+        if ev.kind == ekReceived: received = ev.payload.toString == "over the host"
+      if not moved: sleep(2)
+    check delivered
+    check received
+
+  test "closing":
+    let net = netName("closing")
+    let a = newManager(memConfig(net))
+    let b = newManager(memConfig(net))
+    a.openChannel("c", "/reliable-nim/1/c/proto", "a")
+    b.openChannel("c", "/reliable-nim/1/c/proto", "b")
+    a.setEncryption("", xorEncrypt, xorDecrypt)
+    b.setEncryption("", xorEncrypt, xorDecrypt)
+    # Close while traffic flows: the submitted sends are drained, nothing crashes.
+    var sent = 0
+    for i in 0 ..< 300:
+      try:
+        discard a.send("c", "m" & $i)
+        inc sent
+      except ReliableChannelError as e:
+        check e.status == rcQueueFull
+    a.close()
+    check a.isClosed
+    a.close() # twice is fine
+    expectRc(rcStopped, "closed"):
+      discard a.send("c", "late")
+    expectRc(rcStopped, "closed"):
+      a.openChannel("d", "/reliable-nim/1/d/proto", "a")
+    var ev: Event
+    var afterClose = 0
+    while a.tryRecvEvent(ev): inc afterClose # queued before close: still readable
+    check sent > 0
+    checkpoint "sent " & $sent & ", events read after close " & $afterClose
+    b.closeChannel("c")
+    expectRc(rcUnknownChannel, "c"):
+      b.closeChannel("c")
+    b.close()
+    b.close()
