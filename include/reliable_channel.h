@@ -18,26 +18,6 @@
 #include <stdint.h>
 
 /**
- * Bytes reserved for the host's encryption hook to expand one message (nonce, tag, framing).
- */
-#define ENCRYPTION_OVERHEAD_BUDGET 1024
-
-/**
- * Smallest chunk size accepted.
- */
-#define MIN_CHUNK_SIZE_BYTES 1024
-
-/**
- * Most entries `causalHistorySize` may ask for.
- */
-#define MAX_CAUSAL_HISTORY_SIZE 64
-
-/**
- * Longest channel id, content topic or sender id accepted.
- */
-#define MAX_NAME_BYTES MAX_ID_BYTES
-
-/**
  * Largest output an encryption or decryption callback may produce (16 MiB).
  */
 #define RC_BUFFER_MAX ((16 * 1024) * 1024)
@@ -54,6 +34,22 @@
 #define RC_REQUEST_ID_LEN 20
 
 /**
+ * Largest payload `rc_send` accepts (1 MiB); larger ones get `RC_ERR_PAYLOAD_TOO_LARGE`.
+ */
+#define RC_MAX_PAYLOAD_BYTES 1048576
+
+/**
+ * Largest serialized WakuMessage (150 KiB on The Waku Network).
+ */
+#define RC_MAX_WAKU_MESSAGE_BYTES 153600
+
+/**
+ * Bytes per message reserved for the encryption hook's expansion (nonce, tag, framing): an
+ * encrypt callback must not grow a message by more.
+ */
+#define RC_ENCRYPTION_OVERHEAD_BUDGET 1024
+
+/**
  * Major version of the library (and of `RC_VERSION_MAJOR`).
  */
 #define RC_VERSION_MAJOR 0
@@ -67,142 +63,6 @@
  * Patch version.
  */
 #define RC_VERSION_PATCH 0
-
-/**
- * Most dispatches awaiting the host's report; beyond it new dispatches fail at once.
- */
-#define MAX_OUTSTANDING_DISPATCHES (1 << 20)
-
-/**
- * How many recent messages (by hash) a memory network's store keeps by default.
- */
-#define DEFAULT_STORE_CAPACITY 4096
-
-/**
- * Lower bound of the random extra delay range for a reordered copy, in milliseconds: a reordered
- * copy waits up to `2 × max(delay_ms.1, REORDER_MIN_SPREAD_MS)` extra milliseconds.
- */
-#define REORDER_MIN_SPREAD_MS 10
-
-/**
- * Default RLN epoch length (ms): `DefaultRateLimitConfig.epochSizeMs`.
- */
-#define DEFAULT_EPOCH_SIZE_MS 600000
-
-/**
- * Default RLN message budget per epoch.
- */
-#define DEFAULT_MESSAGES_PER_EPOCH 100
-
-/**
- * Default fraction of the budget above which droppable traffic (sync, ephemeral) is refused.
- */
-#define DEFAULT_APPROACH_THRESHOLD 0.9
-
-/**
- * Default bound on items waiting for a later epoch.
- */
-#define DEFAULT_MAX_QUEUED_ITEMS 4096
-
-/**
- * Default bound on bytes waiting for a later epoch.
- */
-#define DEFAULT_MAX_QUEUED_BYTES ((64 * 1024) * 1024)
-
-/**
- * Most senders whose latest message is remembered for sync heads.
- */
-#define MAX_TRACKED_SENDERS 256
-
-/**
- * Largest application payload a send may carry, in bytes (1 MiB). spec: segmentation.max-size
- */
-#define MAX_PAYLOAD_BYTES 1048576
-
-/**
- * Default chunk size, in bytes (100 KiB). spec: segmentation.chunk-size
- */
-#define DEFAULT_CHUNK_SIZE_BYTES 102400
-
-/**
- * Default cap on the payload bytes buffered in open partial messages of one channel (32 MiB:
- * 32 maximal messages in flight at once).
- */
-#define DEFAULT_REASSEMBLY_MAX_BYTES ((32 * 1024) * 1024)
-
-/**
- * Default cap on the open partial messages of one channel.
- */
-#define DEFAULT_REASSEMBLY_MAX_MESSAGES 64
-
-/**
- * Default time a partial message may stay open, from its first chunk, in milliseconds (5 min).
- */
-#define DEFAULT_REASSEMBLY_EXPIRY_MS 300000
-
-/**
- * How many finished (sender, request_id) keys are remembered, oldest forgotten first: messages
- * completed or already reported lost. Later chunks of such a message are discarded without a
- * second report. Bounded so that garbage keys cannot grow memory.
- */
-#define FINISHED_KEYS_MEMORY 1024
-
-/**
- * Most loss reports queued for [`Reassembler::poll_lost`]; beyond it the oldest is dropped and
- * counted in [`ReassemblyStats::lost_reports_dropped`] (only a caller that never polls hits it).
- */
-#define MAX_QUEUED_LOST 4096
-
-/**
- * Length of a request id in random bytes (rendered as twice as many lowercase hex characters).
- */
-#define REQUEST_ID_BYTES 10
-
-/**
- * Longest message id, sender id or channel id accepted from the wire, in bytes. Ids are opaque
- * strings; the bound keeps causal-history memory and outgoing message sizes predictable.
- */
-#define MAX_ID_BYTES 256
-
-/**
- * Most causal-history entries accepted in one received SDS message (the reference sends 200 by default).
- */
-#define MAX_CAUSAL_HISTORY_ENTRIES 1024
-
-/**
- * Most repair-request entries accepted in one received SDS message.
- */
-#define MAX_REPAIR_ENTRIES 64
-
-/**
- * Longest retrieval hint accepted (a Waku message hash is 32 bytes).
- */
-#define MAX_RETRIEVAL_HINT_BYTES 128
-
-/**
- * Largest serialized WakuMessage on The Waku Network (150 KiB).
- */
-#define MAX_WAKU_MESSAGE_BYTES 153600
-
-/**
- * Capacity the reference sizes the filter for.
- */
-#define BLOOM_CAPACITY 10000
-
-/**
- * Number of hash functions (k).
- */
-#define BLOOM_HASHES 10
-
-/**
- * Number of bits (m = capacity × 15 bits per element for error rate 0.001).
- */
-#define BLOOM_BITS 150000
-
-/**
- * Serialized size: `1 + floor(m / 64)` u64 words.
- */
-#define BLOOM_BYTES ((1 + ((size_t)BLOOM_BITS / 64)) * 8)
 
 /**
  * The kind of an event.

@@ -30,7 +30,7 @@ import (
 // Limits of the C library.
 const (
 	// MaxPayloadBytes is the largest payload Send accepts (1 MiB).
-	MaxPayloadBytes = C.MAX_PAYLOAD_BYTES
+	MaxPayloadBytes = C.RC_MAX_PAYLOAD_BYTES
 	// RequestIDLen is the length of a request id (hex characters).
 	RequestIDLen = C.RC_REQUEST_ID_LEN
 )

@@ -41,7 +41,8 @@ pub unsafe extern "C" fn rc_buffer_append(out: *mut rc_buffer, data: *const u8, 
         if data.is_null() {
             return Err(Error::InvalidArgument("data is NULL with a non-zero length".into()));
         }
-        if buf.data.len() + len > RC_BUFFER_MAX {
+        // `len` comes from C: compare without an addition that could wrap around.
+        if len > RC_BUFFER_MAX.saturating_sub(buf.data.len()) {
             return Err(Error::InvalidArgument(format!("output would exceed RC_BUFFER_MAX ({RC_BUFFER_MAX} bytes)")));
         }
         // SAFETY: the caller passes `len` readable bytes.

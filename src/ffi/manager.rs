@@ -4,6 +4,7 @@ use std::ffi::{c_char, c_void, CString};
 use std::sync::Arc;
 
 use crate::channel::ChannelEvent;
+use crate::segmentation::MAX_PAYLOAD_BYTES;
 use super::status::rc_status;
 use crate::{Error, Event, Manager};
 
@@ -12,6 +13,24 @@ use crate::{Error, Event, Manager};
 pub const RC_SEND_EPHEMERAL: u32 = 1;
 /// Length of a RequestId (20 lowercase hex characters), without the NUL.
 pub const RC_REQUEST_ID_LEN: usize = 20;
+/// Largest payload `rc_send` accepts (1 MiB); larger ones get `RC_ERR_PAYLOAD_TOO_LARGE`.
+pub const RC_MAX_PAYLOAD_BYTES: usize = 1_048_576;
+/// Largest serialized WakuMessage (150 KiB on The Waku Network).
+pub const RC_MAX_WAKU_MESSAGE_BYTES: usize = 153_600;
+/// Bytes per message reserved for the encryption hook's expansion (nonce, tag, framing): an
+/// encrypt callback must not grow a message by more.
+pub const RC_ENCRYPTION_OVERHEAD_BUDGET: usize = 1_024;
+
+#[cfg(test)]
+mod tests {
+    // The C constants are literals (cbindgen cannot evaluate paths): keep them in step.
+    #[test]
+    fn c_constants_match_the_crate() {
+        assert_eq!(super::RC_MAX_PAYLOAD_BYTES, crate::segmentation::MAX_PAYLOAD_BYTES);
+        assert_eq!(super::RC_MAX_WAKU_MESSAGE_BYTES, crate::wire::MAX_WAKU_MESSAGE_BYTES);
+        assert_eq!(super::RC_ENCRYPTION_OVERHEAD_BUDGET, crate::channel::config::ENCRYPTION_OVERHEAD_BUDGET);
+    }
+}
 
 /// An opaque manager handle from `rc_manager_new`, released with `rc_manager_free`.
 pub struct rc_manager {
@@ -207,6 +226,13 @@ pub unsafe extern "C" fn rc_send(mgr: *mut rc_manager, channel_id: *const c_char
             &[]
         } else if payload.is_null() {
             return Err(Error::InvalidArgument("payload is NULL with a non-zero length".into()));
+        } else if payload_len > MAX_PAYLOAD_BYTES {
+            // Never build a slice of a length the library will not read (it may exceed
+            // isize::MAX); answer what `send` would, an unknown channel first.
+            if !m.channels().iter().any(|c| c == id) {
+                return Err(Error::UnknownChannel(id.to_owned()));
+            }
+            return Err(Error::PayloadTooLarge { len: payload_len, max: MAX_PAYLOAD_BYTES });
         } else {
             // SAFETY: the caller passes payload_len readable bytes.
             unsafe { std::slice::from_raw_parts(payload, payload_len) }

@@ -208,7 +208,8 @@ impl Manager {
         Ok(())
     }
 
-    /// Closes a channel: releases its state; no event of it is delivered after this returns.
+    /// Closes a channel: releases its state; no event of it is delivered after this returns
+    /// (called from inside a library callback: none is *started* after it returns).
     pub fn close_channel(&self, channel_id: &str) -> Result<(), Error> {
         let handle = {
             let mut reg = self.shared.registry.lock();
@@ -218,8 +219,11 @@ impl Manager {
             let _ = self.shared.submit(Command::Close(h.id.clone()));
             h
         };
-        // Wait for an event of this channel being delivered right now, unless we are that delivery.
-        if !self.shared.on_dispatcher_thread() {
+        // Wait for an event of this channel being delivered right now, but never from a library
+        // thread: on the event thread we may be that delivery, and the runtime thread must not
+        // block on the application (whose event callback may itself wait for the runtime). Events
+        // delivered later are dropped by the `open` flag either way.
+        if !self.shared.in_callback() {
             drop(handle.gate.write());
         }
         Ok(())
