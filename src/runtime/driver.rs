@@ -8,11 +8,10 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use crossbeam_channel::Sender;
 use rand::RngCore;
 use tokio::sync::mpsc::UnboundedReceiver;
 
-use super::dispatcher::DispatchItem;
+use super::dispatcher::{DispatchItem, EventQueue};
 use super::manager::{ChannelHandle, Shared};
 use super::Clock;
 use crate::channel::{Channel, ChannelAction, ChannelEvent, ChannelStats, Encryption, TransportConfig};
@@ -78,14 +77,19 @@ struct Driver {
     next_dispatch: DispatchId,
     transport: Box<dyn Transport>,
     default_encryption: Option<Arc<dyn Encryption>>,
-    events: Sender<DispatchItem>,
+    events: Arc<EventQueue>,
+    /// Events produced since the last hand-over to the dispatcher (one batch per wake-up).
+    pending_events: Vec<DispatchItem>,
 }
 
-pub(crate) fn run(shared: Arc<Shared>, mut rx: UnboundedReceiver<Command>, transport: Box<dyn Transport>, events: Sender<DispatchItem>) {
+pub(crate) fn run(shared: Arc<Shared>, mut rx: UnboundedReceiver<Command>, transport: Box<dyn Transport>, events: Arc<EventQueue>) {
     shared.mark_runtime_thread();
     let rt = match tokio::runtime::Builder::new_current_thread().enable_time().build() {
         Ok(rt) => rt,
-        Err(_) => return,
+        Err(_) => {
+            events.close();
+            return;
+        }
     };
     let mut d = Driver {
         clock: Clock::new(),
@@ -97,6 +101,7 @@ pub(crate) fn run(shared: Arc<Shared>, mut rx: UnboundedReceiver<Command>, trans
         transport,
         default_encryption: None,
         events,
+        pending_events: Vec::new(),
     };
     rt.block_on(async move {
         loop {
@@ -111,14 +116,18 @@ pub(crate) fn run(shared: Arc<Shared>, mut rx: UnboundedReceiver<Command>, trans
                     while let Ok(cmd) = rx.try_recv() {
                         if !d.handle(cmd) { stop = true; break; }
                     }
+                    d.flush_events();
                     if stop { break; }
                 }
                 _ = async { match wake { Some(w) => tokio::time::sleep_until(w).await, None => std::future::pending().await } } => {
                     d.fire_timers();
+                    d.flush_events();
                 }
             }
         }
         d.transport.shutdown();
+        d.flush_events();
+        d.events.close();
     });
 }
 
@@ -144,7 +153,7 @@ impl Driver {
                 let Some(slot) = self.channels.get_mut(&handle.id).filter(|s| Arc::ptr_eq(&s.handle, &handle)) else { return true };
                 if let Err(e) = slot.channel.send(now, &request_id, &payload, ephemeral) {
                     let ev = ChannelEvent::SendError { request_id, error: e.to_string() };
-                    let _ = self.events.send(DispatchItem { handle: handle.clone(), event: ev });
+                    self.pending_events.push(DispatchItem { handle: handle.clone(), event: ev });
                 }
                 let id = handle.id.clone();
                 self.pump(&id);
@@ -211,6 +220,10 @@ impl Driver {
         }
     }
 
+    fn flush_events(&mut self) {
+        self.events.push_batch(&mut self.pending_events);
+    }
+
     fn fire_timers(&mut self) {
         let now = self.clock.now_ms();
         while let Some((t, id)) = self.timers.first().cloned() {
@@ -243,7 +256,7 @@ impl Driver {
                     self.transport.retrieve(&topic, &hashes);
                 }
                 ChannelAction::Event(event) => {
-                    let _ = self.events.send(DispatchItem { handle: slot.handle.clone(), event });
+                    self.pending_events.push(DispatchItem { handle: slot.handle.clone(), event });
                 }
             }
         }

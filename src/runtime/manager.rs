@@ -7,7 +7,7 @@ use std::thread::{JoinHandle, ThreadId};
 use parking_lot::{Mutex, RwLock};
 use rand::RngCore;
 
-use super::dispatcher::{self, DispatchItem};
+use super::dispatcher::{self, EventQueue};
 use super::driver::{self, Command};
 use crate::channel::{ChannelConfig, ChannelEvent, ChannelStats, Encryption, ManagerConfig};
 use crate::channel::config::MAX_NAME_BYTES;
@@ -135,7 +135,7 @@ impl Manager {
     /// Starts a manager.
     pub fn new(config: ManagerConfig) -> Result<Manager, Error> {
         let (cmd_tx, cmd_rx) = tokio::sync::mpsc::unbounded_channel();
-        let (ev_tx, ev_rx) = crossbeam_channel::unbounded::<DispatchItem>();
+        let events = Arc::new(EventQueue::default());
         let shared = Arc::new(Shared {
             cmd: cmd_tx,
             registry: Mutex::new(FastMap::default()),
@@ -148,12 +148,15 @@ impl Manager {
         let s = shared.clone();
         let runtime = std::thread::Builder::new()
             .name("rc-runtime".into())
-            .spawn(move || driver::run(s, cmd_rx, transport, ev_tx))
+            .spawn({
+                let events = events.clone();
+                move || driver::run(s, cmd_rx, transport, events)
+            })
             .map_err(|e| Error::Storage(format!("cannot spawn the runtime thread: {e}")))?;
         let s = shared.clone();
         let dispatcher = std::thread::Builder::new()
             .name("rc-events".into())
-            .spawn(move || dispatcher::run(s, ev_rx))
+            .spawn(move || dispatcher::run(s, events))
             .map_err(|e| Error::Storage(format!("cannot spawn the event thread: {e}")))?;
         Ok(Manager { shared, config, runtime: Some(runtime), dispatcher: Some(dispatcher), host })
     }
