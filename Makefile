@@ -14,7 +14,7 @@ CFLAGS_STRICT := -std=c11 -Wall -Wextra -Werror -I$(CURDIR)/include
 LDLIBS_RC := -L$(LIBDIR) -lreliable_channel -Wl,-rpath,$(LIBDIR) -lpthread -ldl -lm
 
 .PHONY: all lib header examples demo demo-rust test test-rust test-c test-go test-nim test-install \
-        interop-deps bench install uninstall clean
+        interop-deps bench bench-sds bench-e2e plot install uninstall clean
 
 all: lib
 
@@ -65,9 +65,18 @@ test-nim: lib
 test-install: lib
 	@if [ -x tests/install/run.sh ]; then tests/install/run.sh; else echo "test-install: not yet"; fi
 
-bench:
+# Criterion bench of the SDS engine, then the end-to-end bench (writes target/bench/e2e.json).
+bench: bench-sds bench-e2e
+
+bench-sds:
 	$(CARGO) bench --bench sds_engine
-	@if [ -f benches/e2e.rs ]; then $(CARGO) bench --bench e2e; fi
+
+bench-e2e:
+	$(CARGO) bench --bench e2e
+
+# Throughput-vs-size plot (docs/throughput.png) from target/bench/e2e.json; needs matplotlib.
+plot:
+	python3 benches/plot_throughput.py
 
 install: lib
 	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
