@@ -24,7 +24,7 @@ use crate::messaging::MessageHash;
 use crate::ratelimit::{Admit, MessageClass, RateLimiter};
 use crate::sds::{FastMap, MessageId, ReceiveOutcome, SdsEngine, SdsEvent};
 use crate::segmentation::{chunk_count, segment, ChunkOutcome, Reassembler, SegmentError, MAX_PAYLOAD_BYTES};
-use crate::wire::{MessageChunk, WakuMessage, SPEC_MARKER};
+use crate::wire::{MessageChunk, WakuMessage, BLOOM_BYTES, SPEC_MARKER};
 
 /// What the channel asks its driver to do.
 #[derive(Debug, Clone, PartialEq)]
@@ -55,6 +55,11 @@ pub enum SendError {
 /// A message waiting for (or released by) the rate limiter.
 #[derive(Debug)]
 enum Item {
+    /// A content chunk's first dispatch, not yet wrapped: SDS wraps it when the rate limiter
+    /// releases it (see [`Channel::dispatch`]), so that the causal history and bloom filter it
+    /// carries are those of its dispatch time, not of its send time.
+    Fresh { request: Arc<str>, index: u32, frame: Bytes },
+    /// A wrapped content chunk (`retransmission: false` only transiently, inside `dispatch`).
     Chunk { request: Arc<str>, index: u32, id: MessageId, bytes: Bytes, retransmission: bool },
     Ephemeral { request: Arc<str>, index: u32, bytes: Bytes },
     Sync { bytes: Bytes },
@@ -64,19 +69,27 @@ enum Item {
 impl Item {
     fn bytes(&self) -> &Bytes {
         match self {
-            Item::Chunk { bytes, .. } | Item::Ephemeral { bytes, .. } | Item::Sync { bytes } | Item::Rebroadcast { bytes } => bytes,
+            Item::Fresh { frame: bytes, .. } | Item::Chunk { bytes, .. } | Item::Ephemeral { bytes, .. } | Item::Sync { bytes } | Item::Rebroadcast { bytes } => bytes,
+        }
+    }
+    /// Bytes accounted in the rate-limit queue: a fresh chunk's wrapped size is estimated (its
+    /// frame plus the bloom filter and a generous allowance for ids and causal history).
+    fn queued_size(&self) -> usize {
+        match self {
+            Item::Fresh { frame, .. } => frame.len() + BLOOM_BYTES + 1_024,
+            other => other.bytes().len(),
         }
     }
     fn request(&self) -> Option<&Arc<str>> {
         match self {
-            Item::Chunk { request, .. } | Item::Ephemeral { request, .. } => Some(request),
+            Item::Fresh { request, .. } | Item::Chunk { request, .. } | Item::Ephemeral { request, .. } => Some(request),
             _ => None,
         }
     }
     /// spec: ratelimit.accounting — what this WakuMessage costs.
     fn class(&self) -> MessageClass {
         match self {
-            Item::Chunk { index, retransmission: false, .. } => MessageClass::Chunk { first: *index == 0 },
+            Item::Fresh { index, .. } | Item::Chunk { index, retransmission: false, .. } => MessageClass::Chunk { first: *index == 0 },
             Item::Chunk { index, retransmission: true, .. } => MessageClass::Retransmission { first_chunk: *index == 0 },
             Item::Ephemeral { index, .. } => MessageClass::Ephemeral { first: *index == 0 },
             // A rebroadcast is best effort, like a sync: dropped rather than queued near the limit.
@@ -120,7 +133,17 @@ pub struct Channel {
 
 impl Channel {
     /// A channel. `seed` drives chunk ids and SDS jitter (deterministic in simulations).
-    pub fn new(channel_id: &str, content_topic: &str, sender_id: &str, config: ChannelConfig, now: u64, seed: u64) -> Self {
+    pub fn new(channel_id: &str, content_topic: &str, sender_id: &str, mut config: ChannelConfig, now: u64, seed: u64) -> Self {
+        // The SDS incoming buffer must be able to hold the chunks of two maximal messages waiting
+        // behind one missing early chunk. With small chunks the defaults cannot (1 MiB at 1 KiB
+        // chunks is 1,024 chunks of ~20 KB each, bloom filter included, against 1,024 messages /
+        // 32 MiB): later chunks were dropped as `BufferFull`, and since other peers had already
+        // acknowledged them they were never retransmitted, so the message was lost even on a
+        // clean network. Only raised, never lowered. (Found by tests/simulation.rs.)
+        let per_message = chunk_count(MAX_PAYLOAD_BYTES, config.chunk_size_bytes.max(1));
+        let encoded_chunk = config.chunk_size_bytes + BLOOM_BYTES + 2_048;
+        config.sds.max_incoming_messages = config.sds.max_incoming_messages.max(2 * per_message);
+        config.sds.max_incoming_bytes = config.sds.max_incoming_bytes.max(2 * per_message * encoded_chunk);
         Channel {
             channel_id: channel_id.to_owned(),
             content_topic: content_topic.to_owned(),
@@ -208,7 +231,15 @@ impl Channel {
         Ok(n)
     }
 
-    /// spec: send — segments, wraps every chunk in SDS and hands them to the rate limiter in order.
+    /// spec: send — segments and hands the chunks to the rate limiter in order; SDS wraps each
+    /// content chunk when it is released (ephemeral chunks, which carry no causal history or
+    /// bloom filter, are wrapped at once).
+    ///
+    /// Wrapping at release rather than here fixes an acknowledgement starvation found by
+    /// tests/simulation.rs: chunks queued behind the RLN budget carried the causal history and
+    /// bloom filter of their send time, and sync messages are never admitted while content is
+    /// queued, so a participant draining a long queue acknowledged nothing it received meanwhile:
+    /// its peers' messages ran out of retransmissions and failed with SEND_ERROR on a clean network.
     pub fn send(&mut self, now: u64, request_id: &str, payload: &[u8], ephemeral: bool) -> Result<(), SendError> {
         let now = self.tick(now);
         let n = self.check_send(payload.len(), ephemeral)?;
@@ -222,28 +253,29 @@ impl Channel {
             other => SendError::Segmentation(other.to_string()),
         })?;
         debug_assert_eq!(frames.len(), n);
-        let mut state = SendState { request_id: request.clone(), chunks: Vec::with_capacity(n), bytes: payload.len(), confirmed: 0, acked: 0, sent_emitted: false };
+        let mut state = SendState {
+            request_id: request.clone(),
+            chunks: Vec::with_capacity(n),
+            total: n,
+            bytes: payload.len(),
+            confirmed: 0,
+            acked: 0,
+            sent_emitted: false,
+        };
         let mut items = Vec::with_capacity(n);
-        for (index, frame) in frames.iter().enumerate() {
+        for (index, frame) in frames.into_iter().enumerate() {
             let index = index as u32;
-            let wrapped = if ephemeral { self.sds.wrap_ephemeral(now, frame) } else { self.sds.wrap_content(now, frame) };
+            if !ephemeral {
+                items.push(Item::Fresh { request: request.clone(), index, frame: Bytes::from(frame) });
+                continue;
+            }
+            let wrapped = self.sds.wrap_ephemeral(now, &frame);
             // check_send guaranteed room; an error here is a bug, reported rather than panicking.
             let w = match wrapped {
                 Ok(w) => w,
-                Err(e) => {
-                    for id in &state.chunks {
-                        self.sds.cancel(id);
-                        self.chunk_owner.remove(id);
-                    }
-                    return Err(SendError::Segmentation(e.to_string()));
-                }
+                Err(e) => return Err(SendError::Segmentation(e.to_string())),
             };
-            if ephemeral {
-                items.push(Item::Ephemeral { request: request.clone(), index, bytes: w.bytes });
-            } else {
-                self.chunk_owner.insert(w.message_id.clone(), (request.clone(), index));
-                items.push(Item::Chunk { request: request.clone(), index, id: w.message_id.clone(), bytes: w.bytes, retransmission: false });
-            }
+            items.push(Item::Ephemeral { request: request.clone(), index, bytes: w.bytes });
             state.chunks.push(w.message_id);
         }
         self.pending_chunks += n;
@@ -258,7 +290,7 @@ impl Channel {
 
     fn offer(&mut self, now: u64, item: Item) {
         let class = item.class();
-        let size = item.bytes().len();
+        let size = item.queued_size();
         match self.limiter.offer(now, item, size, class) {
             Admit::Now(item) => self.dispatch(now, item),
             Admit::Queued => {}
@@ -274,13 +306,41 @@ impl Channel {
                 // Counts as an attempt: the acknowledgement timer keeps running towards give-up.
                 self.sds.on_dispatched(now, &id, None);
             }
-            Item::Chunk { request, .. } | Item::Ephemeral { request, .. } => self.fail_send(&request, why.to_owned()),
+            Item::Fresh { request, .. } | Item::Chunk { request, .. } | Item::Ephemeral { request, .. } => self.fail_send(&request, why.to_owned()),
             Item::Sync { .. } | Item::Rebroadcast { .. } => {}
+        }
+    }
+
+    /// spec: sds.send — wraps a content chunk released by the rate limiter: it enters the SDS log
+    /// and outgoing buffer now, with the current causal history and bloom filter. `None` when its
+    /// send is gone or the wrap failed (the send then fails).
+    fn wrap_fresh(&mut self, now: u64, request: &Arc<str>, index: u32, frame: &[u8]) -> Option<(MessageId, Bytes)> {
+        let total = self.sends.get(request)?.total;
+        match self.sds.wrap_content(now, frame) {
+            Ok(w) => {
+                self.chunk_owner.insert(w.message_id.clone(), (request.clone(), index));
+                if let Some(s) = self.sends.get_mut(request) {
+                    s.chunks.push(w.message_id.clone());
+                }
+                Some((w.message_id, w.bytes))
+            }
+            Err(e) => {
+                // The pending-send bounds keep the outgoing buffer within its own (see config.rs).
+                self.fail_send(request, format!("chunk {index} of {total}: {e}"));
+                None
+            }
         }
     }
 
     /// spec: encryption.apply + dispatch — encrypts the whole SDS message and builds the WakuMessage.
     fn dispatch(&mut self, now: u64, item: Item) {
+        let item = match item {
+            Item::Fresh { request, index, frame } => match self.wrap_fresh(now, &request, index, &frame) {
+                Some((id, bytes)) => Item::Chunk { request, index, id, bytes, retransmission: false },
+                None => return,
+            },
+            other => other,
+        };
         let plain = item.bytes().clone();
         let payload = match &self.encryption {
             None => plain,
@@ -289,8 +349,8 @@ impl Channel {
                 Err(e) => {
                     // spec: encryption.fail-closed — no plaintext fallback.
                     match item {
-                        Item::Chunk { request, index, .. } | Item::Ephemeral { request, index, .. } => {
-                            let n = self.sends.get(&request).map_or(0, |s| s.chunks.len());
+                        Item::Fresh { request, index, .. } | Item::Chunk { request, index, .. } | Item::Ephemeral { request, index, .. } => {
+                            let n = self.sends.get(&request).map_or(0, |s| s.total);
                             self.fail_send(&request, format!("chunk {index} of {n}: encryption failed: {e}"));
                         }
                         _ => self.stats.dispatch_failures += 1,
@@ -330,6 +390,11 @@ impl Channel {
                 self.stats.rebroadcasts += 1;
                 InFlight::Other
             }
+            // Wrapped into `Item::Chunk` at the top of this function: cannot happen.
+            Item::Fresh { .. } => {
+                debug_assert!(false, "fresh chunks are wrapped before dispatch");
+                return;
+            }
         };
         let token = self.next_token;
         self.next_token += 1;
@@ -364,7 +429,7 @@ impl Channel {
                 if retransmission {
                     self.sds.on_dispatched(now, &id, None);
                 } else {
-                    let n = self.sends.get(&request).map_or(0, |s| s.chunks.len());
+                    let n = self.sends.get(&request).map_or(0, |s| s.total);
                     self.fail_send(&request, format!("chunk {index} of {n}: dispatch failed: {e}"));
                 }
             }
@@ -398,7 +463,7 @@ impl Channel {
         for id in &s.chunks {
             self.chunk_owner.remove(id);
         }
-        self.pending_chunks -= s.chunks.len();
+        self.pending_chunks -= s.total;
         self.pending_bytes -= s.bytes;
         Some(s)
     }
@@ -501,7 +566,7 @@ impl Channel {
                 SdsEvent::Rebroadcast { bytes, .. } => self.offer(now, Item::Rebroadcast { bytes }),
                 SdsEvent::GaveUp { message_id } => {
                     if let Some((request, index)) = self.chunk_owner.get(&message_id).cloned() {
-                        let n = self.sends.get(&request).map_or(0, |s| s.chunks.len());
+                        let n = self.sends.get(&request).map_or(0, |s| s.total);
                         let max = self.config.sds.max_retransmissions;
                         self.fail_send(&request, format!("chunk {index} of {n} unacknowledged after {max} retransmissions"));
                     }
@@ -540,6 +605,7 @@ impl Channel {
             let mut discarded = Vec::new();
             let (sends, sds) = (&self.sends, &self.sds);
             let mut wanted = |it: &Item| match it {
+                Item::Fresh { request, .. } => sends.contains_key(request),
                 Item::Chunk { request, id, retransmission, .. } => sends.contains_key(request) && (!retransmission || sds.is_outstanding(id)),
                 Item::Ephemeral { request, .. } => sends.contains_key(request),
                 Item::Sync { .. } | Item::Rebroadcast { .. } => true,

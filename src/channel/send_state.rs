@@ -11,8 +11,11 @@ use crate::sds::MessageId;
 #[derive(Debug)]
 pub(super) struct SendState {
     pub request_id: std::sync::Arc<str>,
-    /// SDS message id of each chunk, by chunk index.
+    /// SDS message id of each chunk wrapped so far, by chunk index (content chunks are wrapped
+    /// when the rate limiter releases them, so this fills up as the send is dispatched).
     pub chunks: Vec<MessageId>,
+    /// Number of chunks of the send.
+    pub total: usize,
     /// Payload bytes (for backpressure accounting).
     pub bytes: usize,
     /// Chunks whose first dispatch the messaging layer confirmed.
@@ -24,9 +27,9 @@ pub(super) struct SendState {
 
 impl SendState {
     pub fn all_confirmed(&self) -> bool {
-        self.confirmed == self.chunks.len()
+        self.confirmed == self.total
     }
     pub fn all_acked(&self) -> bool {
-        self.acked == self.chunks.len()
+        self.acked == self.total
     }
 }

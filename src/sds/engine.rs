@@ -14,11 +14,21 @@ use super::history::{HistoryStore, LogEntry, MemoryHistory};
 use super::incoming::IncomingBuffer;
 use super::outgoing::{Expired, OutgoingBuffer};
 use super::sync::SyncScheduler;
-use super::{Delivered, FastMap, MessageId, MessageIdScheme, MissingDependency, SdsConfig, SdsEvent};
+use super::{Delivered, FastMap, FastSet, MessageId, MessageIdScheme, MissingDependency, SdsConfig, SdsEvent};
 
 /// Most senders whose latest message is remembered for sync heads.
 pub const MAX_TRACKED_SENDERS: usize = 256;
-use crate::wire::{BloomFilter, BloomView, HistoryEntry, MessageKind, SdsMessage, WireError};
+/// Most recently dispatched or received messages (with their retrieval hints) remembered to
+/// answer repair requests; each is also forgotten `dependency_timeout_ms +
+/// acknowledgement_timeout_ms` after it was remembered.
+pub const MAX_REPAIR_CANDIDATES: usize = 4_096;
+/// Most hinted entries one answer to a repair request carries, and their encoded bytes (so that
+/// the sync stays far below the WakuMessage size limit even with maximal ids and hints).
+pub const MAX_REPAIR_ANSWER_ENTRIES: usize = 512;
+pub const MAX_REPAIR_ANSWER_BYTES: usize = 64 * 1024;
+/// Ephemeral message ids remembered to drop network duplicates.
+pub const MAX_SEEN_EPHEMERAL: usize = 4_096;
+use crate::wire::{BloomFilter, BloomView, HistoryEntry, MessageKind, SdsMessage, WireError, MAX_REPAIR_ENTRIES};
 
 /// Why the engine refused to wrap a message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -82,7 +92,12 @@ pub struct SdsStats {
     pub dependencies_lost: u64,
     pub forced_deliveries: u64,
     pub rebroadcasts: u64,
+    /// Syncs sent answering a peer's repair request (carrying the hints it asked for).
+    pub repairs: u64,
+    /// Missing dependencies whose retrieval hint was learned after they were found missing.
+    pub hints_learned: u64,
 }
+
 
 /// One participant's SDS state for one channel. See the module docs of [`crate::sds`].
 pub struct SdsEngine<H: HistoryStore = MemoryHistory> {
@@ -104,6 +119,16 @@ pub struct SdsEngine<H: HistoryStore = MemoryHistory> {
     /// spec: sds.sync.heads — the latest delivered message of each sender (bounded), carried by
     /// sync messages so that a peer who missed a sender's last message learns it exists.
     heads: FastMap<MessageId, (u64, HistoryEntry)>,
+    /// spec: sds.repair — messages we dispatched or received recently, with their retrieval
+    /// hints (what a repair request may ask for): remembered at, in order, and by id (bounded).
+    recent: VecDeque<(u64, MessageId)>,
+    recent_hints: FastMap<MessageId, (HistoryEntry, crate::wire::bloom::BloomPositions)>,
+    /// When we last answered each peer with a repair sync (bounded), and anyone at all.
+    repaired: FastMap<MessageId, u64>,
+    last_repair_at: Option<u64>,
+    /// spec: sds.ephemeral — ids of ephemeral messages already delivered (bounded FIFO).
+    seen_ephemeral: FastSet<MessageId>,
+    seen_ephemeral_order: VecDeque<MessageId>,
     outgoing: OutgoingBuffer,
     incoming: IncomingBuffer,
     sync: SyncScheduler,
@@ -138,6 +163,12 @@ impl<H: HistoryStore> SdsEngine<H> {
             last_own_bytes: None,
             last_rebroadcast_at: None,
             heads: FastMap::default(),
+            recent: VecDeque::new(),
+            recent_hints: FastMap::default(),
+            repaired: FastMap::default(),
+            last_repair_at: None,
+            seen_ephemeral: FastSet::default(),
+            seen_ephemeral_order: VecDeque::new(),
             outgoing: OutgoingBuffer::default(),
             incoming: IncomingBuffer::default(),
             sync: SyncScheduler::default(),
@@ -255,6 +286,20 @@ impl<H: HistoryStore> SdsEngine<H> {
     /// Encodes fields 1–11 with prost, then appends the bloom filter (12) and content (20)
     /// directly, so the 18,752-byte filter and the content are copied once.
     fn encode(&self, id: &str, lamport: Option<u64>, history: Vec<HistoryEntry>, with_bloom: bool, content: Option<&[u8]>) -> Bytes {
+        self.encode_with(id, lamport, history, with_bloom, &[], content)
+    }
+
+    /// [`Self::encode`] with repair requests (13), written between the bloom filter (12) and the
+    /// content (20) so that fields stay in tag order.
+    fn encode_with(
+        &self,
+        id: &str,
+        lamport: Option<u64>,
+        history: Vec<HistoryEntry>,
+        with_bloom: bool,
+        repair: &[HistoryEntry],
+        content: Option<&[u8]>,
+    ) -> Bytes {
         let head = SdsMessage {
             sender_id: self.sender_id.clone(),
             message_id: id.to_owned(),
@@ -267,13 +312,17 @@ impl<H: HistoryStore> SdsEngine<H> {
         };
         let bloom_len = if with_bloom { self.bloom.as_bytes().len() + 5 } else { 0 };
         let content_len = content.map_or(0, |c| c.len() + 3 + prost::length_delimiter_len(c.len()));
-        let mut buf = Vec::with_capacity(head.encoded_len() + bloom_len + content_len);
+        let repair_len: usize = repair.iter().map(|e| e.encoded_len() + 6).sum();
+        let mut buf = Vec::with_capacity(head.encoded_len() + bloom_len + repair_len + content_len);
         head.encode_raw(&mut buf);
         if with_bloom {
             let bloom = self.bloom.as_bytes();
             prost::encoding::encode_key(12, prost::encoding::WireType::LengthDelimited, &mut buf);
             prost::encoding::encode_varint(bloom.len() as u64, &mut buf);
             buf.put_slice(bloom);
+        }
+        for e in repair {
+            prost::encoding::message::encode(13, e, &mut buf);
         }
         if let Some(c) = content {
             prost::encoding::encode_key(20, prost::encoding::WireType::LengthDelimited, &mut buf);
@@ -338,6 +387,10 @@ impl<H: HistoryStore> SdsEngine<H> {
         if first {
             // spec: sds.bloom.contents — own content messages once dispatched.
             self.bloom.insert_positions(&positions);
+            if let Some(h) = &retrieval_hint {
+                let entry = HistoryEntry { message_id: id.to_owned(), retrieval_hint: Some(h.clone()), sender_id: Some(self.sender_id.clone()) };
+                self.remember_recent(now, entry);
+            }
         }
         if let Some(h) = retrieval_hint {
             if let Some(own) = self.last_own.as_mut().filter(|o| o.message_id == id) {
@@ -375,8 +428,28 @@ impl<H: HistoryStore> SdsEngine<H> {
             self.stats.echoes += 1;
             return ReceiveOutcome::Echo;
         }
+        if kind != MessageKind::Ephemeral {
+            let mut learned = Vec::new();
+            self.incoming.learn_hints(&msg.causal_history, &mut learned);
+            if !learned.is_empty() {
+                self.stats.hints_learned += learned.len() as u64;
+                self.events.push_back(SdsEvent::Missing(learned));
+            }
+        }
         match kind {
             MessageKind::Ephemeral => {
+                // spec: sds.ephemeral — delivered at most once: the network may duplicate it.
+                let id: MessageId = msg.message_id.as_str().into();
+                if !self.seen_ephemeral.insert(id.clone()) {
+                    self.stats.duplicates += 1;
+                    return ReceiveOutcome::Duplicate;
+                }
+                self.seen_ephemeral_order.push_back(id);
+                if self.seen_ephemeral_order.len() > MAX_SEEN_EPHEMERAL {
+                    if let Some(old) = self.seen_ephemeral_order.pop_front() {
+                        self.seen_ephemeral.remove(&old);
+                    }
+                }
                 self.stats.ephemeral_received += 1;
                 let content = msg.content.unwrap_or_default();
                 self.events.push_back(SdsEvent::EphemeralDelivered { sender_id: msg.sender_id, content });
@@ -386,6 +459,7 @@ impl<H: HistoryStore> SdsEngine<H> {
                 self.stats.syncs_received += 1;
                 self.review_acks(&msg);
                 self.rebroadcast_if_lacking(now, &msg);
+                self.answer_repair_request(now, &msg);
                 let check = self.incoming.check(&msg.message_id, &msg.causal_history, &|id| self.history.contains(id));
                 self.note_missing(&check.new_missing, now);
                 ReceiveOutcome::Sync
@@ -405,7 +479,16 @@ impl<H: HistoryStore> SdsEngine<H> {
         self.review_acks(&msg);
         let check = self.incoming.check(id, &msg.causal_history, &|i| self.history.contains(i));
         let id: MessageId = msg.message_id.as_str().into();
+        let remember = |e: &mut Self| {
+            // A repair candidate from arrival, buffered or not: peers missing the same message
+            // can be told its hint even while we wait for its dependencies.
+            if let Some(h) = &hint {
+                let entry = HistoryEntry { message_id: id.to_string(), retrieval_hint: Some(h.clone()), sender_id: Some(msg.sender_id.clone()) };
+                e.remember_recent(now, entry);
+            }
+        };
         if check.unresolved.is_empty() {
+            remember(self);
             self.bloom.insert(&id);
             self.incoming.arrived(&id);
             self.deliver_cascade(now, id, msg, hint);
@@ -416,6 +499,7 @@ impl<H: HistoryStore> SdsEngine<H> {
             self.stats.dropped_buffer_full += 1;
             return ReceiveOutcome::BufferFull;
         }
+        remember(self);
         // spec: sds.bloom.contents — every received content message, buffered ones too.
         self.bloom.insert(&id);
         self.note_missing(&check.new_missing, now);
@@ -442,6 +526,99 @@ impl<H: HistoryStore> SdsEngine<H> {
         self.events.push_back(SdsEvent::Rebroadcast { message_id: own.message_id.as_str().into(), bytes: bytes.clone() });
     }
 
+    /// Remembers a message now available to peers (dispatched by us, or received) with its
+    /// retrieval hint, to answer repair requests for it.
+    fn remember_recent(&mut self, now: u64, entry: HistoryEntry) {
+        self.forget_old_recent(now);
+        let id: MessageId = entry.message_id.as_str().into();
+        if self.recent_hints.contains_key(&id) {
+            return;
+        }
+        if self.recent.len() >= MAX_REPAIR_CANDIDATES {
+            if let Some((_, old)) = self.recent.pop_front() {
+                self.recent_hints.remove(&old);
+            }
+        }
+        let positions = crate::wire::bloom::positions(&id);
+        self.recent.push_back((now, id.clone()));
+        self.recent_hints.insert(id, (entry, positions));
+    }
+
+    fn forget_old_recent(&mut self, now: u64) {
+        let keep = self.config.dependency_timeout_ms.saturating_add(self.config.acknowledgement_timeout_ms);
+        while self.recent.front().is_some_and(|(at, _)| at.saturating_add(keep) < now) {
+            if let Some((_, old)) = self.recent.pop_front() {
+                self.recent_hints.remove(&old);
+            }
+        }
+    }
+
+    /// spec: sds.repair — a peer's sync asks (`repair_request`) for messages it knows it is
+    /// missing but cannot fetch, having no retrieval hint for them; we answer with a sync whose
+    /// causal history carries the hints we have, and it fetches them from the store. The answer
+    /// also carries the hints of our other recent messages its bloom filter lacks (old enough to
+    /// have reached it): a request lists at most 64 ids, and after a lossy burst a peer may lack
+    /// hundreds, which would otherwise take one request/answer round (and RLN budget) per 64.
+    ///
+    /// Why: a message referenced by another often has no hint in that reference (a send's chunks
+    /// are wrapped before any is dispatched), and once acknowledged by some peers it is neither
+    /// retransmitted nor our latest message (rebroadcast). A peer that missed it waited for it
+    /// until the dependency timeout and then lost it, and with it the whole multi-chunk message
+    /// (found by tests/simulation.rs). Any peer holding the message answers, the sender too, so
+    /// the repair does not depend on the sender having RLN budget left. At most one answer per
+    /// requester per quarter acknowledgement timeout, one per twentieth of it overall.
+    fn answer_repair_request(&mut self, now: u64, msg: &SdsMessage) {
+        if msg.repair_request.is_empty() {
+            return;
+        }
+        self.forget_old_recent(now);
+        let ack = self.config.acknowledgement_timeout_ms;
+        let recently = |t: &u64, within: u64| now < t.saturating_add(within);
+        if self.last_repair_at.is_some_and(|t| recently(&t, ack / 20))
+            || self.repaired.get(msg.sender_id.as_str()).is_some_and(|t| recently(t, ack / 4))
+        {
+            return;
+        }
+        let mut hints: Vec<HistoryEntry> =
+            msg.repair_request.iter().filter_map(|r| self.recent_hints.get(r.message_id.as_str()).map(|h| h.0.clone())).collect();
+        if hints.is_empty() {
+            return;
+        }
+        if let Some(view) = msg.bloom_filter.as_deref().and_then(BloomView::new) {
+            // Younger messages may still have been in flight to the peer when it built `msg` (no
+            // later than its lamport timestamp, which is at least its clock then).
+            let built = now.min(msg.lamport_timestamp.unwrap_or(now));
+            let mut bytes: usize = hints.iter().map(|h| h.encoded_len() + 3).sum();
+            for (at, id) in &self.recent {
+                if hints.len() >= MAX_REPAIR_ANSWER_ENTRIES || at.saturating_add(ack / 2) > built {
+                    break;
+                }
+                let Some((e, pos)) = self.recent_hints.get(id) else { continue };
+                if e.sender_id.as_deref() == Some(msg.sender_id.as_str()) || view.contains_positions(pos) {
+                    continue;
+                }
+                if msg.repair_request.iter().any(|r| r.message_id == e.message_id) {
+                    continue;
+                }
+                bytes += e.encoded_len() + 3;
+                if bytes > MAX_REPAIR_ANSWER_BYTES {
+                    break;
+                }
+                hints.push(e.clone());
+            }
+        }
+        if self.repaired.len() >= MAX_TRACKED_SENDERS {
+            self.repaired.retain(|_, t| recently(t, ack / 4));
+            if self.repaired.len() >= MAX_TRACKED_SENDERS {
+                return;
+            }
+        }
+        self.repaired.insert(msg.sender_id.as_str().into(), now);
+        self.last_repair_at = Some(now);
+        self.stats.repairs += 1;
+        self.send_sync_with(now, hints);
+    }
+
     fn note_head(&mut self, sender: MessageId, lamport: u64, entry: HistoryEntry) {
         match self.heads.get_mut(&sender) {
             Some(h) if h.0 > lamport => {}
@@ -465,6 +642,9 @@ impl<H: HistoryStore> SdsEngine<H> {
         let c = &self.config;
         let added = self.incoming.add_missing(new_missing, now, c.dependency_timeout_ms, c.max_missing);
         if added > 0 {
+            if new_missing[..added].iter().any(|d| d.retrieval_hint.is_none()) {
+                self.sync.on_missing(now, self.config.acknowledgement_timeout_ms, &mut self.rng);
+            }
             self.events.push_back(SdsEvent::Missing(new_missing[..added].to_vec()));
         }
     }
@@ -569,14 +749,13 @@ impl<H: HistoryStore> SdsEngine<H> {
             self.release(now, &id);
         }
         for id in forced {
-            if let Some(w) = self.incoming.take(&id) {
-                self.stats.forced_deliveries += 1;
-                self.incoming.forget_waiters_of(&w.msg.causal_history, &id);
-                self.deliver_cascade(now, id, w.msg, w.hint);
-            }
+            self.force(now, &id);
         }
         if self.sync.take_due(now, self.config.sync_interval_ms, &mut self.rng) {
             self.send_sync(now);
+        }
+        if self.incoming.unhinted_missing() > 0 {
+            self.sync.rearm_repair(now, self.config.acknowledgement_timeout_ms, &mut self.rng);
         }
     }
 
@@ -585,6 +764,42 @@ impl<H: HistoryStore> SdsEngine<H> {
     pub fn sync_now(&mut self, now: u64) {
         let now = self.tick(now);
         self.send_sync(now);
+    }
+
+    /// spec: sds.incoming-buffer — `id` has waited `dependency_timeout_ms`: what still blocks it
+    /// is given up now, in causal order. The missing dependencies behind it (directly or through
+    /// other waiting messages) are declared lost, which delivers the waiting chain oldest first;
+    /// whatever still waits after that (a dependency cycle, or a dependency beyond `max_missing`
+    /// never tracked as missing) is delivered in lamport order, `id` last.
+    ///
+    /// Delivering `id` alone, as before, could overtake the waiting messages it depends on: e.g.
+    /// chunks 1..n of a send arrive and wait for chunk 0, chunk 0 arrives later and waits for a
+    /// dependency noticed only then; chunk 5's patience ran out first, it was delivered before
+    /// chunk 0 and the whole message was lost, its sender's order broken. (Found by
+    /// tests/simulation.rs.)
+    fn force(&mut self, now: u64, id: &MessageId) {
+        if !self.incoming.is_waiting(id) {
+            return;
+        }
+        let (chain, missing) = self.incoming.blockers(id, &|x| self.history.contains(x));
+        for m in missing {
+            if let Some(dep) = self.incoming.declare_lost(&m, self.config.max_local_history) {
+                self.stats.dependencies_lost += 1;
+                self.events.push_back(SdsEvent::DependencyLost(dep));
+                self.release(now, &m);
+            }
+        }
+        let mut rest: Vec<(u64, MessageId)> =
+            chain.into_iter().filter(|c| self.incoming.is_waiting(c)).map(|c| (self.incoming.lamport_of(&c), c)).collect();
+        // `id` last: it is what timed out; its ancestors go first even with forged lamports.
+        rest.sort_by(|a, b| (&a.1 == id, a.0, &a.1).cmp(&(&b.1 == id, b.0, &b.1)));
+        for (_, c) in rest {
+            if let Some(w) = self.incoming.take(&c) {
+                self.stats.forced_deliveries += 1;
+                self.incoming.forget_waiters_of(&w.msg.causal_history, &c);
+                self.deliver_cascade(now, c, w.msg, w.hint);
+            }
+        }
     }
 
     /// A dependency was declared lost: deliver what only waited for it.
@@ -601,14 +816,30 @@ impl<H: HistoryStore> SdsEngine<H> {
     /// spec: sds.sync — lamport incremented; causal history and bloom; never stored; not sent
     /// when there is nothing to report (empty history).
     fn send_sync(&mut self, now: u64) {
-        let history = self.sync_history();
-        if history.is_empty() {
+        self.send_sync_with(now, Vec::new());
+    }
+
+    /// A sync whose causal history also carries `extra` entries (a repair).
+    fn send_sync_with(&mut self, now: u64, extra: Vec<HistoryEntry>) {
+        let mut history = self.sync_history();
+        for e in extra {
+            if !history.iter().any(|h| h.message_id == e.message_id) {
+                history.push(e);
+            }
+        }
+        // With nothing delivered yet the log is empty, but while a dependency without hint is
+        // missing the sync carries its repair request: a receiver that missed the first chunk of
+        // its first message has delivered nothing and would otherwise stay silent until the
+        // dependency is lost. (Found by tests/simulation.rs.)
+        if history.is_empty() && self.incoming.unhinted_missing() == 0 {
             self.sync.on_sync_sent(now, self.config.acknowledgement_timeout_ms, &mut self.rng);
             return;
         }
         let lamport = self.next_lamport(now);
         let id: MessageId = format!("sync-{}", random_base36(&mut self.rng, 11)).into();
-        let bytes = self.encode(&id, Some(lamport), history, true, None);
+        // spec: sds.repair — ask for what we miss without a retrieval hint.
+        let repair = self.incoming.unhinted_requests(MAX_REPAIR_ENTRIES);
+        let bytes = self.encode_with(&id, Some(lamport), history, true, &repair, None);
         self.stats.syncs_sent += 1;
         self.sync.on_sync_sent(now, self.config.acknowledgement_timeout_ms, &mut self.rng);
         self.events.push_back(SdsEvent::SendSync { message_id: id, bytes });

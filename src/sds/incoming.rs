@@ -13,6 +13,9 @@ use super::{FastMap as HashMap, FastSet as HashSet};
 use bytes::Bytes;
 
 use super::{MessageId, MissingDependency};
+
+/// Timers examined (×4) to build one list of repair requests.
+const MAX_SCAN_PER_REQUEST: usize = 1_024;
 use crate::wire::{HistoryEntry, SdsMessage};
 
 #[derive(Debug)]
@@ -48,6 +51,8 @@ pub(super) struct IncomingBuffer {
     lost: HashSet<MessageId>,
     lost_order: VecDeque<MessageId>,
     bytes: usize,
+    /// Missing dependencies without a retrieval hint (they cannot be fetched from a store).
+    unhinted: usize,
 }
 
 impl IncomingBuffer {
@@ -69,6 +74,57 @@ impl IncomingBuffer {
     }
     pub fn is_missing(&self, id: &str) -> bool {
         self.missing.contains_key(id)
+    }
+    /// Missing dependencies whose retrieval hint we do not know.
+    pub fn unhinted_missing(&self) -> usize {
+        self.unhinted
+    }
+
+    /// Stops tracking `id` as missing (every removal goes through here to keep `unhinted` exact).
+    fn take_missing(&mut self, id: &str) -> Option<Missing> {
+        let m = self.missing.remove(id)?;
+        if m.info.retrieval_hint.is_none() {
+            self.unhinted -= 1;
+        }
+        Some(m)
+    }
+
+    /// Up to `max` missing dependencies without a retrieval hint, most urgent (earliest
+    /// deadline) first, as repair requests. Deterministic; scans a bounded number of timers.
+    pub fn unhinted_requests(&self, max: usize) -> Vec<HistoryEntry> {
+        let mut out = Vec::new();
+        if self.unhinted == 0 {
+            return out;
+        }
+        for (d, id) in self.missing_timers.iter().take(4 * MAX_SCAN_PER_REQUEST) {
+            if out.len() >= max {
+                break;
+            }
+            if let Some(m) = self.missing.get(id).filter(|m| m.deadline == *d && m.info.retrieval_hint.is_none()) {
+                out.push(HistoryEntry { message_id: id.to_string(), retrieval_hint: None, sender_id: m.info.sender_id.clone() });
+            }
+        }
+        out
+    }
+
+    /// Records retrieval hints carried by `history` for missing dependencies that had none, and
+    /// appends those dependencies (now fetchable) to `out`. A message that references a missing
+    /// one often lacks its hint (the sender wrapped it before the dependency was dispatched);
+    /// a later message or a peer's repair sync may carry it.
+    pub fn learn_hints(&mut self, history: &[HistoryEntry], out: &mut Vec<MissingDependency>) {
+        if self.unhinted == 0 {
+            return;
+        }
+        for e in history {
+            let Some(hint) = &e.retrieval_hint else { continue };
+            if let Some(m) = self.missing.get_mut(e.message_id.as_str()) {
+                if m.info.retrieval_hint.is_none() {
+                    m.info.retrieval_hint = Some(hint.clone());
+                    self.unhinted -= 1;
+                    out.push(m.info.clone());
+                }
+            }
+        }
     }
 
     /// Classifies the causal history of message `own_id`. `delivered` tells whether an id is in the log.
@@ -103,6 +159,9 @@ impl IncomingBuffer {
                 continue;
             }
             let deadline = now.saturating_add(timeout);
+            if d.retrieval_hint.is_none() {
+                self.unhinted += 1;
+            }
             self.missing.insert(d.message_id.clone(), Missing { info: d.clone(), deadline });
             self.missing_timers.push_back((deadline, d.message_id.clone()));
             added += 1;
@@ -121,9 +180,7 @@ impl IncomingBuffer {
             self.waiters.entry(dep.clone()).or_default().push(id.clone());
         }
         // The message itself is no longer missing: its own waiters now wait for its delivery.
-        if let Some(m) = self.missing.remove(&*id) {
-            drop(m);
-        }
+        self.take_missing(&id);
         self.bytes += size;
         self.waiting_timers.push_back((now.saturating_add(timeout), id.clone()));
         self.waiting.insert(id, Waiting { msg, hint, size, unresolved: check.unresolved.len() as u32 });
@@ -131,12 +188,12 @@ impl IncomingBuffer {
 
     /// A message arrived (delivered or buffered): it is no longer missing.
     pub fn arrived(&mut self, id: &str) {
-        self.missing.remove(id);
+        self.take_missing(id);
     }
 
     /// `id` was delivered or declared lost: returns the waiting messages that became ready.
     pub fn resolve(&mut self, id: &str, ready: &mut Vec<MessageId>) {
-        self.missing.remove(id);
+        self.take_missing(id);
         let Some(ws) = self.waiters.remove(id) else { return };
         for w in ws {
             if let Some(entry) = self.waiting.get_mut(&w) {
@@ -175,7 +232,7 @@ impl IncomingBuffer {
             }
             self.missing_timers.pop_front();
             if self.missing.get(&id).is_some_and(|m| m.deadline == d) {
-                let m = self.missing.remove(&id).expect("checked above");
+                let m = self.take_missing(&id).expect("checked above");
                 self.remember_lost(id, lost_cap);
                 lost.push(m.info);
             }
@@ -198,6 +255,39 @@ impl IncomingBuffer {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
+    }
+
+    /// What keeps waiting message `id` waiting: the waiting messages it depends on, transitively
+    /// (`id` included), and the missing dependencies behind them, in discovery order.
+    /// O(waiting messages) at most.
+    pub fn blockers(&self, id: &str, delivered: &dyn Fn(&str) -> bool) -> (Vec<MessageId>, Vec<MessageId>) {
+        let (mut chain, mut missing) = (Vec::new(), Vec::new());
+        let mut seen: HashSet<&str> = HashSet::default();
+        let mut stack = vec![id];
+        while let Some(x) = stack.pop() {
+            if !seen.insert(x) {
+                continue;
+            }
+            if let Some((k, w)) = self.waiting.get_key_value(x) {
+                chain.push(k.clone());
+                for e in w.msg.causal_history.iter().rev() {
+                    let d = e.message_id.as_str();
+                    if d != x && !delivered(d) && !self.lost.contains(d) {
+                        stack.push(d);
+                    }
+                }
+            } else if let Some((k, _)) = self.missing.get_key_value(x) {
+                missing.push(k.clone());
+            }
+        }
+        (chain, missing)
+    }
+
+    /// Declares a missing dependency lost now (before its own deadline); returns it.
+    pub fn declare_lost(&mut self, id: &str, lost_cap: usize) -> Option<MissingDependency> {
+        let m = self.take_missing(id)?;
+        self.remember_lost(m.info.message_id.clone(), lost_cap);
+        Some(m.info)
     }
 
     /// Drops the dependency index of a message delivered without all its dependencies.

@@ -9,6 +9,11 @@
 //! * idle sync: at most one per randomised `sync_interval_ms` (×0.75–1.25), for `idle_sync_rounds`
 //!   intervals after the log last changed, so that peers who missed the latest messages learn of
 //!   them even over lossy links; then the channel goes quiet and arms no timer.
+//! * repair sync: while a dependency we know is missing has no retrieval hint (it cannot be
+//!   fetched from the store), a sync goes out after 0.25–0.5 × `acknowledgement_timeout_ms` and
+//!   then about once per `acknowledgement_timeout_ms` (×0.75–1.25): it lists those dependencies
+//!   in `repair_request`, and a peer holding one answers with its hint (see
+//!   `SdsEngine::answer_repair_request`).
 
 use rand::Rng;
 
@@ -19,6 +24,7 @@ pub(super) struct SyncScheduler {
     rounds: u32,
     delivered_since_send: usize,
     idle_rounds_left: u32,
+    repair_at: Option<u64>,
 }
 
 fn jitter(rng: &mut impl Rng, base: u64, lo: f64, hi: f64) -> u64 {
@@ -54,6 +60,20 @@ impl SyncScheduler {
         self.arm_ack(now, ack_timeout, rng);
     }
 
+    /// A dependency without retrieval hint became missing: announce our state soon.
+    pub fn on_missing(&mut self, now: u64, ack_timeout: u64, rng: &mut impl Rng) {
+        if self.repair_at.is_none() {
+            self.repair_at = Some(now.saturating_add(jitter(rng, ack_timeout, 0.25, 0.5)));
+        }
+    }
+
+    /// Still missing a dependency without hint: announce again about one ack timeout later.
+    pub fn rearm_repair(&mut self, now: u64, ack_timeout: u64, rng: &mut impl Rng) {
+        if self.repair_at.is_none() {
+            self.repair_at = Some(now.saturating_add(jitter(rng, ack_timeout, 0.75, 1.25)));
+        }
+    }
+
     /// We sent a content message.
     pub fn on_content_sent(&mut self, now: u64, ack_timeout: u64, idle: (u64, u32), rng: &mut impl Rng) {
         self.after_send(now, ack_timeout, rng);
@@ -78,6 +98,10 @@ impl SyncScheduler {
             self.ack_at = None;
             due = true;
         }
+        if self.repair_at.is_some_and(|t| t <= now) {
+            self.repair_at = None;
+            due = true;
+        }
         if self.idle_at.is_some_and(|t| t <= now) {
             self.idle_at = None;
             if self.idle_rounds_left > 0 {
@@ -97,9 +121,6 @@ impl SyncScheduler {
     }
 
     pub fn next_deadline(&self) -> Option<u64> {
-        match (self.ack_at, self.idle_at) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [self.ack_at, self.idle_at, self.repair_at].into_iter().flatten().min()
     }
 }
