@@ -510,3 +510,20 @@ fn latest_message_is_rebroadcast_to_a_peer_whose_sync_lacks_it() {
     assert!(!drain(&mut a).iter().any(|e| matches!(e, SdsEvent::Rebroadcast { .. })));
     assert_eq!(b.receive(T0 + 7, m.bytes, None), ReceiveOutcome::Delivered);
 }
+
+#[test]
+fn a_message_that_never_left_is_forgotten_but_one_that_went_out_stays() {
+    let (mut a, mut b) = (engine("alice"), engine("bob"));
+    // Wrapped but never dispatched (its encryption or first dispatch failed): retracted.
+    let never = a.wrap_content(T0, b"never left").unwrap();
+    assert!(a.cancel(&never.message_id));
+    assert!(!a.history().contains(&never.message_id));
+    let next = send(&mut a, T0 + 1, "next");
+    assert!(decode(&next.bytes).causal_history.iter().all(|h| h.message_id != *never.message_id));
+    assert_eq!(b.receive(T0 + 2, next.bytes, None), ReceiveOutcome::Delivered, "no wait for the retracted message");
+    // Dispatched once, then given up: peers may have it, so it stays in the log.
+    let went = send(&mut a, T0 + 3, "went out");
+    assert!(a.cancel(&went.message_id));
+    assert!(a.history().contains(&went.message_id));
+    assert!(!a.cancel(&went.message_id), "not outstanding any more");
+}

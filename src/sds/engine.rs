@@ -404,9 +404,25 @@ impl<H: HistoryStore> SdsEngine<H> {
         true
     }
 
-    /// Stops tracking an own message (its dispatch failed for good). Returns true when it was outstanding.
+    /// Stops tracking an own message whose send failed for good. Returns true when it was outstanding.
+    ///
+    /// A message that was never dispatched (its first dispatch or encryption failed) never left
+    /// this node: it is also taken out of the local log, the heads and the rebroadcast slot, so
+    /// that later messages do not make receivers wait for it and it is never sent after the
+    /// application was told it failed. A message that went out at least once stays in the log.
     pub fn cancel(&mut self, id: &str) -> bool {
-        self.outgoing.remove(id)
+        let Some((dispatched_once, lamport)) = self.outgoing.take(id) else { return false };
+        if !dispatched_once {
+            self.history.remove(id, lamport);
+            if self.last_own.as_ref().is_some_and(|o| o.message_id == id) {
+                self.last_own = None;
+                self.last_own_bytes = None;
+            }
+            if self.heads.get(&*self.sender_arc).is_some_and(|(_, e)| e.message_id == id) {
+                self.heads.remove(&*self.sender_arc);
+            }
+        }
+        true
     }
 
     /// spec: sds.receive — processes one received SDS message.

@@ -44,6 +44,8 @@ pub trait HistoryStore {
     fn contains(&self, id: &str) -> bool;
     /// Inserts an entry that is not yet present; returns the entry evicted to stay within capacity.
     fn insert(&mut self, entry: LogEntry) -> Option<LogEntry>;
+    /// Removes an entry (an own message that never left this node); true when it was present.
+    fn remove(&mut self, id: &str, lamport_timestamp: u64) -> bool;
     /// Records the retrieval hint of an entry (known once the message was dispatched).
     fn set_retrieval_hint(&mut self, id: &str, lamport_timestamp: u64, hint: Bytes);
     /// Calls `f` on the last `n` entries in log order (oldest first).
@@ -102,6 +104,17 @@ impl HistoryStore for MemoryHistory {
         None
     }
 
+    fn remove(&mut self, id: &str, lamport: u64) -> bool {
+        match self.position(lamport, id) {
+            Ok(i) => {
+                self.entries.remove(i);
+                self.ids.remove(id);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
     fn set_retrieval_hint(&mut self, id: &str, lamport: u64, hint: Bytes) {
         if let Ok(i) = self.position(lamport, id) {
             self.entries[i].retrieval_hint = Some(hint);
@@ -147,6 +160,17 @@ mod tests {
         assert_eq!(ids(&h, 2), ["b", "c"]);
         assert!(h.insert(e("c", 5)).is_none(), "duplicate ignored");
         assert_eq!(h.len(), 3);
+    }
+
+    #[test]
+    fn remove_takes_the_entry_out() {
+        let mut h = MemoryHistory::new(10);
+        h.insert(e("a", 1));
+        h.insert(e("b", 2));
+        assert!(h.remove("a", 1));
+        assert!(!h.remove("a", 1));
+        assert!(!h.contains("a"));
+        assert_eq!(ids(&h, 10), ["b"]);
     }
 
     #[test]

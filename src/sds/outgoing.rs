@@ -94,6 +94,14 @@ impl OutgoingBuffer {
         Some((first, e.lamport, e.positions))
     }
 
+    /// Removes a message, telling whether it was ever dispatched and its lamport timestamp.
+    pub fn take(&mut self, id: &str) -> Option<(bool, u64)> {
+        let seq = self.by_id.remove(id)?;
+        let e = self.entries.remove(&seq)?;
+        self.bytes -= e.bytes.len();
+        Some((e.dispatched_once, e.lamport))
+    }
+
     /// Removes a message (acknowledged, failed or cancelled). Returns true when it was present.
     pub fn remove(&mut self, id: &str) -> bool {
         let Some(seq) = self.by_id.remove(id) else { return false };

@@ -811,7 +811,6 @@ static void t_encrypt_failure_is_send_error(void) {
     atomic_store(&ca.fail_encrypt, 1);
     CHECK_ST(rc_set_encryption(p.a, NULL, cc_encrypt, cc_decrypt, &ca, cc_free), RC_OK);
     CHECK_ST(rc_set_encryption(p.b, NULL, cc_encrypt, cc_decrypt, &cb, cc_free), RC_OK);
-    /* A short dependency timeout: see known bug failed_send_stays_in_causal_history. */
     pair_open(&p, "e", "{\"sdsConfig\": {\"dependencyTimeoutMs\": 300}}");
     char rid[RC_REQUEST_ID_LEN + 1];
     CHECK_ST(send_str(p.a, "e", "secret", rid), RC_OK); /* accepted: encryption happens later */
@@ -1524,13 +1523,12 @@ static void t_stats_json(void) {
 }
 
 /* ------------------------------------------------------------------------------------------ */
-/* Known bugs (outside src/ffi): run with RC_TEST_KNOWN_BUGS=1. Each fails today.             */
+/* Regressions of bugs found by this harness (RC_TEST_KNOWN_BUGS=1 also runs any test still
+ * marked as a known bug).                                                                    */
 
-/* A send that ended in SEND_ERROR stays in the sender's SDS history: the next message names it
- * as a causal dependency, so receivers hold that message for dependencyTimeoutMs (60 s by
- * default) and report a MESSAGE_LOST for it; and an SDS rebroadcast may deliver the "failed"
- * message after all. */
-static void t_failed_send_stays_in_causal_history(void) {
+/* A send that failed before leaving (encryption failed) is not referenced by later messages and
+ * never delivered afterwards. */
+static void t_failed_send_is_never_referenced_or_delivered(void) {
     pair p;
     pair_new(&p, NULL, NULL);
     counting_cipher ca = {.tag = 1}, cb = {.tag = 1};
@@ -1646,8 +1644,7 @@ static const test_case TESTS[] = {
     {"free_with_traffic_in_flight", t_free_with_traffic_in_flight, 60, NULL},
     {"memory_faults_exactly_once_in_order", t_memory_faults_exactly_once_in_order, 120, NULL},
     {"stats_json", t_stats_json, 30, NULL},
-    {"failed_send_stays_in_causal_history", t_failed_send_stays_in_causal_history, 60,
-     "src/channel + src/sds: a failed send stays in the SDS history"},
+    {"failed_send_is_never_referenced_or_delivered", t_failed_send_is_never_referenced_or_delivered, 60, NULL},
     {"close_from_runtime_vs_stats_from_event", t_close_from_runtime_vs_stats_from_event, 20, NULL},
 };
 
