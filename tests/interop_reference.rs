@@ -675,7 +675,7 @@ fn reference_messages_decode_and_deliver_in_ours() {
 fn byte_identical_to_the_reference_with_reference_ids() {
     let Some(mut peer) = RefPeer::start() else { return };
     peer.new_channel("bob", None);
-    let config = SdsConfig { message_id_scheme: MessageIdScheme::ReferenceSha256, ..our_config() };
+    let config = SdsConfig { message_id_scheme: MessageIdScheme::ReferenceSha256, always_send_bloom: true, ..our_config() };
     let mut ours: Option<SdsEngine> = None;
     for (i, text) in ["one", "two: ünïcödé", "three, with a longer payload ........................"].iter().enumerate() {
         let hint = hint_for(&format!("bob-{i}"));

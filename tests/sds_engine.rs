@@ -527,3 +527,24 @@ fn a_message_that_never_left_is_forgotten_but_one_that_went_out_stays() {
     assert!(a.history().contains(&went.message_id));
     assert!(!a.cancel(&went.message_id), "not outstanding any more");
 }
+
+#[test]
+fn bloom_filter_travels_only_while_it_has_news() {
+    let (mut a, mut b) = (engine("alice"), engine("bob"));
+    // A one-way flow: alice has received nothing, so her filter tells peers nothing.
+    for i in 0..3 {
+        assert!(decode(&send(&mut a, T0 + i, "x").bytes).bloom_filter.is_none());
+    }
+    // After receiving content, the next `possible_acks_threshold` messages carry it.
+    a.receive(T0 + 10, send(&mut b, T0 + 10, "from bob").bytes, None);
+    let threshold = SdsConfig::default().possible_acks_threshold as u64;
+    for i in 0..threshold {
+        let m = decode(&send(&mut a, T0 + 11 + i, "y").bytes);
+        assert_eq!(m.bloom_filter.map(|b| b.len()), Some(reliable_channel::wire::BLOOM_BYTES));
+    }
+    assert!(decode(&send(&mut a, T0 + 20, "z").bytes).bloom_filter.is_none());
+    // Syncs always carry it; `always_send_bloom` restores the reference's behaviour.
+    let cfg = SdsConfig { always_send_bloom: true, ..Default::default() };
+    let mut r = SdsEngine::new("chan", "carol", cfg, T0, 1);
+    assert!(decode(&send(&mut r, T0, "w").bytes).bloom_filter.is_some());
+}

@@ -55,7 +55,7 @@ fn recorded_conversation_replays_byte_for_byte() {
     let channel = SdsMessage::decode(wires[0].2.clone()).unwrap().channel_id;
 
     let t0 = lamport(&wires[0].2) - 1;
-    let cfg = SdsConfig { message_id_scheme: MessageIdScheme::ReferenceSha256, ..Default::default() };
+    let cfg = SdsConfig { message_id_scheme: MessageIdScheme::ReferenceSha256, always_send_bloom: true, ..Default::default() };
     let mut engines: HashMap<&str, SdsEngine> = HashMap::new();
     engines.insert("alice", SdsEngine::new(&channel, "alice", cfg.clone(), t0, 1));
     engines.insert("bob", SdsEngine::new(&channel, "bob", cfg, t0, 2));

@@ -46,6 +46,10 @@ pub struct SdsConfig {
     pub max_outgoing_bytes: usize,
     /// How content message ids are derived.
     pub message_id_scheme: MessageIdScheme,
+    /// Carry the bloom filter in every content message, as @waku/sds does. Off by default: a
+    /// content message carries it only while it has news for peers (see `engine.rs`), which
+    /// keeps 18,752 bytes off most messages of a one-way flow. Syncs always carry it.
+    pub always_send_bloom: bool,
 }
 
 impl Default for SdsConfig {
@@ -66,6 +70,7 @@ impl Default for SdsConfig {
             max_outgoing_messages: 4_096,
             max_outgoing_bytes: 64 * 1024 * 1024,
             message_id_scheme: MessageIdScheme::Keccak,
+            always_send_bloom: false,
         }
     }
 }

@@ -129,6 +129,10 @@ pub struct SdsEngine<H: HistoryStore = MemoryHistory> {
     /// spec: sds.ephemeral — ids of ephemeral messages already delivered (bounded FIFO).
     seen_ephemeral: FastSet<MessageId>,
     seen_ephemeral_order: VecDeque<MessageId>,
+    /// spec: sds.bloom.news — content messages still to carry the bloom filter. Peers use our
+    /// filter only to acknowledge their messages, so it is news only after we received content:
+    /// then the next `possible_acks_threshold` messages carry it (enough bloom hits for an ack).
+    bloom_news: u32,
     outgoing: OutgoingBuffer,
     incoming: IncomingBuffer,
     sync: SyncScheduler,
@@ -169,6 +173,7 @@ impl<H: HistoryStore> SdsEngine<H> {
             last_repair_at: None,
             seen_ephemeral: FastSet::default(),
             seen_ephemeral_order: VecDeque::new(),
+            bloom_news: 0,
             outgoing: OutgoingBuffer::default(),
             incoming: IncomingBuffer::default(),
             sync: SyncScheduler::default(),
@@ -346,7 +351,9 @@ impl<H: HistoryStore> SdsEngine<H> {
         let lamport = self.next_lamport(now);
         let id = self.content_id(now, content);
         let history = self.causal_history();
-        let bytes = self.encode(&id, Some(lamport), history, true, Some(content));
+        let with_bloom = self.config.always_send_bloom || self.bloom_news > 0;
+        self.bloom_news = self.bloom_news.saturating_sub(1);
+        let bytes = self.encode(&id, Some(lamport), history, with_bloom, Some(content));
         self.history.insert(LogEntry {
             message_id: id.clone(),
             lamport_timestamp: lamport,
@@ -489,6 +496,7 @@ impl<H: HistoryStore> SdsEngine<H> {
         if self.history.contains(id) || self.incoming.is_waiting(id) {
             // spec: sds.duplicates — never delivered twice; the sender evidently lacks our ack.
             self.stats.duplicates += 1;
+            self.bloom_news = self.config.possible_acks_threshold;
             self.sync.on_duplicate(now, self.config.acknowledgement_timeout_ms, &mut self.rng);
             return ReceiveOutcome::Duplicate;
         }
@@ -506,6 +514,7 @@ impl<H: HistoryStore> SdsEngine<H> {
         if check.unresolved.is_empty() {
             remember(self);
             self.bloom.insert(&id);
+            self.bloom_news = self.config.possible_acks_threshold;
             self.incoming.arrived(&id);
             self.deliver_cascade(now, id, msg, hint);
             return ReceiveOutcome::Delivered;
@@ -518,6 +527,7 @@ impl<H: HistoryStore> SdsEngine<H> {
         remember(self);
         // spec: sds.bloom.contents — every received content message, buffered ones too.
         self.bloom.insert(&id);
+        self.bloom_news = self.config.possible_acks_threshold;
         self.note_missing(&check.new_missing, now);
         let timeout = self.config.dependency_timeout_ms;
         self.incoming.push(id, msg, hint, size, &check, now, timeout);
@@ -856,6 +866,7 @@ impl<H: HistoryStore> SdsEngine<H> {
         // spec: sds.repair — ask for what we miss without a retrieval hint.
         let repair = self.incoming.unhinted_requests(MAX_REPAIR_ENTRIES);
         let bytes = self.encode_with(&id, Some(lamport), history, true, &repair, None);
+        self.bloom_news = self.bloom_news.saturating_sub(1);
         self.stats.syncs_sent += 1;
         self.sync.on_sync_sent(now, self.config.acknowledgement_timeout_ms, &mut self.rng);
         self.events.push_back(SdsEvent::SendSync { message_id: id, bytes });
