@@ -22,7 +22,7 @@ use super::send_state::SendState;
 use super::stats::ChannelStats;
 use crate::messaging::MessageHash;
 use crate::ratelimit::{Admit, MessageClass, RateLimiter};
-use crate::sds::{FastMap, MessageId, ReceiveOutcome, SdsEngine, SdsEvent};
+use crate::sds::{FastMap, FastSet, MessageId, ReceiveOutcome, SdsEngine, SdsEvent};
 use crate::segmentation::{chunk_count, segment, ChunkOutcome, Reassembler, SegmentError, MAX_PAYLOAD_BYTES};
 use crate::wire::{MessageChunk, WakuMessage, BLOOM_BYTES, SPEC_MARKER};
 
@@ -129,7 +129,14 @@ pub struct Channel {
     pending_chunks: usize,
     pending_bytes: usize,
     now: u64,
+    /// Waku hashes of our own recent dispatches: their echoes are dropped before decryption.
+    own_hashes: FastSet<MessageHash>,
+    own_hash_order: VecDeque<MessageHash>,
 }
+
+/// How many of our own dispatch hashes are remembered to drop echoes early (the SDS layer still
+/// recognises older echoes by their sender id, after decryption).
+pub const OWN_HASH_MEMORY: usize = 4_096;
 
 impl Channel {
     /// A channel. `seed` drives chunk ids and SDS jitter (deterministic in simulations).
@@ -164,6 +171,8 @@ impl Channel {
             pending_chunks: 0,
             pending_bytes: 0,
             now,
+            own_hashes: FastSet::default(),
+            own_hash_order: VecDeque::new(),
         }
     }
 
@@ -407,6 +416,9 @@ impl Channel {
     pub fn on_dispatch_result(&mut self, now: u64, token: u64, result: Result<Option<MessageHash>, String>) -> bool {
         let now = self.tick(now);
         let Some(inf) = self.in_flight.remove(&token) else { return false };
+        if let Ok(Some(h)) = &result {
+            self.remember_own_hash(*h);
+        }
         match (inf, result) {
             (InFlight::Chunk { request, id, retransmission, .. }, Ok(hash)) => {
                 self.sds.on_dispatched(now, &id, hash.map(|h| Bytes::copy_from_slice(&h)));
@@ -499,12 +511,28 @@ impl Channel {
         }
     }
 
+    fn remember_own_hash(&mut self, h: MessageHash) {
+        if self.own_hashes.insert(h) {
+            self.own_hash_order.push_back(h);
+            if self.own_hash_order.len() > OWN_HASH_MEMORY {
+                if let Some(old) = self.own_hash_order.pop_front() {
+                    self.own_hashes.remove(&old);
+                }
+            }
+        }
+    }
+
     /// A WakuMessage from the network (or a store retrieval).
     pub fn on_message(&mut self, now: u64, msg: &WakuMessage, hash: Option<MessageHash>) {
         let now = self.tick(now);
         // spec: wire.marker — foreign traffic is dropped before any decryption or SDS work.
         if !msg.has_spec_marker() || msg.content_topic != self.content_topic {
             self.stats.dropped_foreign += 1;
+            return;
+        }
+        // Our own message coming back (relay echoes it): no need to decrypt it to know.
+        if hash.is_some_and(|h| self.own_hashes.contains(&h)) {
+            self.stats.echoes += 1;
             return;
         }
         let plain = match &self.encryption {
@@ -665,7 +693,6 @@ impl Channel {
         let mut s = self.stats.clone();
         let sds = self.sds.stats();
         s.duplicates = sds.duplicates;
-        s.echoes = sds.echoes;
         s.rate_limit_queued = self.limiter.queue_len() as u64;
         s.rate_limit_used_in_epoch = self.limiter.used(self.now) as u64;
         s.reassembly_bytes = self.reassembler.bytes() as u64;
