@@ -21,6 +21,11 @@ use crate::messaging::memory::MemoryTransport;
 use crate::messaging::{DispatchId, Transport, TransportEvent, TransportSink};
 use crate::sds::FastMap;
 
+/// Times the runtime re-checks its queue (yielding the CPU in between) before it parks.
+const BUSY_POLLS: u32 = 8;
+/// While commands keep arriving, due timers are fired after this many of them.
+const TIMER_CHECK_EVERY: u32 = 64;
+
 /// What the API threads and the transport ask of the runtime.
 pub(crate) enum Command {
     Open(Arc<ChannelHandle>),
@@ -111,10 +116,32 @@ pub(crate) fn run(shared: Arc<Shared>, mut rx: UnboundedReceiver<Command>, trans
                 cmd = rx.recv() => {
                     let Some(cmd) = cmd else { break };
                     if !d.handle(cmd) { break; }
-                    // Drain what is already queued before looking at timers again.
+                    // Drain what is already queued before looking at timers again. When the queue
+                    // runs dry, yield a few times before parking: under load the next command
+                    // arrives within microseconds, and a park/wake costs more than the check.
                     let mut stop = false;
-                    while let Ok(cmd) = rx.try_recv() {
-                        if !d.handle(cmd) { stop = true; break; }
+                    let mut idle = 0;
+                    let mut handled = 0u32;
+                    while idle < BUSY_POLLS {
+                        match rx.try_recv() {
+                            Ok(cmd) => {
+                                idle = 0;
+                                if !d.handle(cmd) { stop = true; break; }
+                                // A steady stream of commands must not starve the timers.
+                                handled += 1;
+                                if handled % TIMER_CHECK_EVERY == 0 {
+                                    d.fire_timers();
+                                }
+                            }
+                            Err(_) => {
+                                if idle == 0 {
+                                    d.fire_timers();
+                                    d.flush_events();
+                                }
+                                idle += 1;
+                                std::thread::yield_now();
+                            }
+                        }
                     }
                     d.flush_events();
                     if stop { break; }
@@ -226,11 +253,8 @@ impl Driver {
 
     fn fire_timers(&mut self) {
         let now = self.clock.now_ms();
-        while let Some((t, id)) = self.timers.first().cloned() {
-            if t > now {
-                break;
-            }
-            self.timers.pop_first();
+        while self.timers.first().is_some_and(|(t, _)| *t <= now) {
+            let Some((_, id)) = self.timers.pop_first() else { break };
             if let Some(slot) = self.channels.get_mut(&id) {
                 slot.deadline = None;
                 slot.channel.handle_timeout(now);
