@@ -99,7 +99,7 @@ def main():
     lines = l1 + l2
     ax.legend(lines, [ln.get_label() for ln in lines], loc="upper left", fontsize=8)
     ax.set_title("reliable_channel end to end: send → RECEIVED, 2 managers, embedded network\n"
-                 "(identity encryption, no loss, rate limit off; 100 KiB chunks, 18.7 KB SDS bloom filter per message)",
+                 "(identity encryption, no loss, rate limit off; 100 KiB chunks, bloom filter only in messages that acknowledge)",
                  fontsize=9)
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
