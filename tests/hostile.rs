@@ -56,24 +56,7 @@ fn victim_config() -> ChannelConfig {
 
 /// Every memory bound of the channel, against its effective configuration.
 fn check_bounds(ch: &Channel) -> Result<(), String> {
-    let c = ch.config();
-    let s = ch.stats();
-    let (in_msgs, in_bytes, missing) = ch.sds().incoming_len();
-    let (out_msgs, out_bytes) = ch.sds().outgoing_len();
-    let (pc, pb) = ch.pending();
-    let checks = [
-        ("reassembly bytes", s.reassembly_bytes as usize, c.reassembly.max_bytes),
-        ("reassembly messages", s.reassembly_messages as usize, c.reassembly.max_messages),
-        ("SDS incoming messages", in_msgs, c.sds.max_incoming_messages),
-        ("SDS incoming bytes", in_bytes, c.sds.max_incoming_bytes),
-        ("SDS missing dependencies", missing, c.sds.max_missing),
-        ("SDS outgoing messages", out_msgs, c.sds.max_outgoing_messages),
-        ("SDS outgoing bytes", out_bytes, c.sds.max_outgoing_bytes),
-        ("SDS local history", ch.sds().history().len(), c.sds.max_local_history),
-        ("pending chunks", pc, c.max_pending_chunks),
-        ("pending bytes", pb, c.max_pending_bytes),
-        ("rate-limit queue", s.rate_limit_queued as usize, c.rate_limit.max_queued_items),
-    ];
+    let checks = ch.bounds();
     for (what, v, max) in checks {
         if v > max {
             return Err(format!("{what} {v} exceeds its bound {max}"));

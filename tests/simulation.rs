@@ -61,7 +61,6 @@ use rand::rngs::SmallRng;
 use rand::{Rng, RngCore, SeedableRng};
 use reliable_channel::channel::{Channel, ChannelAction, ChannelConfig, ChannelEvent};
 use reliable_channel::messaging::MessageHash;
-use reliable_channel::sds::HistoryStore;
 use reliable_channel::wire::{MessageChunk, MessageKind, SdsMessage, WakuMessage};
 
 const T0: u64 = 1_700_000_000_000;
@@ -467,28 +466,11 @@ impl<'a> Sim<'a> {
 
     fn check_bounds(&mut self, p: usize) -> Result<(), String> {
         let ch = &self.chans[p];
-        // The channel's effective configuration (it may raise bounds derived from others).
-        let c = ch.config();
-        let s = ch.stats();
-        if s.rate_limit_queued > 0 {
+        if ch.stats().rate_limit_queued > 0 {
             self.totals.rate_queued_steps += 1;
         }
-        let (in_msgs, in_bytes, missing) = ch.sds().incoming_len();
-        let (out_msgs, out_bytes) = ch.sds().outgoing_len();
-        let (pc, pb) = ch.pending();
-        let checks = [
-            ("reassembly bytes", s.reassembly_bytes as usize, c.reassembly.max_bytes),
-            ("reassembly messages", s.reassembly_messages as usize, c.reassembly.max_messages),
-            ("SDS incoming messages", in_msgs, c.sds.max_incoming_messages),
-            ("SDS incoming bytes", in_bytes, c.sds.max_incoming_bytes),
-            ("SDS missing dependencies", missing, c.sds.max_missing),
-            ("SDS outgoing messages", out_msgs, c.sds.max_outgoing_messages),
-            ("SDS outgoing bytes", out_bytes, c.sds.max_outgoing_bytes),
-            ("SDS local history", ch.sds().history().len(), c.sds.max_local_history),
-            ("pending chunks", pc, c.max_pending_chunks),
-            ("pending bytes", pb, c.max_pending_bytes),
-            ("rate-limit queue", s.rate_limit_queued as usize, c.rate_limit.max_queued_items),
-        ];
+        // Against the channel's effective configuration (it may raise bounds derived from others).
+        let checks = ch.bounds();
         for (what, v, max) in checks {
             if v > max {
                 return Err(format!("{}: {what} {v} exceeds its bound {max}", NAMES[p]));

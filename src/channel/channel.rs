@@ -688,6 +688,27 @@ impl Channel {
         }
     }
 
+    /// Every bounded buffer of the channel as (name, current size, bound) against the effective
+    /// configuration: what a caller can watch to push back before a bound is reached.
+    pub fn bounds(&self) -> [(&'static str, usize, usize); 11] {
+        let c = &self.config;
+        let (in_msgs, in_bytes, missing) = self.sds.incoming_len();
+        let (out_msgs, out_bytes) = self.sds.outgoing_len();
+        [
+            ("reassembly bytes", self.reassembler.bytes(), c.reassembly.max_bytes),
+            ("reassembly messages", self.reassembler.len(), c.reassembly.max_messages),
+            ("SDS incoming messages", in_msgs, c.sds.max_incoming_messages),
+            ("SDS incoming bytes", in_bytes, c.sds.max_incoming_bytes),
+            ("SDS missing dependencies", missing, c.sds.max_missing),
+            ("SDS outgoing messages", out_msgs, c.sds.max_outgoing_messages),
+            ("SDS outgoing bytes", out_bytes, c.sds.max_outgoing_bytes),
+            ("SDS local history", crate::sds::HistoryStore::len(self.sds.history()), c.sds.max_local_history),
+            ("pending chunks", self.pending_chunks, c.max_pending_chunks),
+            ("pending bytes", self.pending_bytes, c.max_pending_bytes),
+            ("rate-limit queue", self.limiter.queue_len(), c.rate_limit.max_queued_items),
+        ]
+    }
+
     /// Current counters.
     pub fn stats(&self) -> ChannelStats {
         let mut s = self.stats.clone();
