@@ -22,8 +22,9 @@ struct Pair {
 impl Pair {
     fn new() -> Self {
         Pair {
-            a: SdsEngine::new("bench", "alice", SdsConfig::default(), T0, 1),
-            b: SdsEngine::new("bench", "bob", SdsConfig::default(), T0, 2),
+            // Every message carries the full bloom filter (as in a two-way conversation).
+            a: SdsEngine::new("bench", "alice", SdsConfig { always_send_bloom: true, ..Default::default() }, T0, 1),
+            b: SdsEngine::new("bench", "bob", SdsConfig { always_send_bloom: true, ..Default::default() }, T0, 2),
             n: 0,
             payload: vec![0x5a; 1024],
         }

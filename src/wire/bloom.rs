@@ -48,10 +48,30 @@ fn murmur3_units(units: &[u32]) -> i32 {
     h1 as i32
 }
 
-/// murmur3 x86_32 of a byte string with seed 0, as a signed i32 (the reference's `hash`).
+/// murmur3 x86_32 of a byte string with seed 0, as a signed i32 (the reference's `hash` of an
+/// ASCII string, whose code units are its bytes).
 pub fn murmur3_i32(bytes: &[u8]) -> i32 {
-    let units: Vec<u32> = bytes.iter().map(|&b| b as u32).collect();
-    murmur3_units(&units)
+    const C1: u32 = 0xcc9e_2d51;
+    const C2: u32 = 0x1b87_3593;
+    let mix = |k1: u32| k1.wrapping_mul(C1).rotate_left(15).wrapping_mul(C2);
+    let mut h1: u32 = 0;
+    let mut blocks = bytes.chunks_exact(4);
+    for b in &mut blocks {
+        h1 ^= mix(u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+        h1 = h1.rotate_left(13).wrapping_mul(5).wrapping_add(0xe654_6b64);
+    }
+    let mut k1: u32 = 0;
+    for &t in blocks.remainder().iter().rev() {
+        k1 = (k1 << 8) | t as u32;
+    }
+    h1 ^= mix(k1);
+    h1 ^= bytes.len() as u32;
+    h1 ^= h1 >> 16;
+    h1 = h1.wrapping_mul(0x85eb_ca6b);
+    h1 ^= h1 >> 13;
+    h1 = h1.wrapping_mul(0xc2b2_ae35);
+    h1 ^= h1 >> 16;
+    h1 as i32
 }
 
 /// The code units the reference hashes for a string: the first UTF-16 unit of every code point.
@@ -68,6 +88,16 @@ const STACK_UNITS: usize = 320;
 
 /// spec: sds.bloom.positions — `pos_i = (a + i·b) mod m` with `a = |h(id)| mod m`, `b = |h(id+" b")| mod m`.
 pub fn positions(id: &str) -> BloomPositions {
+    // Fast path: an ASCII id's code units are its bytes, so byte-wise murmur3 gives the same
+    // hashes without widening every byte (ids on the wire are hex or other ASCII in practice).
+    if id.is_ascii() && id.len() + 2 <= STACK_UNITS {
+        let mut buf = [0u8; STACK_UNITS];
+        let n = id.len();
+        buf[..n].copy_from_slice(id.as_bytes());
+        buf[n] = b' ';
+        buf[n + 1] = b'b';
+        return positions_of_hashes(murmur3_i32(&buf[..n]), murmur3_i32(&buf[..n + 2]));
+    }
     let n = id.chars().count();
     if n + 2 <= STACK_UNITS {
         let mut units = [0u32; STACK_UNITS];
@@ -86,11 +116,17 @@ pub fn positions(id: &str) -> BloomPositions {
 
 /// `units` holds the id's `n` units followed by room for two more.
 fn positions_of_units(units: &mut [u32], n: usize) -> BloomPositions {
-    let m = BLOOM_BITS as i64;
-    let a = (murmur3_units(&units[..n]) as i64).abs() % m;
+    let a = murmur3_units(&units[..n]);
     units[n] = b' ' as u32;
     units[n + 1] = b'b' as u32;
-    let b = (murmur3_units(&units[..n + 2]) as i64).abs() % m;
+    positions_of_hashes(a, murmur3_units(&units[..n + 2]))
+}
+
+/// Double hashing from `h(id)` and `h(id + " b")`.
+fn positions_of_hashes(ha: i32, hb: i32) -> BloomPositions {
+    let m = BLOOM_BITS as i64;
+    let a = (ha as i64).abs() % m;
+    let b = (hb as i64).abs() % m;
     let mut out = [0u32; BLOOM_HASHES];
     for (i, p) in out.iter_mut().enumerate() {
         *p = ((a + i as i64 * b) % m) as u32;
@@ -194,6 +230,16 @@ mod tests {
     #[test]
     fn murmur_check_value() {
         assert_eq!(murmur3_i32(b"hello"), 613_153_351);
+    }
+
+    #[test]
+    fn ascii_fast_path_equals_the_unit_path() {
+        for id in ["", "a", "ab", "abc", "abcd", "hello", "sync-abc", &"f".repeat(64), &"x".repeat(300)] {
+            let mut units: Vec<u32> = id.bytes().map(u32::from).collect();
+            let n = units.len();
+            units.extend([0, 0]);
+            assert_eq!(positions(id), positions_of_units(&mut units, n), "{id}");
+        }
     }
 
     #[test]
