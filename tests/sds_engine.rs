@@ -301,7 +301,7 @@ fn no_ack_sync_when_we_answer_with_content_first() {
 }
 
 #[test]
-fn a_burst_beyond_the_history_window_gets_threshold_many_syncs() {
+fn one_sync_acknowledges_a_whole_burst_by_causal_history() {
     let (mut a, mut b) = (engine("alice"), engine("bob"));
     let ids: Vec<_> = (0..6).map(|i| send(&mut a, T0 + i, &format!("m{i}"))).collect();
     for m in &ids {
@@ -322,10 +322,12 @@ fn a_burst_beyond_the_history_window_gets_threshold_many_syncs() {
             }
         }
     }
-    assert_eq!(syncs.len(), 2, "two bloom hits needed for the messages outside the history window");
-    for s in syncs {
-        a.receive(t, s, None);
-    }
+    // The burst is wider than the last-2 window, but the sync names everything delivered since
+    // the previous one: a single sync acknowledges all six definitively (no bloom rounds).
+    assert_eq!(syncs.len(), 1);
+    let listed = decode(&syncs[0]).causal_history.len();
+    assert_eq!(listed, 6);
+    a.receive(t, syncs[0].clone(), None);
     assert_eq!(acked(&drain(&mut a)).len(), 6);
 }
 
@@ -471,6 +473,7 @@ fn sync_carries_the_latest_message_of_every_sender() {
     let (mut a, mut b, mut c) = (engine("alice"), engine("bob"), engine("carol"));
     let from_a = send(&mut a, T0, "a-last");
     c.receive(T0 + 1, from_a.bytes, None);
+    c.sync_now(T0 + 2); // acknowledges alice's message: it leaves carol's list of deliveries to ack
     // Bob talks a lot afterwards: alice's message leaves carol's last-2 window.
     for i in 0..5 {
         let m = send(&mut b, T0 + 10 + i, "b");
@@ -482,7 +485,7 @@ fn sync_carries_the_latest_message_of_every_sender() {
     let SdsEvent::SendSync { bytes, .. } = &ev[0] else { panic!("{ev:?}") };
     let s = decode(bytes);
     assert!(s.causal_history.iter().any(|h| h.message_id == *from_a.message_id), "alice's head announced");
-    assert_eq!(s.causal_history.len(), 3, "last 2 (bob's) + alice's head");
+    assert_eq!(s.causal_history.len(), 6, "bob's 5 (delivered since carol's last sync) + alice's head");
     let ts: Vec<_> = s.causal_history.iter().map(|h| h.message_id.clone()).collect();
     assert_eq!(ts[0], *from_a.message_id, "ordered by lamport");
 }

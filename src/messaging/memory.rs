@@ -399,13 +399,13 @@ impl Scheduler {
                 Some(due) if due <= now => {
                     let item = st.heap.pop().expect("peeked");
                     parking_lot::MutexGuard::unlocked(&mut st, || {
-                        if item.endpoint.is_subscribed(&item.message.content_topic)
-                            && item.endpoint.emit(TransportEvent::Received {
-                                message: item.message,
-                                message_hash: Some(item.hash),
-                            })
-                        {
+                        // Counted before the receiver can observe the copy (and taken back if
+                        // the endpoint is gone), so that stats never lag behind deliveries.
+                        if item.endpoint.is_subscribed(&item.message.content_topic) {
                             stats.delivered.fetch_add(1, Ordering::Relaxed);
+                            if !item.endpoint.emit(TransportEvent::Received { message: item.message, message_hash: Some(item.hash) }) {
+                                stats.delivered.fetch_sub(1, Ordering::Relaxed);
+                            }
                         }
                     });
                 }
@@ -563,8 +563,9 @@ impl Transport for MemoryTransport {
             }
             for delay in copies {
                 if delay.is_zero() {
-                    if ep.emit(TransportEvent::Received { message: message.clone(), message_hash: Some(hash) }) {
-                        net.stats.delivered.fetch_add(1, Ordering::Relaxed);
+                    net.stats.delivered.fetch_add(1, Ordering::Relaxed);
+                    if !ep.emit(TransportEvent::Received { message: message.clone(), message_hash: Some(hash) }) {
+                        net.stats.delivered.fetch_sub(1, Ordering::Relaxed);
                     }
                 } else {
                     net.stats.delayed.fetch_add(1, Ordering::Relaxed);

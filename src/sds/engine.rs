@@ -18,6 +18,10 @@ use super::{Delivered, FastMap, FastSet, MessageId, MessageIdScheme, MissingDepe
 
 /// Most senders whose latest message is remembered for sync heads.
 pub const MAX_TRACKED_SENDERS: usize = 256;
+/// Most messages a sync acknowledges explicitly (those delivered since our previous sync):
+/// one sync then acknowledges a whole burst (a 1 MiB file is 11 chunks) by causal history,
+/// instead of needing `possible_acks_threshold` bloom hits before the sender retransmits.
+pub const MAX_SYNC_ACKS: usize = 64;
 /// Most recently dispatched or received messages (with their retrieval hints) remembered to
 /// answer repair requests; each is also forgotten `dependency_timeout_ms +
 /// acknowledgement_timeout_ms` after it was remembered.
@@ -133,6 +137,9 @@ pub struct SdsEngine<H: HistoryStore = MemoryHistory> {
     /// filter only to acknowledge their messages, so it is news only after we received content:
     /// then the next `possible_acks_threshold` messages carry it (enough bloom hits for an ack).
     bloom_news: u32,
+    /// Received since our previous sync and not yet named by a message of ours, oldest first
+    /// (bounded by [`MAX_SYNC_ACKS`]).
+    to_ack: VecDeque<(u64, HistoryEntry)>,
     outgoing: OutgoingBuffer,
     incoming: IncomingBuffer,
     sync: SyncScheduler,
@@ -174,6 +181,7 @@ impl<H: HistoryStore> SdsEngine<H> {
             seen_ephemeral: FastSet::default(),
             seen_ephemeral_order: VecDeque::new(),
             bloom_news: 0,
+            to_ack: VecDeque::new(),
             outgoing: OutgoingBuffer::default(),
             incoming: IncomingBuffer::default(),
             sync: SyncScheduler::default(),
@@ -258,6 +266,11 @@ impl<H: HistoryStore> SdsEngine<H> {
         let mut heads: Vec<&(u64, HistoryEntry)> = self.heads.values().collect();
         heads.sort_unstable_by(|a, b| (b.0, &b.1.message_id).cmp(&(a.0, &a.1.message_id)));
         for (ts, h) in heads.into_iter().take(self.config.max_sync_heads) {
+            if !v.iter().any(|(_, e)| e.message_id == h.message_id) {
+                v.push((*ts, h.clone()));
+            }
+        }
+        for (ts, h) in &self.to_ack {
             if !v.iter().any(|(_, e)| e.message_id == h.message_id) {
                 v.push((*ts, h.clone()));
             }
@@ -351,6 +364,8 @@ impl<H: HistoryStore> SdsEngine<H> {
         let lamport = self.next_lamport(now);
         let id = self.content_id(now, content);
         let history = self.causal_history();
+        // What this message names is acknowledged by it: no sync owes those an ack any more.
+        self.to_ack.retain(|(_, e)| !history.iter().any(|h| h.message_id == e.message_id));
         let with_bloom = self.config.always_send_bloom || self.bloom_news > 0;
         self.bloom_news = self.bloom_news.saturating_sub(1);
         let bytes = self.encode(&id, Some(lamport), history, with_bloom, Some(content));
@@ -367,6 +382,10 @@ impl<H: HistoryStore> SdsEngine<H> {
         self.outgoing.push(id.clone(), lamport, bytes.clone());
         let idle = (self.config.sync_interval_ms, self.config.idle_sync_rounds);
         self.sync.on_content_sent(now, self.config.acknowledgement_timeout_ms, idle, &mut self.rng);
+        if !self.to_ack.is_empty() {
+            // This message names only the last entries: a sync still owes the rest their acks.
+            self.sync.on_duplicate(now, self.config.acknowledgement_timeout_ms, &mut self.rng);
+        }
         self.stats.content_sent += 1;
         Ok(Wrapped { message_id: id, bytes })
     }
@@ -513,6 +532,7 @@ impl<H: HistoryStore> SdsEngine<H> {
         };
         if check.unresolved.is_empty() {
             remember(self);
+            self.note_to_ack(&msg, &hint);
             self.bloom.insert(&id);
             self.bloom_news = self.config.possible_acks_threshold;
             self.incoming.arrived(&id);
@@ -525,6 +545,7 @@ impl<H: HistoryStore> SdsEngine<H> {
             return ReceiveOutcome::BufferFull;
         }
         remember(self);
+        self.note_to_ack(&msg, &hint);
         // spec: sds.bloom.contents — every received content message, buffered ones too.
         self.bloom.insert(&id);
         self.bloom_news = self.config.possible_acks_threshold;
@@ -661,6 +682,17 @@ impl<H: HistoryStore> SdsEngine<H> {
         }
     }
 
+    /// spec: sds.sync.acks — a received content message (delivered or waiting for its
+    /// dependencies: we hold it either way, as our bloom filter says) is named by our next sync.
+    fn note_to_ack(&mut self, msg: &SdsMessage, hint: &Option<Bytes>) {
+        if self.to_ack.len() == MAX_SYNC_ACKS {
+            // Beyond the bound the oldest rely on bloom-filter acknowledgement.
+            self.to_ack.pop_front();
+        }
+        let entry = HistoryEntry { message_id: msg.message_id.clone(), retrieval_hint: hint.clone(), sender_id: Some(msg.sender_id.clone()) };
+        self.to_ack.push_back((msg.lamport_timestamp.unwrap_or(0), entry));
+    }
+
     fn note_missing(&mut self, new_missing: &[MissingDependency], now: u64) {
         if new_missing.is_empty() {
             return;
@@ -733,7 +765,9 @@ impl<H: HistoryStore> SdsEngine<H> {
         self.stats.delivered += 1;
         let c = &self.config;
         let idle = (c.sync_interval_ms, c.idle_sync_rounds);
-        self.sync.on_delivered(now, c.causal_history_size, c.possible_acks_threshold, c.acknowledgement_timeout_ms, idle, &mut self.rng);
+        // A sync acknowledges up to MAX_SYNC_ACKS deliveries explicitly: one round suffices below that.
+        let window = c.causal_history_size.max(MAX_SYNC_ACKS);
+        self.sync.on_delivered(now, window, c.possible_acks_threshold, c.acknowledgement_timeout_ms, idle, &mut self.rng);
         self.events.push_back(SdsEvent::Delivered(Delivered {
             message_id: id,
             sender_id: msg.sender_id,
@@ -867,6 +901,7 @@ impl<H: HistoryStore> SdsEngine<H> {
         let repair = self.incoming.unhinted_requests(MAX_REPAIR_ENTRIES);
         let bytes = self.encode_with(&id, Some(lamport), history, true, &repair, None);
         self.bloom_news = self.bloom_news.saturating_sub(1);
+        self.to_ack.clear();
         self.stats.syncs_sent += 1;
         self.sync.on_sync_sent(now, self.config.acknowledgement_timeout_ms, &mut self.rng);
         self.events.push_back(SdsEvent::SendSync { message_id: id, bytes });
