@@ -1569,7 +1569,7 @@ static void deadlock_event_hook(recorder *r, const rc_event *ev) {
     if (ev->kind != RC_EVENT_MESSAGE_RECEIVED || strcmp(ev->channel_id, "x") != 0) return;
     int expected = 0;
     if (!atomic_compare_exchange_strong(&d->in_event, &expected, 1)) return;
-    POLL_UNTIL(atomic_load(&d->closed) == 1, 2000); /* the runtime thread is now inside close */
+    POLL_UNTIL(atomic_load(&d->closed) >= 1, 2000); /* the runtime thread has entered close */
     sleep_ms(100);
     char *json = NULL;
     d->stats_st = rc_channel_stats_json(d->mgr, "y", &json);
