@@ -245,17 +245,10 @@ impl<H: HistoryStore> SdsEngine<H> {
         self.now
     }
 
-    /// The causal history for a message wrapped now.
+    /// The causal history for a message wrapped now (owned; for tests and syncs).
+    #[cfg(test)]
     fn causal_history(&self) -> Vec<HistoryEntry> {
-        let n = self.config.causal_history_size;
-        let mut v = Vec::with_capacity(n + 1);
-        self.history.for_each_last(n, &mut |e| v.push(e.to_history_entry()));
-        if let Some(own) = &self.last_own {
-            if !v.iter().any(|e| e.message_id == own.message_id) && self.history.contains(&own.message_id) {
-                v.insert(0, own.clone());
-            }
-        }
-        v
+        causal_refs(&self.history, self.last_own.as_ref(), self.config.causal_history_size).iter().map(|r| r.to_owned_entry()).collect()
     }
 
     /// A sync's causal history: the last `causal_history_size` log entries plus the heads of the
@@ -301,53 +294,15 @@ impl<H: HistoryStore> SdsEngine<H> {
         }
     }
 
-    /// Encodes fields 1–11 with prost, then appends the bloom filter (12) and content (20)
-    /// directly, so the 18,752-byte filter and the content are copied once.
-    fn encode(&self, id: &str, lamport: Option<u64>, history: Vec<HistoryEntry>, with_bloom: bool, content: Option<&[u8]>) -> Bytes {
-        self.encode_with(id, lamport, history, with_bloom, &[], content)
+    /// Encodes a message whose history is owned (syncs, ephemeral).
+    fn encode_with(&self, id: &str, lamport: Option<u64>, history: Vec<HistoryEntry>, with_bloom: bool, repair: &[HistoryEntry], content: Option<&[u8]>) -> Bytes {
+        let refs: Vec<EntryRef<'_>> = history.iter().map(EntryRef::of_entry).collect();
+        let bloom = with_bloom.then(|| self.bloom.as_bytes());
+        encode_message(&self.sender_id, id, &self.channel_id, lamport, &refs, bloom, repair, content)
     }
 
-    /// [`Self::encode`] with repair requests (13), written between the bloom filter (12) and the
-    /// content (20) so that fields stay in tag order.
-    fn encode_with(
-        &self,
-        id: &str,
-        lamport: Option<u64>,
-        history: Vec<HistoryEntry>,
-        with_bloom: bool,
-        repair: &[HistoryEntry],
-        content: Option<&[u8]>,
-    ) -> Bytes {
-        let head = SdsMessage {
-            sender_id: self.sender_id.clone(),
-            message_id: id.to_owned(),
-            channel_id: self.channel_id.clone(),
-            lamport_timestamp: lamport,
-            causal_history: history,
-            bloom_filter: None,
-            repair_request: Vec::new(),
-            content: None,
-        };
-        let bloom_len = if with_bloom { self.bloom.as_bytes().len() + 5 } else { 0 };
-        let content_len = content.map_or(0, |c| c.len() + 3 + prost::length_delimiter_len(c.len()));
-        let repair_len: usize = repair.iter().map(|e| e.encoded_len() + 6).sum();
-        let mut buf = Vec::with_capacity(head.encoded_len() + bloom_len + repair_len + content_len);
-        head.encode_raw(&mut buf);
-        if with_bloom {
-            let bloom = self.bloom.as_bytes();
-            prost::encoding::encode_key(12, prost::encoding::WireType::LengthDelimited, &mut buf);
-            prost::encoding::encode_varint(bloom.len() as u64, &mut buf);
-            buf.put_slice(bloom);
-        }
-        for e in repair {
-            prost::encoding::message::encode(13, e, &mut buf);
-        }
-        if let Some(c) = content {
-            prost::encoding::encode_key(20, prost::encoding::WireType::LengthDelimited, &mut buf);
-            prost::encoding::encode_varint(c.len() as u64, &mut buf);
-            buf.put_slice(c);
-        }
-        Bytes::from(buf)
+    fn encode(&self, id: &str, lamport: Option<u64>, history: Vec<HistoryEntry>, with_bloom: bool, content: Option<&[u8]>) -> Bytes {
+        self.encode_with(id, lamport, history, with_bloom, &[], content)
     }
 
     /// spec: sds.send — wraps one content message: lamport, causal history, bloom filter, id.
@@ -363,12 +318,16 @@ impl<H: HistoryStore> SdsEngine<H> {
         let now = self.tick(now);
         let lamport = self.next_lamport(now);
         let id = self.content_id(now, content);
-        let history = self.causal_history();
-        // What this message names is acknowledged by it: no sync owes those an ack any more.
-        self.to_ack.retain(|(_, e)| !history.iter().any(|h| h.message_id == e.message_id));
         let with_bloom = self.config.always_send_bloom || self.bloom_news > 0;
         self.bloom_news = self.bloom_news.saturating_sub(1);
-        let bytes = self.encode(&id, Some(lamport), history, with_bloom, Some(content));
+        // Borrowed straight from the log: no id or history copies on the hot path.
+        let history = causal_refs(&self.history, self.last_own.as_ref(), self.config.causal_history_size);
+        let bloom = with_bloom.then(|| self.bloom.as_bytes());
+        let bytes = encode_message(&self.sender_id, &id, &self.channel_id, Some(lamport), &history, bloom, &[], Some(content));
+        // What this message names is acknowledged by it: no sync owes those an ack any more.
+        if !self.to_ack.is_empty() {
+            self.to_ack.retain(|(_, e)| !history.iter().any(|h| h.id == e.message_id));
+        }
         self.history.insert(LogEntry {
             message_id: id.clone(),
             lamport_timestamp: lamport,
@@ -917,4 +876,160 @@ fn hex_id(digest: &[u8]) -> MessageId {
 fn random_base36(rng: &mut SmallRng, n: usize) -> String {
     const ALPHABET: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
     (0..n).map(|_| ALPHABET[rng.gen_range(0..36)] as char).collect()
+}
+
+/// A causal-history entry borrowed from the log or from our last message.
+#[derive(Clone, Copy)]
+struct EntryRef<'a> {
+    id: &'a str,
+    hint: Option<&'a [u8]>,
+    sender: Option<&'a str>,
+}
+
+impl<'a> EntryRef<'a> {
+    fn of_log(e: &'a LogEntry) -> Self {
+        EntryRef { id: &e.message_id, hint: e.retrieval_hint.as_deref(), sender: e.sender_id.as_deref() }
+    }
+    fn of_entry(e: &'a HistoryEntry) -> Self {
+        EntryRef { id: &e.message_id, hint: e.retrieval_hint.as_deref(), sender: e.sender_id.as_deref() }
+    }
+    #[cfg(test)]
+    fn to_owned_entry(self) -> HistoryEntry {
+        HistoryEntry { message_id: self.id.to_owned(), retrieval_hint: self.hint.map(Bytes::copy_from_slice), sender_id: self.sender.map(str::to_owned) }
+    }
+    /// Encoded length of the HistoryEntry body.
+    fn body_len(&self) -> usize {
+        opt_field_len((!self.id.is_empty()).then_some(self.id.len())) + opt_field_len(self.hint.map(<[u8]>::len)) + opt_field_len(self.sender.map(str::len))
+    }
+}
+
+/// spec: sds.causal-history — the last `n` log entries, plus our previous message when it is not
+/// among them (sender order), oldest first.
+fn causal_refs<'a, H: HistoryStore>(history: &'a H, last_own: Option<&'a HistoryEntry>, n: usize) -> Vec<EntryRef<'a>> {
+    let mut v = Vec::with_capacity(n + 1);
+    history.for_each_last(n, &mut |e| v.push(EntryRef::of_log(e)));
+    if let Some(own) = last_own {
+        if !v.iter().any(|e| e.id == own.message_id) && history.contains(&own.message_id) {
+            v.insert(0, EntryRef::of_entry(own));
+        }
+    }
+    v
+}
+
+/// Length of a length-delimited field with a one-byte key (tags 1–15) and `len` bytes of value.
+fn opt_field_len(len: Option<usize>) -> usize {
+    len.map_or(0, |l| 1 + prost::length_delimiter_len(l) + l)
+}
+
+fn put_field(buf: &mut Vec<u8>, key: &[u8], value: &[u8]) {
+    buf.extend_from_slice(key);
+    prost::encoding::encode_varint(value.len() as u64, buf);
+    buf.put_slice(value);
+}
+
+/// Writes an SDS message by hand, byte-identical to prost/protons (fields in tag order, empty
+/// implicit strings omitted, optional fields emitted when set): one exact-size allocation and one
+/// copy of each id, history entry, the bloom filter and the content.
+#[allow(clippy::too_many_arguments)]
+fn encode_message(
+    sender: &str,
+    id: &str,
+    channel: &str,
+    lamport: Option<u64>,
+    history: &[EntryRef<'_>],
+    bloom: Option<&[u8]>,
+    repair: &[HistoryEntry],
+    content: Option<&[u8]>,
+) -> Bytes {
+    let s = |x: &str| (!x.is_empty()).then_some(x.len());
+    let mut len = opt_field_len(s(sender)) + opt_field_len(s(id)) + opt_field_len(s(channel));
+    len += lamport.map_or(0, |l| 1 + prost::encoding::encoded_len_varint(l));
+    len += history.iter().map(|e| opt_field_len(Some(e.body_len()))).sum::<usize>();
+    len += opt_field_len(bloom.map(<[u8]>::len));
+    len += repair.iter().map(|e| opt_field_len(Some(e.encoded_len()))).sum::<usize>();
+    len += content.map_or(0, |c| 2 + prost::length_delimiter_len(c.len()) + c.len());
+    let mut buf = Vec::with_capacity(len);
+    if !sender.is_empty() {
+        put_field(&mut buf, &[0x0a], sender.as_bytes());
+    }
+    if !id.is_empty() {
+        put_field(&mut buf, &[0x12], id.as_bytes());
+    }
+    if !channel.is_empty() {
+        put_field(&mut buf, &[0x1a], channel.as_bytes());
+    }
+    if let Some(l) = lamport {
+        buf.push(0x50);
+        prost::encoding::encode_varint(l, &mut buf);
+    }
+    for e in history {
+        buf.push(0x5a);
+        prost::encoding::encode_varint(e.body_len() as u64, &mut buf);
+        if !e.id.is_empty() {
+            put_field(&mut buf, &[0x0a], e.id.as_bytes());
+        }
+        if let Some(h) = e.hint {
+            put_field(&mut buf, &[0x12], h);
+        }
+        if let Some(snd) = e.sender {
+            put_field(&mut buf, &[0x1a], snd.as_bytes());
+        }
+    }
+    if let Some(b) = bloom {
+        put_field(&mut buf, &[0x62], b);
+    }
+    for e in repair {
+        prost::encoding::message::encode(13, e, &mut buf);
+    }
+    if let Some(c) = content {
+        put_field(&mut buf, &[0xa2, 0x01], c);
+    }
+    debug_assert_eq!(buf.len(), len);
+    Bytes::from(buf)
+}
+
+#[cfg(test)]
+mod encode_tests {
+    use super::*;
+
+    /// The hand-written encoder produces exactly prost's bytes for every combination of presence.
+    #[test]
+    fn hand_encoder_matches_prost() {
+        let hints = [None, Some(Bytes::new()), Some(Bytes::from_static(&[7; 32]))];
+        let senders = [None, Some(String::new()), Some("alice".to_owned())];
+        let ids = ["", "m", &"f".repeat(200)];
+        let mut cases = 0;
+        for sender in ["", "bob"] {
+            for channel in ["", "chan"] {
+                for lamport in [None, Some(0), Some(1_700_000_000_000)] {
+                    for (bloom, content) in [(None, None), (Some(vec![1u8; 300]), Some(vec![9u8; 200])), (None, Some(vec![1u8]))] {
+                        for id in ids {
+                            let history: Vec<HistoryEntry> = hints
+                                .iter()
+                                .zip(senders.iter())
+                                .map(|(h, s)| HistoryEntry { message_id: id.to_owned(), retrieval_hint: h.clone(), sender_id: s.clone() })
+                                .collect();
+                            let repair = vec![HistoryEntry { message_id: "r".into(), retrieval_hint: None, sender_id: Some("x".into()) }];
+                            let refs: Vec<EntryRef<'_>> = history.iter().map(EntryRef::of_entry).collect();
+                            let ours = encode_message(sender, id, channel, lamport, &refs, bloom.as_deref(), &repair, content.as_deref());
+                            let want = SdsMessage {
+                                sender_id: sender.into(),
+                                message_id: id.into(),
+                                channel_id: channel.into(),
+                                lamport_timestamp: lamport,
+                                causal_history: history,
+                                bloom_filter: bloom.clone().map(Bytes::from),
+                                repair_request: repair,
+                                content: content.clone().map(Bytes::from),
+                            }
+                            .encode_to_vec();
+                            assert_eq!(ours.to_vec(), want);
+                            cases += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(cases, 2 * 2 * 3 * 3 * 3);
+    }
 }

@@ -49,7 +49,7 @@ pub trait HistoryStore {
     /// Records the retrieval hint of an entry (known once the message was dispatched).
     fn set_retrieval_hint(&mut self, id: &str, lamport_timestamp: u64, hint: Bytes);
     /// Calls `f` on the last `n` entries in log order (oldest first).
-    fn for_each_last(&self, n: usize, f: &mut dyn FnMut(&LogEntry));
+    fn for_each_last<'s>(&'s self, n: usize, f: &mut dyn FnMut(&'s LogEntry));
     /// Number of entries.
     fn len(&self) -> usize;
     /// True when empty.
@@ -121,7 +121,7 @@ impl HistoryStore for MemoryHistory {
         }
     }
 
-    fn for_each_last(&self, n: usize, f: &mut dyn FnMut(&LogEntry)) {
+    fn for_each_last<'s>(&'s self, n: usize, f: &mut dyn FnMut(&'s LogEntry)) {
         let start = self.entries.len().saturating_sub(n);
         for e in self.entries.range(start..) {
             f(e);
