@@ -18,27 +18,19 @@ pub type BloomPositions = [u32; BLOOM_HASHES];
 
 /// murmur3 x86_32 (seed 0) over a sequence of "code units", exactly as nim's `hashes.murmurHash`
 /// compiled to JS: each unit is OR-ed into a 32-bit lane after a left shift by 8, so units above
-/// 255 bleed into neighbouring bytes. For ASCII this is standard murmur3 of the bytes.
-fn murmur3_units(units: &[u32]) -> i32 {
+/// 255 bleed into neighbouring bytes. Over bytes this is standard murmur3 (little-endian blocks).
+fn murmur3<U: Copy + Into<u32>>(units: &[U]) -> i32 {
     const C1: u32 = 0xcc9e_2d51;
     const C2: u32 = 0x1b87_3593;
-    let mut h1: u32 = 0;
-    let nblocks = units.len() / 4;
     let mix = |k1: u32| k1.wrapping_mul(C1).rotate_left(15).wrapping_mul(C2);
-    for b in 0..nblocks {
-        let mut k1: u32 = 0;
-        for j in (0..4).rev() {
-            k1 = (k1 << 8) | units[b * 4 + j];
-        }
-        h1 ^= mix(k1);
+    let lane = |u: &[U]| u.iter().rev().fold(0u32, |k, &x| (k << 8) | x.into());
+    let mut h1: u32 = 0;
+    let mut blocks = units.chunks_exact(4);
+    for b in &mut blocks {
+        h1 ^= mix(lane(b));
         h1 = h1.rotate_left(13).wrapping_mul(5).wrapping_add(0xe654_6b64);
     }
-    let mut k1: u32 = 0;
-    let tail = &units[nblocks * 4..];
-    for j in (0..tail.len()).rev() {
-        k1 = (k1 << 8) | tail[j];
-    }
-    h1 ^= mix(k1);
+    h1 ^= mix(lane(blocks.remainder()));
     h1 ^= units.len() as u32;
     h1 ^= h1 >> 16;
     h1 = h1.wrapping_mul(0x85eb_ca6b);
@@ -48,30 +40,14 @@ fn murmur3_units(units: &[u32]) -> i32 {
     h1 as i32
 }
 
+fn murmur3_units(units: &[u32]) -> i32 {
+    murmur3(units)
+}
+
 /// murmur3 x86_32 of a byte string with seed 0, as a signed i32 (the reference's `hash` of an
 /// ASCII string, whose code units are its bytes).
 pub fn murmur3_i32(bytes: &[u8]) -> i32 {
-    const C1: u32 = 0xcc9e_2d51;
-    const C2: u32 = 0x1b87_3593;
-    let mix = |k1: u32| k1.wrapping_mul(C1).rotate_left(15).wrapping_mul(C2);
-    let mut h1: u32 = 0;
-    let mut blocks = bytes.chunks_exact(4);
-    for b in &mut blocks {
-        h1 ^= mix(u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
-        h1 = h1.rotate_left(13).wrapping_mul(5).wrapping_add(0xe654_6b64);
-    }
-    let mut k1: u32 = 0;
-    for &t in blocks.remainder().iter().rev() {
-        k1 = (k1 << 8) | t as u32;
-    }
-    h1 ^= mix(k1);
-    h1 ^= bytes.len() as u32;
-    h1 ^= h1 >> 16;
-    h1 = h1.wrapping_mul(0x85eb_ca6b);
-    h1 ^= h1 >> 13;
-    h1 = h1.wrapping_mul(0xc2b2_ae35);
-    h1 ^= h1 >> 16;
-    h1 as i32
+    murmur3(bytes)
 }
 
 /// The code units the reference hashes for a string: the first UTF-16 unit of every code point.
