@@ -141,16 +141,8 @@ pub const OWN_HASH_MEMORY: usize = 4_096;
 impl Channel {
     /// A channel. `seed` drives chunk ids and SDS jitter (deterministic in simulations).
     pub fn new(channel_id: &str, content_topic: &str, sender_id: &str, mut config: ChannelConfig, now: u64, seed: u64) -> Self {
-        // The SDS incoming buffer must be able to hold the chunks of two maximal messages waiting
-        // behind one missing early chunk. With small chunks the defaults cannot (1 MiB at 1 KiB
-        // chunks is 1,024 chunks of ~20 KB each, bloom filter included, against 1,024 messages /
-        // 32 MiB): later chunks were dropped as `BufferFull`, and since other peers had already
-        // acknowledged them they were never retransmitted, so the message was lost even on a
-        // clean network. Only raised, never lowered. (Found by tests/simulation.rs.)
-        let per_message = chunk_count(MAX_PAYLOAD_BYTES, config.chunk_size_bytes.max(1));
-        let encoded_chunk = config.chunk_size_bytes + BLOOM_BYTES + 2_048;
-        config.sds.max_incoming_messages = config.sds.max_incoming_messages.max(2 * per_message);
-        config.sds.max_incoming_bytes = config.sds.max_incoming_bytes.max(2 * per_message * encoded_chunk);
+        // Configs built in code (not parsed) get the same incoming bounds as parsed ones.
+        config.raise_incoming_bounds();
         Channel {
             channel_id: channel_id.to_owned(),
             content_topic: content_topic.to_owned(),

@@ -51,14 +51,16 @@ impl Default for ChannelConfig {
     fn default() -> Self {
         let max_pending_chunks = 4_096;
         let max_pending_bytes = 64 * 1024 * 1024;
-        ChannelConfig {
+        let mut c = ChannelConfig {
             chunk_size_bytes: DEFAULT_CHUNK_SIZE_BYTES,
             reassembly: ReassemblyConfig::default(),
-            sds: SdsConfig { max_outgoing_messages: max_pending_chunks, ..SdsConfig::default() },
-            rate_limit: RateLimitConfig { max_queued_items: max_pending_chunks, ..RateLimitConfig::default() },
+            sds: SdsConfig::default(),
+            rate_limit: RateLimitConfig::default(),
             max_pending_chunks,
             max_pending_bytes,
-        }
+        };
+        c.derive_bounds();
+        c
     }
 }
 
@@ -109,6 +111,28 @@ impl ChannelConfig {
             apply_channel(&mut cfg, &v, "channel")?;
         }
         Ok(cfg)
+    }
+
+    /// Sets the bounds that follow from others, so that no inner buffer refuses what an outer one
+    /// accepted: the SDS outgoing buffer and the rate-limit queue from the send queue, and the
+    /// incoming buffers from the chunk size ([`Self::raise_incoming_bounds`]).
+    pub fn derive_bounds(&mut self) {
+        self.sds.max_outgoing_messages = self.max_pending_chunks;
+        self.sds.max_outgoing_bytes = self.max_pending_bytes * 2 + self.max_pending_chunks * (BLOOM_BYTES + 4096);
+        self.rate_limit.max_queued_items = self.max_pending_chunks + 1_024;
+        self.rate_limit.max_queued_bytes = self.sds.max_outgoing_bytes;
+        self.raise_incoming_bounds();
+    }
+
+    /// The SDS incoming buffer must hold the chunks of two maximal messages waiting behind one
+    /// missing early chunk: with small chunks the defaults cannot (1 MiB at 1 KiB chunks is 1,024
+    /// chunks of ~20 KB), and chunks dropped as buffer-full after other peers acknowledged them
+    /// are never retransmitted. Only ever raises. (Found by tests/simulation.rs.)
+    pub fn raise_incoming_bounds(&mut self) {
+        let per_message = crate::segmentation::chunk_count(MAX_PAYLOAD_BYTES, self.chunk_size_bytes.max(1));
+        let encoded_chunk = self.chunk_size_bytes + BLOOM_BYTES + 2_048;
+        self.sds.max_incoming_messages = self.sds.max_incoming_messages.max(2 * per_message);
+        self.sds.max_incoming_bytes = self.sds.max_incoming_bytes.max(2 * per_message * encoded_chunk);
     }
 
     /// The largest SDS + WakuMessage overhead a content message of this channel can have, for a
@@ -321,10 +345,6 @@ fn apply_channel(cfg: &mut ChannelConfig, v: &Value, path: &str) -> Result<(), C
             cfg.max_pending_bytes = n as usize;
         }
     }
-    // The SDS outgoing buffer and the rate-limit queue never refuse what `send` accepted.
-    cfg.sds.max_outgoing_messages = cfg.max_pending_chunks;
-    cfg.sds.max_outgoing_bytes = cfg.max_pending_bytes * 2 + cfg.max_pending_chunks * (BLOOM_BYTES + 4096);
-    cfg.rate_limit.max_queued_items = cfg.max_pending_chunks + 1_024;
-    cfg.rate_limit.max_queued_bytes = cfg.sds.max_outgoing_bytes;
+    cfg.derive_bounds();
     cfg.check_fits(path, 0)
 }

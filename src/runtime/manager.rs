@@ -336,10 +336,6 @@ impl Manager {
         Ok(())
     }
 
-    #[allow(dead_code)] // used by the C ABI
-    pub(crate) fn shared(&self) -> &Arc<Shared> {
-        &self.shared
-    }
 }
 
 impl Drop for Manager {

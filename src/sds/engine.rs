@@ -245,12 +245,6 @@ impl<H: HistoryStore> SdsEngine<H> {
         self.now
     }
 
-    /// The causal history for a message wrapped now (owned; for tests and syncs).
-    #[cfg(test)]
-    fn causal_history(&self) -> Vec<HistoryEntry> {
-        causal_refs(&self.history, self.last_own.as_ref(), self.config.causal_history_size).iter().map(|r| r.to_owned_entry()).collect()
-    }
-
     /// A sync's causal history: the last `causal_history_size` log entries plus the heads of the
     /// most recently active senders, in (lamport, id) order.
     fn sync_history(&self) -> Vec<HistoryEntry> {
@@ -343,7 +337,7 @@ impl<H: HistoryStore> SdsEngine<H> {
         self.sync.on_content_sent(now, self.config.acknowledgement_timeout_ms, idle, &mut self.rng);
         if !self.to_ack.is_empty() {
             // This message names only the last entries: a sync still owes the rest their acks.
-            self.sync.on_duplicate(now, self.config.acknowledgement_timeout_ms, &mut self.rng);
+            self.sync.owe_ack_round(now, self.config.acknowledgement_timeout_ms, &mut self.rng);
         }
         self.stats.content_sent += 1;
         Ok(Wrapped { message_id: id, bytes })
@@ -475,7 +469,7 @@ impl<H: HistoryStore> SdsEngine<H> {
             // spec: sds.duplicates — never delivered twice; the sender evidently lacks our ack.
             self.stats.duplicates += 1;
             self.bloom_news = self.config.possible_acks_threshold;
-            self.sync.on_duplicate(now, self.config.acknowledgement_timeout_ms, &mut self.rng);
+            self.sync.owe_ack_round(now, self.config.acknowledgement_timeout_ms, &mut self.rng);
             return ReceiveOutcome::Duplicate;
         }
         self.review_acks(&msg);
@@ -892,10 +886,6 @@ impl<'a> EntryRef<'a> {
     }
     fn of_entry(e: &'a HistoryEntry) -> Self {
         EntryRef { id: &e.message_id, hint: e.retrieval_hint.as_deref(), sender: e.sender_id.as_deref() }
-    }
-    #[cfg(test)]
-    fn to_owned_entry(self) -> HistoryEntry {
-        HistoryEntry { message_id: self.id.to_owned(), retrieval_hint: self.hint.map(Bytes::copy_from_slice), sender_id: self.sender.map(str::to_owned) }
     }
     /// Encoded length of the HistoryEntry body.
     fn body_len(&self) -> usize {

@@ -54,8 +54,9 @@ impl SyncScheduler {
         self.arm_idle(now, idle.0, idle.1, rng);
     }
 
-    /// A peer re-sent something we already have.
-    pub fn on_duplicate(&mut self, now: u64, ack_timeout: u64, rng: &mut impl Rng) {
+    /// One more acknowledgement round is owed: a peer re-sent something we have (our ack did not
+    /// reach it), or our content message named only part of what we received.
+    pub fn owe_ack_round(&mut self, now: u64, ack_timeout: u64, rng: &mut impl Rng) {
         self.rounds = self.rounds.max(1);
         self.arm_ack(now, ack_timeout, rng);
     }

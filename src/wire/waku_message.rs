@@ -37,11 +37,6 @@ impl WakuMessage {
         Ok(WakuMessage::decode(buf)?)
     }
 
-    /// Serializes the message.
-    pub fn encode_to_vec_checked(&self) -> Vec<u8> {
-        self.encode_to_vec()
-    }
-
     /// True when `meta` is exactly the reliable-channel marker.
     pub fn has_spec_marker(&self) -> bool {
         self.meta.as_deref() == Some(SPEC_MARKER)
