@@ -116,13 +116,13 @@ pub struct SdsEngine<H: HistoryStore = MemoryHistory> {
     now: u64,
     /// spec: sds.sender-order — our previous content message, always carried in the causal
     /// history so that receivers deliver one sender's messages in send order.
-    last_own: Option<HistoryEntry>,
+    last_own: Option<LogEntry>,
     /// Our latest content message, kept to rebroadcast to a peer whose sync shows it lacks it.
     last_own_bytes: Option<Bytes>,
     last_rebroadcast_at: Option<u64>,
     /// spec: sds.sync.heads — the latest delivered message of each sender (bounded), carried by
     /// sync messages so that a peer who missed a sender's last message learns it exists.
-    heads: FastMap<MessageId, (u64, HistoryEntry)>,
+    heads: FastMap<MessageId, LogEntry>,
     /// spec: sds.repair — messages we dispatched or received recently, with their retrieval
     /// hints (what a repair request may ask for): remembered at, in order, and by id (bounded).
     recent: VecDeque<(u64, MessageId)>,
@@ -139,7 +139,7 @@ pub struct SdsEngine<H: HistoryStore = MemoryHistory> {
     bloom_news: u32,
     /// Received since our previous sync and not yet named by a message of ours, oldest first
     /// (bounded by [`MAX_SYNC_ACKS`]).
-    to_ack: VecDeque<(u64, HistoryEntry)>,
+    to_ack: VecDeque<LogEntry>,
     outgoing: OutgoingBuffer,
     incoming: IncomingBuffer,
     sync: SyncScheduler,
@@ -250,16 +250,12 @@ impl<H: HistoryStore> SdsEngine<H> {
     fn sync_history(&self) -> Vec<HistoryEntry> {
         let mut v: Vec<(u64, HistoryEntry)> = Vec::new();
         self.history.for_each_last(self.config.causal_history_size, &mut |e| v.push((e.lamport_timestamp, e.to_history_entry())));
-        let mut heads: Vec<&(u64, HistoryEntry)> = self.heads.values().collect();
-        heads.sort_unstable_by(|a, b| (b.0, &b.1.message_id).cmp(&(a.0, &a.1.message_id)));
-        for (ts, h) in heads.into_iter().take(self.config.max_sync_heads) {
-            if !v.iter().any(|(_, e)| e.message_id == h.message_id) {
-                v.push((*ts, h.clone()));
-            }
-        }
-        for (ts, h) in &self.to_ack {
-            if !v.iter().any(|(_, e)| e.message_id == h.message_id) {
-                v.push((*ts, h.clone()));
+        let mut heads: Vec<&LogEntry> = self.heads.values().collect();
+        heads.sort_unstable_by(|a, b| (b.lamport_timestamp, &b.message_id).cmp(&(a.lamport_timestamp, &a.message_id)));
+        let extra = heads.into_iter().take(self.config.max_sync_heads).chain(self.to_ack.iter());
+        for h in extra {
+            if !v.iter().any(|(_, e)| *e.message_id == *h.message_id) {
+                v.push((h.lamport_timestamp, h.to_history_entry()));
             }
         }
         v.sort_by(|a, b| (a.0, &a.1.message_id).cmp(&(b.0, &b.1.message_id)));
@@ -280,7 +276,7 @@ impl<H: HistoryStore> SdsEngine<H> {
                 self.last_wrap_ns = ns;
                 let mut h = Keccak256::new();
                 h.update(self.sender_id.as_bytes());
-                h.update(ns.to_string().as_bytes());
+                h.update(decimal(ns, &mut [0; 40]));
                 h.update(content);
                 hex_id(&h.finalize())
             }
@@ -320,16 +316,11 @@ impl<H: HistoryStore> SdsEngine<H> {
         let bytes = encode_message(&self.sender_id, &id, &self.channel_id, Some(lamport), &history, bloom, &[], Some(content));
         // What this message names is acknowledged by it: no sync owes those an ack any more.
         if !self.to_ack.is_empty() {
-            self.to_ack.retain(|(_, e)| !history.iter().any(|h| h.id == e.message_id));
+            self.to_ack.retain(|e| !history.iter().any(|h| h.id == &*e.message_id));
         }
-        self.history.insert(LogEntry {
-            message_id: id.clone(),
-            lamport_timestamp: lamport,
-            sender_id: Some(self.sender_arc.clone()),
-            retrieval_hint: None,
-        });
-        let own = HistoryEntry { message_id: id.to_string(), retrieval_hint: None, sender_id: Some(self.sender_id.clone()) };
-        self.note_head(self.sender_arc.clone(), lamport, own.clone());
+        let own = LogEntry { message_id: id.clone(), lamport_timestamp: lamport, sender_id: Some(self.sender_arc.clone()), retrieval_hint: None };
+        self.history.insert(own.clone());
+        self.note_head(self.sender_arc.clone(), own.clone());
         self.last_own = Some(own);
         self.last_own_bytes = Some(bytes.clone());
         self.outgoing.push(id.clone(), lamport, bytes.clone());
@@ -372,10 +363,10 @@ impl<H: HistoryStore> SdsEngine<H> {
             }
         }
         if let Some(h) = retrieval_hint {
-            if let Some(own) = self.last_own.as_mut().filter(|o| o.message_id == id) {
+            if let Some(own) = self.last_own.as_mut().filter(|o| &*o.message_id == id) {
                 own.retrieval_hint = Some(h.clone());
             }
-            if let Some((_, head)) = self.heads.get_mut(&*self.sender_arc).filter(|(_, e)| e.message_id == id) {
+            if let Some(head) = self.heads.get_mut(&*self.sender_arc).filter(|e| &*e.message_id == id) {
                 head.retrieval_hint = Some(h.clone());
             }
             self.history.set_retrieval_hint(id, lamport, h);
@@ -393,11 +384,11 @@ impl<H: HistoryStore> SdsEngine<H> {
         let Some((dispatched_once, lamport)) = self.outgoing.take(id) else { return false };
         if !dispatched_once {
             self.history.remove(id, lamport);
-            if self.last_own.as_ref().is_some_and(|o| o.message_id == id) {
+            if self.last_own.as_ref().is_some_and(|o| &*o.message_id == id) {
                 self.last_own = None;
                 self.last_own_bytes = None;
             }
-            if self.heads.get(&*self.sender_arc).is_some_and(|(_, e)| e.message_id == id) {
+            if self.heads.get(&*self.sender_arc).is_some_and(|e| &*e.message_id == id) {
                 self.heads.remove(&*self.sender_arc);
             }
         }
@@ -485,7 +476,7 @@ impl<H: HistoryStore> SdsEngine<H> {
         };
         if check.unresolved.is_empty() {
             remember(self);
-            self.note_to_ack(&msg, &hint);
+            self.note_to_ack(&id, &msg, &hint);
             self.bloom.insert(&id);
             self.bloom_news = self.config.possible_acks_threshold;
             self.incoming.arrived(&id);
@@ -498,7 +489,7 @@ impl<H: HistoryStore> SdsEngine<H> {
             return ReceiveOutcome::BufferFull;
         }
         remember(self);
-        self.note_to_ack(&msg, &hint);
+        self.note_to_ack(&id, &msg, &hint);
         // spec: sds.bloom.contents — every received content message, buffered ones too.
         self.bloom.insert(&id);
         self.bloom_news = self.config.possible_acks_threshold;
@@ -523,7 +514,7 @@ impl<H: HistoryStore> SdsEngine<H> {
         }
         self.last_rebroadcast_at = Some(now);
         self.stats.rebroadcasts += 1;
-        self.events.push_back(SdsEvent::Rebroadcast { message_id: own.message_id.as_str().into(), bytes: bytes.clone() });
+        self.events.push_back(SdsEvent::Rebroadcast { message_id: own.message_id.clone(), bytes: bytes.clone() });
     }
 
     /// Remembers a message now available to peers (dispatched by us, or received) with its
@@ -619,31 +610,41 @@ impl<H: HistoryStore> SdsEngine<H> {
         self.send_sync_with(now, hints);
     }
 
-    fn note_head(&mut self, sender: MessageId, lamport: u64, entry: HistoryEntry) {
+    fn note_head(&mut self, sender: MessageId, entry: LogEntry) {
         match self.heads.get_mut(&sender) {
-            Some(h) if h.0 > lamport => {}
-            Some(h) => *h = (lamport, entry),
+            Some(h) if h.lamport_timestamp > entry.lamport_timestamp => {}
+            Some(h) => *h = entry,
             None => {
                 if self.heads.len() >= MAX_TRACKED_SENDERS {
                     // Rare (more senders than tracked): forget the stalest head.
-                    if let Some(k) = self.heads.iter().min_by(|a, b| (a.1 .0, &a.0).cmp(&(b.1 .0, &b.0))).map(|(k, _)| k.clone()) {
+                    let stalest = self.heads.iter().min_by(|a, b| (a.1.lamport_timestamp, a.0).cmp(&(b.1.lamport_timestamp, b.0)));
+                    if let Some(k) = stalest.map(|(k, _)| k.clone()) {
                         self.heads.remove(&k);
                     }
                 }
-                self.heads.insert(sender, (lamport, entry));
+                self.heads.insert(sender, entry);
             }
+        }
+    }
+
+    /// The shared id of a sender we track (no allocation on the hot path), or a new one.
+    fn sender_key(&self, sender: &str) -> MessageId {
+        match self.heads.get_key_value(sender) {
+            Some((k, _)) => k.clone(),
+            None => sender.into(),
         }
     }
 
     /// spec: sds.sync.acks — a received content message (delivered or waiting for its
     /// dependencies: we hold it either way, as our bloom filter says) is named by our next sync.
-    fn note_to_ack(&mut self, msg: &SdsMessage, hint: &Option<Bytes>) {
+    fn note_to_ack(&mut self, id: &MessageId, msg: &SdsMessage, hint: &Option<Bytes>) {
         if self.to_ack.len() == MAX_SYNC_ACKS {
             // Beyond the bound the oldest rely on bloom-filter acknowledgement.
             self.to_ack.pop_front();
         }
-        let entry = HistoryEntry { message_id: msg.message_id.clone(), retrieval_hint: hint.clone(), sender_id: Some(msg.sender_id.clone()) };
-        self.to_ack.push_back((msg.lamport_timestamp.unwrap_or(0), entry));
+        let sender_id = Some(self.sender_key(&msg.sender_id));
+        let lamport_timestamp = msg.lamport_timestamp.unwrap_or(0);
+        self.to_ack.push_back(LogEntry { message_id: id.clone(), lamport_timestamp, sender_id, retrieval_hint: hint.clone() });
     }
 
     fn note_missing(&mut self, new_missing: &[MissingDependency], now: u64) {
@@ -711,10 +712,10 @@ impl<H: HistoryStore> SdsEngine<H> {
         let lamport = msg.lamport_timestamp.unwrap_or(0);
         // spec: sds.lamport — max on delivery.
         self.lamport = self.lamport.max(lamport);
-        let sender: MessageId = msg.sender_id.as_str().into();
-        let entry = HistoryEntry { message_id: id.to_string(), retrieval_hint: hint.clone(), sender_id: Some(msg.sender_id.clone()) };
-        self.note_head(sender.clone(), lamport, entry);
-        self.history.insert(LogEntry { message_id: id.clone(), lamport_timestamp: lamport, sender_id: Some(sender), retrieval_hint: hint.clone() });
+        let sender = self.sender_key(&msg.sender_id);
+        let entry = LogEntry { message_id: id.clone(), lamport_timestamp: lamport, sender_id: Some(sender.clone()), retrieval_hint: hint.clone() };
+        self.note_head(sender, entry.clone());
+        self.history.insert(entry);
         self.stats.delivered += 1;
         let c = &self.config;
         let idle = (c.sync_interval_ms, c.idle_sync_rounds);
@@ -861,6 +862,31 @@ impl<H: HistoryStore> SdsEngine<H> {
     }
 }
 
+/// `n` in decimal ASCII, written into `buf` (no allocation: this runs once per message).
+fn decimal(n: u128, buf: &mut [u8; 40]) -> &[u8] {
+    // u64 arithmetic per 19-digit group: u128 division is a slow library call.
+    const GROUP: u128 = 10_000_000_000_000_000_000;
+    let mut i = buf.len();
+    let (mut hi, mut lo) = (n / GROUP, (n % GROUP) as u64);
+    loop {
+        let mut digits = 0;
+        loop {
+            i -= 1;
+            buf[i] = b'0' + (lo % 10) as u8;
+            lo /= 10;
+            digits += 1;
+            if lo == 0 && (hi == 0 || digits == 19) {
+                break;
+            }
+        }
+        if hi == 0 {
+            return &buf[i..];
+        }
+        lo = (hi % GROUP) as u64;
+        hi /= GROUP;
+    }
+}
+
 fn hex_id(digest: &[u8]) -> MessageId {
     let mut buf = [0u8; 64];
     hex::encode_to_slice(digest, &mut buf).expect("32-byte digest");
@@ -895,12 +921,12 @@ impl<'a> EntryRef<'a> {
 
 /// spec: sds.causal-history — the last `n` log entries, plus our previous message when it is not
 /// among them (sender order), oldest first.
-fn causal_refs<'a, H: HistoryStore>(history: &'a H, last_own: Option<&'a HistoryEntry>, n: usize) -> Vec<EntryRef<'a>> {
+fn causal_refs<'a, H: HistoryStore>(history: &'a H, last_own: Option<&'a LogEntry>, n: usize) -> Vec<EntryRef<'a>> {
     let mut v = Vec::with_capacity(n + 1);
     history.for_each_last(n, &mut |e| v.push(EntryRef::of_log(e)));
     if let Some(own) = last_own {
-        if !v.iter().any(|e| e.id == own.message_id) && history.contains(&own.message_id) {
-            v.insert(0, EntryRef::of_entry(own));
+        if !v.iter().any(|e| e.id == &*own.message_id) && history.contains(&own.message_id) {
+            v.insert(0, EntryRef::of_log(own));
         }
     }
     v
@@ -983,6 +1009,13 @@ mod encode_tests {
     use super::*;
 
     /// The hand-written encoder produces exactly prost's bytes for every combination of presence.
+    #[test]
+    fn decimal_matches_to_string() {
+        for n in [0u128, 7, 10, 1_700_000_000_000_000_000, 10_000_000_000_000_000_000, 10_000_000_000_000_000_007, u64::MAX as u128 * 1_000, u128::MAX] {
+            assert_eq!(decimal(n, &mut [0; 40]), n.to_string().as_bytes());
+        }
+    }
+
     #[test]
     fn hand_encoder_matches_prost() {
         let hints = [None, Some(Bytes::new()), Some(Bytes::from_static(&[7; 32]))];
