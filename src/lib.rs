@@ -3,6 +3,13 @@
 //! Layers, bottom up: [`wire`] (the bytes), [`sds`] (Scalable Data Sync), [`segmentation`],
 //! [`ratelimit`], [`channel`] (the sans-I/O pipeline), [`messaging`] (transports).
 pub mod channel;
+
+/// See the `mimalloc` feature in Cargo.toml: message buffers cross threads, which mimalloc
+/// handles without locks. Only this library's Rust allocations use it.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod error;
 pub mod ffi;
 pub mod messaging;
