@@ -1,7 +1,7 @@
 //! SDS engine rules, each on a virtual clock (no sleeps, no threads).
 
 use bytes::Bytes;
-use reliable_channel::sds::{HistoryStore, ReceiveOutcome, SdsConfig, SdsEngine, SdsError, SdsEvent, Wrapped};
+use reliable_channel::sds::{message_id, HistoryStore, ReceiveOutcome, SdsConfig, SdsEngine, SdsError, SdsEvent, Wrapped};
 use reliable_channel::wire::{BloomFilter, HistoryEntry, SdsMessage};
 use prost::Message as _;
 
@@ -83,6 +83,24 @@ fn ids_are_unique_for_identical_payloads() {
     let y = a.wrap_content(T0, b"same").unwrap();
     assert_ne!(x.message_id, y.message_id);
     assert_eq!(x.message_id.len(), 64);
+}
+
+/// A precomputed id (the manager computes ids on the sending thread) is the id of the wrapped
+/// message, is what the receiver delivers, and cannot be used twice.
+#[test]
+fn precomputed_ids_are_used_and_never_reused() {
+    let mut a = engine("alice");
+    let mut b = engine("bob");
+    let id = message_id(a.config().message_id_scheme, "alice", 42, b"hi");
+    let w = a.wrap_content_with_id(T0, b"hi", id.clone()).unwrap();
+    assert_eq!(w.message_id, id);
+    assert_eq!(decode(&w.bytes).message_id, &*id);
+    assert_eq!(a.wrap_content_with_id(T0, b"hi", id.clone()), Err(SdsError::DuplicateId(id.to_string())));
+    a.on_dispatched(T0, &id, None);
+    assert_eq!(b.receive(T0, w.bytes, None), ReceiveOutcome::Delivered);
+    assert_eq!(delivered(&drain(&mut b)), ["hi"]);
+    let e = a.wrap_ephemeral_with_id(T0, b"typing", "eph-1".into()).unwrap();
+    assert_eq!(&*e.message_id, "eph-1");
 }
 
 #[test]

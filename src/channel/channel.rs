@@ -23,7 +23,8 @@ use super::stats::ChannelStats;
 use crate::messaging::MessageHash;
 use crate::ratelimit::{Admit, MessageClass, RateLimiter};
 use crate::sds::{FastMap, FastSet, MessageId, ReceiveOutcome, SdsEngine, SdsEvent};
-use crate::segmentation::{chunk_count, segment, ChunkOutcome, Reassembler, SegmentError, MAX_PAYLOAD_BYTES};
+use super::prepare::{prepare_send, PreparedSend, WrapClock};
+use crate::segmentation::{chunk_count, ChunkOutcome, Reassembler, MAX_PAYLOAD_BYTES};
 use crate::wire::{MessageChunk, WakuMessage, BLOOM_BYTES, SPEC_MARKER};
 
 /// What the channel asks its driver to do.
@@ -57,8 +58,8 @@ pub enum SendError {
 enum Item {
     /// A content chunk's first dispatch, not yet wrapped: SDS wraps it when the rate limiter
     /// releases it (see [`Channel::dispatch`]), so that the causal history and bloom filter it
-    /// carries are those of its dispatch time, not of its send time.
-    Fresh { request: Arc<str>, index: u32, frame: Bytes },
+    /// carries are those of its dispatch time, not of its send time. Its id is known already.
+    Fresh { request: Arc<str>, index: u32, frame: Bytes, id: MessageId },
     /// A wrapped content chunk (`retransmission: false` only transiently, inside `dispatch`).
     Chunk { request: Arc<str>, index: u32, id: MessageId, bytes: Bytes, retransmission: bool },
     Ephemeral { request: Arc<str>, index: u32, bytes: Bytes },
@@ -132,6 +133,8 @@ pub struct Channel {
     /// Waku hashes of our own recent dispatches: their echoes are dropped before decryption.
     own_hashes: FastSet<MessageHash>,
     own_hash_order: VecDeque<MessageHash>,
+    /// Wrap times of the sends this channel prepares itself ([`Channel::send`]).
+    wrap_clock: WrapClock,
 }
 
 /// How many of our own dispatch hashes are remembered to drop echoes early (the SDS layer still
@@ -165,6 +168,7 @@ impl Channel {
             now,
             own_hashes: FastSet::default(),
             own_hash_order: VecDeque::new(),
+            wrap_clock: WrapClock::default(),
         }
     }
 
@@ -243,34 +247,43 @@ impl Channel {
     /// its peers' messages ran out of retransmissions and failed with SEND_ERROR on a clean network.
     pub fn send(&mut self, now: u64, request_id: &str, payload: &[u8], ephemeral: bool) -> Result<(), SendError> {
         let now = self.tick(now);
-        let n = self.check_send(payload.len(), ephemeral)?;
-        let request: Arc<str> = request_id.into();
-        if self.sends.contains_key(&request) {
-            return Err(SendError::DuplicateRequestId(request_id.to_owned()));
+        // Refuse before doing the work when the send cannot be taken anyway.
+        self.check_send(payload.len(), ephemeral)?;
+        let sender = self.sds.sender_id().to_owned();
+        let now_ns = now.saturating_mul(1_000_000);
+        let prepared = prepare_send(&self.config, &sender, &self.wrap_clock, now_ns, request_id, payload, ephemeral, &mut self.rng)?;
+        self.send_prepared(now, prepared)
+    }
+
+    /// [`Self::send`] of a payload already segmented and identified by
+    /// [`super::prepare::prepare_send`] (the manager does that on the caller's thread).
+    pub fn send_prepared(&mut self, now: u64, prepared: PreparedSend) -> Result<(), SendError> {
+        let now = self.tick(now);
+        let PreparedSend { request_id, payload_len, ephemeral, chunks } = prepared;
+        let n = self.check_send(payload_len, ephemeral)?;
+        if chunks.len() != n {
+            return Err(SendError::Segmentation(format!("{} chunks prepared, {n} expected", chunks.len())));
         }
-        let frames = segment(payload, self.config.chunk_size_bytes, request_id, &mut self.rng).map_err(|e| match e {
-            SegmentError::Empty => SendError::Empty,
-            SegmentError::TooLarge { len, max } => SendError::TooLarge { len, max },
-            other => SendError::Segmentation(other.to_string()),
-        })?;
-        debug_assert_eq!(frames.len(), n);
+        let request: Arc<str> = request_id.as_str().into();
+        if self.sends.contains_key(&request) {
+            return Err(SendError::DuplicateRequestId(request_id));
+        }
         let mut state = SendState {
             request_id: request.clone(),
             chunks: Vec::with_capacity(n),
             total: n,
-            bytes: payload.len(),
+            bytes: payload_len,
             confirmed: 0,
             acked: 0,
             sent_emitted: false,
         };
         let mut items = Vec::with_capacity(n);
-        for (index, frame) in frames.into_iter().enumerate() {
-            let index = index as u32;
+        for (index, chunk) in (0u32..).zip(chunks) {
             if !ephemeral {
-                items.push(Item::Fresh { request: request.clone(), index, frame: Bytes::from(frame) });
+                items.push(Item::Fresh { request: request.clone(), index, frame: chunk.frame, id: chunk.id });
                 continue;
             }
-            let wrapped = self.sds.wrap_ephemeral(now, &frame);
+            let wrapped = self.sds.wrap_ephemeral_with_id(now, &chunk.frame, chunk.id);
             // check_send guaranteed room; an error here is a bug, reported rather than panicking.
             let w = match wrapped {
                 Ok(w) => w,
@@ -280,7 +293,7 @@ impl Channel {
             state.chunks.push(w.message_id);
         }
         self.pending_chunks += n;
-        self.pending_bytes += payload.len();
+        self.pending_bytes += payload_len;
         self.sends.insert(request, state);
         for item in items {
             self.offer(now, item);
@@ -315,9 +328,9 @@ impl Channel {
     /// spec: sds.send — wraps a content chunk released by the rate limiter: it enters the SDS log
     /// and outgoing buffer now, with the current causal history and bloom filter. `None` when its
     /// send is gone or the wrap failed (the send then fails).
-    fn wrap_fresh(&mut self, now: u64, request: &Arc<str>, index: u32, frame: &[u8]) -> Option<(MessageId, Bytes)> {
+    fn wrap_fresh(&mut self, now: u64, request: &Arc<str>, index: u32, frame: &[u8], id: MessageId) -> Option<(MessageId, Bytes)> {
         let total = self.sends.get(request)?.total;
-        match self.sds.wrap_content(now, frame) {
+        match self.sds.wrap_content_with_id(now, frame, id) {
             Ok(w) => {
                 self.chunk_owner.insert(w.message_id.clone(), (request.clone(), index));
                 if let Some(s) = self.sends.get_mut(request) {
@@ -336,7 +349,7 @@ impl Channel {
     /// spec: encryption.apply + dispatch — encrypts the whole SDS message and builds the WakuMessage.
     fn dispatch(&mut self, now: u64, item: Item) {
         let item = match item {
-            Item::Fresh { request, index, frame } => match self.wrap_fresh(now, &request, index, &frame) {
+            Item::Fresh { request, index, frame, id } => match self.wrap_fresh(now, &request, index, &frame, id) {
                 Some((id, bytes)) => Item::Chunk { request, index, id, bytes, retransmission: false },
                 None => return,
             },

@@ -5,6 +5,7 @@
 //! | `config.rs`    | JSON configuration, validation, worst-case size check             |
 //! | `crypto.rs`    | the encryption hook                                               |
 //! | `events.rs`    | what the application is told (RECEIVED, SENT, DELIVERED, ...)     |
+//! | `prepare.rs`   | segmentation and chunk ids, done on the sending thread            |
 //! | `send_state.rs`| per-send state machine: one RequestId, one entry per chunk        |
 //! | `channel.rs`   | the sans-I/O channel tying segmentation, SDS and rate limiting     |
 //! | `stats.rs`     | per-channel counters                                              |
@@ -13,6 +14,7 @@ mod channel;
 pub mod config;
 mod crypto;
 mod events;
+mod prepare;
 mod send_state;
 mod stats;
 
@@ -20,4 +22,5 @@ pub use channel::{Channel, ChannelAction, SendError};
 pub use config::{ChannelConfig, ConfigError, ManagerConfig, TransportConfig};
 pub use crypto::{CryptoError, Encryption};
 pub use events::ChannelEvent;
+pub use prepare::{prepare_send, PreparedChunk, PreparedSend, WrapClock};
 pub use stats::ChannelStats;

@@ -14,7 +14,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use super::dispatcher::{DispatchItem, EventQueue};
 use super::manager::{ChannelHandle, Shared};
 use super::Clock;
-use crate::channel::{Channel, ChannelAction, ChannelEvent, ChannelStats, Encryption, TransportConfig};
+use crate::channel::{Channel, ChannelAction, ChannelEvent, ChannelStats, Encryption, PreparedSend, TransportConfig};
 use crate::error::Error;
 use crate::messaging::host::{HostBridge, HostTransport};
 use crate::messaging::memory::MemoryTransport;
@@ -30,7 +30,7 @@ const TIMER_CHECK_EVERY: u32 = 64;
 pub(crate) enum Command {
     Open(Arc<ChannelHandle>),
     Close(Arc<str>),
-    Send { handle: Arc<ChannelHandle>, request_id: String, payload: Vec<u8>, ephemeral: bool, chunks: usize },
+    Send { handle: Arc<ChannelHandle>, prepared: PreparedSend, chunks: usize },
     SetEncryption { channel: Option<Arc<str>>, enc: Option<Arc<dyn Encryption>> },
     Stats { channel: Arc<str>, reply: crossbeam_channel::Sender<Option<ChannelStats>> },
     Transport(TransportEvent),
@@ -174,11 +174,12 @@ impl Driver {
                 self.pump(&id);
             }
             Command::Close(id) => self.close(&id),
-            Command::Send { handle, request_id, payload, ephemeral, chunks } => {
-                handle.dequeued(chunks, payload.len());
+            Command::Send { handle, prepared, chunks } => {
+                handle.dequeued(chunks, prepared.payload_len);
                 // The channel may have been closed (and even re-opened) since: match the handle.
                 let Some(slot) = self.channels.get_mut(&handle.id).filter(|s| Arc::ptr_eq(&s.handle, &handle)) else { return true };
-                if let Err(e) = slot.channel.send(now, &request_id, &payload, ephemeral) {
+                let request_id = prepared.request_id.clone();
+                if let Err(e) = slot.channel.send_prepared(now, prepared) {
                     let ev = ChannelEvent::SendError { request_id, error: e.to_string() };
                     self.pending_events.push(DispatchItem { handle: handle.clone(), event: ev });
                 }

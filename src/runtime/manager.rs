@@ -3,13 +3,14 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::{JoinHandle, ThreadId};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use parking_lot::{Mutex, RwLock};
 use rand::RngCore;
 
 use super::dispatcher::{self, EventQueue};
 use super::driver::{self, Command};
-use crate::channel::{ChannelConfig, ChannelEvent, ChannelStats, Encryption, ManagerConfig};
+use crate::channel::{prepare_send, ChannelConfig, ChannelEvent, ChannelStats, Encryption, ManagerConfig, WrapClock};
 use crate::channel::config::MAX_NAME_BYTES;
 use crate::error::Error;
 use crate::messaging::host::{HostBridge, HostSender};
@@ -46,6 +47,8 @@ pub(crate) struct ChannelHandle {
     /// The channel's own pending counts, published by the runtime after every step.
     pending_chunks: AtomicUsize,
     pending_bytes: AtomicUsize,
+    /// Wrap times of this channel's chunk ids, stamped by the threads that call `send`.
+    pub wrap_clock: WrapClock,
 }
 
 impl ChannelHandle {
@@ -201,6 +204,7 @@ impl Manager {
             queued_bytes: AtomicUsize::new(0),
             pending_chunks: AtomicUsize::new(0),
             pending_bytes: AtomicUsize::new(0),
+            wrap_clock: WrapClock::default(),
         });
         let mut reg = self.shared.registry.lock();
         if reg.contains_key(channel_id) {
@@ -244,7 +248,18 @@ impl Manager {
         let chunks = chunk_count(payload.len(), handle.config.chunk_size_bytes);
         handle.reserve(chunks, payload.len())?;
         let request_id = new_request_id();
-        let cmd = Command::Send { handle: handle.clone(), request_id: request_id.clone(), payload: payload.to_vec(), ephemeral, chunks };
+        // Segmentation and the chunk ids (a Keccak pass over the payload) run here, on the
+        // caller's thread, in parallel with the runtime thread rather than in front of it.
+        let now_ns = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+        let prepared = prepare_send(&handle.config, &handle.sender, &handle.wrap_clock, now_ns, &request_id, payload, ephemeral, &mut rand::thread_rng());
+        let prepared = match prepared {
+            Ok(p) => p,
+            Err(e) => {
+                handle.dequeued(chunks, payload.len());
+                return Err(Error::InvalidArgument(e.to_string()));
+            }
+        };
+        let cmd = Command::Send { handle: handle.clone(), prepared, chunks };
         if let Err(e) = self.shared.submit(cmd) {
             handle.dequeued(chunks, payload.len());
             return Err(e);

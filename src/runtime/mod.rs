@@ -9,8 +9,10 @@
 //!                                        event dispatcher thread ──► application callback
 //! ```
 //!
-//! `send` validates in the caller's thread (channel open, size, backpressure quota) and enqueues:
-//! it never waits for the pipeline. Events reach the application from a separate thread so that a
+//! `send` validates in the caller's thread (channel open, size, backpressure quota), segments the
+//! payload and computes the chunks' SDS ids there (`channel::prepare_send`: the Keccak pass over
+//! the payload then runs in parallel with the runtime thread), and enqueues: it never waits for
+//! the pipeline. Events reach the application from a separate thread so that a
 //! slow application cannot stall timers; per channel they keep their order.
 
 mod dispatcher;

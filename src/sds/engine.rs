@@ -43,6 +43,9 @@ pub enum SdsError {
     /// The outgoing buffer is at its message or byte bound: push back and retry later.
     #[error("outgoing buffer full ({messages} messages, {bytes} bytes)")]
     OutgoingFull { messages: usize, bytes: usize },
+    /// A precomputed message id that is already in use.
+    #[error("message id {0} already in use")]
+    DuplicateId(String),
 }
 
 /// A wrapped message ready to dispatch.
@@ -269,19 +272,10 @@ impl<H: HistoryStore> SdsEngine<H> {
     }
 
     fn content_id(&mut self, now: u64, content: &[u8]) -> MessageId {
-        match self.config.message_id_scheme {
-            MessageIdScheme::Keccak => {
-                // Strictly increasing wrap time keeps ids unique even within one millisecond.
-                let ns = (now as u128 * 1_000_000).max(self.last_wrap_ns + 1);
-                self.last_wrap_ns = ns;
-                let mut h = Keccak256::new();
-                h.update(self.sender_id.as_bytes());
-                h.update(decimal(ns, &mut [0; 40]));
-                h.update(content);
-                hex_id(&h.finalize())
-            }
-            MessageIdScheme::ReferenceSha256 => hex_id(&Sha256::digest(content)),
-        }
+        // Strictly increasing wrap time keeps ids unique even within one millisecond.
+        let ns = (now as u128 * 1_000_000).max(self.last_wrap_ns + 1);
+        self.last_wrap_ns = ns;
+        message_id(self.config.message_id_scheme, &self.sender_id, ns, content)
     }
 
     /// Encodes a message whose history is owned (syncs, ephemeral).
@@ -299,15 +293,32 @@ impl<H: HistoryStore> SdsEngine<H> {
     /// The message enters the local log and the outgoing buffer; report its dispatch with
     /// [`Self::on_dispatched`] to start the acknowledgement timer.
     pub fn wrap_content(&mut self, now: u64, content: &[u8]) -> Result<Wrapped, SdsError> {
+        self.wrap_content_as(now, content, None)
+    }
+
+    /// [`Self::wrap_content`] with an id computed beforehand by [`message_id`] (the manager
+    /// computes it on the sending thread). An id already in the log or the outgoing buffer is
+    /// refused.
+    pub fn wrap_content_with_id(&mut self, now: u64, content: &[u8], id: MessageId) -> Result<Wrapped, SdsError> {
+        self.wrap_content_as(now, content, Some(id))
+    }
+
+    fn wrap_content_as(&mut self, now: u64, content: &[u8], id: Option<MessageId>) -> Result<Wrapped, SdsError> {
         if content.is_empty() {
             return Err(SdsError::EmptyContent);
         }
         if !self.has_outgoing_room(1) {
             return Err(SdsError::OutgoingFull { messages: self.outgoing.len(), bytes: self.outgoing.bytes() });
         }
+        if let Some(id) = id.as_deref().filter(|id| self.history.contains(id) || self.outgoing.contains(id)) {
+            return Err(SdsError::DuplicateId(id.to_owned()));
+        }
         let now = self.tick(now);
         let lamport = self.next_lamport(now);
-        let id = self.content_id(now, content);
+        let id = match id {
+            Some(id) => id,
+            None => self.content_id(now, content),
+        };
         let with_bloom = self.config.always_send_bloom || self.bloom_news > 0;
         self.bloom_news = self.bloom_news.saturating_sub(1);
         // Borrowed straight from the log: no id or history copies on the hot path.
@@ -336,11 +347,23 @@ impl<H: HistoryStore> SdsEngine<H> {
 
     /// spec: sds.ephemeral — no lamport, history or bloom; never buffered, acked or retransmitted.
     pub fn wrap_ephemeral(&mut self, now: u64, content: &[u8]) -> Result<Wrapped, SdsError> {
+        self.wrap_ephemeral_as(now, content, None)
+    }
+
+    /// [`Self::wrap_ephemeral`] with an id computed beforehand by [`message_id`].
+    pub fn wrap_ephemeral_with_id(&mut self, now: u64, content: &[u8], id: MessageId) -> Result<Wrapped, SdsError> {
+        self.wrap_ephemeral_as(now, content, Some(id))
+    }
+
+    fn wrap_ephemeral_as(&mut self, now: u64, content: &[u8], id: Option<MessageId>) -> Result<Wrapped, SdsError> {
         if content.is_empty() {
             return Err(SdsError::EmptyContent);
         }
         let now = self.tick(now);
-        let id = self.content_id(now, content);
+        let id = match id {
+            Some(id) => id,
+            None => self.content_id(now, content),
+        };
         let bytes = self.encode(&id, None, Vec::new(), false, Some(content));
         self.stats.ephemeral_sent += 1;
         Ok(Wrapped { message_id: id, bytes })
@@ -859,6 +882,24 @@ impl<H: HistoryStore> SdsEngine<H> {
         self.stats.syncs_sent += 1;
         self.sync.on_sync_sent(now, self.config.acknowledgement_timeout_ms, &mut self.rng);
         self.events.push_back(SdsEvent::SendSync { message_id: id, bytes });
+    }
+}
+
+/// spec: sds.message-id — the id of a content or ephemeral message: keccak256 of the sender id,
+/// the wrap time in nanoseconds (decimal ASCII; callers keep it strictly increasing per sender,
+/// so two equal payloads get distinct ids) and the content, as 64 hex digits; or the reference
+/// implementation's sha256(content). A pure function: the manager computes it on the thread that
+/// calls `send`, where the pass over the payload costs the runtime thread nothing.
+pub fn message_id(scheme: MessageIdScheme, sender_id: &str, wrap_ns: u128, content: &[u8]) -> MessageId {
+    match scheme {
+        MessageIdScheme::Keccak => {
+            let mut h = Keccak256::new();
+            h.update(sender_id.as_bytes());
+            h.update(decimal(wrap_ns, &mut [0; 40]));
+            h.update(content);
+            hex_id(&h.finalize())
+        }
+        MessageIdScheme::ReferenceSha256 => hex_id(&Sha256::digest(content)),
     }
 }
 
