@@ -27,7 +27,8 @@
 //! * small   — 1 KiB messages: p50/p99 latency (window 16, 30,000 messages) and throughput
 //!   (window 256, 50,000 messages), each the median of 3 runs on fresh managers;
 //! * large   — 1 MiB messages (11 chunks): MB/s of payload (window 8, 250 messages), median of 3;
-//! * history — 110,000 1 KiB messages on one channel: rate of the first 10k vs the 10k after 100k;
+//! * history — 110,000 1 KiB messages on one channel: rate of the first 10k vs the 10k after 100k,
+//!   median of 3 runs;
 //! * sizes   — throughput for payload sizes 256 B … 1 MiB (for `benches/plot_throughput.py`).
 //!
 //! Writes `target/bench/e2e.json` (the summary) and `target/bench/e2e_details.json` (every run).
@@ -287,6 +288,8 @@ struct RunResult {
     /// CPU used during the run by this process / by other processes, in cores.
     own_cores: f64,
     other_cores: f64,
+    /// History runs: msgs/s of every consecutive 10k slice (first = the first 10k).
+    slices: Vec<f64>,
 }
 
 impl RunResult {
@@ -298,10 +301,10 @@ impl RunResult {
             .map(|i| (p.recv_ns[i].load(Ordering::Relaxed).saturating_sub(p.send_ns[i].load(Ordering::Relaxed))) as f64 / 1e3)
             .collect();
         lat_us.sort_by(|a, b| a.total_cmp(b));
-        RunResult { first, messages, size, window, elapsed_s: (t_end - t_start) as f64 / 1e9, lat_us, counters: "{}".into(), own_cores: 0.0, other_cores: 0.0 }
+        RunResult { first, messages, size, window, elapsed_s: (t_end - t_start) as f64 / 1e9, lat_us, counters: "{}".into(), own_cores: 0.0, other_cores: 0.0, slices: Vec::new() }
     }
     fn clone_summary(&self) -> RunResult {
-        RunResult { lat_us: self.lat_us.clone(), counters: self.counters.clone(), ..*self }
+        RunResult { lat_us: self.lat_us.clone(), counters: self.counters.clone(), slices: self.slices.clone(), ..*self }
     }
     fn msgs_per_s(&self) -> f64 {
         self.messages as f64 / self.elapsed_s
@@ -558,27 +561,35 @@ fn main() {
 
     let history = want("history").then(|| {
         let total = HISTORY_AFTER + HISTORY_SLICE;
-        let mut pair = Pair::new("e2e-history", total);
-        let r = pair.run(total, SMALL, THROUGHPUT_WINDOW, None);
-        r.print("history (whole run)");
-        let p = &pair.probe;
-        let recv = |i: u64| p.recv_ns[i as usize].load(Ordering::Relaxed) as f64 / 1e9;
-        let send0 = p.send_ns[0].load(Ordering::Relaxed) as f64 / 1e9;
-        let first = HISTORY_SLICE as f64 / (recv(HISTORY_SLICE - 1) - send0);
-        let last = HISTORY_SLICE as f64 / (recv(total - 1) - recv(HISTORY_AFTER - 1));
-        // Throughput of every 10k slice, to show the trend.
-        let slices: Vec<String> = (0..total / HISTORY_SLICE)
-            .map(|k| {
-                let start = if k == 0 { send0 } else { recv(k * HISTORY_SLICE - 1) };
-                format!("{:.0}", HISTORY_SLICE as f64 / (recv((k + 1) * HISTORY_SLICE - 1) - start))
-            })
-            .collect();
-        println!(
-            "  history: first 10k {first:.0} msgs/s, 10k after {HISTORY_AFTER} {last:.0} msgs/s, ratio {:.2} (every 10k: {})",
-            first / last,
-            slices.join(", ")
-        );
-        details.push(format!(r#""history_run": {}, "history_slices_msgs_per_s": [{}]"#, r.json(), slices.join(", ")));
+        // Median (by ratio) of REPEATS runs on fresh managers, like the other measurements: one
+        // run's 10k slices swing by up to 2x on this shared machine.
+        let (r, runs) = repeat("history (whole run)", |k| {
+            let mut pair = Pair::new(&format!("e2e-history-{k}"), total);
+            let mut r = pair.run(total, SMALL, THROUGHPUT_WINDOW, None);
+            let p = &pair.probe;
+            let recv = |i: u64| p.recv_ns[i as usize].load(Ordering::Relaxed) as f64 / 1e9;
+            let send0 = p.send_ns[0].load(Ordering::Relaxed) as f64 / 1e9;
+            // Throughput of every 10k slice; the last one is the 10k after HISTORY_AFTER.
+            r.slices = (0..total / HISTORY_SLICE)
+                .map(|k| {
+                    let start = if k == 0 { send0 } else { recv(k * HISTORY_SLICE - 1) };
+                    HISTORY_SLICE as f64 / (recv((k + 1) * HISTORY_SLICE - 1) - start)
+                })
+                .collect();
+            r
+        }, |r| r.slices[0] / r.slices[r.slices.len() - 1]);
+        let slices = |r: &RunResult| r.slices.iter().map(|x| format!("{x:.0}")).collect::<Vec<_>>().join(", ");
+        for (k, run) in runs.iter().enumerate() {
+            let (first, last) = (run.slices[0], run.slices[run.slices.len() - 1]);
+            println!("  history #{}: first 10k {first:.0} msgs/s, 10k after {HISTORY_AFTER} {last:.0} msgs/s, ratio {:.2} (every 10k: {})", k + 1, first / last, slices(run));
+        }
+        let (first, last) = (r.slices[0], r.slices[r.slices.len() - 1]);
+        println!("  history (median run): ratio {:.2}", first / last);
+        details.push(format!(
+            r#""history_runs": [{}], "history_slices_msgs_per_s": [{}]"#,
+            runs.iter().map(RunResult::json).collect::<Vec<_>>().join(", "),
+            runs.iter().map(|r| format!("[{}]", slices(r))).collect::<Vec<_>>().join(", ")
+        ));
         (first, last)
     });
 
