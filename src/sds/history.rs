@@ -5,10 +5,11 @@
 //! always arrive at the end, and an out-of-order insert shifts only the entries after it.
 
 use std::collections::VecDeque;
-
-use super::FastSet as HashSet;
+use std::hash::BuildHasher;
+use std::sync::Arc;
 
 use bytes::Bytes;
+use hashbrown::HashTable;
 
 use super::MessageId;
 use crate::wire::HistoryEntry;
@@ -59,46 +60,66 @@ pub trait HistoryStore {
 }
 
 /// The default `memory` backend: does not survive a restart.
+///
+/// The id index remembers each id's hash next to the entry: evicting the oldest entry (once per
+/// message when the log is full) then finds its slot by hash and pointer, without reading the
+/// long-evicted id's bytes again (two cache misses per message saved).
 #[derive(Debug)]
 pub struct MemoryHistory {
-    entries: VecDeque<LogEntry>,
-    ids: HashSet<MessageId>,
+    /// Log order; each entry with the hash of its id.
+    entries: VecDeque<(u64, LogEntry)>,
+    ids: HashTable<MessageId>,
+    hasher: foldhash::fast::RandomState,
     capacity: usize,
 }
 
 impl MemoryHistory {
     /// An empty log holding at most `capacity` entries (at least 1).
     pub fn new(capacity: usize) -> Self {
-        MemoryHistory { entries: VecDeque::new(), ids: HashSet::default(), capacity: capacity.max(1) }
+        MemoryHistory { entries: VecDeque::new(), ids: HashTable::new(), hasher: Default::default(), capacity: capacity.max(1) }
     }
 
     fn position(&self, lamport: u64, id: &str) -> Result<usize, usize> {
-        self.entries.binary_search_by(|e| e.key().cmp(&(lamport, id)))
+        self.entries.binary_search_by(|(_, e)| e.key().cmp(&(lamport, id)))
+    }
+
+    fn hash(&self, id: &str) -> u64 {
+        self.hasher.hash_one(id)
+    }
+
+    /// Drops `id` (known to be in the index under `hash`) from the index, by pointer.
+    fn unindex(&mut self, hash: u64, id: &MessageId) {
+        if let Ok(slot) = self.ids.find_entry(hash, |k| Arc::ptr_eq(k, id)) {
+            slot.remove();
+        }
     }
 }
 
 impl HistoryStore for MemoryHistory {
     fn contains(&self, id: &str) -> bool {
-        self.ids.contains(id)
+        !self.ids.is_empty() && self.ids.find(self.hash(id), |k| **k == *id).is_some()
     }
 
     fn insert(&mut self, entry: LogEntry) -> Option<LogEntry> {
-        if !self.ids.insert(entry.message_id.clone()) {
+        let hash = self.hash(&entry.message_id);
+        if self.ids.find(hash, |k| **k == *entry.message_id).is_some() {
             return None;
         }
+        let hasher = &self.hasher;
+        self.ids.insert_unique(hash, entry.message_id.clone(), |k| hasher.hash_one(&**k));
         // Fast path: the new entry sorts last (own sends, in-order receives).
-        let at_end = self.entries.back().is_none_or(|last| last.key() < entry.key());
+        let at_end = self.entries.back().is_none_or(|(_, last)| last.key() < entry.key());
         if at_end {
-            self.entries.push_back(entry);
+            self.entries.push_back((hash, entry));
         } else {
             let i = match self.position(entry.lamport_timestamp, &entry.message_id) {
                 Ok(i) | Err(i) => i,
             };
-            self.entries.insert(i, entry);
+            self.entries.insert(i, (hash, entry));
         }
         if self.entries.len() > self.capacity {
-            let old = self.entries.pop_front()?;
-            self.ids.remove(&old.message_id);
+            let (old_hash, old) = self.entries.pop_front()?;
+            self.unindex(old_hash, &old.message_id);
             return Some(old);
         }
         None
@@ -107,8 +128,9 @@ impl HistoryStore for MemoryHistory {
     fn remove(&mut self, id: &str, lamport: u64) -> bool {
         match self.position(lamport, id) {
             Ok(i) => {
-                self.entries.remove(i);
-                self.ids.remove(id);
+                if let Some((hash, e)) = self.entries.remove(i) {
+                    self.unindex(hash, &e.message_id);
+                }
                 true
             }
             Err(_) => false,
@@ -117,13 +139,13 @@ impl HistoryStore for MemoryHistory {
 
     fn set_retrieval_hint(&mut self, id: &str, lamport: u64, hint: Bytes) {
         if let Ok(i) = self.position(lamport, id) {
-            self.entries[i].retrieval_hint = Some(hint);
+            self.entries[i].1.retrieval_hint = Some(hint);
         }
     }
 
     fn for_each_last<'s>(&'s self, n: usize, f: &mut dyn FnMut(&'s LogEntry)) {
         let start = self.entries.len().saturating_sub(n);
-        for e in self.entries.range(start..) {
+        for (_, e) in self.entries.range(start..) {
             f(e);
         }
     }

@@ -82,6 +82,10 @@ impl IncomingBuffer {
 
     /// Stops tracking `id` as missing (every removal goes through here to keep `unhinted` exact).
     fn take_missing(&mut self, id: &str) -> Option<Missing> {
+        // Nothing missing is the common case: skip hashing the id.
+        if self.missing.is_empty() {
+            return None;
+        }
         let m = self.missing.remove(id)?;
         if m.info.retrieval_hint.is_none() {
             self.unhinted -= 1;
@@ -194,6 +198,9 @@ impl IncomingBuffer {
     /// `id` was delivered or declared lost: returns the waiting messages that became ready.
     pub fn resolve(&mut self, id: &str, ready: &mut Vec<MessageId>) {
         self.take_missing(id);
+        if self.waiters.is_empty() {
+            return;
+        }
         let Some(ws) = self.waiters.remove(id) else { return };
         for w in ws {
             if let Some(entry) = self.waiting.get_mut(&w) {
