@@ -118,15 +118,26 @@ fn byte_and_mask(p: u32) -> (usize, u8) {
     (word * 8 + 7 - (bit / 8) as usize, 1u8 << (bit % 8))
 }
 
+/// The serialized empty filter.
+static EMPTY: [u8; BLOOM_BYTES] = [0; BLOOM_BYTES];
+
 /// An owned filter, kept in its serialized (big-endian) form so that encoding is a plain copy.
-#[derive(Clone, PartialEq, Eq)]
+/// Its 18,752 bytes are allocated on the first insert: an idle channel does not pay for them.
+#[derive(Clone)]
 pub struct BloomFilter {
-    bytes: Box<[u8]>,
+    bytes: Option<Box<[u8]>>,
 }
+
+impl PartialEq for BloomFilter {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+impl Eq for BloomFilter {}
 
 impl std::fmt::Debug for BloomFilter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let ones: u32 = self.bytes.iter().map(|b| b.count_ones()).sum();
+        let ones: u32 = self.as_bytes().iter().map(|b| b.count_ones()).sum();
         write!(f, "BloomFilter {{ bits_set: {ones} }}")
     }
 }
@@ -140,14 +151,15 @@ impl Default for BloomFilter {
 impl BloomFilter {
     /// An empty filter of the reference's size.
     pub fn new() -> Self {
-        BloomFilter { bytes: vec![0u8; BLOOM_BYTES].into_boxed_slice() }
+        BloomFilter { bytes: None }
     }
 
     /// Inserts an item given its precomputed positions.
     pub fn insert_positions(&mut self, pos: &BloomPositions) {
+        let bytes = self.bytes.get_or_insert_with(|| vec![0u8; BLOOM_BYTES].into_boxed_slice());
         for &p in pos {
             let (i, m) = byte_and_mask(p);
-            self.bytes[i] |= m;
+            bytes[i] |= m;
         }
     }
 
@@ -163,17 +175,17 @@ impl BloomFilter {
 
     /// The serialized filter: exactly [`BLOOM_BYTES`] bytes.
     pub fn as_bytes(&self) -> &[u8] {
-        &self.bytes
+        self.bytes.as_deref().unwrap_or(&EMPTY)
     }
 
     /// A borrowed view for lookups.
     pub fn view(&self) -> BloomView<'_> {
-        BloomView { bytes: &self.bytes }
+        BloomView { bytes: self.as_bytes() }
     }
 
     /// Parses a serialized filter; `None` unless it is exactly [`BLOOM_BYTES`] long.
     pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
-        (bytes.len() == BLOOM_BYTES).then(|| BloomFilter { bytes: bytes.into() })
+        (bytes.len() == BLOOM_BYTES).then(|| BloomFilter { bytes: Some(bytes.into()) })
     }
 }
 
@@ -238,5 +250,16 @@ mod tests {
         f.insert("x");
         assert!(f.contains("x"));
         assert!(BloomView::new(&[0u8; 10]).is_none());
+    }
+
+    #[test]
+    fn empty_filter_serializes_to_zeros_until_the_first_insert() {
+        let mut f = BloomFilter::new();
+        assert_eq!(f.as_bytes(), &[0u8; BLOOM_BYTES][..]);
+        assert_eq!(f, BloomFilter::from_bytes(&[0u8; BLOOM_BYTES]).unwrap());
+        f.insert("x");
+        assert_eq!(f.as_bytes().len(), BLOOM_BYTES);
+        assert_ne!(f, BloomFilter::new());
+        assert_eq!(f, BloomFilter::from_bytes(f.as_bytes()).unwrap());
     }
 }
