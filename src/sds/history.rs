@@ -102,11 +102,13 @@ impl HistoryStore for MemoryHistory {
 
     fn insert(&mut self, entry: LogEntry) -> Option<LogEntry> {
         let hash = self.hash(&entry.message_id);
-        if self.ids.find(hash, |k| **k == *entry.message_id).is_some() {
-            return None;
-        }
         let hasher = &self.hasher;
-        self.ids.insert_unique(hash, entry.message_id.clone(), |k| hasher.hash_one(&**k));
+        match self.ids.entry(hash, |k| **k == *entry.message_id, |k| hasher.hash_one(&**k)) {
+            hashbrown::hash_table::Entry::Occupied(_) => return None,
+            hashbrown::hash_table::Entry::Vacant(slot) => {
+                slot.insert(entry.message_id.clone());
+            }
+        }
         // Fast path: the new entry sorts last (own sends, in-order receives).
         let at_end = self.entries.back().is_none_or(|(_, last)| last.key() < entry.key());
         if at_end {
