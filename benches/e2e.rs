@@ -491,7 +491,7 @@ fn verdict(ok: bool) -> &'static str {
 
 fn main() {
     let only: Option<Vec<String>> = std::env::var("E2E_ONLY").ok().map(|s| s.split(',').map(|x| x.trim().to_owned()).collect());
-    let want = |name: &str| only.as_ref().map_or(true, |v| v.iter().any(|x| x == name));
+    let want = |name: &str| only.as_ref().is_none_or(|v| v.iter().any(|x| x == name));
     let t_all = Instant::now();
     let mut details: Vec<String> = Vec::new();
     println!("e2e: send -> RECEIVED through two managers on the embedded network (identity encryption, no loss, rate limit off)");

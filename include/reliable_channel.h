@@ -239,6 +239,11 @@ extern "C" {
 /**
  * Appends `len` bytes to a callback's output buffer (`data` may be NULL when `len` is 0).
  * `RC_ERR_INVALID_ARGUMENT` past `RC_BUFFER_MAX` bytes in all.
+ *
+ * # Safety
+ *
+ * `out` is NULL (refused) or the buffer passed to the running encrypt/decrypt callback;
+ * `data` is NULL only with `len == 0`, else readable for `len` bytes.
  */
 rc_status rc_buffer_append(rc_buffer *out, const uint8_t *data, size_t len);
 
@@ -248,6 +253,12 @@ rc_status rc_buffer_append(rc_buffer *out, const uint8_t *data, size_t len);
  * plaintext). `free_user_data` (may be NULL) runs once the library no longer uses
  * `user_data`: on replacement or `rc_manager_free`. On failure the library does not take
  * `user_data` and does not call `free_user_data`.
+ *
+ * # Safety
+ *
+ * `mgr` is NULL (refused) or a handle from `rc_manager_new` not yet passed to `rc_manager_free`;
+ * `channel_id` is NULL (the manager-wide default) or a NUL-terminated string;
+ * `user_data` is used as the callbacks require, from the runtime thread, until `free_user_data` runs.
  */
 rc_status rc_set_encryption(rc_manager *mgr, const char *channel_id, rc_crypto_fn encrypt, rc_crypto_fn decrypt, void *user_data, rc_free_fn free_user_data);
 
@@ -255,6 +266,10 @@ rc_status rc_set_encryption(rc_manager *mgr, const char *channel_id, rc_crypto_f
  * Creates a manager from a JSON configuration (NULL = defaults; unknown keys are refused
  * with `RC_ERR_CONFIG` naming the key) and starts its runtime and event threads.
  * On success `*out` receives the handle, owned by the caller until `rc_manager_free`.
+ *
+ * # Safety
+ *
+ * `config_json` is NULL or a NUL-terminated string; `out` is NULL (refused) or writable.
  */
 rc_status rc_manager_new(const char *config_json, rc_manager **out);
 
@@ -264,43 +279,79 @@ rc_status rc_manager_new(const char *config_json, rc_manager **out);
  * `free_user_data` has run exactly once. NULL is fine (`RC_OK`). From inside a library
  * callback: `RC_ERR_REENTRANT`, and the handle stays valid and working.
  * Must be the last call on the handle.
+ *
+ * # Safety
+ *
+ * `mgr` is NULL (refused) or a handle from `rc_manager_new` not yet passed to `rc_manager_free` (NULL is a no-op); the handle is invalid afterwards.
  */
 rc_status rc_manager_free(rc_manager *mgr);
 
 /**
  * Sets the event callback (`fn` NULL removes it). `user_data` is passed back unchanged; the
  * library does not own it. A callback being replaced may finish its current call.
+ *
+ * # Safety
+ *
+ * `mgr` is NULL (refused) or a handle from `rc_manager_new` not yet passed to `rc_manager_free`;
+ * `user_data` stays valid for as long as the callback may run (until it is replaced and this call returned, or the manager is freed).
  */
 rc_status rc_set_event_callback(rc_manager *mgr, rc_event_fn callback, void *user_data);
 
 /**
  * Opens a channel on `content_topic` with our `sender_id`. `channel_config_json` (NULL =
  * `channelDefaults`) overrides the defaults key by key. Callable from callbacks.
+ *
+ * # Safety
+ *
+ * `mgr` is NULL (refused) or a handle from `rc_manager_new` not yet passed to `rc_manager_free`;
+ * the strings are NULL (refused, except `channel_config_json`: defaults) or NUL-terminated.
  */
 rc_status rc_open_channel(rc_manager *mgr, const char *channel_id, const char *content_topic, const char *sender_id, const char *channel_config_json);
 
 /**
  * Closes a channel and releases its state. No event of the channel is delivered after it
  * returns (from inside the event callback: after the current callback). Callable from callbacks.
+ *
+ * # Safety
+ *
+ * `mgr` is NULL (refused) or a handle from `rc_manager_new` not yet passed to `rc_manager_free`;
+ * `channel_id` is NULL (refused) or NUL-terminated.
  */
 rc_status rc_close_channel(rc_manager *mgr, const char *channel_id);
 
 /**
  * Sends `payload` (copied before returning) on a channel. Validates (unknown channel, empty,
- * over 1 MiB, queue full) and returns at once; the pipeline runs on the runtime thread. On
+ * over 1 MiB, queue full), segments the payload and computes its chunk ids in the calling
+ * thread, and returns without waiting for the pipeline, which runs on the runtime thread. On
  * success writes the RequestId (20 hex chars + NUL) to `request_id_out`. `flags`:
  * `RC_SEND_EPHEMERAL` or 0. Callable from callbacks.
+ *
+ * # Safety
+ *
+ * `mgr` is NULL (refused) or a handle from `rc_manager_new` not yet passed to `rc_manager_free`;
+ * `channel_id` is NULL (refused) or NUL-terminated; `payload` is readable for `payload_len` bytes
+ * (NULL only with `payload_len == 0`, refused); `request_id_out` is NULL (refused) or writable for
+ * `RC_REQUEST_ID_LEN + 1` bytes.
  */
 rc_status rc_send(rc_manager *mgr, const char *channel_id, const uint8_t *payload, size_t payload_len, uint32_t flags, char *request_id_out);
 
 /**
  * The counters of a channel as a JSON object; `*json_out` receives a string to release with
  * `rc_string_free`. Not callable from the encryption or transport callbacks (`RC_ERR_REENTRANT`).
+ *
+ * # Safety
+ *
+ * `mgr` is NULL (refused) or a handle from `rc_manager_new` not yet passed to `rc_manager_free`;
+ * `channel_id` is NULL (refused) or NUL-terminated; `json_out` is NULL (refused) or writable.
  */
 rc_status rc_channel_stats_json(rc_manager *mgr, const char *channel_id, char **json_out);
 
 /**
  * Frees a string returned by the library (`rc_channel_stats_json`). NULL is fine.
+ *
+ * # Safety
+ *
+ * `s` is NULL (no-op) or a string this library returned and not yet freed.
  */
 void rc_string_free(char *s);
 
@@ -325,6 +376,11 @@ const char *rc_version(void);
  * Installs the host's publish callback (`send` NULL removes it). `free_user_data` (may be
  * NULL) runs once the library no longer uses `user_data`. `RC_ERR_TRANSPORT` unless the
  * manager was created with `transport.kind = "host"`.
+ *
+ * # Safety
+ *
+ * `mgr` is NULL (refused) or a handle from `rc_manager_new` not yet passed to `rc_manager_free`;
+ * `user_data` is used as `send` requires, from the runtime thread, until `free_user_data` runs.
  */
 rc_status rc_set_transport(rc_manager *mgr, rc_transport_send_fn send, void *user_data, rc_free_fn free_user_data);
 
@@ -332,12 +388,22 @@ rc_status rc_set_transport(rc_manager *mgr, rc_transport_send_fn send, void *use
  * Reports that dispatch `dispatch_id` was published; `message_hash` ("0x" + 64 hex, or NULL)
  * becomes the SDS retrieval hint. `RC_ERR_TRANSPORT` for an unknown or repeated id.
  * Callable from any thread, including from inside the send callback.
+ *
+ * # Safety
+ *
+ * `mgr` is NULL (refused) or a handle from `rc_manager_new` not yet passed to `rc_manager_free`;
+ * `message_hash` is NULL or a NUL-terminated string.
  */
 rc_status rc_transport_sent(rc_manager *mgr, uint64_t dispatch_id, const char *message_hash);
 
 /**
  * Reports that dispatch `dispatch_id` could not be published (`error` may be NULL).
  * `RC_ERR_TRANSPORT` for an unknown or repeated id.
+ *
+ * # Safety
+ *
+ * `mgr` is NULL (refused) or a handle from `rc_manager_new` not yet passed to `rc_manager_free`;
+ * `error` is NULL or a NUL-terminated string.
  */
 rc_status rc_transport_failed(rc_manager *mgr, uint64_t dispatch_id, const char *error);
 
@@ -345,6 +411,12 @@ rc_status rc_transport_failed(rc_manager *mgr, uint64_t dispatch_id, const char 
  * Hands the library a WakuMessage the host's node received (copied before returning);
  * foreign traffic is filtered by the library. `message_hash` (or NULL: computed) becomes
  * the SDS retrieval hint.
+ *
+ * # Safety
+ *
+ * `mgr` is NULL (refused) or a handle from `rc_manager_new` not yet passed to `rc_manager_free`;
+ * `msg` is NULL (refused) or points to a message whose pointers are readable for their lengths
+ * (`content_topic` NUL-terminated) for the duration of the call; `message_hash` is NULL or NUL-terminated.
  */
 rc_status rc_transport_receive(rc_manager *mgr, const rc_waku_message *msg, const char *message_hash);
 

@@ -203,8 +203,8 @@ fn mutate(mut b: Vec<u8>, ms: &[Mutation]) -> Vec<u8> {
 
 fn entry_lengths_ok(e: &HistoryEntry) -> bool {
     e.message_id.len() <= MAX_ID_BYTES
-        && e.sender_id.as_ref().map_or(true, |s| s.len() <= MAX_ID_BYTES)
-        && e.retrieval_hint.as_ref().map_or(true, |h| h.len() <= MAX_RETRIEVAL_HINT_BYTES)
+        && e.sender_id.as_ref().is_none_or(|s| s.len() <= MAX_ID_BYTES)
+        && e.retrieval_hint.as_ref().is_none_or(|h| h.len() <= MAX_RETRIEVAL_HINT_BYTES)
 }
 
 fn expected_kind(m: &SdsMessage) -> Option<MessageKind> {

@@ -133,7 +133,7 @@ impl Harness {
     }
 
     fn dispatch_result(&mut self, pick: usize, ok: bool) -> Result<(), String> {
-        let token = if self.tokens.is_empty() || pick % 7 == 0 { pick as u64 * 7919 } else { self.tokens[pick % self.tokens.len()] };
+        let token = if self.tokens.is_empty() || pick.is_multiple_of(7) { pick as u64 * 7919 } else { self.tokens[pick % self.tokens.len()] };
         let result = if ok { Ok(Some([pick as u8; 32])) } else { Err("refused".to_owned()) };
         self.ch.on_dispatch_result(self.now, token, result);
         self.settle()

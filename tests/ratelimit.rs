@@ -588,7 +588,7 @@ proptest! {
                 }
                 Op::Ready { dt, reject_mod } => {
                     now += dt;
-                    let mut wanted = |x: &u32| reject_mod == 0 || x % reject_mod != 0;
+                    let mut wanted = |x: &u32| reject_mod == 0 || !x.is_multiple_of(reject_mod);
                     let mut discarded = Vec::new();
                     let got = rl.next_ready(now, &mut wanted, &mut discarded);
                     // Model: drop unwanted heads, then release the head if it fits.

@@ -615,7 +615,7 @@ proptest! {
                 }
                 Mutation::Extend(n) => {
                     let mut p = c.payload.to_vec();
-                    p.extend(std::iter::repeat(9).take(n));
+                    p.extend(std::iter::repeat_n(9, n));
                     feed.push((s, MessageChunk { payload: Bytes::from(p), ..c }))
                 }
                 Mutation::Sender(x) => feed.push((format!("s{x}"), c)),

@@ -495,7 +495,7 @@ impl<'a> Sim<'a> {
             let mut timer: Option<(u64, usize)> = None;
             for (p, ch) in self.chans.iter_mut().enumerate() {
                 if let Some(d) = ch.next_deadline() {
-                    if timer.map_or(true, |(t, _)| d < t) {
+                    if timer.is_none_or(|(t, _)| d < t) {
                         timer = Some((d, p));
                     }
                 }

@@ -112,7 +112,7 @@ fn sds_messages_decode_match_fields_and_reencode() {
         check_entries(&msg.repair_request, f.get("repairRequest"), name, "repairRequest");
         match f.get("content_utf8") {
             Some(c) => assert_eq!(msg.content.as_deref(), Some(s(c, name).as_bytes()), "{name}: content"),
-            None => assert!(msg.content.as_ref().map_or(true, |c| c.is_empty()), "{name}: content should be absent/empty"),
+            None => assert!(msg.content.as_ref().is_none_or(|c| c.is_empty()), "{name}: content should be absent/empty"),
         }
         match f.get("bloomFilterContains") {
             Some(ids) => {
@@ -172,7 +172,7 @@ fn sds_conversation_wire_messages() {
             assert_eq!(ev, "sds:out:sync-sent");
             assert_eq!(kind, MessageKind::Sync, "{name}: kind");
             assert!(w["text"].is_null());
-            assert!(msg.content.as_ref().map_or(true, |c| c.is_empty()), "{name}: sync has no content");
+            assert!(msg.content.as_ref().is_none_or(|c| c.is_empty()), "{name}: sync has no content");
         } else {
             assert_eq!(ev, "sds:out:message-sent");
             assert_eq!(kind, MessageKind::Content, "{name}: kind");

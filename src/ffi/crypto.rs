@@ -30,6 +30,11 @@ pub type rc_free_fn = Option<unsafe extern "C" fn(user_data: *mut c_void)>;
 
 /// Appends `len` bytes to a callback's output buffer (`data` may be NULL when `len` is 0).
 /// `RC_ERR_INVALID_ARGUMENT` past `RC_BUFFER_MAX` bytes in all.
+///
+/// # Safety
+///
+/// `out` is NULL (refused) or the buffer passed to the running encrypt/decrypt callback;
+/// `data` is NULL only with `len == 0`, else readable for `len` bytes.
 #[no_mangle]
 pub unsafe extern "C" fn rc_buffer_append(out: *mut rc_buffer, data: *const u8, len: usize) -> rc_status {
     ffi_boundary!({
@@ -123,6 +128,12 @@ impl Encryption for CEncryption {
 /// plaintext). `free_user_data` (may be NULL) runs once the library no longer uses
 /// `user_data`: on replacement or `rc_manager_free`. On failure the library does not take
 /// `user_data` and does not call `free_user_data`.
+///
+/// # Safety
+///
+/// `mgr` is NULL (refused) or a handle from `rc_manager_new` not yet passed to `rc_manager_free`;
+/// `channel_id` is NULL (the manager-wide default) or a NUL-terminated string;
+/// `user_data` is used as the callbacks require, from the runtime thread, until `free_user_data` runs.
 #[no_mangle]
 pub unsafe extern "C" fn rc_set_encryption(mgr: *mut rc_manager, channel_id: *const c_char, encrypt: rc_crypto_fn, decrypt: rc_crypto_fn, user_data: *mut c_void, free_user_data: rc_free_fn) -> rc_status {
     ffi_boundary!({

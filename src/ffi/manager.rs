@@ -97,6 +97,10 @@ fn cstring(s: &str) -> CString {
 /// Creates a manager from a JSON configuration (NULL = defaults; unknown keys are refused
 /// with `RC_ERR_CONFIG` naming the key) and starts its runtime and event threads.
 /// On success `*out` receives the handle, owned by the caller until `rc_manager_free`.
+///
+/// # Safety
+///
+/// `config_json` is NULL or a NUL-terminated string; `out` is NULL (refused) or writable.
 #[no_mangle]
 pub unsafe extern "C" fn rc_manager_new(config_json: *const c_char, out: *mut *mut rc_manager) -> rc_status {
     ffi_boundary!({
@@ -117,6 +121,10 @@ pub unsafe extern "C" fn rc_manager_new(config_json: *const c_char, out: *mut *m
 /// `free_user_data` has run exactly once. NULL is fine (`RC_OK`). From inside a library
 /// callback: `RC_ERR_REENTRANT`, and the handle stays valid and working.
 /// Must be the last call on the handle.
+///
+/// # Safety
+///
+/// `mgr` is NULL (refused) or a handle from `rc_manager_new` not yet passed to `rc_manager_free` (NULL is a no-op); the handle is invalid afterwards.
 #[no_mangle]
 pub unsafe extern "C" fn rc_manager_free(mgr: *mut rc_manager) -> rc_status {
     ffi_boundary!({
@@ -134,6 +142,11 @@ pub unsafe extern "C" fn rc_manager_free(mgr: *mut rc_manager) -> rc_status {
 
 /// Sets the event callback (`fn` NULL removes it). `user_data` is passed back unchanged; the
 /// library does not own it. A callback being replaced may finish its current call.
+///
+/// # Safety
+///
+/// `mgr` is NULL (refused) or a handle from `rc_manager_new` not yet passed to `rc_manager_free`;
+/// `user_data` stays valid for as long as the callback may run (until it is replaced and this call returned, or the manager is freed).
 #[no_mangle]
 pub unsafe extern "C" fn rc_set_event_callback(mgr: *mut rc_manager, callback: rc_event_fn, user_data: *mut c_void) -> rc_status {
     ffi_boundary!({
@@ -185,6 +198,11 @@ fn deliver(f: unsafe extern "C" fn(*const rc_event, *mut c_void), ud: &super::cr
 
 /// Opens a channel on `content_topic` with our `sender_id`. `channel_config_json` (NULL =
 /// `channelDefaults`) overrides the defaults key by key. Callable from callbacks.
+///
+/// # Safety
+///
+/// `mgr` is NULL (refused) or a handle from `rc_manager_new` not yet passed to `rc_manager_free`;
+/// the strings are NULL (refused, except `channel_config_json`: defaults) or NUL-terminated.
 #[no_mangle]
 pub unsafe extern "C" fn rc_open_channel(mgr: *mut rc_manager, channel_id: *const c_char, content_topic: *const c_char, sender_id: *const c_char, channel_config_json: *const c_char) -> rc_status {
     ffi_boundary!({
@@ -199,6 +217,11 @@ pub unsafe extern "C" fn rc_open_channel(mgr: *mut rc_manager, channel_id: *cons
 
 /// Closes a channel and releases its state. No event of the channel is delivered after it
 /// returns (from inside the event callback: after the current callback). Callable from callbacks.
+///
+/// # Safety
+///
+/// `mgr` is NULL (refused) or a handle from `rc_manager_new` not yet passed to `rc_manager_free`;
+/// `channel_id` is NULL (refused) or NUL-terminated.
 #[no_mangle]
 pub unsafe extern "C" fn rc_close_channel(mgr: *mut rc_manager, channel_id: *const c_char) -> rc_status {
     ffi_boundary!({
@@ -208,9 +231,17 @@ pub unsafe extern "C" fn rc_close_channel(mgr: *mut rc_manager, channel_id: *con
 }
 
 /// Sends `payload` (copied before returning) on a channel. Validates (unknown channel, empty,
-/// over 1 MiB, queue full) and returns at once; the pipeline runs on the runtime thread. On
+/// over 1 MiB, queue full), segments the payload and computes its chunk ids in the calling
+/// thread, and returns without waiting for the pipeline, which runs on the runtime thread. On
 /// success writes the RequestId (20 hex chars + NUL) to `request_id_out`. `flags`:
 /// `RC_SEND_EPHEMERAL` or 0. Callable from callbacks.
+///
+/// # Safety
+///
+/// `mgr` is NULL (refused) or a handle from `rc_manager_new` not yet passed to `rc_manager_free`;
+/// `channel_id` is NULL (refused) or NUL-terminated; `payload` is readable for `payload_len` bytes
+/// (NULL only with `payload_len == 0`, refused); `request_id_out` is NULL (refused) or writable for
+/// `RC_REQUEST_ID_LEN + 1` bytes.
 #[no_mangle]
 pub unsafe extern "C" fn rc_send(mgr: *mut rc_manager, channel_id: *const c_char, payload: *const u8, payload_len: usize, flags: u32, request_id_out: *mut c_char) -> rc_status {
     ffi_boundary!({
@@ -250,6 +281,11 @@ pub unsafe extern "C" fn rc_send(mgr: *mut rc_manager, channel_id: *const c_char
 
 /// The counters of a channel as a JSON object; `*json_out` receives a string to release with
 /// `rc_string_free`. Not callable from the encryption or transport callbacks (`RC_ERR_REENTRANT`).
+///
+/// # Safety
+///
+/// `mgr` is NULL (refused) or a handle from `rc_manager_new` not yet passed to `rc_manager_free`;
+/// `channel_id` is NULL (refused) or NUL-terminated; `json_out` is NULL (refused) or writable.
 #[no_mangle]
 pub unsafe extern "C" fn rc_channel_stats_json(mgr: *mut rc_manager, channel_id: *const c_char, json_out: *mut *mut c_char) -> rc_status {
     ffi_boundary!({
@@ -267,6 +303,10 @@ pub unsafe extern "C" fn rc_channel_stats_json(mgr: *mut rc_manager, channel_id:
 }
 
 /// Frees a string returned by the library (`rc_channel_stats_json`). NULL is fine.
+///
+/// # Safety
+///
+/// `s` is NULL (no-op) or a string this library returned and not yet freed.
 #[no_mangle]
 pub unsafe extern "C" fn rc_string_free(s: *mut c_char) {
     if !s.is_null() {

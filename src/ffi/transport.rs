@@ -64,6 +64,11 @@ impl HostSender for CSender {
 /// Installs the host's publish callback (`send` NULL removes it). `free_user_data` (may be
 /// NULL) runs once the library no longer uses `user_data`. `RC_ERR_TRANSPORT` unless the
 /// manager was created with `transport.kind = "host"`.
+///
+/// # Safety
+///
+/// `mgr` is NULL (refused) or a handle from `rc_manager_new` not yet passed to `rc_manager_free`;
+/// `user_data` is used as `send` requires, from the runtime thread, until `free_user_data` runs.
 #[no_mangle]
 pub unsafe extern "C" fn rc_set_transport(mgr: *mut rc_manager, send: rc_transport_send_fn, user_data: *mut c_void, free_user_data: rc_free_fn) -> rc_status {
     ffi_boundary!({
@@ -92,6 +97,11 @@ fn parse_hash(p: *const c_char) -> Result<Option<MessageHash>, Error> {
 /// Reports that dispatch `dispatch_id` was published; `message_hash` ("0x" + 64 hex, or NULL)
 /// becomes the SDS retrieval hint. `RC_ERR_TRANSPORT` for an unknown or repeated id.
 /// Callable from any thread, including from inside the send callback.
+///
+/// # Safety
+///
+/// `mgr` is NULL (refused) or a handle from `rc_manager_new` not yet passed to `rc_manager_free`;
+/// `message_hash` is NULL or a NUL-terminated string.
 #[no_mangle]
 pub unsafe extern "C" fn rc_transport_sent(mgr: *mut rc_manager, dispatch_id: u64, message_hash: *const c_char) -> rc_status {
     ffi_boundary!({
@@ -103,6 +113,11 @@ pub unsafe extern "C" fn rc_transport_sent(mgr: *mut rc_manager, dispatch_id: u6
 
 /// Reports that dispatch `dispatch_id` could not be published (`error` may be NULL).
 /// `RC_ERR_TRANSPORT` for an unknown or repeated id.
+///
+/// # Safety
+///
+/// `mgr` is NULL (refused) or a handle from `rc_manager_new` not yet passed to `rc_manager_free`;
+/// `error` is NULL or a NUL-terminated string.
 #[no_mangle]
 pub unsafe extern "C" fn rc_transport_failed(mgr: *mut rc_manager, dispatch_id: u64, error: *const c_char) -> rc_status {
     ffi_boundary!({
@@ -115,6 +130,12 @@ pub unsafe extern "C" fn rc_transport_failed(mgr: *mut rc_manager, dispatch_id: 
 /// Hands the library a WakuMessage the host's node received (copied before returning);
 /// foreign traffic is filtered by the library. `message_hash` (or NULL: computed) becomes
 /// the SDS retrieval hint.
+///
+/// # Safety
+///
+/// `mgr` is NULL (refused) or a handle from `rc_manager_new` not yet passed to `rc_manager_free`;
+/// `msg` is NULL (refused) or points to a message whose pointers are readable for their lengths
+/// (`content_topic` NUL-terminated) for the duration of the call; `message_hash` is NULL or NUL-terminated.
 #[no_mangle]
 pub unsafe extern "C" fn rc_transport_receive(mgr: *mut rc_manager, msg: *const rc_waku_message, message_hash: *const c_char) -> rc_status {
     ffi_boundary!({

@@ -129,7 +129,7 @@ pub(crate) fn run(shared: Arc<Shared>, mut rx: UnboundedReceiver<Command>, trans
                                 if !d.handle(cmd) { stop = true; break; }
                                 // A steady stream of commands must not starve the timers.
                                 handled += 1;
-                                if handled % TIMER_CHECK_EVERY == 0 {
+                                if handled.is_multiple_of(TIMER_CHECK_EVERY) {
                                     d.fire_timers();
                                 }
                             }
