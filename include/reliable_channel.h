@@ -232,6 +232,16 @@ typedef struct {
  */
 typedef int (*rc_transport_send_fn)(void *user_data, uint64_t dispatch_id, const rc_waku_message *msg);
 
+/**
+ * The host's store callback (optional, see `rc_set_transport_retrieve`): fetch the `count`
+ * messages whose Waku message hashes are `message_hashes` ("0x" + 64 hex each) on
+ * `content_topic` from a Store node, and hand each one found to `rc_transport_receive` with its
+ * hash, now or later, from any thread. Best effort: a request that finds nothing is repeated
+ * while SDS still misses the message. Runs on the runtime thread and must not block; the
+ * strings are valid only during the call.
+ */
+typedef void (*rc_transport_retrieve_fn)(void *user_data, const char *content_topic, const char *const *message_hashes, size_t count);
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -383,6 +393,21 @@ const char *rc_version(void);
  * `user_data` is used as `send` requires, from the runtime thread, until `free_user_data` runs.
  */
 rc_status rc_set_transport(rc_manager *mgr, rc_transport_send_fn send, void *user_data, rc_free_fn free_user_data);
+
+/**
+ * Installs the host's store callback (`retrieve` NULL removes it): SDS then asks the host for
+ * messages it misses whose retrieval hint (Waku message hash) it knows, e.g. the sender's
+ * earlier message after a loss. Without it, missing messages are recovered by SDS alone
+ * (retransmission, syncs, repair requests to peers). `free_user_data` (may be NULL) runs once
+ * the library no longer uses `user_data`. `RC_ERR_TRANSPORT` unless the manager was created
+ * with `transport.kind = "host"`.
+ *
+ * # Safety
+ *
+ * `mgr` is NULL (refused) or a handle from `rc_manager_new` not yet passed to `rc_manager_free`;
+ * `user_data` is used as `retrieve` requires, from the runtime thread, until `free_user_data` runs.
+ */
+rc_status rc_set_transport_retrieve(rc_manager *mgr, rc_transport_retrieve_fn retrieve, void *user_data, rc_free_fn free_user_data);
 
 /**
  * Reports that dispatch `dispatch_id` was published; `message_hash` ("0x" + 64 hex, or NULL)

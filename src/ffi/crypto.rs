@@ -123,6 +123,18 @@ impl Encryption for CEncryption {
     }
 }
 
+/// Installs a hook built around the caller's `user_data`: the finalizer is armed only once the
+/// swap succeeded (a refused call leaves `user_data` with the caller; arming while we still hold a
+/// reference makes the last drop run it), and a replaced hook is dropped after the swap.
+pub(super) fn swap_hook<H, P>(hook: Option<Arc<H>>, data: fn(&H) -> &UserData, swap: impl FnOnce(Option<Arc<H>>) -> Result<P, Error>) -> Result<(), Error> {
+    let previous = swap(hook.clone())?;
+    if let Some(h) = &hook {
+        data(h).arm();
+    }
+    drop(previous);
+    Ok(())
+}
+
 /// Sets the encryption hook of `channel_id`, or with `channel_id` NULL the default of every
 /// channel without its own. Both callbacks NULL removes the hook (back to the default, or
 /// plaintext). `free_user_data` (may be NULL) runs once the library no longer uses
@@ -144,11 +156,6 @@ pub unsafe extern "C" fn rc_set_encryption(mgr: *mut rc_manager, channel_id: *co
             (None, None) => None,
             _ => return Err(Error::InvalidArgument("encrypt and decrypt must both be set or both be NULL".into())),
         };
-        m.set_encryption(channel, hook.clone().map(|h| h as Arc<dyn Encryption>))?;
-        // Taken: arm the finalizer while we still hold a reference, so the last drop runs it.
-        if let Some(h) = &hook {
-            h.user_data.arm();
-        }
-        Ok(())
+        swap_hook(hook, |h| &h.user_data, |h| m.set_encryption(channel, h.map(|h| h as Arc<dyn Encryption>)))
     })
 }

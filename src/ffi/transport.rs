@@ -5,10 +5,11 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::crypto::{rc_free_fn, UserData as OwnedUserData};
+use super::crypto::{rc_free_fn, swap_hook, UserData as OwnedUserData};
 use super::manager::{manager, rc_manager};
-use crate::messaging::host::HostSender;
+use crate::messaging::host::{HostRetriever, HostSender};
 use crate::messaging::{DispatchId, MessageHash};
+use crate::wire::waku_message::hash_to_hex;
 use crate::wire::WakuMessage;
 use super::status::rc_status;
 use crate::Error;
@@ -74,12 +75,51 @@ pub unsafe extern "C" fn rc_set_transport(mgr: *mut rc_manager, send: rc_transpo
     ffi_boundary!({
         let m = manager(mgr)?;
         let sender = send.map(|f| Arc::new(CSender { send: f, user_data: OwnedUserData::new(user_data, free_user_data) }));
-        let previous = m.set_host_sender(sender.clone().map(|s| s as Arc<dyn HostSender>))?;
-        if let Some(s) = &sender {
-            s.user_data.arm();
-        }
-        drop(previous);
-        Ok(())
+        swap_hook(sender, |s| &s.user_data, |s| m.set_host_sender(s.map(|s| s as Arc<dyn HostSender>)))
+    })
+}
+
+/// The host's store callback (optional, see `rc_set_transport_retrieve`): fetch the `count`
+/// messages whose Waku message hashes are `message_hashes` ("0x" + 64 hex each) on
+/// `content_topic` from a Store node, and hand each one found to `rc_transport_receive` with its
+/// hash, now or later, from any thread. Best effort: a request that finds nothing is repeated
+/// while SDS still misses the message. Runs on the runtime thread and must not block; the
+/// strings are valid only during the call.
+pub type rc_transport_retrieve_fn =
+    Option<unsafe extern "C" fn(user_data: *mut c_void, content_topic: *const c_char, message_hashes: *const *const c_char, count: usize)>;
+
+struct CRetriever {
+    retrieve: unsafe extern "C" fn(*mut c_void, *const c_char, *const *const c_char, usize),
+    user_data: OwnedUserData,
+}
+
+impl HostRetriever for CRetriever {
+    fn retrieve(&self, content_topic: &str, hashes: &[MessageHash]) {
+        let Ok(topic) = CString::new(content_topic) else { return };
+        let hex: Vec<CString> = hashes.iter().filter_map(|h| CString::new(hash_to_hex(h)).ok()).collect();
+        let ptrs: Vec<*const c_char> = hex.iter().map(|h| h.as_ptr()).collect();
+        // SAFETY: every pointer is valid for the call; the callback follows the C contract.
+        unsafe { (self.retrieve)(self.user_data.ptr, topic.as_ptr(), ptrs.as_ptr(), ptrs.len()) };
+    }
+}
+
+/// Installs the host's store callback (`retrieve` NULL removes it): SDS then asks the host for
+/// messages it misses whose retrieval hint (Waku message hash) it knows, e.g. the sender's
+/// earlier message after a loss. Without it, missing messages are recovered by SDS alone
+/// (retransmission, syncs, repair requests to peers). `free_user_data` (may be NULL) runs once
+/// the library no longer uses `user_data`. `RC_ERR_TRANSPORT` unless the manager was created
+/// with `transport.kind = "host"`.
+///
+/// # Safety
+///
+/// `mgr` is NULL (refused) or a handle from `rc_manager_new` not yet passed to `rc_manager_free`;
+/// `user_data` is used as `retrieve` requires, from the runtime thread, until `free_user_data` runs.
+#[no_mangle]
+pub unsafe extern "C" fn rc_set_transport_retrieve(mgr: *mut rc_manager, retrieve: rc_transport_retrieve_fn, user_data: *mut c_void, free_user_data: rc_free_fn) -> rc_status {
+    ffi_boundary!({
+        let m = manager(mgr)?;
+        let retriever = retrieve.map(|f| Arc::new(CRetriever { retrieve: f, user_data: OwnedUserData::new(user_data, free_user_data) }));
+        swap_hook(retriever, |r| &r.user_data, |r| m.set_host_retriever(r.map(|r| r as Arc<dyn HostRetriever>)))
     })
 }
 

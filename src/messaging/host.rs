@@ -3,7 +3,9 @@
 //! The library hands each message to the host's [`HostSender`] with a dispatch id; the host
 //! reports the outcome with [`HostBridge::sent`] / [`HostBridge::failed`] (possibly from inside
 //! its own send hook) and feeds what its node receives to [`HostBridge::receive`]. Dispatch ids
-//! are tracked so that an unknown or repeated report is an error, not a crash.
+//! are tracked so that an unknown or repeated report is an error, not a crash. A host with a
+//! Store node may also install a [`HostRetriever`]: SDS then asks it for missing messages by
+//! their retrieval hints (Waku message hashes), and the host feeds what it finds to `receive`.
 
 use std::sync::Arc;
 
@@ -22,9 +24,19 @@ pub trait HostSender: Send + Sync {
     fn send(&self, dispatch_id: DispatchId, message: &WakuMessage) -> Result<(), String>;
 }
 
+/// The host's store hook (optional).
+pub trait HostRetriever: Send + Sync {
+    /// Fetches the messages with these hashes on `content_topic` from a store, best effort, and
+    /// hands each one found to [`HostBridge::receive`] (now or later, from any thread). Must not
+    /// block: it runs on the runtime thread. Unanswered requests are repeated while the
+    /// dependency is missing.
+    fn retrieve(&self, content_topic: &str, hashes: &[MessageHash]);
+}
+
 /// Shared between the runtime (publishing) and the host's threads (reporting).
 pub struct HostBridge {
     sender: RwLock<Option<Arc<dyn HostSender>>>,
+    retriever: RwLock<Option<Arc<dyn HostRetriever>>>,
     outstanding: Mutex<FastSet<DispatchId>>,
     sink: TransportSink,
     pubsub_topic: String,
@@ -40,12 +52,23 @@ pub enum HostError {
 impl HostBridge {
     /// A bridge reporting to `sink`; received messages without a hash are hashed on `pubsub_topic`.
     pub fn new(sink: TransportSink, pubsub_topic: String) -> Arc<Self> {
-        Arc::new(HostBridge { sender: RwLock::new(None), outstanding: Mutex::new(FastSet::default()), sink, pubsub_topic })
+        Arc::new(HostBridge {
+            sender: RwLock::new(None),
+            retriever: RwLock::new(None),
+            outstanding: Mutex::new(FastSet::default()),
+            sink,
+            pubsub_topic,
+        })
     }
 
     /// Installs (or with `None` removes) the host's publish hook; returns the previous one.
     pub fn set_sender(&self, sender: Option<Arc<dyn HostSender>>) -> Option<Arc<dyn HostSender>> {
         std::mem::replace(&mut *self.sender.write(), sender)
+    }
+
+    /// Installs (or with `None` removes) the host's store hook; returns the previous one.
+    pub fn set_retriever(&self, retriever: Option<Arc<dyn HostRetriever>>) -> Option<Arc<dyn HostRetriever>> {
+        std::mem::replace(&mut *self.retriever.write(), retriever)
     }
 
     /// The host published dispatch `id` (its message hash, when known, becomes the retrieval hint).
@@ -119,7 +142,15 @@ impl Transport for HostTransport {
     // The host subscribes its own node; content-topic filtering happens in the channels.
     fn subscribe(&mut self, _content_topic: &str) {}
     fn unsubscribe(&mut self, _content_topic: &str) {}
+    fn retrieve(&mut self, content_topic: &str, hashes: &[MessageHash]) {
+        // Without a store hook this is a no-op: SDS repair (syncs, repair requests) still runs.
+        let retriever = self.bridge.retriever.read().clone();
+        if let Some(r) = retriever {
+            r.retrieve(content_topic, hashes);
+        }
+    }
     fn shutdown(&mut self) {
         self.bridge.set_sender(None);
+        self.bridge.set_retriever(None);
     }
 }

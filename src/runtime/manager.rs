@@ -13,7 +13,7 @@ use super::driver::{self, Command};
 use crate::channel::{prepare_send, ChannelConfig, ChannelEvent, ChannelStats, Encryption, ManagerConfig, WrapClock};
 use crate::channel::config::MAX_NAME_BYTES;
 use crate::error::Error;
-use crate::messaging::host::{HostBridge, HostSender};
+use crate::messaging::host::{HostBridge, HostRetriever, HostSender};
 use crate::messaging::{DispatchId, MessageHash};
 use crate::wire::WakuMessage;
 use crate::sds::FastMap;
@@ -333,6 +333,11 @@ impl Manager {
     /// Host transport: installs (or removes) the host's publish hook. Returns the previous one.
     pub fn set_host_sender(&self, sender: Option<Arc<dyn HostSender>>) -> Result<Option<Arc<dyn HostSender>>, Error> {
         Ok(self.host()?.set_sender(sender))
+    }
+
+    /// Host transport: installs (or removes) the host's store hook. Returns the previous one.
+    pub fn set_host_retriever(&self, retriever: Option<Arc<dyn HostRetriever>>) -> Result<Option<Arc<dyn HostRetriever>>, Error> {
+        Ok(self.host()?.set_retriever(retriever))
     }
 
     /// Host transport: dispatch `id` was published (with its message hash when known).

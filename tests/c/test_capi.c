@@ -1617,6 +1617,127 @@ typedef struct {
     const char *known_bug; /* non-NULL: skipped unless RC_TEST_KNOWN_BUGS=1 */
 } test_case;
 
+/* ------------------------------------------------------------------------------------------ */
+/* The host transport's store hook                                                           */
+
+/* Alice's host: its node keeps every message it publishes in a store (hash = "0x" + counter)
+ * and loses the first one on its way to Bob. */
+enum { STORE_MAX = 16 };
+typedef struct {
+    rc_manager *self, *peer;
+    pthread_mutex_t mu;
+    size_t n;
+    char hash[STORE_MAX][67];
+    char topic[STORE_MAX][300];
+    uint8_t *payload[STORE_MAX];
+    size_t len[STORE_MAX];
+    atomic_int dropped, errors;
+} store_host;
+
+static int store_send(void *ud, uint64_t id, const rc_waku_message *m) {
+    store_host *h = ud;
+    char hash[67] = "";
+    pthread_mutex_lock(&h->mu);
+    size_t k = h->n;
+    if (k < STORE_MAX && m->payload_len > 0) {
+        snprintf(h->hash[k], sizeof h->hash[k], "0x%064zx", k + 1);
+        snprintf(h->topic[k], sizeof h->topic[k], "%s", m->content_topic);
+        h->payload[k] = malloc(m->payload_len);
+        memcpy(h->payload[k], m->payload, m->payload_len);
+        h->len[k] = m->payload_len;
+        h->n++;
+        snprintf(hash, sizeof hash, "%s", h->hash[k]);
+    }
+    pthread_mutex_unlock(&h->mu);
+    if (!hash[0]) atomic_fetch_add(&h->errors, 1);
+    if (k == 0) atomic_fetch_add(&h->dropped, 1); /* lost on the way */
+    else if (rc_transport_receive(h->peer, m, hash) != RC_OK) atomic_fetch_add(&h->errors, 1);
+    if (rc_transport_sent(h->self, id, hash[0] ? hash : NULL) != RC_OK) atomic_fetch_add(&h->errors, 1);
+    return 0;
+}
+
+/* Bob's store hook: looks the hashes up in Alice's node's store. */
+typedef struct {
+    owned own;
+    store_host *store;
+    rc_manager *mgr;
+    atomic_int calls, found, errors;
+} store_fetcher;
+
+static void store_retrieve(void *ud, const char *topic, const char *const *hashes, size_t count) {
+    store_fetcher *f = ud;
+    atomic_fetch_add(&f->calls, 1);
+    if (!topic || (count > 0 && !hashes)) atomic_fetch_add(&f->errors, 1);
+    for (size_t i = 0; i < count; i++) {
+        if (!hashes[i] || strlen(hashes[i]) != 66 || strncmp(hashes[i], "0x", 2) != 0) atomic_fetch_add(&f->errors, 1);
+        store_host *s = f->store;
+        pthread_mutex_lock(&s->mu);
+        for (size_t k = 0; k < s->n; k++) {
+            if (strcmp(s->hash[k], hashes[i]) != 0 || strcmp(s->topic[k], topic) != 0) continue;
+            rc_waku_message m = {s->topic[k], s->payload[k], s->len[k], (const uint8_t *)"RELIABLE-CHANNEL-API/1", 22, 1, false};
+            if (rc_transport_receive(f->mgr, &m, s->hash[k]) != RC_OK) atomic_fetch_add(&f->errors, 1);
+            atomic_fetch_add(&f->found, 1);
+        }
+        pthread_mutex_unlock(&s->mu);
+    }
+}
+
+static void t_host_transport_retrieve(void) {
+    CHECK_ST_ERR(rc_set_transport_retrieve(NULL, store_retrieve, NULL, NULL), RC_ERR_INVALID_ARGUMENT, "mgr");
+    rc_manager *mem = mk_memory(unique_network(), NULL);
+    owned refused = {0};
+    CHECK_ST_ERR(rc_set_transport_retrieve(mem, store_retrieve, &refused, owned_free), RC_ERR_TRANSPORT, "host");
+    free_marked(mem, NULL);
+    CHECK_MSG(atomic_load(&refused.freed) == 0, "user data of a refused call is not the library's");
+
+    rc_manager *a = mk_host(), *b = mk_host();
+    store_host sa;
+    memset(&sa, 0, sizeof sa);
+    pthread_mutex_init(&sa.mu, NULL);
+    sa.self = a;
+    sa.peer = b;
+    test_host hb;
+    host_init(&hb, b, a, HOST_SENT_INLINE);
+    store_fetcher f = {.store = &sa, .mgr = b};
+    recorder ra, rb;
+    rec_init(&ra, "alice");
+    rec_init(&rb, "bob");
+    CHECK_ST(rc_set_event_callback(a, rec_on_event, &ra), RC_OK);
+    CHECK_ST(rc_set_event_callback(b, rec_on_event, &rb), RC_OK);
+    CHECK_ST(rc_set_transport(a, store_send, &sa, NULL), RC_OK);
+    CHECK_ST(rc_set_transport(b, host_send, &hb, NULL), RC_OK);
+    /* Replacing the hook finalizes the previous user data once; NULL removes it. */
+    owned first = {0};
+    CHECK_ST(rc_set_transport_retrieve(b, store_retrieve, &first, owned_free), RC_OK);
+    CHECK_ST(rc_set_transport_retrieve(b, NULL, NULL, NULL), RC_OK);
+    CHECK(atomic_load(&first.freed) == 1);
+    CHECK_ST(rc_set_transport_retrieve(b, store_retrieve, &f, owned_free), RC_OK);
+    CHECK_ST(rc_open_channel(a, "s", topic_of("s"), "alice", NULL), RC_OK);
+    CHECK_ST(rc_open_channel(b, "s", topic_of("s"), "bob", NULL), RC_OK);
+    barrier(a, "s");
+    barrier(b, "s");
+    char one[RC_REQUEST_ID_LEN + 1], two[RC_REQUEST_ID_LEN + 1];
+    CHECK_ST(send_str(a, "s", "one", one), RC_OK);
+    CHECK(rec_wait(&ra, RC_EVENT_MESSAGE_SENT, "s", one, 1, 10000));
+    CHECK_ST(send_str(a, "s", "two", two), RC_OK);
+    /* "one" never reached Bob's node: "two" names it with its hash, Bob's store hook fetches it,
+     * and both are received, in order, long before any retransmission (5 s). */
+    CHECK(rec_wait(&rb, RC_EVENT_MESSAGE_RECEIVED, "s", two, 1, 4000));
+    CHECK(rec_wait(&rb, RC_EVENT_MESSAGE_RECEIVED, "s", one, 1, 100));
+    CHECK(rec_find(&rb, RC_EVENT_MESSAGE_RECEIVED, "s", one) < rec_find(&rb, RC_EVENT_MESSAGE_RECEIVED, "s", two));
+    CHECK(atomic_load(&sa.dropped) == 1);
+    CHECK(atomic_load(&f.calls) >= 1 && atomic_load(&f.found) >= 1);
+    CHECK(atomic_load(&f.errors) == 0 && atomic_load(&sa.errors) == 0 && atomic_load(&hb.report_errors) == 0);
+    CHECK(rec_count(&rb, RC_EVENT_MESSAGE_RECEIVED, NULL, NULL) == 2);
+    free_marked(a, &ra);
+    free_marked(b, &rb);
+    CHECK(atomic_load(&f.own.freed) == 1);
+    rec_finish(&ra);
+    rec_finish(&rb);
+    for (size_t k = 0; k < sa.n; k++) free(sa.payload[k]);
+    pthread_mutex_destroy(&sa.mu);
+}
+
 static const test_case TESTS[] = {
     {"version_and_status_names", t_version_and_status_names, 10, NULL},
     {"last_error_is_thread_local", t_last_error_is_thread_local, 10, NULL},
@@ -1629,6 +1750,7 @@ static const test_case TESTS[] = {
     {"host_transport_status_codes", t_host_transport_status_codes, 30, NULL},
     {"host_transport_exchange", t_host_transport_exchange, 60, NULL},
     {"host_transport_failures", t_host_transport_failures, 60, NULL},
+    {"host_transport_retrieve", t_host_transport_retrieve, 30, NULL},
     {"encrypt_failure_is_send_error", t_encrypt_failure_is_send_error, 30, NULL},
     {"decrypt_failure_is_dropped_and_lost", t_decrypt_failure_is_dropped_and_lost, 30, NULL},
     {"buffer_append_limits", t_buffer_append_limits, 30, NULL},
