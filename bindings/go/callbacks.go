@@ -104,6 +104,28 @@ func rcgoTransportSend(h C.uintptr_t, dispatchID C.uint64_t, msg *C.rc_waku_mess
 	return 0
 }
 
+// runRetrieve runs a store hook; a panic counts as finding nothing (the library repeats the
+// request while the message is still missing) rather than unwinding through C frames.
+func runRetrieve(f RetrieveFunc, contentTopic string, hashes []string) {
+	defer func() { _ = recover() }()
+	f(contentTopic, hashes)
+}
+
+//export rcgoTransportRetrieve
+func rcgoTransportRetrieve(h C.uintptr_t, contentTopic *C.char, messageHashes **C.char, count C.size_t) {
+	r := cgo.Handle(h).Value().(*retrieveHook)
+	defer callbackScope(r.m)()
+	var hashes []string
+	if messageHashes != nil && count > 0 {
+		for _, p := range unsafe.Slice(messageHashes, int(count)) {
+			if p != nil {
+				hashes = append(hashes, C.GoString(p))
+			}
+		}
+	}
+	runRetrieve(r.retrieve, goStr(contentTopic), hashes)
+}
+
 //export rcgoFreeHandle
 func rcgoFreeHandle(h C.uintptr_t) {
 	deleteHandle(cgo.Handle(h))

@@ -3,8 +3,9 @@
 //
 // A Manager owns channels, a runtime thread and an event thread (inside the library). Events
 // (messages received, sent, delivered, send errors, losses) are read from Events() or handled by
-// a function installed with SetEventHandler. Encryption hooks and the host transport are Go
-// functions; they run on the library's runtime thread.
+// a function installed with SetEventHandler. Encryption hooks and the host transport (its
+// publish function and optional store hook) are Go functions; they run on the library's
+// runtime thread.
 //
 // Callbacks reach Go through runtime/cgo.Handle values: no Go pointer is ever stored in C
 // memory. Every handle is released when the library lets go of it (hook replaced) or by Close.
@@ -106,6 +107,14 @@ type CryptoFunc func(channelID string, in []byte) ([]byte, error)
 // with TransportSent or TransportFailed for dispatchID (it may do so before returning); a
 // non-nil error fails the dispatch at once.
 type TransportFunc func(dispatchID uint64, msg WakuMessage) error
+
+// RetrieveFunc is the host transport's store hook: it fetches from a Store node the messages
+// on contentTopic whose Waku message hashes are messageHashes ("0x" + 64 hex each), and hands
+// each one found to TransportReceive with its hash, now or later, from any goroutine. It is
+// best effort: a request that finds nothing (or panics) is repeated while the message is still
+// missing. It runs on the library's runtime thread and must not block: query the store from
+// another goroutine when that takes time.
+type RetrieveFunc func(contentTopic string, messageHashes []string)
 
 // Stats are the counters of a channel (rc_channel_stats_json), keyed by their JSON names such
 // as "messagesSent" or "retransmissions"; numbers are json.Number.
@@ -459,6 +468,33 @@ func (m *Manager) SetTransport(send TransportFunc) error {
 	})
 	if err != nil && h != 0 {
 		deleteHandle(h)
+	}
+	return err
+}
+
+type retrieveHook struct {
+	m        *Manager
+	retrieve RetrieveFunc
+}
+
+// SetTransportRetrieve installs the host transport's optional store hook (nil removes it):
+// when SDS misses a message whose retrieval hint (Waku message hash) it knows, e.g. the
+// sender's earlier message after a loss, retrieve is asked to fetch it from a Store node and
+// hand it back with TransportReceive. Without it, missing messages are recovered by SDS alone
+// (retransmission, syncs, repair requests to peers), which takes an acknowledgement timeout
+// instead of a store round trip. The manager must have been created with
+// {"transport": {"kind": "host"}} (else ErrTransport). retrieve runs on the library's runtime
+// thread; the previous hook is released once the library no longer uses it.
+func (m *Manager) SetTransportRetrieve(retrieve RetrieveFunc) error {
+	var h cgo.Handle
+	if retrieve != nil {
+		h = newHandle(&retrieveHook{m: m, retrieve: retrieve})
+	}
+	err := m.call(func(p *C.rc_manager, msg **C.char) C.rc_status {
+		return C.rcgo_set_transport_retrieve(p, C.uintptr_t(h), msg)
+	})
+	if err != nil && h != 0 {
+		deleteHandle(h) // on failure the library did not take it
 	}
 	return err
 }

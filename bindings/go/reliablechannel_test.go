@@ -861,3 +861,163 @@ func TestCloseTwice(t *testing.T) {
 		t.Fatal("Events() after Close is not closed")
 	}
 }
+
+// storeNode is the host's Waku node with a Store: it keeps every message alice publishes,
+// under a hash it assigns ("0x" + a 64-hex counter) and reports with TransportSent, and loses
+// the first one on its way to bob.
+type storeNode struct {
+	mu      sync.Mutex
+	hashes  []string
+	stored  map[string]rc.WakuMessage
+	dropped atomic.Int64
+}
+
+// The host transport's store hook (SetTransportRetrieve): a message alice's node lost on its way
+// to bob is fetched back from the store by its hash; both messages are received, in order,
+// before any retransmission could have repaired the loss.
+func TestHostTransportRetrieve(t *testing.T) {
+	noLeaks(t)
+	handles := rc.LiveHandles()
+	hook := func(string, []string) {}
+
+	// Refused on a memory manager: ErrTransport, and the handle is not the library's.
+	mem := newManager(t, memConfig(network(t), 0, 1))
+	wantErr(t, "store hook on a memory manager", mem.SetTransportRetrieve(hook), rc.ErrTransport, "host")
+	if h := rc.LiveHandles(); h != handles+1 { // +1: mem itself
+		t.Fatalf("a refused SetTransportRetrieve leaked its handle: %d, want %d", h, handles+1)
+	}
+
+	// A long acknowledgement timeout: the dropped message is not retransmitted during the test,
+	// so only the store hook can bring it back in time.
+	const cfg = `{"transport":{"kind":"host"},
+		"channelDefaults":{"sdsConfig":{"acknowledgementTimeoutMs":60000,"maxRetransmissions":30},
+		"rateLimitConfig":{"enabled":false}}}`
+	alice := newManager(t, cfg)
+	bob := newManager(t, cfg)
+	aev, bev := alice.Events(), bob.Events()
+	defer func() { // read what is left (acknowledgements, ...) until Close closes the channels
+		for _, ev := range []<-chan rc.Event{aev, bev} {
+			go func(ev <-chan rc.Event) {
+				for range ev {
+				}
+			}(ev)
+		}
+	}()
+	base := rc.LiveHandles()
+
+	// Replacing and removing the hook releases the previous handle.
+	for i := 0; i < 3; i++ {
+		if err := bob.SetTransportRetrieve(hook); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := bob.SetTransportRetrieve(nil); err != nil {
+		t.Fatal(err)
+	}
+	waitHandles(t, "replaced store hooks", base)
+
+	var reportErrors atomic.Int64
+	report := func(what string, err error) {
+		if err != nil && !errors.Is(err, rc.ErrStopped) {
+			reportErrors.Add(1)
+			t.Errorf("%s: %v", what, err)
+		}
+	}
+	node := &storeNode{stored: map[string]rc.WakuMessage{}}
+	if err := alice.SetTransport(func(id uint64, msg rc.WakuMessage) error {
+		node.mu.Lock()
+		k := len(node.hashes)
+		hash := fmt.Sprintf("0x%064x", k+1)
+		node.hashes = append(node.hashes, hash)
+		node.stored[hash] = msg
+		node.mu.Unlock()
+		if k == 0 {
+			node.dropped.Add(1) // lost on the way to bob
+		} else {
+			report("bob.TransportReceive", bob.TransportReceive(msg, hash))
+		}
+		report("alice.TransportSent", alice.TransportSent(id, hash))
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := bob.SetTransport(func(id uint64, msg rc.WakuMessage) error {
+		report("alice.TransportReceive", alice.TransportReceive(msg, ""))
+		report("bob.TransportSent", bob.TransportSent(id, ""))
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	const channel = "s"
+	topic := "/reliable-go/1/" + channel + "/proto"
+	var calls, found, badArgs atomic.Int64
+	if err := bob.SetTransportRetrieve(func(contentTopic string, messageHashes []string) {
+		calls.Add(1)
+		if contentTopic != topic || len(messageHashes) == 0 {
+			badArgs.Add(1)
+		}
+		for _, h := range messageHashes {
+			if len(h) != 66 || !strings.HasPrefix(h, "0x") {
+				badArgs.Add(1)
+			}
+			node.mu.Lock()
+			msg, ok := node.stored[h]
+			node.mu.Unlock()
+			if ok && msg.ContentTopic == contentTopic {
+				found.Add(1)
+				report("TransportReceive from the store hook", bob.TransportReceive(msg, h))
+			}
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	mustOpen(t, alice, channel, "alice")
+	mustOpen(t, bob, channel, "bob")
+
+	one := mustSend(t, alice, channel, []byte("one"))
+	drain(t, "alice: one sent", aev, shortWait, func(e rc.Event) bool {
+		if e.Kind == rc.SendError {
+			t.Fatalf("alice: send error: %s", e.Reason)
+		}
+		return e.Kind == rc.MessageSent && e.RequestID == one
+	})
+	two := mustSend(t, alice, channel, []byte("two"))
+	// "one" never reached bob's node: "two" names it with its hash, bob's store hook fetches
+	// it, and both are received in order.
+	var received []string
+	drain(t, "bob: both received", bev, shortWait, func(e rc.Event) bool {
+		switch e.Kind {
+		case rc.MessageReceived:
+			received = append(received, e.RequestID)
+			if want := map[string]string{one: "one", two: "two"}[e.RequestID]; string(e.Payload) != want || e.SenderID != "alice" {
+				t.Errorf("bob: unexpected message %q (%s) from %q", e.Payload, e.RequestID, e.SenderID)
+			}
+		case rc.MessageLost:
+			t.Errorf("bob: lost %s: %s", e.RequestID, e.Reason)
+		}
+		return len(received) >= 2
+	})
+	if len(received) != 2 || received[0] != one || received[1] != two {
+		t.Fatalf("bob received %v, want [%s %s] (in order)", received, one, two)
+	}
+	if node.dropped.Load() != 1 {
+		t.Errorf("alice's node dropped %d messages, want 1", node.dropped.Load())
+	}
+	if calls.Load() < 1 || found.Load() < 1 || badArgs.Load() != 0 || reportErrors.Load() != 0 {
+		t.Errorf("store hook: %d calls, %d found, %d bad arguments; %d report errors",
+			calls.Load(), found.Load(), badArgs.Load(), reportErrors.Load())
+	}
+	st, err := alice.Stats(channel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := st.Count("retransmissions"); n != 0 {
+		t.Errorf("alice retransmitted %d times: the store hook should have repaired the loss first", n)
+	}
+	bst, err := bob.Stats(channel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("hook calls %d, found %d; bob stats: retrievalsRequested %d", calls.Load(), found.Load(), bst.Count("retrievalsRequested"))
+}

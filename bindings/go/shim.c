@@ -41,6 +41,11 @@ static int tramp_transport_send(void *user_data, uint64_t dispatch_id, const rc_
     return rcgoTransportSend((uintptr_t)user_data, dispatch_id, (rc_waku_message *)msg);
 }
 
+static void tramp_transport_retrieve(void *user_data, const char *content_topic, const char *const *message_hashes,
+                                     size_t count) {
+    rcgoTransportRetrieve((uintptr_t)user_data, (char *)content_topic, (char **)message_hashes, count);
+}
+
 static void tramp_free(void *user_data) { rcgoFreeHandle((uintptr_t)user_data); }
 
 /* Wrappers. */
@@ -85,6 +90,13 @@ rc_status rcgo_set_transport(rc_manager *mgr, uintptr_t handle, char **err) {
         return check(rc_set_transport(mgr, NULL, NULL, NULL), err);
     }
     return check(rc_set_transport(mgr, tramp_transport_send, (void *)handle, tramp_free), err);
+}
+
+rc_status rcgo_set_transport_retrieve(rc_manager *mgr, uintptr_t handle, char **err) {
+    if (handle == 0) {
+        return check(rc_set_transport_retrieve(mgr, NULL, NULL, NULL), err);
+    }
+    return check(rc_set_transport_retrieve(mgr, tramp_transport_retrieve, (void *)handle, tramp_free), err);
 }
 
 rc_status rcgo_transport_sent(rc_manager *mgr, uint64_t dispatch_id, const char *message_hash, char **err) {

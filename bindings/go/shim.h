@@ -31,6 +31,7 @@ rc_status rcgo_channel_stats_json(rc_manager *mgr, const char *channel_id, char 
 /* handle == 0 removes the hook. */
 rc_status rcgo_set_encryption(rc_manager *mgr, const char *channel_id, uintptr_t handle, char **err);
 rc_status rcgo_set_transport(rc_manager *mgr, uintptr_t handle, char **err);
+rc_status rcgo_set_transport_retrieve(rc_manager *mgr, uintptr_t handle, char **err);
 rc_status rcgo_transport_sent(rc_manager *mgr, uint64_t dispatch_id, const char *message_hash, char **err);
 rc_status rcgo_transport_failed(rc_manager *mgr, uint64_t dispatch_id, const char *error, char **err);
 rc_status rcgo_transport_receive(rc_manager *mgr, const char *content_topic, const uint8_t *payload,

@@ -83,6 +83,9 @@ type
   rc_event_fn* = proc (event: ptr rc_event; user_data: pointer) {.cdecl, gcsafe, raises: [].}
   rc_transport_send_fn* = proc (user_data: pointer; dispatch_id: uint64;
                                 msg: ptr rc_waku_message): cint {.cdecl, gcsafe, raises: [].}
+  rc_transport_retrieve_fn* = proc (user_data: pointer; content_topic: cstring;
+                                    message_hashes: cstringArray; count: csize_t) {.cdecl, gcsafe, raises: [].}
+    ## `const char *const *message_hashes`: `count` strings, valid only during the call.
 
 {.push importc, cdecl, raises: [], gcsafe.}
 proc rc_version*(): cstring
@@ -103,6 +106,8 @@ proc rc_set_encryption*(mgr: ptr rc_manager; channel_id: cstring; encrypt, decry
                         user_data: pointer; free_user_data: rc_free_fn): rc_status
 proc rc_set_transport*(mgr: ptr rc_manager; send: rc_transport_send_fn; user_data: pointer;
                        free_user_data: rc_free_fn): rc_status
+proc rc_set_transport_retrieve*(mgr: ptr rc_manager; retrieve: rc_transport_retrieve_fn; user_data: pointer;
+                                free_user_data: rc_free_fn): rc_status
 proc rc_transport_sent*(mgr: ptr rc_manager; dispatch_id: uint64; message_hash: cstring): rc_status
 proc rc_transport_failed*(mgr: ptr rc_manager; dispatch_id: uint64; error: cstring): rc_status
 proc rc_transport_receive*(mgr: ptr rc_manager; msg: ptr rc_waku_message; message_hash: cstring): rc_status
@@ -187,6 +192,12 @@ type
   TransportProc* = proc (ctx: Context; dispatchId: uint64; msg: WakuMessage) {.nimcall, gcsafe.}
     ## Publishes `msg` through the host's node, then (now or later) reports
     ## `transportSent`/`transportFailed` for `dispatchId`. Raising fails the dispatch.
+  RetrieveProc* = proc (ctx: Context; contentTopic: string; messageHashes: seq[string]) {.nimcall, gcsafe.}
+    ## The host transport's store hook: fetches from a Store node the messages on
+    ## `contentTopic` whose Waku message hashes are `messageHashes` ("0x" + 64 hex each) and
+    ## hands each one found to `transportReceive` with its hash, now (through `ctx`) or later,
+    ## from any thread. Best effort: a request that finds nothing (or raises) is repeated while
+    ## the message is still missing. Runs on the library's runtime thread: must not block.
 
   State = object
     ## Shared (non-GC) memory: what the library's threads may touch.
@@ -205,6 +216,9 @@ type
   TransportBox = object
     st: ptr State
     send: TransportProc
+  RetrieveBox = object
+    st: ptr State
+    retrieve: RetrieveProc
 
 proc version*(): string = $rc_version()
   ## The version of the loaded library, e.g. "0.1.0".
@@ -303,6 +317,22 @@ proc transportTrampoline(ud: pointer; dispatchId: uint64; msg: ptr rc_waku_messa
     {.cdecl, gcsafe, raises: [].} =
   foreignThread:
     result = runTransport(cast[ptr TransportBox](ud), dispatchId, msg)
+
+proc runRetrieve(box: ptr RetrieveBox; contentTopic: cstring; hashes: cstringArray; count: csize_t)
+    {.noinline, gcsafe, raises: [].} =
+  var list = newSeqOfCap[string](int(count))
+  if not hashes.isNil:
+    for i in 0 ..< int(count):
+      if not hashes[i].isNil: list.add $hashes[i]
+  try:
+    box.retrieve(Context(st: box.st), toStr(contentTopic), list)
+  except Exception: # counts as nothing found; must not unwind into the library's C frames
+    discard
+
+proc retrieveTrampoline(ud: pointer; contentTopic: cstring; hashes: cstringArray; count: csize_t)
+    {.cdecl, gcsafe, raises: [].} =
+  foreignThread:
+    runRetrieve(cast[ptr RetrieveBox](ud), contentTopic, hashes, count)
 
 proc freeBox(ud: pointer) {.cdecl, gcsafe, raises: [].} =
   deallocShared(ud)
@@ -458,6 +488,28 @@ proc setTransport*(m: Handle; send: TransportProc) =
   if rc != 0:
     let detail = $rc_last_error()
     deallocShared(box)
+    raise newRcError(int(rc), detail)
+
+proc setTransportRetrieve*(m: Handle; retrieve: RetrieveProc) =
+  ## Installs the host transport's optional store hook (nil removes it): when SDS misses a
+  ## message whose retrieval hint (Waku message hash) it knows, e.g. the sender's earlier
+  ## message after a loss, `retrieve` is asked to fetch it from a Store node and hand it back
+  ## with `transportReceive`. Without it, missing messages are recovered by SDS alone
+  ## (retransmission, syncs, repair requests to peers), which takes an acknowledgement timeout
+  ## instead of a store round trip. The manager must have been created with
+  ## `{"transport": {"kind": "host"}}` (else `rcTransport`). The previous hook is released once
+  ## the library no longer uses it.
+  let st = m.state
+  if retrieve.isNil:
+    check rc_set_transport_retrieve(st.handle, nil, nil, nil)
+    return
+  let box = createShared(RetrieveBox)
+  box.st = st
+  box.retrieve = retrieve
+  let rc = rc_set_transport_retrieve(st.handle, retrieveTrampoline, box, freeBox)
+  if rc != 0:
+    let detail = $rc_last_error()
+    deallocShared(box) # not taken by the library
     raise newRcError(int(rc), detail)
 
 proc transportSent*(m: Handle; dispatchId: uint64; messageHash = "") =

@@ -78,6 +78,34 @@ proc publishB(ctx: Context; id: uint64; msg: WakuMessage) {.nimcall, gcsafe.} =
   {.cast(gcsafe).}:
     wire.send(Packet(fromA: false, id: id, msg: msg))
 
+# The host transport's store hook: bob's hook (on his runtime thread, must not block) hands
+# each request to the test's thread, which plays the Store node and answers with
+# `transportReceive` (the "later, from any thread" of the contract).
+type Fetch = object
+  topic: string
+  hashes: seq[string]
+
+var fetches: Channel[Fetch]
+var retrieveCalls: Atomic[int]
+# Its own wire: under refc a closed Channel cannot be opened again.
+var storeWire: Channel[Packet]
+
+proc publishAlice(ctx: Context; id: uint64; msg: WakuMessage) {.nimcall, gcsafe.} =
+  {.cast(gcsafe).}:
+    storeWire.send(Packet(fromA: true, id: id, msg: msg))
+
+proc publishBob(ctx: Context; id: uint64; msg: WakuMessage) {.nimcall, gcsafe.} =
+  {.cast(gcsafe).}:
+    storeWire.send(Packet(fromA: false, id: id, msg: msg))
+
+proc storeHook(ctx: Context; contentTopic: string; messageHashes: seq[string]) {.nimcall, gcsafe.} =
+  retrieveCalls.atomicInc
+  {.cast(gcsafe).}:
+    fetches.send(Fetch(topic: contentTopic, hashes: messageHashes))
+
+proc idleHook(ctx: Context; contentTopic: string; messageHashes: seq[string]) {.nimcall, gcsafe.} =
+  discard
+
 proc pattern(n: int): seq[byte] =
   result = newSeq[byte](n)
   for i in 0 ..< n: result[i] = byte((i * 31 + i div 251) and 0xff)
@@ -268,6 +296,93 @@ suite "reliable_channel (Nim)":
       if not moved: sleep(2)
     check delivered
     check received
+
+  test "a message lost on its way is fetched back through the store hook":
+    # Refused on a memory manager.
+    let mem = newManager(memConfig(netName("retrieve")))
+    expectRc(rcTransport, "host"):
+      mem.setTransportRetrieve(idleHook)
+    mem.close()
+    # A long acknowledgement timeout: the lost message is not retransmitted during the test,
+    # so only the store hook can bring it back in time.
+    const cfg = """{"transport":{"kind":"host"},
+      "channelDefaults":{"sdsConfig":{"acknowledgementTimeoutMs":60000,"maxRetransmissions":30},
+      "rateLimitConfig":{"enabled":false}}}"""
+    # The channels the hooks write to outlive the managers (their defers run last).
+    storeWire.open()
+    defer: storeWire.close()
+    fetches.open()
+    defer: fetches.close()
+    let a = newManager(cfg)
+    let b = newManager(cfg)
+    defer:
+      a.close()
+      b.close()
+    a.setTransport(publishAlice)
+    b.setTransport(publishBob)
+    # Replacing and removing the hook (the library frees the previous box).
+    for i in 0 ..< 3: b.setTransportRetrieve(idleHook)
+    b.setTransportRetrieve(nil)
+    b.setTransportRetrieve(storeHook)
+    const topic = "/reliable-nim/1/s/proto"
+    a.openChannel("s", topic, "alice")
+    b.openChannel("s", topic, "bob")
+
+    # Alice's node: keeps everything alice publishes under a hash it assigns ("0x" + a 64-hex
+    # counter, reported with transportSent) and loses the first message on its way to bob.
+    var store = initTable[string, WakuMessage]()
+    var published, dropped, found, badRequests = 0
+    let one = a.send("s", "one")
+    var two = ""
+    var received: seq[string]
+    let deadline = epochTime() + 30.0
+    while received.len < 2 and epochTime() < deadline:
+      var moved = false
+      while true:
+        let (ok, p) = storeWire.tryRecv()
+        if not ok: break
+        moved = true
+        if p.fromA:
+          inc published
+          let hash = "0x" & toLowerAscii(toHex(published, 64))
+          store[hash] = p.msg
+          if published == 1: inc dropped
+          else: b.transportReceive(p.msg, hash)
+          a.transportSent(p.id, hash)
+        else:
+          b.transportSent(p.id)
+          a.transportReceive(p.msg)
+      while true:
+        let (ok, f) = fetches.tryRecv()
+        if not ok: break
+        moved = true
+        if f.topic != topic or f.hashes.len == 0: inc badRequests
+        for h in f.hashes:
+          if h.len != 66 or not h.startsWith("0x"): inc badRequests
+          if h in store and store[h].contentTopic == f.topic:
+            inc found
+            b.transportReceive(store[h], h)
+      var ev: Event
+      while a.tryRecvEvent(ev):
+        check ev.kind != ekSendError
+        # "two" after "one" was published: it names "one" with its hash.
+        if ev.kind == ekSent and ev.requestId == one and two.len == 0:
+          two = a.send("s", "two")
+      while b.tryRecvEvent(ev):
+        check ev.kind != ekLost
+        if ev.kind == ekReceived:
+          check ev.senderId == "alice"
+          check ev.payload.toString == (if ev.requestId == one: "one" else: "two")
+          received.add ev.requestId
+      if not moved: sleep(2)
+    check two.len == RC_REQUEST_ID_LEN
+    check received == @[one, two] # both, in order
+    check dropped == 1
+    check retrieveCalls.load >= 1
+    check found >= 1
+    check badRequests == 0
+    check a.stats("s")["retransmissions"].getInt == 0 # repaired by the store, not SDS
+    checkpoint "store hook calls " & $retrieveCalls.load & ", found " & $found
 
   test "closing":
     let net = netName("closing")
