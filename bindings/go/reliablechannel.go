@@ -436,17 +436,13 @@ func (m *Manager) SetEncryption(channelID string, encrypt, decrypt CryptoFunc) e
 		return err
 	}
 	defer cFree(cid)
-	var h cgo.Handle
+	var hook any
 	if encrypt != nil {
-		h = newHandle(&cryptoHooks{m: m, encrypt: encrypt, decrypt: decrypt})
+		hook = &cryptoHooks{m: m, encrypt: encrypt, decrypt: decrypt}
 	}
-	err = m.call(func(p *C.rc_manager, msg **C.char) C.rc_status {
-		return C.rcgo_set_encryption(p, cid, C.uintptr_t(h), msg)
+	return m.installHook(hook, func(p *C.rc_manager, h C.uintptr_t, msg **C.char) C.rc_status {
+		return C.rcgo_set_encryption(p, cid, h, msg)
 	})
-	if err != nil && h != 0 {
-		deleteHandle(h) // on failure the library did not take it
-	}
-	return err
 }
 
 type transportHook struct {
@@ -459,12 +455,24 @@ type transportHook struct {
 // the library's runtime thread; it may call TransportSent / TransportFailed itself or hand the
 // message to another goroutine that does.
 func (m *Manager) SetTransport(send TransportFunc) error {
-	var h cgo.Handle
+	var hook any
 	if send != nil {
-		h = newHandle(&transportHook{m: m, send: send})
+		hook = &transportHook{m: m, send: send}
+	}
+	return m.installHook(hook, func(p *C.rc_manager, h C.uintptr_t, msg **C.char) C.rc_status {
+		return C.rcgo_set_transport(p, h, msg)
+	})
+}
+
+// installHook hands the library a handle to hook (nil: remove the hook) through set; on failure
+// the library did not take the handle, so it is released here.
+func (m *Manager) installHook(hook any, set func(p *C.rc_manager, h C.uintptr_t, msg **C.char) C.rc_status) error {
+	var h cgo.Handle
+	if hook != nil {
+		h = newHandle(hook)
 	}
 	err := m.call(func(p *C.rc_manager, msg **C.char) C.rc_status {
-		return C.rcgo_set_transport(p, C.uintptr_t(h), msg)
+		return set(p, C.uintptr_t(h), msg)
 	})
 	if err != nil && h != 0 {
 		deleteHandle(h)
@@ -486,17 +494,13 @@ type retrieveHook struct {
 // {"transport": {"kind": "host"}} (else ErrTransport). retrieve runs on the library's runtime
 // thread; the previous hook is released once the library no longer uses it.
 func (m *Manager) SetTransportRetrieve(retrieve RetrieveFunc) error {
-	var h cgo.Handle
+	var hook any
 	if retrieve != nil {
-		h = newHandle(&retrieveHook{m: m, retrieve: retrieve})
+		hook = &retrieveHook{m: m, retrieve: retrieve}
 	}
-	err := m.call(func(p *C.rc_manager, msg **C.char) C.rc_status {
-		return C.rcgo_set_transport_retrieve(p, C.uintptr_t(h), msg)
+	return m.installHook(hook, func(p *C.rc_manager, h C.uintptr_t, msg **C.char) C.rc_status {
+		return C.rcgo_set_transport_retrieve(p, h, msg)
 	})
-	if err != nil && h != 0 {
-		deleteHandle(h) // on failure the library did not take it
-	}
-	return err
 }
 
 // TransportSent reports that dispatch dispatchID was published; messageHash ("0x" + 64 hex,
