@@ -7,8 +7,7 @@ use bytes::{BufMut, Bytes};
 use prost::Message as _;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use keccak_asm::{Digest as _, Keccak256};
-use sha2::Sha256;
+use sha2::{Digest as _, Sha256};
 
 use super::history::{HistoryStore, LogEntry, MemoryHistory};
 use super::incoming::IncomingBuffer;
@@ -32,6 +31,7 @@ pub const MAX_REPAIR_ANSWER_ENTRIES: usize = 512;
 pub const MAX_REPAIR_ANSWER_BYTES: usize = 64 * 1024;
 /// Ephemeral message ids remembered to drop network duplicates.
 pub const MAX_SEEN_EPHEMERAL: usize = 4_096;
+use crate::wire::keccak::keccak256;
 use crate::wire::{BloomFilter, BloomView, HistoryEntry, MessageKind, SdsMessage, WireError, MAX_REPAIR_ENTRIES};
 
 /// Why the engine refused to wrap a message.
@@ -892,13 +892,7 @@ impl<H: HistoryStore> SdsEngine<H> {
 /// calls `send`, where the pass over the payload costs the runtime thread nothing.
 pub fn message_id(scheme: MessageIdScheme, sender_id: &str, wrap_ns: u128, content: &[u8]) -> MessageId {
     match scheme {
-        MessageIdScheme::Keccak => {
-            let mut h = Keccak256::new();
-            h.update(sender_id.as_bytes());
-            h.update(decimal(wrap_ns, &mut [0; 40]));
-            h.update(content);
-            hex_id(&h.finalize())
-        }
+        MessageIdScheme::Keccak => hex_id(&keccak256(&[sender_id.as_bytes(), decimal(wrap_ns, &mut [0; 40]), content])),
         MessageIdScheme::ReferenceSha256 => hex_id(&Sha256::digest(content)),
     }
 }

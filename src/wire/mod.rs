@@ -12,6 +12,7 @@
 pub mod bloom;
 pub mod chunk;
 pub mod sds_message;
+pub mod keccak;
 pub mod waku_message;
 
 pub use bloom::{BloomFilter, BloomView, BLOOM_BYTES, BLOOM_HASHES, BLOOM_BITS};
