@@ -53,149 +53,48 @@ mod avx512 {
         *HAS.get_or_init(|| is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512vl"))
     }
 
+    /// Rotation of lane x + 5y (rho).
+    const RHO: [i64; 25] = [0, 1, 62, 28, 27, 36, 44, 6, 55, 20, 3, 10, 43, 25, 39, 41, 45, 15, 21, 8, 18, 2, 61, 56, 14];
+
     /// Keccak-f[1600] on `a` (lane x + 5y at index x + 5y, little-endian words), one lane per
-    /// XMM register: theta and chi are one `vpternlogq` per lane, rho one `vprolq`.
+    /// XMM register: theta and chi are one `vpternlogq` per lane, rho one `vprolq` (the loops
+    /// over lanes unroll completely, so every index and rotation is a constant).
     #[target_feature(enable = "avx512f,avx512vl")]
-    #[rustfmt::skip]
     unsafe fn permute(a: &mut [u64; 25]) {
-        let mut a0 = _mm_cvtsi64_si128(a[0] as i64);
-        let mut a1 = _mm_cvtsi64_si128(a[1] as i64);
-        let mut a2 = _mm_cvtsi64_si128(a[2] as i64);
-        let mut a3 = _mm_cvtsi64_si128(a[3] as i64);
-        let mut a4 = _mm_cvtsi64_si128(a[4] as i64);
-        let mut a5 = _mm_cvtsi64_si128(a[5] as i64);
-        let mut a6 = _mm_cvtsi64_si128(a[6] as i64);
-        let mut a7 = _mm_cvtsi64_si128(a[7] as i64);
-        let mut a8 = _mm_cvtsi64_si128(a[8] as i64);
-        let mut a9 = _mm_cvtsi64_si128(a[9] as i64);
-        let mut a10 = _mm_cvtsi64_si128(a[10] as i64);
-        let mut a11 = _mm_cvtsi64_si128(a[11] as i64);
-        let mut a12 = _mm_cvtsi64_si128(a[12] as i64);
-        let mut a13 = _mm_cvtsi64_si128(a[13] as i64);
-        let mut a14 = _mm_cvtsi64_si128(a[14] as i64);
-        let mut a15 = _mm_cvtsi64_si128(a[15] as i64);
-        let mut a16 = _mm_cvtsi64_si128(a[16] as i64);
-        let mut a17 = _mm_cvtsi64_si128(a[17] as i64);
-        let mut a18 = _mm_cvtsi64_si128(a[18] as i64);
-        let mut a19 = _mm_cvtsi64_si128(a[19] as i64);
-        let mut a20 = _mm_cvtsi64_si128(a[20] as i64);
-        let mut a21 = _mm_cvtsi64_si128(a[21] as i64);
-        let mut a22 = _mm_cvtsi64_si128(a[22] as i64);
-        let mut a23 = _mm_cvtsi64_si128(a[23] as i64);
-        let mut a24 = _mm_cvtsi64_si128(a[24] as i64);
-        for rc in RC {
-            let c0 = _mm_ternarylogic_epi64::<0x96>(_mm_ternarylogic_epi64::<0x96>(a0, a5, a10), a15, a20);
-            let c1 = _mm_ternarylogic_epi64::<0x96>(_mm_ternarylogic_epi64::<0x96>(a1, a6, a11), a16, a21);
-            let c2 = _mm_ternarylogic_epi64::<0x96>(_mm_ternarylogic_epi64::<0x96>(a2, a7, a12), a17, a22);
-            let c3 = _mm_ternarylogic_epi64::<0x96>(_mm_ternarylogic_epi64::<0x96>(a3, a8, a13), a18, a23);
-            let c4 = _mm_ternarylogic_epi64::<0x96>(_mm_ternarylogic_epi64::<0x96>(a4, a9, a14), a19, a24);
-            let r0 = _mm_rol_epi64::<1>(c1);
-            a0 = _mm_ternarylogic_epi64::<0x96>(a0, c4, r0);
-            a5 = _mm_ternarylogic_epi64::<0x96>(a5, c4, r0);
-            a10 = _mm_ternarylogic_epi64::<0x96>(a10, c4, r0);
-            a15 = _mm_ternarylogic_epi64::<0x96>(a15, c4, r0);
-            a20 = _mm_ternarylogic_epi64::<0x96>(a20, c4, r0);
-            let r1 = _mm_rol_epi64::<1>(c2);
-            a1 = _mm_ternarylogic_epi64::<0x96>(a1, c0, r1);
-            a6 = _mm_ternarylogic_epi64::<0x96>(a6, c0, r1);
-            a11 = _mm_ternarylogic_epi64::<0x96>(a11, c0, r1);
-            a16 = _mm_ternarylogic_epi64::<0x96>(a16, c0, r1);
-            a21 = _mm_ternarylogic_epi64::<0x96>(a21, c0, r1);
-            let r2 = _mm_rol_epi64::<1>(c3);
-            a2 = _mm_ternarylogic_epi64::<0x96>(a2, c1, r2);
-            a7 = _mm_ternarylogic_epi64::<0x96>(a7, c1, r2);
-            a12 = _mm_ternarylogic_epi64::<0x96>(a12, c1, r2);
-            a17 = _mm_ternarylogic_epi64::<0x96>(a17, c1, r2);
-            a22 = _mm_ternarylogic_epi64::<0x96>(a22, c1, r2);
-            let r3 = _mm_rol_epi64::<1>(c4);
-            a3 = _mm_ternarylogic_epi64::<0x96>(a3, c2, r3);
-            a8 = _mm_ternarylogic_epi64::<0x96>(a8, c2, r3);
-            a13 = _mm_ternarylogic_epi64::<0x96>(a13, c2, r3);
-            a18 = _mm_ternarylogic_epi64::<0x96>(a18, c2, r3);
-            a23 = _mm_ternarylogic_epi64::<0x96>(a23, c2, r3);
-            let r4 = _mm_rol_epi64::<1>(c0);
-            a4 = _mm_ternarylogic_epi64::<0x96>(a4, c3, r4);
-            a9 = _mm_ternarylogic_epi64::<0x96>(a9, c3, r4);
-            a14 = _mm_ternarylogic_epi64::<0x96>(a14, c3, r4);
-            a19 = _mm_ternarylogic_epi64::<0x96>(a19, c3, r4);
-            a24 = _mm_ternarylogic_epi64::<0x96>(a24, c3, r4);
-            let b0 = _mm_rol_epi64::<0>(a0);
-            let b16 = _mm_rol_epi64::<36>(a5);
-            let b7 = _mm_rol_epi64::<3>(a10);
-            let b23 = _mm_rol_epi64::<41>(a15);
-            let b14 = _mm_rol_epi64::<18>(a20);
-            let b10 = _mm_rol_epi64::<1>(a1);
-            let b1 = _mm_rol_epi64::<44>(a6);
-            let b17 = _mm_rol_epi64::<10>(a11);
-            let b8 = _mm_rol_epi64::<45>(a16);
-            let b24 = _mm_rol_epi64::<2>(a21);
-            let b20 = _mm_rol_epi64::<62>(a2);
-            let b11 = _mm_rol_epi64::<6>(a7);
-            let b2 = _mm_rol_epi64::<43>(a12);
-            let b18 = _mm_rol_epi64::<15>(a17);
-            let b9 = _mm_rol_epi64::<61>(a22);
-            let b5 = _mm_rol_epi64::<28>(a3);
-            let b21 = _mm_rol_epi64::<55>(a8);
-            let b12 = _mm_rol_epi64::<25>(a13);
-            let b3 = _mm_rol_epi64::<21>(a18);
-            let b19 = _mm_rol_epi64::<56>(a23);
-            let b15 = _mm_rol_epi64::<27>(a4);
-            let b6 = _mm_rol_epi64::<20>(a9);
-            let b22 = _mm_rol_epi64::<39>(a14);
-            let b13 = _mm_rol_epi64::<8>(a19);
-            let b4 = _mm_rol_epi64::<14>(a24);
-            a0 = _mm_ternarylogic_epi64::<0xD2>(b0, b1, b2);
-            a1 = _mm_ternarylogic_epi64::<0xD2>(b1, b2, b3);
-            a2 = _mm_ternarylogic_epi64::<0xD2>(b2, b3, b4);
-            a3 = _mm_ternarylogic_epi64::<0xD2>(b3, b4, b0);
-            a4 = _mm_ternarylogic_epi64::<0xD2>(b4, b0, b1);
-            a5 = _mm_ternarylogic_epi64::<0xD2>(b5, b6, b7);
-            a6 = _mm_ternarylogic_epi64::<0xD2>(b6, b7, b8);
-            a7 = _mm_ternarylogic_epi64::<0xD2>(b7, b8, b9);
-            a8 = _mm_ternarylogic_epi64::<0xD2>(b8, b9, b5);
-            a9 = _mm_ternarylogic_epi64::<0xD2>(b9, b5, b6);
-            a10 = _mm_ternarylogic_epi64::<0xD2>(b10, b11, b12);
-            a11 = _mm_ternarylogic_epi64::<0xD2>(b11, b12, b13);
-            a12 = _mm_ternarylogic_epi64::<0xD2>(b12, b13, b14);
-            a13 = _mm_ternarylogic_epi64::<0xD2>(b13, b14, b10);
-            a14 = _mm_ternarylogic_epi64::<0xD2>(b14, b10, b11);
-            a15 = _mm_ternarylogic_epi64::<0xD2>(b15, b16, b17);
-            a16 = _mm_ternarylogic_epi64::<0xD2>(b16, b17, b18);
-            a17 = _mm_ternarylogic_epi64::<0xD2>(b17, b18, b19);
-            a18 = _mm_ternarylogic_epi64::<0xD2>(b18, b19, b15);
-            a19 = _mm_ternarylogic_epi64::<0xD2>(b19, b15, b16);
-            a20 = _mm_ternarylogic_epi64::<0xD2>(b20, b21, b22);
-            a21 = _mm_ternarylogic_epi64::<0xD2>(b21, b22, b23);
-            a22 = _mm_ternarylogic_epi64::<0xD2>(b22, b23, b24);
-            a23 = _mm_ternarylogic_epi64::<0xD2>(b23, b24, b20);
-            a24 = _mm_ternarylogic_epi64::<0xD2>(b24, b20, b21);
-            a0 = _mm_xor_si128(a0, _mm_cvtsi64_si128(rc as i64));
+        let mut s = [_mm_setzero_si128(); 25];
+        for i in 0..25 {
+            s[i] = _mm_cvtsi64_si128(a[i] as i64);
         }
-        a[0] = _mm_cvtsi128_si64(a0) as u64;
-        a[1] = _mm_cvtsi128_si64(a1) as u64;
-        a[2] = _mm_cvtsi128_si64(a2) as u64;
-        a[3] = _mm_cvtsi128_si64(a3) as u64;
-        a[4] = _mm_cvtsi128_si64(a4) as u64;
-        a[5] = _mm_cvtsi128_si64(a5) as u64;
-        a[6] = _mm_cvtsi128_si64(a6) as u64;
-        a[7] = _mm_cvtsi128_si64(a7) as u64;
-        a[8] = _mm_cvtsi128_si64(a8) as u64;
-        a[9] = _mm_cvtsi128_si64(a9) as u64;
-        a[10] = _mm_cvtsi128_si64(a10) as u64;
-        a[11] = _mm_cvtsi128_si64(a11) as u64;
-        a[12] = _mm_cvtsi128_si64(a12) as u64;
-        a[13] = _mm_cvtsi128_si64(a13) as u64;
-        a[14] = _mm_cvtsi128_si64(a14) as u64;
-        a[15] = _mm_cvtsi128_si64(a15) as u64;
-        a[16] = _mm_cvtsi128_si64(a16) as u64;
-        a[17] = _mm_cvtsi128_si64(a17) as u64;
-        a[18] = _mm_cvtsi128_si64(a18) as u64;
-        a[19] = _mm_cvtsi128_si64(a19) as u64;
-        a[20] = _mm_cvtsi128_si64(a20) as u64;
-        a[21] = _mm_cvtsi128_si64(a21) as u64;
-        a[22] = _mm_cvtsi128_si64(a22) as u64;
-        a[23] = _mm_cvtsi128_si64(a23) as u64;
-        a[24] = _mm_cvtsi128_si64(a24) as u64;
+        for rc in RC {
+            // theta: a ^= c[x-1] ^ rot(c[x+1], 1), with c[x] the parity of column x.
+            let mut c = [_mm_setzero_si128(); 5];
+            for x in 0..5 {
+                c[x] = _mm_ternarylogic_epi64::<0x96>(_mm_ternarylogic_epi64::<0x96>(s[x], s[x + 5], s[x + 10]), s[x + 15], s[x + 20]);
+            }
+            for x in 0..5 {
+                let r = _mm_rolv_epi64(c[(x + 1) % 5], _mm_set1_epi64x(1));
+                for y in 0..5 {
+                    s[x + 5 * y] = _mm_ternarylogic_epi64::<0x96>(s[x + 5 * y], c[(x + 4) % 5], r);
+                }
+            }
+            // rho and pi: b[y + 5 * ((2x + 3y) % 5)] = rot(a[x + 5y], RHO[x + 5y]).
+            let mut b = [_mm_setzero_si128(); 25];
+            for x in 0..5 {
+                for y in 0..5 {
+                    b[y + 5 * ((2 * x + 3 * y) % 5)] = _mm_rolv_epi64(s[x + 5 * y], _mm_set1_epi64x(RHO[x + 5 * y]));
+                }
+            }
+            // chi: a = b ^ (!b[x+1] & b[x+2]); iota.
+            for y in 0..5 {
+                for x in 0..5 {
+                    s[x + 5 * y] = _mm_ternarylogic_epi64::<0xD2>(b[x + 5 * y], b[(x + 1) % 5 + 5 * y], b[(x + 2) % 5 + 5 * y]);
+                }
+            }
+            s[0] = _mm_xor_si128(s[0], _mm_cvtsi64_si128(rc as i64));
+        }
+        for i in 0..25 {
+            a[i] = _mm_cvtsi128_si64(s[i]) as u64;
+        }
     }
 
     /// XORs one block into the state (little-endian lanes).
