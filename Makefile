@@ -52,6 +52,8 @@ test: test-rust test-c test-go test-nim test-install
 
 test-rust: interop-deps
 	$(CARGO) test --release
+	# Rust users with their own #[global_allocator] build without the mimalloc feature.
+	$(CARGO) check --release --no-default-features --lib
 
 test-c: lib
 	@if [ -x tests/c/run.sh ]; then CC=$(CC) LIBDIR=$(LIBDIR) tests/c/run.sh; else echo "test-c: no C tests yet"; fi
