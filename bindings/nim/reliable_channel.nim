@@ -453,6 +453,14 @@ proc stats*(m: Manager; channelId: string): JsonNode =
   finally:
     rc_string_free(s)
 
+template handOver(box: pointer; call: untyped) =
+  ## `call` hands `box` to the library; when the library refuses it, the box is freed here.
+  let rc = call
+  if rc != 0:
+    let detail = $rc_last_error()
+    deallocShared(box) # not taken by the library
+    raise newRcError(int(rc), detail)
+
 proc setEncryption*(m: Handle; channelId: string; encrypt, decrypt: CryptoProc) =
   ## Installs the encryption hook of `channelId` ("" = the default of every channel without
   ## its own); both nil removes it.
@@ -466,11 +474,7 @@ proc setEncryption*(m: Handle; channelId: string; encrypt, decrypt: CryptoProc) 
   let box = createShared(CryptoBox)
   box.encrypt = encrypt
   box.decrypt = decrypt
-  let rc = rc_set_encryption(h, cid, encryptTrampoline, decryptTrampoline, box, freeBox)
-  if rc != 0:
-    let detail = $rc_last_error()
-    deallocShared(box) # not taken by the library
-    raise newRcError(int(rc), detail)
+  handOver(box, rc_set_encryption(h, cid, encryptTrampoline, decryptTrampoline, box, freeBox))
 
 # Host transport ------------------------------------------------------------------------------
 
@@ -484,11 +488,7 @@ proc setTransport*(m: Handle; send: TransportProc) =
   let box = createShared(TransportBox)
   box.st = st
   box.send = send
-  let rc = rc_set_transport(st.handle, transportTrampoline, box, freeBox)
-  if rc != 0:
-    let detail = $rc_last_error()
-    deallocShared(box)
-    raise newRcError(int(rc), detail)
+  handOver(box, rc_set_transport(st.handle, transportTrampoline, box, freeBox))
 
 proc setTransportRetrieve*(m: Handle; retrieve: RetrieveProc) =
   ## Installs the host transport's optional store hook (nil removes it): when SDS misses a
@@ -506,11 +506,7 @@ proc setTransportRetrieve*(m: Handle; retrieve: RetrieveProc) =
   let box = createShared(RetrieveBox)
   box.st = st
   box.retrieve = retrieve
-  let rc = rc_set_transport_retrieve(st.handle, retrieveTrampoline, box, freeBox)
-  if rc != 0:
-    let detail = $rc_last_error()
-    deallocShared(box) # not taken by the library
-    raise newRcError(int(rc), detail)
+  handOver(box, rc_set_transport_retrieve(st.handle, retrieveTrampoline, box, freeBox))
 
 proc transportSent*(m: Handle; dispatchId: uint64; messageHash = "") =
   ## Reports dispatch `dispatchId` published (`messageHash`: "0x" + 64 hex, or "" if unknown).
