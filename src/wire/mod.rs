@@ -5,6 +5,7 @@
 //!   SDS Message (sds_message.rs)   byte-compatible with @waku/sds 0.0.8
 //!     MessageChunk (chunk.rs)      segmentation frame
 //! bloom.rs: the js-waku-compatible bloom filter carried in SDS field 12.
+//! keccak.rs: Keccak-256 of SDS message ids (AVX-512 permutation picked at run time).
 //! ```
 //!
 //! Decoders never panic, never trust a length they have not checked, and return [`WireError`].
