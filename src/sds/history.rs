@@ -109,6 +109,13 @@ impl HistoryStore for MemoryHistory {
                 slot.insert(entry.message_id.clone());
             }
         }
+        // Grow the ring to at most capacity + 1 slots (not the next power of two): once full, each
+        // new entry then lands in the slot the previous eviction just vacated, still in cache,
+        // instead of in a line untouched for ~16k messages.
+        if self.entries.len() == self.entries.capacity() {
+            let target = (self.entries.capacity() * 2).max(16).min(self.capacity + 1);
+            self.entries.reserve_exact(target.saturating_sub(self.entries.len()).max(1));
+        }
         // Fast path: the new entry sorts last (own sends, in-order receives).
         let at_end = self.entries.back().is_none_or(|(_, last)| last.key() < entry.key());
         if at_end {
