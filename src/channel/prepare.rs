@@ -115,6 +115,22 @@ mod tests {
         assert_eq!(first.id, message_id(cfg.sds.message_id_scheme, "alice", 7, &first.frame));
     }
 
+    /// A prepared send is checked against the channel it is handed to: a chunk count that does
+    /// not match the channel's segmentation, or a request id in use, is refused.
+    #[test]
+    fn channel_checks_what_it_is_handed() {
+        let small = ChannelConfig { chunk_size_bytes: 4, ..ChannelConfig::default() };
+        let clock = WrapClock::default();
+        let mut rng = SmallRng::seed_from_u64(1);
+        let mut ch = super::super::Channel::new("c", "/t/1/c/proto", "alice", ChannelConfig::default(), 1_000, 7);
+        let p = prepare_send(&small, "alice", &clock, 1, "r1", b"0123456789", false, &mut rng).unwrap();
+        assert!(matches!(ch.send_prepared(1_000, p), Err(SendError::Segmentation(_))));
+        let cfg = ChannelConfig::default();
+        let p = prepare_send(&cfg, "alice", &clock, 2, "r2", b"hello", false, &mut rng).unwrap();
+        ch.send_prepared(1_000, p.clone()).unwrap();
+        assert_eq!(ch.send_prepared(1_000, p), Err(SendError::DuplicateRequestId("r2".into())));
+    }
+
     #[test]
     fn refuses_empty_and_oversized_payloads() {
         let cfg = ChannelConfig::default();
