@@ -23,7 +23,7 @@ use super::stats::ChannelStats;
 use crate::messaging::MessageHash;
 use crate::ratelimit::{Admit, MessageClass, RateLimiter};
 use crate::sds::{FastMap, FastSet, MessageId, ReceiveOutcome, SdsEngine, SdsEvent};
-use super::prepare::{prepare_send, PreparedSend, WrapClock};
+use super::prepare::{prepare_send, PreparedSend};
 use crate::segmentation::{chunk_count, ChunkOutcome, Reassembler, MAX_PAYLOAD_BYTES};
 use crate::wire::{MessageChunk, WakuMessage, BLOOM_BYTES, SPEC_MARKER};
 
@@ -133,8 +133,6 @@ pub struct Channel {
     /// Waku hashes of our own recent dispatches: their echoes are dropped before decryption.
     own_hashes: FastSet<MessageHash>,
     own_hash_order: VecDeque<MessageHash>,
-    /// Wrap times of the sends this channel prepares itself ([`Channel::send`]).
-    wrap_clock: WrapClock,
 }
 
 /// How many of our own dispatch hashes are remembered to drop echoes early (the SDS layer still
@@ -168,7 +166,6 @@ impl Channel {
             now,
             own_hashes: FastSet::default(),
             own_hash_order: VecDeque::new(),
-            wrap_clock: WrapClock::default(),
         }
     }
 
@@ -249,9 +246,9 @@ impl Channel {
         let now = self.tick(now);
         // Refuse before doing the work when the send cannot be taken anyway.
         self.check_send(payload.len(), ephemeral)?;
-        let sender = self.sds.sender_id().to_owned();
         let now_ns = now.saturating_mul(1_000_000);
-        let prepared = prepare_send(&self.config, &sender, &self.wrap_clock, now_ns, request_id, payload, ephemeral, &mut self.rng)?;
+        let (sender, clock) = (self.sds.sender_id(), self.sds.wrap_clock());
+        let prepared = prepare_send(&self.config, sender, clock, now_ns, request_id, payload, ephemeral, &mut self.rng)?;
         self.send_prepared(now, prepared)
     }
 
@@ -259,14 +256,13 @@ impl Channel {
     /// [`super::prepare::prepare_send`] (the manager does that on the caller's thread).
     pub fn send_prepared(&mut self, now: u64, prepared: PreparedSend) -> Result<(), SendError> {
         let now = self.tick(now);
-        let PreparedSend { request_id, payload_len, ephemeral, chunks } = prepared;
+        let PreparedSend { request_id: request, payload_len, ephemeral, chunks } = prepared;
         let n = self.check_send(payload_len, ephemeral)?;
         if chunks.len() != n {
             return Err(SendError::Segmentation(format!("{} chunks prepared, {n} expected", chunks.len())));
         }
-        let request: Arc<str> = request_id.as_str().into();
         if self.sends.contains_key(&request) {
-            return Err(SendError::DuplicateRequestId(request_id));
+            return Err(SendError::DuplicateRequestId(request.to_string()));
         }
         let mut state = SendState {
             request_id: request.clone(),

@@ -22,5 +22,5 @@ pub use channel::{Channel, ChannelAction, SendError};
 pub use config::{ChannelConfig, ConfigError, ManagerConfig, TransportConfig};
 pub use crypto::{CryptoError, Encryption};
 pub use events::ChannelEvent;
-pub use prepare::{prepare_send, PreparedChunk, PreparedSend, WrapClock};
+pub use prepare::{prepare_send, PreparedChunk, PreparedSend};
 pub use stats::ChannelStats;

@@ -6,14 +6,14 @@
 //! Keccak-256 pass over the payload is the largest per-message cost of the pipeline; done here, it
 //! runs in parallel with the runtime instead of in front of it.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use rand::RngCore;
 
 use super::config::ChannelConfig;
 use super::SendError;
-use crate::sds::{message_id, MessageId};
+use crate::sds::{message_id, MessageId, WrapClock};
 use crate::segmentation::{segment, SegmentError};
 
 /// One chunk of a prepared send: its `MessageChunk` frame and the SDS id it will carry.
@@ -26,31 +26,11 @@ pub struct PreparedChunk {
 /// A payload segmented and identified, ready for [`super::Channel::send_prepared`].
 #[derive(Debug, Clone)]
 pub struct PreparedSend {
-    pub request_id: String,
+    /// Shared: the channel keys its send state by it, the driver names it in a SEND_ERROR.
+    pub request_id: Arc<str>,
     pub payload_len: usize,
     pub ephemeral: bool,
     pub chunks: Vec<PreparedChunk>,
-}
-
-/// Strictly increasing wrap times (ns) of one sender on one channel, shared by the threads that
-/// prepare its sends: equal payloads sent within one clock tick still get distinct ids.
-#[derive(Debug, Default)]
-pub struct WrapClock {
-    last_ns: AtomicU64,
-}
-
-impl WrapClock {
-    /// `now_ns`, or one more than the previous stamp if that is not later.
-    pub fn stamp(&self, now_ns: u64) -> u64 {
-        let mut last = self.last_ns.load(Ordering::Relaxed);
-        loop {
-            let next = now_ns.max(last.saturating_add(1));
-            match self.last_ns.compare_exchange_weak(last, next, Ordering::Relaxed, Ordering::Relaxed) {
-                Ok(_) => return next,
-                Err(seen) => last = seen,
-            }
-        }
-    }
 }
 
 /// spec: send — segments `payload` (refusing empty and oversized ones) and computes each chunk's
@@ -75,11 +55,11 @@ pub fn prepare_send(
     let chunks = frames
         .into_iter()
         .map(|frame| {
-            let id = message_id(scheme, sender_id, u128::from(clock.stamp(now_ns)), &frame);
+            let id = message_id(scheme, sender_id, clock.stamp(now_ns), &frame);
             PreparedChunk { frame: Bytes::from(frame), id }
         })
         .collect();
-    Ok(PreparedSend { request_id: request_id.to_owned(), payload_len: payload.len(), ephemeral, chunks })
+    Ok(PreparedSend { request_id: request_id.into(), payload_len: payload.len(), ephemeral, chunks })
 }
 
 #[cfg(test)]
@@ -87,15 +67,6 @@ mod tests {
     use super::*;
     use rand::rngs::SmallRng;
     use rand::SeedableRng;
-
-    #[test]
-    fn stamps_strictly_increase_even_when_the_clock_does_not() {
-        let c = WrapClock::default();
-        assert_eq!(c.stamp(100), 100);
-        assert_eq!(c.stamp(100), 101);
-        assert_eq!(c.stamp(50), 102);
-        assert_eq!(c.stamp(500), 500);
-    }
 
     #[test]
     fn equal_payloads_get_distinct_ids_and_ids_match_the_engine_formula() {

@@ -178,9 +178,9 @@ impl Driver {
                 handle.dequeued(chunks, prepared.payload_len);
                 // The channel may have been closed (and even re-opened) since: match the handle.
                 let Some(slot) = self.channels.get_mut(&handle.id).filter(|s| Arc::ptr_eq(&s.handle, &handle)) else { return true };
-                let request_id = prepared.request_id.clone();
+                let request = prepared.request_id.clone();
                 if let Err(e) = slot.channel.send_prepared(now, prepared) {
-                    let ev = ChannelEvent::SendError { request_id, error: e.to_string() };
+                    let ev = ChannelEvent::SendError { request_id: request.to_string(), error: e.to_string() };
                     self.pending_events.push(DispatchItem { handle: handle.clone(), event: ev });
                 }
                 let id = handle.id.clone();

@@ -10,7 +10,8 @@ use rand::RngCore;
 
 use super::dispatcher::{self, EventQueue};
 use super::driver::{self, Command};
-use crate::channel::{prepare_send, ChannelConfig, ChannelEvent, ChannelStats, Encryption, ManagerConfig, WrapClock};
+use crate::channel::{prepare_send, ChannelConfig, ChannelEvent, ChannelStats, Encryption, ManagerConfig};
+use crate::sds::WrapClock;
 use crate::channel::config::MAX_NAME_BYTES;
 use crate::error::Error;
 use crate::messaging::host::{HostBridge, HostRetriever, HostSender};

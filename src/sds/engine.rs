@@ -1,6 +1,7 @@
 //! The SDS state machine for one participant in one channel.
 
 use std::collections::{BinaryHeap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::cmp::Reverse;
 
 use bytes::{BufMut, Bytes};
@@ -115,7 +116,7 @@ pub struct SdsEngine<H: HistoryStore = MemoryHistory> {
     history: H,
     bloom: BloomFilter,
     lamport: u64,
-    last_wrap_ns: u128,
+    wrap_clock: WrapClock,
     now: u64,
     /// spec: sds.sender-order — our previous content message, always carried in the causal
     /// history so that receivers deliver one sender's messages in send order.
@@ -171,7 +172,7 @@ impl<H: HistoryStore> SdsEngine<H> {
             bloom: BloomFilter::new(),
             // spec: sds.lamport — starts at the current time in milliseconds.
             lamport: now,
-            last_wrap_ns: 0,
+            wrap_clock: WrapClock::default(),
             now,
             last_own: None,
             last_own_bytes: None,
@@ -202,6 +203,11 @@ impl<H: HistoryStore> SdsEngine<H> {
     }
     pub fn config(&self) -> &SdsConfig {
         &self.config
+    }
+    /// The wrap times of this sender's ids: [`crate::channel::Channel::send`] stamps the ids it
+    /// prepares here too, so that they never collide with ids the engine computes itself.
+    pub fn wrap_clock(&self) -> &WrapClock {
+        &self.wrap_clock
     }
     pub fn stats(&self) -> &SdsStats {
         &self.stats
@@ -272,9 +278,7 @@ impl<H: HistoryStore> SdsEngine<H> {
     }
 
     fn content_id(&mut self, now: u64, content: &[u8]) -> MessageId {
-        // Strictly increasing wrap time keeps ids unique even within one millisecond.
-        let ns = (now as u128 * 1_000_000).max(self.last_wrap_ns + 1);
-        self.last_wrap_ns = ns;
+        let ns = self.wrap_clock.stamp(now.saturating_mul(1_000_000));
         message_id(self.config.message_id_scheme, &self.sender_id, ns, content)
     }
 
@@ -885,40 +889,49 @@ impl<H: HistoryStore> SdsEngine<H> {
     }
 }
 
+/// Strictly increasing wrap times (ns) of one sender on one channel, shared by the threads that
+/// prepare its sends: equal payloads sent within one clock tick still get distinct ids.
+#[derive(Debug, Default)]
+pub struct WrapClock {
+    last_ns: AtomicU64,
+}
+
+impl WrapClock {
+    /// `now_ns`, or one more than the previous stamp if that is not later.
+    pub fn stamp(&self, now_ns: u64) -> u64 {
+        let mut last = self.last_ns.load(Ordering::Relaxed);
+        loop {
+            let next = now_ns.max(last.saturating_add(1));
+            match self.last_ns.compare_exchange_weak(last, next, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => return next,
+                Err(seen) => last = seen,
+            }
+        }
+    }
+}
+
 /// spec: sds.message-id — the id of a content or ephemeral message: keccak256 of the sender id,
 /// the wrap time in nanoseconds (decimal ASCII; callers keep it strictly increasing per sender,
 /// so two equal payloads get distinct ids) and the content, as 64 hex digits; or the reference
 /// implementation's sha256(content). A pure function: the manager computes it on the thread that
 /// calls `send`, where the pass over the payload costs the runtime thread nothing.
-pub fn message_id(scheme: MessageIdScheme, sender_id: &str, wrap_ns: u128, content: &[u8]) -> MessageId {
+pub fn message_id(scheme: MessageIdScheme, sender_id: &str, wrap_ns: u64, content: &[u8]) -> MessageId {
     match scheme {
-        MessageIdScheme::Keccak => hex_id(&keccak256(&[sender_id.as_bytes(), decimal(wrap_ns, &mut [0; 40]), content])),
+        MessageIdScheme::Keccak => hex_id(&keccak256(&[sender_id.as_bytes(), decimal(wrap_ns, &mut [0; 20]), content])),
         MessageIdScheme::ReferenceSha256 => hex_id(&Sha256::digest(content)),
     }
 }
 
 /// `n` in decimal ASCII, written into `buf` (no allocation: this runs once per message).
-fn decimal(n: u128, buf: &mut [u8; 40]) -> &[u8] {
-    // u64 arithmetic per 19-digit group: u128 division is a slow library call.
-    const GROUP: u128 = 10_000_000_000_000_000_000;
+fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
     let mut i = buf.len();
-    let (mut hi, mut lo) = (n / GROUP, (n % GROUP) as u64);
     loop {
-        let mut digits = 0;
-        loop {
-            i -= 1;
-            buf[i] = b'0' + (lo % 10) as u8;
-            lo /= 10;
-            digits += 1;
-            if lo == 0 && (hi == 0 || digits == 19) {
-                break;
-            }
-        }
-        if hi == 0 {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
             return &buf[i..];
         }
-        lo = (hi % GROUP) as u64;
-        hi /= GROUP;
     }
 }
 
@@ -1046,9 +1059,18 @@ mod encode_tests {
     /// The hand-written encoder produces exactly prost's bytes for every combination of presence.
     #[test]
     fn decimal_matches_to_string() {
-        for n in [0u128, 7, 10, 1_700_000_000_000_000_000, 10_000_000_000_000_000_000, 10_000_000_000_000_000_007, u64::MAX as u128 * 1_000, u128::MAX] {
-            assert_eq!(decimal(n, &mut [0; 40]), n.to_string().as_bytes());
+        for n in [0u64, 7, 10, 1_700_000_000_000_000_000, 10_000_000_000_000_000_000, 10_000_000_000_000_000_007, u64::MAX] {
+            assert_eq!(decimal(n, &mut [0; 20]), n.to_string().as_bytes());
         }
+    }
+
+    #[test]
+    fn stamps_strictly_increase_even_when_the_clock_does_not() {
+        let c = WrapClock::default();
+        assert_eq!(c.stamp(100), 100);
+        assert_eq!(c.stamp(100), 101);
+        assert_eq!(c.stamp(50), 102);
+        assert_eq!(c.stamp(500), 500);
     }
 
     #[test]

@@ -23,7 +23,7 @@ mod outgoing;
 mod sync;
 
 pub use config::{MessageIdScheme, SdsConfig};
-pub use engine::{message_id, ReceiveOutcome, SdsEngine, SdsError, SdsStats, Wrapped};
+pub use engine::{message_id, ReceiveOutcome, SdsEngine, SdsError, SdsStats, WrapClock, Wrapped};
 pub use events::{Delivered, MissingDependency, SdsEvent};
 pub use history::{HistoryStore, LogEntry, MemoryHistory};
 
