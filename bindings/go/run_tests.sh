@@ -8,20 +8,9 @@ here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 LIBDIR="${LIBDIR:-$root/target/release}"
 
-if ! command -v go >/dev/null 2>&1; then
-  if [ "${CI:-}" = "true" ]; then
-    echo "test-go: FAIL: go is not installed (CI=true; apt-get install golang-go)" >&2
-    exit 1
-  fi
-  echo "######################################################################" >&2
-  echo "## test-go: SKIPPED: go is not installed (apt-get install golang-go) ##" >&2
-  echo "######################################################################" >&2
-  exit 0
-fi
-if [ ! -e "$LIBDIR/libreliable_channel.so" ]; then
-  echo "test-go: $LIBDIR/libreliable_channel.so is missing (make lib)" >&2
-  exit 1
-fi
+# shellcheck source=../require.sh
+. "$here/../require.sh"
+require_toolchain test-go go golang-go
 
 # Offline, standard library only; caches under build/ when HOME is not writable.
 export GOPROXY=off GOFLAGS= GO111MODULE=on GONOSUMDB= GOSUMDB=off GOTOOLCHAIN=local CGO_ENABLED=1

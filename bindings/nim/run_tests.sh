@@ -7,20 +7,9 @@ here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 LIBDIR="${LIBDIR:-$root/target/release}"
 
-if ! command -v nim >/dev/null 2>&1; then
-  if [ "${CI:-}" = "true" ]; then
-    echo "test-nim: FAIL: nim is not installed (CI=true; apt-get install nim)" >&2
-    exit 1
-  fi
-  echo "######################################################################" >&2
-  echo "## test-nim: SKIPPED: nim is not installed (apt-get install nim)     ##" >&2
-  echo "######################################################################" >&2
-  exit 0
-fi
-if [ ! -e "$LIBDIR/libreliable_channel.so" ]; then
-  echo "test-nim: $LIBDIR/libreliable_channel.so is missing (make lib)" >&2
-  exit 1
-fi
+# shellcheck source=../require.sh
+. "$here/../require.sh"
+require_toolchain test-nim nim nim
 
 build="$root/build/nim"
 mkdir -p "$build"
