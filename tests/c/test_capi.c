@@ -42,6 +42,12 @@ static void pair_new(pair *p, const char *extra_a, const char *extra_b) {
     CHECK_ST(rc_set_event_callback(p->b, rec_on_event, &p->rb), RC_OK);
 }
 
+/* Both managers' default encryption hook: the counting cipher, with `ca` and `cb` as user data. */
+static void pair_encrypt(pair *p, counting_cipher *ca, counting_cipher *cb, rc_free_fn free_ud) {
+    CHECK_ST(rc_set_encryption(p->a, NULL, cc_encrypt, cc_decrypt, ca, free_ud), RC_OK);
+    CHECK_ST(rc_set_encryption(p->b, NULL, cc_encrypt, cc_decrypt, cb, free_ud), RC_OK);
+}
+
 static void pair_open(pair *p, const char *channel, const char *cfg) {
     CHECK_ST(rc_open_channel(p->a, channel, topic_of(channel), "alice", cfg), RC_OK);
     CHECK_ST(rc_open_channel(p->b, channel, topic_of(channel), "bob", cfg), RC_OK);
@@ -809,8 +815,7 @@ static void t_encrypt_failure_is_send_error(void) {
     pair_new(&p, NULL, NULL);
     counting_cipher ca = {.tag = 0x42}, cb = {.tag = 0x42};
     atomic_store(&ca.fail_encrypt, 1);
-    CHECK_ST(rc_set_encryption(p.a, NULL, cc_encrypt, cc_decrypt, &ca, cc_free), RC_OK);
-    CHECK_ST(rc_set_encryption(p.b, NULL, cc_encrypt, cc_decrypt, &cb, cc_free), RC_OK);
+    pair_encrypt(&p, &ca, &cb, cc_free);
     pair_open(&p, "e", "{\"sdsConfig\": {\"dependencyTimeoutMs\": 300}}");
     char rid[RC_REQUEST_ID_LEN + 1];
     CHECK_ST(send_str(p.a, "e", "secret", rid), RC_OK); /* accepted: encryption happens later */
@@ -840,8 +845,7 @@ static void t_decrypt_failure_is_dropped_and_lost(void) {
     pair_new(&p, NULL, NULL);
     counting_cipher ca = {.tag = 0x42}, cb = {.tag = 0x42};
     atomic_store(&cb.fail_decrypt, 1);
-    CHECK_ST(rc_set_encryption(p.a, NULL, cc_encrypt, cc_decrypt, &ca, cc_free), RC_OK);
-    CHECK_ST(rc_set_encryption(p.b, NULL, cc_encrypt, cc_decrypt, &cb, cc_free), RC_OK);
+    pair_encrypt(&p, &ca, &cb, cc_free);
     pair_open(&p, "d", "{\"sdsConfig\": {\"maxRetransmissions\": 1, \"acknowledgementTimeoutMs\": 200}}");
     char rid[RC_REQUEST_ID_LEN + 1];
     CHECK_ST(send_str(p.a, "d", "unreadable", rid), RC_OK);
@@ -1424,8 +1428,7 @@ static void t_free_with_traffic_in_flight(void) {
         pair p;
         pair_new(&p, ", \"loss\": 0.3, \"delayMs\": [1, 10], \"seed\": 3", ", \"loss\": 0.3, \"delayMs\": [1, 10], \"seed\": 4");
         counting_cipher ca = {.tag = 9}, cb = {.tag = 9};
-        CHECK_ST(rc_set_encryption(p.a, NULL, cc_encrypt, cc_decrypt, &ca, cc_free), RC_OK);
-        CHECK_ST(rc_set_encryption(p.b, NULL, cc_encrypt, cc_decrypt, &cb, cc_free), RC_OK);
+        pair_encrypt(&p, &ca, &cb, cc_free);
         pair_open(&p, "busy", NULL);
         static uint8_t big[300 * 1024];
         for (int i = 0; i < 30; i++) {
@@ -1532,8 +1535,7 @@ static void t_failed_send_is_never_referenced_or_delivered(void) {
     pair p;
     pair_new(&p, NULL, NULL);
     counting_cipher ca = {.tag = 1}, cb = {.tag = 1};
-    CHECK_ST(rc_set_encryption(p.a, NULL, cc_encrypt, cc_decrypt, &ca, NULL), RC_OK);
-    CHECK_ST(rc_set_encryption(p.b, NULL, cc_encrypt, cc_decrypt, &cb, NULL), RC_OK);
+    pair_encrypt(&p, &ca, &cb, NULL);
     pair_open(&p, "k", NULL);
     char r0[RC_REQUEST_ID_LEN + 1], r1[RC_REQUEST_ID_LEN + 1], r2[RC_REQUEST_ID_LEN + 1], r3[RC_REQUEST_ID_LEN + 1];
     CHECK_ST(send_str(p.a, "k", "before", r0), RC_OK);
