@@ -359,6 +359,17 @@ typedef struct {
     atomic_int fail_encrypt, fail_decrypt;
 } counting_cipher;
 
+/* Appends `in` XOR `tag` to `out` in pieces (exercises repeated rc_buffer_append); 1 on failure. */
+static int xor_append(rc_buffer *out, const uint8_t *in, size_t len, uint8_t tag) {
+    uint8_t buf[4096];
+    for (size_t off = 0; off < len; off += sizeof buf) {
+        size_t n = len - off < sizeof buf ? len - off : sizeof buf;
+        for (size_t i = 0; i < n; i++) buf[i] = in[off + i] ^ tag;
+        if (rc_buffer_append(out, buf, n) != RC_OK) return 1;
+    }
+    return 0;
+}
+
 static int cc_encrypt(void *ud, const char *channel_id, const uint8_t *in, size_t len, rc_buffer *out) {
     counting_cipher *c = ud;
     (void)channel_id;
@@ -366,13 +377,7 @@ static int cc_encrypt(void *ud, const char *channel_id, const uint8_t *in, size_
     if (atomic_load(&c->fail_encrypt)) return 7;
     uint8_t hdr[2] = {0xC1, c->tag};
     if (rc_buffer_append(out, hdr, 2) != RC_OK) return 1;
-    uint8_t buf[4096];
-    for (size_t off = 0; off < len; off += sizeof buf) {
-        size_t n = len - off < sizeof buf ? len - off : sizeof buf;
-        for (size_t i = 0; i < n; i++) buf[i] = in[off + i] ^ c->tag;
-        if (rc_buffer_append(out, buf, n) != RC_OK) return 1;
-    }
-    return 0;
+    return xor_append(out, in, len, c->tag);
 }
 
 static int cc_decrypt(void *ud, const char *channel_id, const uint8_t *in, size_t len, rc_buffer *out) {
@@ -381,13 +386,7 @@ static int cc_decrypt(void *ud, const char *channel_id, const uint8_t *in, size_
     atomic_fetch_add(&c->dec_calls, 1);
     if (atomic_load(&c->fail_decrypt)) return 9;
     if (len < 2 || in[0] != 0xC1 || in[1] != c->tag) return 2;
-    uint8_t buf[4096];
-    for (size_t off = 2; off < len; off += sizeof buf) {
-        size_t n = len - off < sizeof buf ? len - off : sizeof buf;
-        for (size_t i = 0; i < n; i++) buf[i] = in[off + i] ^ c->tag;
-        if (rc_buffer_append(out, buf, n) != RC_OK) return 1;
-    }
-    return 0;
+    return xor_append(out, in + 2, len - 2, c->tag);
 }
 
 static void cc_free(void *ud) { owned_free(&((counting_cipher *)ud)->own); }
