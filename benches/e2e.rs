@@ -300,11 +300,21 @@ impl RunResult {
         let range = first as usize..(first + messages) as usize;
         let t_start = p.send_ns[first as usize].load(Ordering::Relaxed);
         let t_end = range.clone().map(|i| p.recv_ns[i].load(Ordering::Relaxed)).max().unwrap_or(t_start);
-        let mut lat_us: Vec<f64> = range
-            .map(|i| (p.recv_ns[i].load(Ordering::Relaxed).saturating_sub(p.send_ns[i].load(Ordering::Relaxed))) as f64 / 1e3)
-            .collect();
+        let mut lat_us: Vec<f64> =
+            range.map(|i| (p.recv_ns[i].load(Ordering::Relaxed).saturating_sub(p.send_ns[i].load(Ordering::Relaxed))) as f64 / 1e3).collect();
         lat_us.sort_by(|a, b| a.total_cmp(b));
-        RunResult { first, messages, size, window, elapsed_s: (t_end - t_start) as f64 / 1e9, lat_us, counters: "{}".into(), own_cores: 0.0, other_cores: 0.0, slices: Vec::new() }
+        RunResult {
+            first,
+            messages,
+            size,
+            window,
+            elapsed_s: (t_end - t_start) as f64 / 1e9,
+            lat_us,
+            counters: "{}".into(),
+            own_cores: 0.0,
+            other_cores: 0.0,
+            slices: Vec::new(),
+        }
     }
     fn clone_summary(&self) -> RunResult {
         RunResult { lat_us: self.lat_us.clone(), counters: self.counters.clone(), slices: self.slices.clone(), ..*self }
@@ -522,11 +532,16 @@ fn main() {
     let scan = want("scan").then(|| {
         let mut out = Vec::new();
         for window in SCAN_WINDOWS {
-            let (r, _) = repeat_n(1, &format!("window {window}"), |k| {
-                let mut pair = Pair::new(&format!("e2e-scan-{window}-{k}"), 40_000);
-                pair.run(2_000, SMALL, window, None);
-                pair.run(if window == 1 { 10_000 } else { 30_000 }, SMALL, window, None)
-            }, |r| -r.msgs_per_s());
+            let (r, _) = repeat_n(
+                1,
+                &format!("window {window}"),
+                |k| {
+                    let mut pair = Pair::new(&format!("e2e-scan-{window}-{k}"), 40_000);
+                    pair.run(2_000, SMALL, window, None);
+                    pair.run(if window == 1 { 10_000 } else { 30_000 }, SMALL, window, None)
+                },
+                |r| -r.msgs_per_s(),
+            );
             out.push(r);
         }
         details.push(format!(r#""window_scan_runs": [{}]"#, out.iter().map(RunResult::json).collect::<Vec<_>>().join(", ")));
@@ -535,29 +550,41 @@ fn main() {
     let _ = scan;
 
     let small = want("small").then(|| {
-        let lat = repeat("small latency", |k| {
-            let mut pair = Pair::new(&format!("e2e-small-latency-{k}"), 40_000);
-            pair.run(5_000, SMALL, LATENCY_WINDOW, None);
-            pair.run(30_000, SMALL, LATENCY_WINDOW, None)
-        }, |r| r.pct(0.99));
-        let tput = repeat("small throughput", |k| {
-            let mut pair = Pair::new(&format!("e2e-small-throughput-{k}"), 60_000);
-            pair.run(5_000, SMALL, THROUGHPUT_WINDOW, None);
-            let r = pair.run(50_000, SMALL, THROUGHPUT_WINDOW, None);
-            assert_eq!(pair.queue_full, 0, "send refused with QUEUE_FULL");
-            r
-        }, |r| -r.msgs_per_s());
+        let lat = repeat(
+            "small latency",
+            |k| {
+                let mut pair = Pair::new(&format!("e2e-small-latency-{k}"), 40_000);
+                pair.run(5_000, SMALL, LATENCY_WINDOW, None);
+                pair.run(30_000, SMALL, LATENCY_WINDOW, None)
+            },
+            |r| r.pct(0.99),
+        );
+        let tput = repeat(
+            "small throughput",
+            |k| {
+                let mut pair = Pair::new(&format!("e2e-small-throughput-{k}"), 60_000);
+                pair.run(5_000, SMALL, THROUGHPUT_WINDOW, None);
+                let r = pair.run(50_000, SMALL, THROUGHPUT_WINDOW, None);
+                assert_eq!(pair.queue_full, 0, "send refused with QUEUE_FULL");
+                r
+            },
+            |r| -r.msgs_per_s(),
+        );
         details.push(format!(r#""small_latency_runs": [{}]"#, lat.1.iter().map(RunResult::json).collect::<Vec<_>>().join(", ")));
         details.push(format!(r#""small_throughput_runs": [{}]"#, tput.1.iter().map(RunResult::json).collect::<Vec<_>>().join(", ")));
         (lat.0, tput.0)
     });
 
     let large = want("large").then(|| {
-        let r = repeat("large", |k| {
-            let mut pair = Pair::new(&format!("e2e-large-{k}"), 300);
-            pair.run(20, LARGE, LARGE_WINDOW, None);
-            pair.run(250, LARGE, LARGE_WINDOW, None)
-        }, |r| -r.mb_per_s());
+        let r = repeat(
+            "large",
+            |k| {
+                let mut pair = Pair::new(&format!("e2e-large-{k}"), 300);
+                pair.run(20, LARGE, LARGE_WINDOW, None);
+                pair.run(250, LARGE, LARGE_WINDOW, None)
+            },
+            |r| -r.mb_per_s(),
+        );
         details.push(format!(r#""large_runs": [{}]"#, r.1.iter().map(RunResult::json).collect::<Vec<_>>().join(", ")));
         r.0
     });
@@ -566,25 +593,34 @@ fn main() {
         let total = HISTORY_AFTER + HISTORY_SLICE;
         // Median (by ratio) of REPEATS runs on fresh managers, like the other measurements: one
         // run's 10k slices swing by up to 2x on this shared machine.
-        let (r, runs) = repeat("history (whole run)", |k| {
-            let mut pair = Pair::new(&format!("e2e-history-{k}"), total);
-            let mut r = pair.run(total, SMALL, THROUGHPUT_WINDOW, None);
-            let p = &pair.probe;
-            let recv = |i: u64| p.recv_ns[i as usize].load(Ordering::Relaxed) as f64 / 1e9;
-            let send0 = p.send_ns[0].load(Ordering::Relaxed) as f64 / 1e9;
-            // Throughput of every 10k slice; the last one is the 10k after HISTORY_AFTER.
-            r.slices = (0..total / HISTORY_SLICE)
-                .map(|k| {
-                    let start = if k == 0 { send0 } else { recv(k * HISTORY_SLICE - 1) };
-                    HISTORY_SLICE as f64 / (recv((k + 1) * HISTORY_SLICE - 1) - start)
-                })
-                .collect();
-            r
-        }, |r| r.slices[0] / r.slices[r.slices.len() - 1]);
+        let (r, runs) = repeat(
+            "history (whole run)",
+            |k| {
+                let mut pair = Pair::new(&format!("e2e-history-{k}"), total);
+                let mut r = pair.run(total, SMALL, THROUGHPUT_WINDOW, None);
+                let p = &pair.probe;
+                let recv = |i: u64| p.recv_ns[i as usize].load(Ordering::Relaxed) as f64 / 1e9;
+                let send0 = p.send_ns[0].load(Ordering::Relaxed) as f64 / 1e9;
+                // Throughput of every 10k slice; the last one is the 10k after HISTORY_AFTER.
+                r.slices = (0..total / HISTORY_SLICE)
+                    .map(|k| {
+                        let start = if k == 0 { send0 } else { recv(k * HISTORY_SLICE - 1) };
+                        HISTORY_SLICE as f64 / (recv((k + 1) * HISTORY_SLICE - 1) - start)
+                    })
+                    .collect();
+                r
+            },
+            |r| r.slices[0] / r.slices[r.slices.len() - 1],
+        );
         let slices = |r: &RunResult| r.slices.iter().map(|x| format!("{x:.0}")).collect::<Vec<_>>().join(", ");
         for (k, run) in runs.iter().enumerate() {
             let (first, last) = (run.slices[0], run.slices[run.slices.len() - 1]);
-            println!("  history #{}: first 10k {first:.0} msgs/s, 10k after {HISTORY_AFTER} {last:.0} msgs/s, ratio {:.2} (every 10k: {})", k + 1, first / last, slices(run));
+            println!(
+                "  history #{}: first 10k {first:.0} msgs/s, 10k after {HISTORY_AFTER} {last:.0} msgs/s, ratio {:.2} (every 10k: {})",
+                k + 1,
+                first / last,
+                slices(run)
+            );
         }
         let (first, last) = (r.slices[0], r.slices[r.slices.len() - 1]);
         println!("  history (median run): ratio {:.2}", first / last);
@@ -600,11 +636,16 @@ fn main() {
         let mut out = Vec::new();
         for size in SIZES {
             let window = ((8 << 20) / size as u64).clamp(4, THROUGHPUT_WINDOW);
-            let (r, _) = repeat_n(1, &format!("size {size}"), |k| {
-                let mut pair = Pair::new(&format!("e2e-size-{size}-{k}"), 200_000);
-                pair.run(if size >= 65_536 { 10 } else { 1_000 }, size, window, None);
-                pair.run(150_000, size, window, Some(Duration::from_millis(1_500)))
-            }, |r| -r.mb_per_s());
+            let (r, _) = repeat_n(
+                1,
+                &format!("size {size}"),
+                |k| {
+                    let mut pair = Pair::new(&format!("e2e-size-{size}-{k}"), 200_000);
+                    pair.run(if size >= 65_536 { 10 } else { 1_000 }, size, window, None);
+                    pair.run(150_000, size, window, Some(Duration::from_millis(1_500)))
+                },
+                |r| -r.mb_per_s(),
+            );
             out.push(r);
         }
         details.push(format!(r#""sizes_runs": [{}]"#, out.iter().map(RunResult::json).collect::<Vec<_>>().join(", ")));
@@ -663,7 +704,11 @@ fn main() {
         println!("  small p99 latency {:>10.1} us      (target <= {TARGET_P99_US:.0}, window {LATENCY_WINDOW}) {}", lat.pct(0.99), verdict(ok));
     }
     if let Some(r) = &large {
-        println!("  large throughput  {:>10.1} MB/s    (target >= {TARGET_MB_PER_S:.0})     {}", r.mb_per_s(), verdict(r.mb_per_s() >= TARGET_MB_PER_S));
+        println!(
+            "  large throughput  {:>10.1} MB/s    (target >= {TARGET_MB_PER_S:.0})     {}",
+            r.mb_per_s(),
+            verdict(r.mb_per_s() >= TARGET_MB_PER_S)
+        );
     }
     if let Some((first, last)) = history {
         let ratio = first / last;

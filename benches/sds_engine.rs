@@ -77,12 +77,7 @@ fn history_scaling(_c: &mut Criterion) {
         t_last += time(&mut aged, BLOCK);
     }
     let (first, last) = (10_000.0 / t_first, 10_000.0 / t_last);
-    println!(
-        "sds/history_scaling: first 10k {:.0} msgs/s, 10k after 100k {:.0} msgs/s, ratio {:.2}",
-        first,
-        last,
-        first / last
-    );
+    println!("sds/history_scaling: first 10k {:.0} msgs/s, 10k after 100k {:.0} msgs/s, ratio {:.2}", first, last, first / last);
 }
 
 /// This machine's speed drifts by up to 1.5x within minutes (a shared host), which moves the

@@ -344,10 +344,7 @@ fn main() {
     }));
 
     println!("Reliable Channel demo: alice, bob and carol on an embedded Waku network that loses");
-    println!(
-        "{:.0} % of the copies every participant publishes (seed {seed}); acknowledgement timeout {ACK_TIMEOUT_MS} ms,",
-        loss * 100.0
-    );
+    println!("{:.0} % of the copies every participant publishes (seed {seed}); acknowledgement timeout {ACK_TIMEOUT_MS} ms,", loss * 100.0);
     println!("rate limit off. Events: who, kind, request id, details.\n");
 
     let mut managers = Vec::new();
@@ -457,18 +454,43 @@ fn main() {
     drop(st);
 
     println!("\nSummary");
-    println!("  sends: {} ({} DELIVERED, {} SEND_ERROR); receptions: {} of {} expected",
-        demo.all_sends.len(), delivered, errors, receptions, demo.all_sends.len() * (NAMES.len() - 1));
-    println!("  {:<7}{:>6}{:>10}{:>10}{:>8}{:>9}{:>7}{:>7}{:>8}{:>12}{:>6}",
-        "", "sent", "delivered", "received", "chunks", "retrans", "dups", "syncs", "rebcast", "retrievals", "lost");
+    println!(
+        "  sends: {} ({} DELIVERED, {} SEND_ERROR); receptions: {} of {} expected",
+        demo.all_sends.len(),
+        delivered,
+        errors,
+        receptions,
+        demo.all_sends.len() * (NAMES.len() - 1)
+    );
+    println!(
+        "  {:<7}{:>6}{:>10}{:>10}{:>8}{:>9}{:>7}{:>7}{:>8}{:>12}{:>6}",
+        "", "sent", "delivered", "received", "chunks", "retrans", "dups", "syncs", "rebcast", "retrievals", "lost"
+    );
     for (i, s) in stats.iter().enumerate() {
-        println!("  {:<7}{:>6}{:>10}{:>10}{:>8}{:>9}{:>7}{:>7}{:>8}{:>12}{:>6}",
-            NAMES[i], s.messages_sent, s.messages_delivered, s.messages_received, s.chunks_sent, s.retransmissions,
-            s.duplicates, s.syncs_sent, s.rebroadcasts, s.retrievals_requested, s.messages_lost);
+        println!(
+            "  {:<7}{:>6}{:>10}{:>10}{:>8}{:>9}{:>7}{:>7}{:>8}{:>12}{:>6}",
+            NAMES[i],
+            s.messages_sent,
+            s.messages_delivered,
+            s.messages_received,
+            s.chunks_sent,
+            s.retransmissions,
+            s.duplicates,
+            s.syncs_sent,
+            s.rebroadcasts,
+            s.retrievals_requested,
+            s.messages_lost
+        );
     }
     let copies = net.delivered + net.dropped;
-    println!("  network {NETWORK:?}: {} messages published, {} copies delivered, {} copies dropped ({:.1} % loss), {} duplicated",
-        net.published, net.delivered, net.dropped, if copies > 0 { 100.0 * net.dropped as f64 / copies as f64 } else { 0.0 }, net.duplicated);
+    println!(
+        "  network {NETWORK:?}: {} messages published, {} copies delivered, {} copies dropped ({:.1} % loss), {} duplicated",
+        net.published,
+        net.delivered,
+        net.dropped,
+        if copies > 0 { 100.0 * net.dropped as f64 / copies as f64 } else { 0.0 },
+        net.duplicated
+    );
     println!("  file: {} bytes, sha256 {digest}: {}", FILE_SIZE, if file_ok { "byte-identical at bob and carol" } else { "MISMATCH" });
     println!("  elapsed: {:.2} s", elapsed.as_secs_f64());
 

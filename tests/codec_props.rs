@@ -9,9 +9,8 @@ use prost::Message as _;
 
 use reliable_channel::wire::bloom::positions;
 use reliable_channel::wire::{
-    BloomFilter, BloomView, HistoryEntry, MessageChunk, MessageKind, SdsMessage, WakuMessage, WireError,
-    BLOOM_BITS, BLOOM_BYTES, MAX_CAUSAL_HISTORY_ENTRIES, MAX_ID_BYTES, MAX_REPAIR_ENTRIES,
-    MAX_RETRIEVAL_HINT_BYTES, MAX_WAKU_MESSAGE_BYTES,
+    BloomFilter, BloomView, HistoryEntry, MessageChunk, MessageKind, SdsMessage, WakuMessage, WireError, BLOOM_BITS, BLOOM_BYTES,
+    MAX_CAUSAL_HISTORY_ENTRIES, MAX_ID_BYTES, MAX_REPAIR_ENTRIES, MAX_RETRIEVAL_HINT_BYTES, MAX_WAKU_MESSAGE_BYTES,
 };
 
 // ---------------------------------------------------------------- strategies
@@ -36,11 +35,7 @@ fn bytes_up_to(n: usize) -> impl Strategy<Value = Bytes> {
 }
 
 fn history_entry() -> impl Strategy<Value = HistoryEntry> {
-    (
-        id(),
-        prop::option::of(prop_oneof![4 => bytes_up_to(40), 1 => vec(any::<u8>(), 120..140).prop_map(Bytes::from)]),
-        prop::option::of(id()),
-    )
+    (id(), prop::option::of(prop_oneof![4 => bytes_up_to(40), 1 => vec(any::<u8>(), 120..140).prop_map(Bytes::from)]), prop::option::of(id()))
         .prop_map(|(message_id, retrieval_hint, sender_id)| HistoryEntry { message_id, retrieval_hint, sender_id })
 }
 
@@ -70,26 +65,25 @@ fn sds_message() -> impl Strategy<Value = SdsMessage> {
         vec(history_entry(), 0..3),
         prop::option::of(bytes_up_to(64)),
     )
-        .prop_map(
-            |(sender_id, message_id, channel_id, lamport_timestamp, causal_history, bloom_filter, repair_request, content)| {
-                SdsMessage {
-                    sender_id,
-                    message_id,
-                    channel_id,
-                    lamport_timestamp,
-                    causal_history,
-                    bloom_filter,
-                    repair_request,
-                    content,
-                }
-            },
-        )
+        .prop_map(|(sender_id, message_id, channel_id, lamport_timestamp, causal_history, bloom_filter, repair_request, content)| SdsMessage {
+            sender_id,
+            message_id,
+            channel_id,
+            lamport_timestamp,
+            causal_history,
+            bloom_filter,
+            repair_request,
+            content,
+        })
 }
 
 /// A message `decode_bytes` must accept.
 fn good_entry() -> impl Strategy<Value = HistoryEntry> {
-    (good_id(), prop::option::of(bytes_up_to(32)), prop::option::of(good_id()))
-        .prop_map(|(message_id, retrieval_hint, sender_id)| HistoryEntry { message_id, retrieval_hint, sender_id })
+    (good_id(), prop::option::of(bytes_up_to(32)), prop::option::of(good_id())).prop_map(|(message_id, retrieval_hint, sender_id)| HistoryEntry {
+        message_id,
+        retrieval_hint,
+        sender_id,
+    })
 }
 
 fn valid_sds_message() -> impl Strategy<Value = SdsMessage> {
@@ -226,18 +220,13 @@ fn sds_model(m: &SdsMessage) -> (bool, bool) {
         && m.causal_history.len() <= MAX_CAUSAL_HISTORY_ENTRIES
         && m.repair_request.len() <= MAX_REPAIR_ENTRIES
         && entries().all(entry_lengths_ok);
-    let structure =
-        !m.message_id.is_empty() && entries().all(|e| !e.message_id.is_empty()) && expected_kind(m).is_some();
+    let structure = !m.message_id.is_empty() && entries().all(|e| !e.message_id.is_empty()) && expected_kind(m).is_some();
     (lengths, structure)
 }
 
 fn chunk_model(c: &MessageChunk) -> (bool, bool) {
-    let lengths = c.chunk_id.len() <= MAX_ID_BYTES
-        && c.previous_chunk_id.len() <= MAX_ID_BYTES
-        && c.request_id.len() <= MAX_ID_BYTES;
-    let structure = !c.chunk_id.is_empty()
-        && c.chunk_index <= c.last_chunk_index
-        && (c.chunk_index == 0) == c.previous_chunk_id.is_empty();
+    let lengths = c.chunk_id.len() <= MAX_ID_BYTES && c.previous_chunk_id.len() <= MAX_ID_BYTES && c.request_id.len() <= MAX_ID_BYTES;
+    let structure = !c.chunk_id.is_empty() && c.chunk_index <= c.last_chunk_index && (c.chunk_index == 0) == c.previous_chunk_id.is_empty();
     (lengths, structure)
 }
 
@@ -485,19 +474,11 @@ fn huge_ids_rejected() {
     assert_too_large(decode_sds(&SdsMessage { repair_request: vec![e], ..base_sds() }), "history sender_id", 10_240);
     let mut e = entry(0);
     e.retrieval_hint = Some(Bytes::from(vec![0u8; MAX_RETRIEVAL_HINT_BYTES + 1]));
-    assert_too_large(
-        decode_sds(&SdsMessage { causal_history: vec![e], ..base_sds() }),
-        "retrieval_hint",
-        MAX_RETRIEVAL_HINT_BYTES + 1,
-    );
+    assert_too_large(decode_sds(&SdsMessage { causal_history: vec![e], ..base_sds() }), "retrieval_hint", MAX_RETRIEVAL_HINT_BYTES + 1);
 
     // Boundary: exactly MAX_ID_BYTES is fine, one more is not.
     assert!(decode_sds(&SdsMessage { sender_id: "a".repeat(MAX_ID_BYTES), ..base_sds() }).is_ok());
-    assert_too_large(
-        decode_sds(&SdsMessage { sender_id: "a".repeat(MAX_ID_BYTES + 1), ..base_sds() }),
-        "sender_id",
-        MAX_ID_BYTES + 1,
-    );
+    assert_too_large(decode_sds(&SdsMessage { sender_id: "a".repeat(MAX_ID_BYTES + 1), ..base_sds() }), "sender_id", MAX_ID_BYTES + 1);
 
     let c = MessageChunk { chunk_id: big, request_id: "r".into(), payload: Bytes::from_static(b"p"), ..Default::default() };
     assert_too_large(MessageChunk::decode_bytes(Bytes::from(c.encode_to_vec())), "chunk_id", 10_240);
@@ -556,11 +537,7 @@ fn oversized_waku_message_rejected() {
     let len = huge.len();
     assert_too_large(WakuMessage::decode_bytes(Bytes::from(huge)), "WakuMessage", len);
     // Garbage of an oversized length is refused by size before any parsing.
-    assert_too_large(
-        WakuMessage::decode_bytes(Bytes::from(vec![0xff; MAX_WAKU_MESSAGE_BYTES + 10])),
-        "WakuMessage",
-        MAX_WAKU_MESSAGE_BYTES + 10,
-    );
+    assert_too_large(WakuMessage::decode_bytes(Bytes::from(vec![0xff; MAX_WAKU_MESSAGE_BYTES + 10])), "WakuMessage", MAX_WAKU_MESSAGE_BYTES + 10);
 }
 
 #[test]

@@ -185,8 +185,11 @@ fn hint() -> impl Strategy<Value = Option<Bytes>> {
 
 fn history() -> impl Strategy<Value = Vec<HistoryEntry>> {
     let entry = || {
-        (id(), hint(), proptest::option::of(sender()))
-            .prop_map(|(message_id, retrieval_hint, sender_id)| HistoryEntry { message_id, retrieval_hint, sender_id })
+        (id(), hint(), proptest::option::of(sender())).prop_map(|(message_id, retrieval_hint, sender_id)| HistoryEntry {
+            message_id,
+            retrieval_hint,
+            sender_id,
+        })
     };
     prop_oneof![
         6 => vec(entry(), 0..4),
@@ -285,9 +288,8 @@ struct Chain {
 }
 
 fn chain() -> impl Strategy<Value = Chain> {
-    (0u8..4, "[a-z0-9]{4}", 1usize..9, prop_oneof![3 => 1usize..4_096, 1 => Just(65_536usize)], forgery(), 0usize..4, any::<u32>()).prop_map(
-        |(sender, request, chunks, chunk_size, forgery, rotate, salt)| Chain { sender, request, chunks, chunk_size, forgery, rotate, salt },
-    )
+    (0u8..4, "[a-z0-9]{4}", 1usize..9, prop_oneof![3 => 1usize..4_096, 1 => Just(65_536usize)], forgery(), 0usize..4, any::<u32>())
+        .prop_map(|(sender, request, chunks, chunk_size, forgery, rotate, salt)| Chain { sender, request, chunks, chunk_size, forgery, rotate, salt })
 }
 
 impl Chain {
@@ -347,16 +349,28 @@ enum Step {
     /// A whole (possibly forged) multi-chunk message.
     Chain(Chain),
     /// An SDS message (content, sync or ephemeral by field presence) in a well-formed WakuMessage.
-    Sds { msg: SdsMessage, with_hash: bool },
+    Sds {
+        msg: SdsMessage,
+        with_hash: bool,
+    },
     /// Raw bytes as the WakuMessage payload.
     Garbage(Bytes),
     /// A message that must be dropped before any SDS work.
-    Foreign { wrong_marker: bool, msg: SdsMessage },
+    Foreign {
+        wrong_marker: bool,
+        msg: SdsMessage,
+    },
     /// Replay of a message fed earlier (or of one the victim dispatched: an echo).
     Replay(usize),
     Advance(u64),
-    Send { len: usize, ephemeral: bool },
-    DispatchResult { pick: usize, ok: bool },
+    Send {
+        len: usize,
+        ephemeral: bool,
+    },
+    DispatchResult {
+        pick: usize,
+        ok: bool,
+    },
 }
 
 /// A message id: mostly fresh and valid, sometimes from the shared pool (duplicates, references
@@ -385,8 +399,15 @@ fn sds_message() -> impl Strategy<Value = SdsMessage> {
         ],
         prop_oneof![6 => chunk().prop_map(Some), 2 => Just(None), 1 => Just(Some(Bytes::new()))],
     )
-        .prop_map(|(sender_id, message_id, channel_id, lamport_timestamp, causal_history, bloom_filter, repair_request, content)| {
-            SdsMessage { sender_id, message_id, channel_id, lamport_timestamp, causal_history, bloom_filter, repair_request, content }
+        .prop_map(|(sender_id, message_id, channel_id, lamport_timestamp, causal_history, bloom_filter, repair_request, content)| SdsMessage {
+            sender_id,
+            message_id,
+            channel_id,
+            lamport_timestamp,
+            causal_history,
+            bloom_filter,
+            repair_request,
+            content,
         })
 }
 
@@ -526,7 +547,9 @@ impl Encryption for Xor {
 /// The WakuMessages an honest peer publishes for a few sends (multi-chunk included).
 fn honest_traffic(seed: u64, encrypted: bool) -> Vec<WakuMessage> {
     let mut rng = SmallRng::seed_from_u64(seed);
-    let cfg = ChannelConfig::default().with_json(Some(r#"{"segmentationConfig": {"chunkSizeBytes": 1024}, "rateLimitConfig": {"enabled": false}}"#)).unwrap();
+    let cfg = ChannelConfig::default()
+        .with_json(Some(r#"{"segmentationConfig": {"chunkSizeBytes": 1024}, "rateLimitConfig": {"enabled": false}}"#))
+        .unwrap();
     let mut peer = Channel::new(CHANNEL, TOPIC, "honest", cfg, T0, seed);
     if encrypted {
         peer.set_encryption(Some(Arc::new(Xor)));
@@ -699,7 +722,14 @@ fn content(sender: &str, id: &str, lamport: u64, history: Vec<HistoryEntry>, chu
 }
 
 fn first_chunk(request: &str, last: u32, len: usize) -> MessageChunk {
-    MessageChunk { chunk_id: format!("{request}-0"), previous_chunk_id: String::new(), chunk_index: 0, last_chunk_index: last, request_id: request.into(), payload: fill(len, 9) }
+    MessageChunk {
+        chunk_id: format!("{request}-0"),
+        previous_chunk_id: String::new(),
+        chunk_index: 0,
+        last_chunk_index: last,
+        request_id: request.into(),
+        payload: fill(len, 9),
+    }
 }
 
 #[test]
@@ -730,8 +760,9 @@ fn bounds_hold_under_targeted_floods() {
     assert!(h.ch.stats().dropped_buffer_full > 0);
 
     // Missing dependencies: one sync naming 1,024 unknown messages (the wire maximum).
-    let deep: Vec<HistoryEntry> =
-        (0..1_024).map(|i| HistoryEntry { message_id: format!("ghost-{i}"), retrieval_hint: Some(Bytes::from(vec![1u8; 32])), sender_id: None }).collect();
+    let deep: Vec<HistoryEntry> = (0..1_024)
+        .map(|i| HistoryEntry { message_id: format!("ghost-{i}"), retrieval_hint: Some(Bytes::from(vec![1u8; 32])), sender_id: None })
+        .collect();
     let sync = SdsMessage {
         sender_id: "p2".into(),
         message_id: "sync-deep".into(),

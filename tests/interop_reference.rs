@@ -273,10 +273,7 @@ fn bools(v: &Value) -> Vec<bool> {
 }
 
 fn events_of(v: &Value) -> Vec<RefEvent> {
-    v["events"]
-        .as_array()
-        .map(|a| a.iter().map(|e| RefEvent { kind: str_of(&e["type"]), detail: e["detail"].clone() }).collect())
-        .unwrap_or_default()
+    v["events"].as_array().map(|a| a.iter().map(|e| RefEvent { kind: str_of(&e["type"]), detail: e["detail"].clone() }).collect()).unwrap_or_default()
 }
 
 /// Message ids carried by reference events of one type whose detail is a bare id.
@@ -294,11 +291,7 @@ fn ref_possibly(events: &[RefEvent]) -> BTreeMap<String, u32> {
 
 /// History entries of the non-empty "missing" events.
 fn ref_missing(events: &[RefEvent]) -> Vec<Value> {
-    events
-        .iter()
-        .filter(|e| e.kind == "sds:in:message-missing")
-        .flat_map(|e| e.detail.as_array().cloned().unwrap_or_default())
-        .collect()
+    events.iter().filter(|e| e.kind == "sds:in:message-missing").flat_map(|e| e.detail.as_array().cloned().unwrap_or_default()).collect()
 }
 
 fn hint_for(tag: &str) -> Vec<u8> {
@@ -366,9 +359,7 @@ fn kind_name(k: MessageKind) -> &'static str {
 type Entry = (String, Option<String>, Option<String>);
 
 fn our_entries(v: &[HistoryEntry]) -> Vec<Entry> {
-    v.iter()
-        .map(|e| (e.message_id.clone(), e.retrieval_hint.as_ref().map(hex::encode), e.sender_id.clone()))
-        .collect()
+    v.iter().map(|e| (e.message_id.clone(), e.retrieval_hint.as_ref().map(hex::encode), e.sender_id.clone())).collect()
 }
 
 fn ref_entry(e: &Value) -> Entry {
@@ -610,10 +601,7 @@ fn reference_messages_decode_and_deliver_in_ours() {
     assert_eq!(ms.message_id, sync_id);
     assert!(ms.content.is_none());
     assert!(ms.lamport_timestamp > m2.lamport_timestamp);
-    assert_eq!(
-        our_entries(&ms.causal_history),
-        vec![entry(&c1.message_id, &h_c1, "carol"), entry(&b1, &h_b1, "bob"), entry(&b2, &h_b2, "bob")]
-    );
+    assert_eq!(our_entries(&ms.causal_history), vec![entry(&c1.message_id, &h_c1, "carol"), entry(&b1, &h_b1, "bob"), entry(&b2, &h_b2, "bob")]);
     assert_bloom_agrees(&mut peer, &sync, &[&c1.message_id, &b1, &b2], &mut rng, "reference sync bloom");
 
     let (me, kind) = decode_both(&mut peer, &eph, "reference ephemeral");
@@ -869,8 +857,7 @@ impl Live {
         let now = self.tick();
         let (m, kind) = SdsMessage::decode_bytes(p.bytes.clone()).unwrap();
         let duplicate = kind == MessageKind::Content && self.alice_received.contains(&p.id);
-        let (acked, possibly) =
-            if kind == MessageKind::Ephemeral || duplicate { Default::default() } else { self.alice_model.observe(&m) };
+        let (acked, possibly) = if kind == MessageKind::Ephemeral || duplicate { Default::default() } else { self.alice_model.observe(&m) };
         if kind == MessageKind::Content {
             self.alice_received.insert(p.id.clone());
         }

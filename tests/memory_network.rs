@@ -8,8 +8,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use crossbeam_channel::{unbounded, Receiver};
 use reliable_channel::messaging::memory::{
-    network_stats, MemoryNetworkConfig, MemoryTransport, NetworkStats, DEFAULT_NETWORK, DEFAULT_PUBSUB_TOPIC,
-    DEFAULT_STORE_CAPACITY,
+    network_stats, MemoryNetworkConfig, MemoryTransport, NetworkStats, DEFAULT_NETWORK, DEFAULT_PUBSUB_TOPIC, DEFAULT_STORE_CAPACITY,
 };
 use reliable_channel::messaging::{MessageHash, Transport, TransportEvent, TransportSink};
 use reliable_channel::wire::WakuMessage;
@@ -29,9 +28,12 @@ fn cfg(network: &str) -> MemoryNetworkConfig {
 
 fn endpoint(cfg: MemoryNetworkConfig) -> (MemoryTransport, Receiver<TransportEvent>) {
     let (tx, rx) = unbounded();
-    let t = MemoryTransport::new(cfg, TransportSink::new(move |ev| {
-        let _ = tx.send(ev);
-    }))
+    let t = MemoryTransport::new(
+        cfg,
+        TransportSink::new(move |ev| {
+            let _ = tx.send(ev);
+        }),
+    )
     .expect("valid config");
     (t, rx)
 }
@@ -303,8 +305,7 @@ fn reordered_copies_all_arrive() {
     for i in 0..30 {
         a.publish(i, msg("t", &format!("m{i}")));
     }
-    let mut got: Vec<String> =
-        (0..30).map(|_| String::from_utf8(next_received(&rx_b).0.payload.to_vec()).unwrap()).collect();
+    let mut got: Vec<String> = (0..30).map(|_| String::from_utf8(next_received(&rx_b).0.payload.to_vec()).unwrap()).collect();
     got.sort();
     let mut want: Vec<String> = (0..30).map(|i| format!("m{i}")).collect();
     want.sort();
@@ -383,7 +384,7 @@ fn shutdown_stops_deliveries_including_scheduled_ones() {
     a.publish(1, msg("t", "scheduled")); // copies to a and b are both scheduled 100 ms out
     b.shutdown();
     b.shutdown(); // idempotent
-    // Once a's own (equally delayed) copy arrived, b's copy was due too and must have been discarded.
+                  // Once a's own (equally delayed) copy arrived, b's copy was due too and must have been discarded.
     assert_eq!(next_received(&rx_a).0.payload.as_ref(), b"scheduled");
     std::thread::sleep(Duration::from_millis(50));
     assert!(rx_b.try_iter().next().is_none());

@@ -3,9 +3,7 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use proptest::prelude::*;
-use reliable_channel::ratelimit::{
-    Accounting, Admit, MessageClass, RateLimitConfig, RateLimitConfigError, RateLimitStats, RateLimiter,
-};
+use reliable_channel::ratelimit::{Accounting, Admit, MessageClass, RateLimitConfig, RateLimitConfigError, RateLimitStats, RateLimiter};
 
 const EPOCH: u64 = 1_000;
 
@@ -74,7 +72,13 @@ fn validate_rejects_unusable_configs() {
     };
     assert_eq!(bad(|c| c.epoch_size_ms = 0), Err(RateLimitConfigError::ZeroEpochSize));
     assert_eq!(bad(|c| c.messages_per_epoch = 0), Err(RateLimitConfigError::ZeroMessagesPerEpoch));
-    assert_eq!(bad(|c| { c.messages_per_epoch = 0; c.enabled = false }), Ok(()));
+    assert_eq!(
+        bad(|c| {
+            c.messages_per_epoch = 0;
+            c.enabled = false
+        }),
+        Ok(())
+    );
     assert!(matches!(bad(|c| c.approach_threshold = 1.01), Err(RateLimitConfigError::ThresholdOutOfRange(_))));
     assert!(matches!(bad(|c| c.approach_threshold = -0.1), Err(RateLimitConfigError::ThresholdOutOfRange(_))));
     assert!(matches!(bad(|c| c.approach_threshold = f64::NAN), Err(RateLimitConfigError::ThresholdOutOfRange(_))));
@@ -330,8 +334,7 @@ fn disabled_admits_everything_and_still_counts() {
 
 #[test]
 fn full_queue_hands_the_item_back() {
-    let mut rl: RateLimiter<u32> =
-        RateLimiter::new(RateLimitConfig { max_queued_items: 2, max_queued_bytes: 100, ..cfg(1) });
+    let mut rl: RateLimiter<u32> = RateLimiter::new(RateLimitConfig { max_queued_items: 2, max_queued_bytes: 100, ..cfg(1) });
     assert_eq!(rl.offer(0, 0, 10, FIRST), Admit::Now(0));
     assert!(rl.has_room(2, 100));
     assert!(!rl.has_room(3, 0));

@@ -1,9 +1,9 @@
 //! SDS engine rules, each on a virtual clock (no sleeps, no threads).
 
 use bytes::Bytes;
+use prost::Message as _;
 use reliable_channel::sds::{message_id, HistoryStore, ReceiveOutcome, SdsConfig, SdsEngine, SdsError, SdsEvent, Wrapped};
 use reliable_channel::wire::{BloomFilter, HistoryEntry, SdsMessage};
-use prost::Message as _;
 
 const T0: u64 = 1_700_000_000_000;
 const ACK: u64 = 5_000;
@@ -156,17 +156,19 @@ fn bloom_hits_acknowledge_at_the_threshold() {
     // A peer's sync with a bloom containing our id but a causal history that does not.
     let mut bloom = BloomFilter::new();
     bloom.insert(&m.message_id);
-    let sync = |id: &str| SdsMessage {
-        sender_id: "bob".into(),
-        message_id: id.into(),
-        channel_id: "chan".into(),
-        lamport_timestamp: Some(T0 + 1),
-        causal_history: vec![HistoryEntry { message_id: "other".into(), retrieval_hint: None, sender_id: None }],
-        bloom_filter: Some(Bytes::copy_from_slice(bloom.as_bytes())),
-        repair_request: vec![],
-        content: None,
-    }
-    .encode_to_vec();
+    let sync = |id: &str| {
+        SdsMessage {
+            sender_id: "bob".into(),
+            message_id: id.into(),
+            channel_id: "chan".into(),
+            lamport_timestamp: Some(T0 + 1),
+            causal_history: vec![HistoryEntry { message_id: "other".into(), retrieval_hint: None, sender_id: None }],
+            bloom_filter: Some(Bytes::copy_from_slice(bloom.as_bytes())),
+            repair_request: vec![],
+            content: None,
+        }
+        .encode_to_vec()
+    };
     assert_eq!(a.receive(T0 + 1, sync("sync-1").into(), None), ReceiveOutcome::Sync);
     let ev = drain(&mut a);
     assert!(ev.contains(&SdsEvent::PossiblyAcknowledged { message_id: m.message_id.clone(), count: 1 }), "{ev:?}");
@@ -492,7 +494,7 @@ fn sync_carries_the_latest_message_of_every_sender() {
     let from_a = send(&mut a, T0, "a-last");
     c.receive(T0 + 1, from_a.bytes, None);
     c.sync_now(T0 + 2); // acknowledges alice's message: it leaves carol's list of deliveries to ack
-    // Bob talks a lot afterwards: alice's message leaves carol's last-2 window.
+                        // Bob talks a lot afterwards: alice's message leaves carol's last-2 window.
     for i in 0..5 {
         let m = send(&mut b, T0 + 10 + i, "b");
         c.receive(T0 + 10 + i, m.bytes, None);
@@ -522,7 +524,9 @@ fn latest_message_is_rebroadcast_to_a_peer_whose_sync_lacks_it() {
     let x = send(&mut engine("dave"), T0 + 3, "x");
     b.receive(T0 + 3, x.bytes, None);
     b.sync_now(T0 + 4);
-    let SdsEvent::SendSync { bytes: bob_sync, .. } = drain(&mut b).into_iter().find(|e| matches!(e, SdsEvent::SendSync { .. })).unwrap() else { panic!() };
+    let SdsEvent::SendSync { bytes: bob_sync, .. } = drain(&mut b).into_iter().find(|e| matches!(e, SdsEvent::SendSync { .. })).unwrap() else {
+        panic!()
+    };
     a.receive(T0 + 5, bob_sync.clone(), None);
     let ev = drain(&mut a);
     assert!(ev.contains(&SdsEvent::Rebroadcast { message_id: m.message_id.clone(), bytes: m.bytes.clone() }), "{ev:?}");

@@ -5,8 +5,8 @@ use proptest::prelude::*;
 use rand::{rngs::SmallRng, Rng, SeedableRng};
 
 use reliable_channel::segmentation::{
-    chunk_count, new_request_id, segment, ChunkOutcome, Completed, DiscardReason, Lost, LostReason, ReassemblyConfig,
-    Reassembler, SegmentError, DEFAULT_CHUNK_SIZE_BYTES, DEFAULT_REASSEMBLY_EXPIRY_MS, MAX_PAYLOAD_BYTES,
+    chunk_count, new_request_id, segment, ChunkOutcome, Completed, DiscardReason, Lost, LostReason, Reassembler, ReassemblyConfig, SegmentError,
+    DEFAULT_CHUNK_SIZE_BYTES, DEFAULT_REASSEMBLY_EXPIRY_MS, MAX_PAYLOAD_BYTES,
 };
 use reliable_channel::wire::MessageChunk;
 
@@ -22,11 +22,7 @@ fn payload(len: usize, seed: u64) -> Vec<u8> {
 
 /// Segments and decodes the frames back into chunks.
 fn chunks(data: &[u8], chunk_size: usize, rid: &str, seed: u64) -> Vec<MessageChunk> {
-    segment(data, chunk_size, rid, &mut rng(seed))
-        .unwrap()
-        .into_iter()
-        .map(|f| MessageChunk::decode_bytes(Bytes::from(f)).unwrap())
-        .collect()
+    segment(data, chunk_size, rid, &mut rng(seed)).unwrap().into_iter().map(|f| MessageChunk::decode_bytes(Bytes::from(f)).unwrap()).collect()
 }
 
 fn small_cfg(max_bytes: usize, max_messages: usize) -> ReassemblyConfig {
@@ -198,10 +194,7 @@ fn assert_discard_keeps_partial(bad: impl FnOnce(&[MessageChunk]) -> MessageChun
 
 #[test]
 fn forged_previous_chunk_id_is_discarded() {
-    assert_discard_keeps_partial(
-        |cs| MessageChunk { previous_chunk_id: cs[0].chunk_id.clone(), ..cs[2].clone() },
-        DiscardReason::ForgedChain,
-    );
+    assert_discard_keeps_partial(|cs| MessageChunk { previous_chunk_id: cs[0].chunk_id.clone(), ..cs[2].clone() }, DiscardReason::ForgedChain);
     assert_discard_keeps_partial(
         |cs| MessageChunk { previous_chunk_id: "not-an-id".into(), payload: Bytes::from(vec![0; 10]), ..cs[2].clone() },
         DiscardReason::ForgedChain,
@@ -221,14 +214,8 @@ fn mismatched_last_chunk_index_is_discarded() {
 #[test]
 fn wrong_sizes_are_discarded() {
     // Middle chunk shorter or longer than chunk 0.
-    assert_discard_keeps_partial(
-        |cs| MessageChunk { payload: cs[2].payload.slice(..9), ..cs[2].clone() },
-        DiscardReason::WrongSize,
-    );
-    assert_discard_keeps_partial(
-        |cs| MessageChunk { payload: Bytes::from(vec![1; 11]), ..cs[2].clone() },
-        DiscardReason::WrongSize,
-    );
+    assert_discard_keeps_partial(|cs| MessageChunk { payload: cs[2].payload.slice(..9), ..cs[2].clone() }, DiscardReason::WrongSize);
+    assert_discard_keeps_partial(|cs| MessageChunk { payload: Bytes::from(vec![1; 11]), ..cs[2].clone() }, DiscardReason::WrongSize);
     // Last chunk larger than the chunk size, or empty.
     let (_, cs) = four();
     let mut r = Reassembler::default();
@@ -330,11 +317,7 @@ fn gap_reports_broken_chain() {
     let lost = drain_lost(&mut r);
     assert_eq!(
         lost,
-        vec![Lost {
-            sender_id: "s".into(),
-            request_id: "req".into(),
-            reason: LostReason::BrokenChain { received: 1, got: 2, total: 4 }
-        }]
+        vec![Lost { sender_id: "s".into(), request_id: "req".into(), reason: LostReason::BrokenChain { received: 1, got: 2, total: 4 } }]
     );
     assert_eq!(lost[0].reason.to_string(), "broken chain: chunk 2 arrived after 1 of 4 chunks, so chunk 1 was lost");
     assert_eq!((r.len(), r.bytes()), (0, 0));
@@ -550,22 +533,16 @@ fn message() -> impl Strategy<Value = (u8, usize, usize)> {
 }
 
 fn raw_chunk() -> impl Strategy<Value = MessageChunk> {
-    (
-        "[a-z0-9]{0,4}",
-        "[a-z0-9]{0,4}",
-        0u32..6,
-        prop_oneof![0u32..6, any::<u32>()],
-        "r[0-3]",
-        proptest::collection::vec(any::<u8>(), 0..60),
-    )
-        .prop_map(|(id, prev, k, last, rid, p)| MessageChunk {
+    ("[a-z0-9]{0,4}", "[a-z0-9]{0,4}", 0u32..6, prop_oneof![0u32..6, any::<u32>()], "r[0-3]", proptest::collection::vec(any::<u8>(), 0..60)).prop_map(
+        |(id, prev, k, last, rid, p)| MessageChunk {
             chunk_id: id,
             previous_chunk_id: prev,
             chunk_index: k,
             last_chunk_index: last,
             request_id: rid,
             payload: Bytes::from(p),
-        })
+        },
+    )
 }
 
 proptest! {

@@ -216,11 +216,8 @@ fn scenario(seed: u64) -> Scenario {
     let mut dependency_timeout_ms = 60_000u64;
     if let Some(r) = rate.as_ref().filter(|r| r.epoch_ms <= 3_000) {
         for from in 0..n {
-            let cost: u64 = sends
-                .iter()
-                .filter(|p| p.from == from)
-                .map(|p| if r.all_messages { p.payload.len().div_ceil(chunk) as u64 } else { 1 })
-                .sum();
+            let cost: u64 =
+                sends.iter().filter(|p| p.from == from).map(|p| if r.all_messages { p.payload.len().div_ceil(chunk) as u64 } else { 1 }).sum();
             let drain = cost.div_ceil(u64::from(r.per_epoch)) * r.epoch_ms;
             dependency_timeout_ms = dependency_timeout_ms.max(3 * drain);
         }
@@ -434,7 +431,11 @@ impl<'a> Sim<'a> {
             if *used > r.per_epoch {
                 return Err(format!(
                     "{} exceeded the RLN budget: {} > {} in epoch {} (epoch {} ms)",
-                    NAMES[p], used, r.per_epoch, sent_at / r.epoch_ms, r.epoch_ms
+                    NAMES[p],
+                    used,
+                    r.per_epoch,
+                    sent_at / r.epoch_ms,
+                    r.epoch_ms
                 ));
             }
         }
@@ -579,8 +580,7 @@ impl<'a> Sim<'a> {
         let sc = self.sc;
         let mut errors = Vec::new();
         // Per (sender, request) → index of the planned send.
-        let by_rid: HashMap<(&str, &str), usize> =
-            sc.sends.iter().enumerate().map(|(i, p)| ((NAMES[p.from], p.request_id.as_str()), i)).collect();
+        let by_rid: HashMap<(&str, &str), usize> = sc.sends.iter().enumerate().map(|(i, p)| ((NAMES[p.from], p.request_id.as_str()), i)).collect();
         // Final outcome of each send.
         let mut outcome: Vec<Option<&'static str>> = vec![None; sc.sends.len()];
         for p in 0..sc.n {
@@ -658,7 +658,12 @@ impl<'a> Sim<'a> {
                 }
                 count[i] += 1;
                 if payload.as_slice() != pl.payload.as_slice() {
-                    errors.push(format!("{} received {request_id} with a different payload ({} B, sent {} B)", NAMES[r], payload.len(), pl.payload.len()));
+                    errors.push(format!(
+                        "{} received {request_id} with a different payload ({} B, sent {} B)",
+                        NAMES[r],
+                        payload.len(),
+                        pl.payload.len()
+                    ));
                 }
                 if pl.ephemeral {
                     self.totals.ephemeral_received += 1;

@@ -14,8 +14,7 @@ use serde_json::Value;
 use reliable_channel::wire::bloom::{self, murmur3_i32, BLOOM_CAPACITY};
 use reliable_channel::wire::waku_message::hash_to_hex;
 use reliable_channel::wire::{
-    message_hash, BloomFilter, BloomView, HistoryEntry, MessageKind, SdsMessage, WakuMessage, BLOOM_BITS,
-    BLOOM_BYTES, BLOOM_HASHES,
+    message_hash, BloomFilter, BloomView, HistoryEntry, MessageKind, SdsMessage, WakuMessage, BLOOM_BITS, BLOOM_BYTES, BLOOM_HASHES,
 };
 
 fn load(name: &str) -> Value {
@@ -38,8 +37,7 @@ fn unhex(v: &Value, what: &str) -> Vec<u8> {
 
 /// Decodes with the production decoder and checks the prost re-encoding is byte-identical.
 fn decode_and_reencode(bytes: &[u8], name: &str) -> (SdsMessage, MessageKind) {
-    let (msg, kind) = SdsMessage::decode_bytes(Bytes::copy_from_slice(bytes))
-        .unwrap_or_else(|e| panic!("{name}: decode_bytes failed: {e}"));
+    let (msg, kind) = SdsMessage::decode_bytes(Bytes::copy_from_slice(bytes)).unwrap_or_else(|e| panic!("{name}: decode_bytes failed: {e}"));
     assert_eq!(msg.kind().unwrap(), kind, "{name}: kind() disagrees with decode_bytes");
     let re = msg.encode_to_vec();
     assert_eq!(re.len(), bytes.len(), "{name}: re-encoded length differs");
@@ -142,7 +140,7 @@ fn sds_conversation_wire_messages() {
     let v = sds_vectors();
     let conv = v["conversation"].as_array().expect("conversation");
     let mut last_sent: Option<(String, String, &str)> = None; // (who, id, event)
-    // Content messages seen on the wire so far: id -> sender.
+                                                              // Content messages seen on the wire so far: id -> sender.
     let mut earlier: Vec<(String, String)> = Vec::new();
     let mut last_lamport: Option<u64> = None;
     let mut channel: Option<String> = None;
@@ -191,10 +189,8 @@ fn sds_conversation_wire_messages() {
 
         // Causal history only names earlier content messages, with their original sender.
         for e in &msg.causal_history {
-            let (_, sender) = earlier
-                .iter()
-                .find(|(id, _)| *id == e.message_id)
-                .unwrap_or_else(|| panic!("{name}: history names unknown id {}", e.message_id));
+            let (_, sender) =
+                earlier.iter().find(|(id, _)| *id == e.message_id).unwrap_or_else(|| panic!("{name}: history names unknown id {}", e.message_id));
             assert_eq!(e.sender_id.as_deref(), Some(sender.as_str()), "{name}: history sender");
             assert_eq!(e.retrieval_hint, None, "{name}: no retrieval hints in this conversation");
         }
@@ -239,8 +235,7 @@ fn bloom_positions_match_reference() {
     assert!(!list.is_empty());
     for e in list {
         let id = s(&e["id"], "id");
-        let want: Vec<u32> =
-            e["positions"].as_array().unwrap().iter().map(|p| p.as_u64().unwrap() as u32).collect();
+        let want: Vec<u32> = e["positions"].as_array().unwrap().iter().map(|p| p.as_u64().unwrap() as u32).collect();
         assert_eq!(want.len(), BLOOM_HASHES);
         assert_eq!(bloom::positions(id).to_vec(), want, "positions of {id:?}");
     }
@@ -255,14 +250,9 @@ fn bloom_filter_example_bytes() {
     let bytes = f.as_bytes();
     assert_eq!(bytes.len() as u64, ex["length"].as_u64().unwrap());
 
-    let want: BTreeMap<usize, u8> = ex["nonzero_bytes"]
-        .as_object()
-        .unwrap()
-        .iter()
-        .map(|(k, v)| (k.parse().unwrap(), v.as_u64().unwrap() as u8))
-        .collect();
-    let got: BTreeMap<usize, u8> =
-        bytes.iter().enumerate().filter(|(_, &b)| b != 0).map(|(i, &b)| (i, b)).collect();
+    let want: BTreeMap<usize, u8> =
+        ex["nonzero_bytes"].as_object().unwrap().iter().map(|(k, v)| (k.parse().unwrap(), v.as_u64().unwrap() as u8)).collect();
+    let got: BTreeMap<usize, u8> = bytes.iter().enumerate().filter(|(_, &b)| b != 0).map(|(i, &b)| (i, b)).collect();
     assert_eq!(got, want, "non-zero bytes of the example filter");
 
     let view = BloomView::new(bytes).unwrap();
@@ -293,11 +283,7 @@ fn waku_message_hash_vectors() {
 
         // The same hash from a WakuMessage, with meta absent when empty and also present-but-empty:
         // absent meta hashes as empty meta.
-        let metas: Vec<Option<Bytes>> = if meta.is_empty() {
-            vec![None, Some(Bytes::new())]
-        } else {
-            vec![Some(Bytes::from(meta.clone()))]
-        };
+        let metas: Vec<Option<Bytes>> = if meta.is_empty() { vec![None, Some(Bytes::new())] } else { vec![Some(Bytes::from(meta.clone()))] };
         for m in metas {
             let msg = WakuMessage {
                 payload: Bytes::from(payload.clone()),

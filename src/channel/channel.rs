@@ -18,12 +18,12 @@ use rand::SeedableRng;
 use super::config::ChannelConfig;
 use super::crypto::Encryption;
 use super::events::ChannelEvent;
+use super::prepare::{prepare_send, PreparedSend};
 use super::send_state::SendState;
 use super::stats::ChannelStats;
 use crate::messaging::MessageHash;
 use crate::ratelimit::{Admit, MessageClass, RateLimiter};
 use crate::sds::{FastMap, FastSet, MessageId, ReceiveOutcome, SdsEngine, SdsEvent};
-use super::prepare::{prepare_send, PreparedSend};
 use crate::segmentation::{chunk_count, ChunkOutcome, Reassembler, MAX_PAYLOAD_BYTES};
 use crate::wire::{MessageChunk, WakuMessage, BLOOM_BYTES, SPEC_MARKER};
 
@@ -59,18 +59,41 @@ enum Item {
     /// A content chunk's first dispatch, not yet wrapped: SDS wraps it when the rate limiter
     /// releases it (see [`Channel::dispatch`]), so that the causal history and bloom filter it
     /// carries are those of its dispatch time, not of its send time. Its id is known already.
-    Fresh { request: Arc<str>, index: u32, frame: Bytes, id: MessageId },
+    Fresh {
+        request: Arc<str>,
+        index: u32,
+        frame: Bytes,
+        id: MessageId,
+    },
     /// A wrapped content chunk (`retransmission: false` only transiently, inside `dispatch`).
-    Chunk { request: Arc<str>, index: u32, id: MessageId, bytes: Bytes, retransmission: bool },
-    Ephemeral { request: Arc<str>, index: u32, bytes: Bytes },
-    Sync { bytes: Bytes },
-    Rebroadcast { bytes: Bytes },
+    Chunk {
+        request: Arc<str>,
+        index: u32,
+        id: MessageId,
+        bytes: Bytes,
+        retransmission: bool,
+    },
+    Ephemeral {
+        request: Arc<str>,
+        index: u32,
+        bytes: Bytes,
+    },
+    Sync {
+        bytes: Bytes,
+    },
+    Rebroadcast {
+        bytes: Bytes,
+    },
 }
 
 impl Item {
     fn bytes(&self) -> &Bytes {
         match self {
-            Item::Fresh { frame: bytes, .. } | Item::Chunk { bytes, .. } | Item::Ephemeral { bytes, .. } | Item::Sync { bytes } | Item::Rebroadcast { bytes } => bytes,
+            Item::Fresh { frame: bytes, .. }
+            | Item::Chunk { bytes, .. }
+            | Item::Ephemeral { bytes, .. }
+            | Item::Sync { bytes }
+            | Item::Rebroadcast { bytes } => bytes,
         }
     }
     /// Bytes accounted in the rate-limit queue: a fresh chunk's wrapped size is estimated (its

@@ -5,8 +5,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use super::manager::{manager, rc_manager};
-use crate::channel::{CryptoError, Encryption};
 use super::status::rc_status;
+use crate::channel::{CryptoError, Encryption};
 use crate::Error;
 
 /// Largest output an encryption or decryption callback may produce (16 MiB).
@@ -126,7 +126,11 @@ impl Encryption for CEncryption {
 /// Installs a hook built around the caller's `user_data`: the finalizer is armed only once the
 /// swap succeeded (a refused call leaves `user_data` with the caller; arming while we still hold a
 /// reference makes the last drop run it), and a replaced hook is dropped after the swap.
-pub(super) fn swap_hook<H, P>(hook: Option<Arc<H>>, data: fn(&H) -> &UserData, swap: impl FnOnce(Option<Arc<H>>) -> Result<P, Error>) -> Result<(), Error> {
+pub(super) fn swap_hook<H, P>(
+    hook: Option<Arc<H>>,
+    data: fn(&H) -> &UserData,
+    swap: impl FnOnce(Option<Arc<H>>) -> Result<P, Error>,
+) -> Result<(), Error> {
     let previous = swap(hook.clone())?;
     if let Some(h) = &hook {
         data(h).arm();
@@ -147,7 +151,14 @@ pub(super) fn swap_hook<H, P>(hook: Option<Arc<H>>, data: fn(&H) -> &UserData, s
 /// `channel_id` is NULL (the manager-wide default) or a NUL-terminated string;
 /// `user_data` is used as the callbacks require, from the runtime thread, until `free_user_data` runs.
 #[no_mangle]
-pub unsafe extern "C" fn rc_set_encryption(mgr: *mut rc_manager, channel_id: *const c_char, encrypt: rc_crypto_fn, decrypt: rc_crypto_fn, user_data: *mut c_void, free_user_data: rc_free_fn) -> rc_status {
+pub unsafe extern "C" fn rc_set_encryption(
+    mgr: *mut rc_manager,
+    channel_id: *const c_char,
+    encrypt: rc_crypto_fn,
+    decrypt: rc_crypto_fn,
+    user_data: *mut c_void,
+    free_user_data: rc_free_fn,
+) -> rc_status {
     ffi_boundary!({
         let m = manager(mgr)?;
         let channel = if channel_id.is_null() { None } else { Some(c_str!(channel_id, "channel_id")) };

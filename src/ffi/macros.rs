@@ -6,9 +6,7 @@
 /// `rc_last_error`. The export itself stays a plain `extern "C" fn` so cbindgen sees it.
 macro_rules! ffi_boundary {
     ($body:block) => {
-        $crate::ffi::status::finish(::std::panic::catch_unwind(::std::panic::AssertUnwindSafe(
-            move || -> Result<(), $crate::Error> { $body },
-        )))
+        $crate::ffi::status::finish(::std::panic::catch_unwind(::std::panic::AssertUnwindSafe(move || -> Result<(), $crate::Error> { $body })))
     };
 }
 

@@ -3,9 +3,9 @@
 use std::ffi::{c_char, c_void, CString};
 use std::sync::Arc;
 
+use super::status::rc_status;
 use crate::channel::ChannelEvent;
 use crate::segmentation::MAX_PAYLOAD_BYTES;
-use super::status::rc_status;
 use crate::{Error, Event, Manager};
 
 /// `rc_send` flag: the message is ephemeral (not retransmitted, not acknowledged, may be dropped
@@ -160,7 +160,6 @@ pub unsafe extern "C" fn rc_set_event_callback(mgr: *mut rc_manager, callback: r
     })
 }
 
-
 fn deliver(f: unsafe extern "C" fn(*const rc_event, *mut c_void), ud: &super::crypto::UserData, e: &Event<'_>) {
     let channel_id = cstring(e.channel_id);
     let topic = cstring(e.content_topic);
@@ -204,7 +203,13 @@ fn deliver(f: unsafe extern "C" fn(*const rc_event, *mut c_void), ud: &super::cr
 /// `mgr` is NULL (refused) or a handle from `rc_manager_new` not yet passed to `rc_manager_free`;
 /// the strings are NULL (refused, except `channel_config_json`: defaults) or NUL-terminated.
 #[no_mangle]
-pub unsafe extern "C" fn rc_open_channel(mgr: *mut rc_manager, channel_id: *const c_char, content_topic: *const c_char, sender_id: *const c_char, channel_config_json: *const c_char) -> rc_status {
+pub unsafe extern "C" fn rc_open_channel(
+    mgr: *mut rc_manager,
+    channel_id: *const c_char,
+    content_topic: *const c_char,
+    sender_id: *const c_char,
+    channel_config_json: *const c_char,
+) -> rc_status {
     ffi_boundary!({
         let m = manager(mgr)?;
         let id = c_str!(channel_id, "channel_id");
@@ -243,7 +248,14 @@ pub unsafe extern "C" fn rc_close_channel(mgr: *mut rc_manager, channel_id: *con
 /// (NULL only with `payload_len == 0`, refused); `request_id_out` is NULL (refused) or writable for
 /// `RC_REQUEST_ID_LEN + 1` bytes.
 #[no_mangle]
-pub unsafe extern "C" fn rc_send(mgr: *mut rc_manager, channel_id: *const c_char, payload: *const u8, payload_len: usize, flags: u32, request_id_out: *mut c_char) -> rc_status {
+pub unsafe extern "C" fn rc_send(
+    mgr: *mut rc_manager,
+    channel_id: *const c_char,
+    payload: *const u8,
+    payload_len: usize,
+    flags: u32,
+    request_id_out: *mut c_char,
+) -> rc_status {
     ffi_boundary!({
         let m = manager(mgr)?;
         let id = c_str!(channel_id, "channel_id");

@@ -7,11 +7,11 @@ use bytes::Bytes;
 
 use super::crypto::{rc_free_fn, swap_hook, UserData as OwnedUserData};
 use super::manager::{manager, rc_manager};
+use super::status::rc_status;
 use crate::messaging::host::{HostRetriever, HostSender};
 use crate::messaging::{DispatchId, MessageHash};
 use crate::wire::waku_message::hash_to_hex;
 use crate::wire::WakuMessage;
-use super::status::rc_status;
 use crate::Error;
 
 /// A WakuMessage as exchanged with the host, borrowed for the duration of the call.
@@ -71,7 +71,12 @@ impl HostSender for CSender {
 /// `mgr` is NULL (refused) or a handle from `rc_manager_new` not yet passed to `rc_manager_free`;
 /// `user_data` is used as `send` requires, from the runtime thread, until `free_user_data` runs.
 #[no_mangle]
-pub unsafe extern "C" fn rc_set_transport(mgr: *mut rc_manager, send: rc_transport_send_fn, user_data: *mut c_void, free_user_data: rc_free_fn) -> rc_status {
+pub unsafe extern "C" fn rc_set_transport(
+    mgr: *mut rc_manager,
+    send: rc_transport_send_fn,
+    user_data: *mut c_void,
+    free_user_data: rc_free_fn,
+) -> rc_status {
     ffi_boundary!({
         let m = manager(mgr)?;
         let sender = send.map(|f| Arc::new(CSender { send: f, user_data: OwnedUserData::new(user_data, free_user_data) }));
@@ -115,7 +120,12 @@ impl HostRetriever for CRetriever {
 /// `mgr` is NULL (refused) or a handle from `rc_manager_new` not yet passed to `rc_manager_free`;
 /// `user_data` is used as `retrieve` requires, from the runtime thread, until `free_user_data` runs.
 #[no_mangle]
-pub unsafe extern "C" fn rc_set_transport_retrieve(mgr: *mut rc_manager, retrieve: rc_transport_retrieve_fn, user_data: *mut c_void, free_user_data: rc_free_fn) -> rc_status {
+pub unsafe extern "C" fn rc_set_transport_retrieve(
+    mgr: *mut rc_manager,
+    retrieve: rc_transport_retrieve_fn,
+    user_data: *mut c_void,
+    free_user_data: rc_free_fn,
+) -> rc_status {
     ffi_boundary!({
         let m = manager(mgr)?;
         let retriever = retrieve.map(|f| Arc::new(CRetriever { retrieve: f, user_data: OwnedUserData::new(user_data, free_user_data) }));
@@ -209,4 +219,3 @@ pub unsafe extern "C" fn rc_transport_receive(mgr: *mut rc_manager, msg: *const 
         m.transport_receive(message, hash)
     })
 }
-

@@ -123,10 +123,7 @@ impl MemoryNetworkConfig {
             }
         }
         if self.delay_ms.0 > self.delay_ms.1 {
-            return Err(format!(
-                "transport.delayMs: min ({}) must not exceed max ({})",
-                self.delay_ms.0, self.delay_ms.1
-            ));
+            return Err(format!("transport.delayMs: min ({}) must not exceed max ({})", self.delay_ms.0, self.delay_ms.1));
         }
         if self.store_capacity == 0 {
             return Err("transport.storeCapacity: must be at least 1".to_owned());
@@ -369,9 +366,7 @@ impl Scheduler {
         if st.thread.is_none() {
             let sched = Arc::clone(self);
             let stats = Arc::clone(stats);
-            let spawned = std::thread::Builder::new()
-                .name("rc-memnet-delivery".to_owned())
-                .spawn(move || sched.run(&stats));
+            let spawned = std::thread::Builder::new().name("rc-memnet-delivery".to_owned()).spawn(move || sched.run(&stats));
             match spawned {
                 Ok(h) => {
                     let id = h.thread().id();
@@ -545,10 +540,13 @@ impl Transport for MemoryTransport {
         // Draw every fate first (one lock of the generator), then deliver with no lock held.
         let plan: Vec<(Arc<Endpoint>, Vec<Duration>)> = {
             let mut rng = self.rng.lock();
-            receivers.into_iter().map(|ep| {
-                let copies = self.draw_copies(&mut rng);
-                (ep, copies)
-            }).collect()
+            receivers
+                .into_iter()
+                .map(|ep| {
+                    let copies = self.draw_copies(&mut rng);
+                    (ep, copies)
+                })
+                .collect()
         };
         for (ep, copies) in plan {
             match copies.len() {
@@ -600,10 +598,7 @@ impl Transport for MemoryTransport {
         }
         let found: Vec<(MessageHash, WakuMessage)> = {
             let st = self.network.state.lock();
-            hashes
-                .iter()
-                .filter_map(|h| st.store.get(h).filter(|m| m.content_topic == content_topic).map(|m| (*h, m.clone())))
-                .collect()
+            hashes.iter().filter_map(|h| st.store.get(h).filter(|m| m.content_topic == content_topic).map(|m| (*h, m.clone()))).collect()
         };
         for (hash, message) in found {
             self.endpoint.emit(TransportEvent::Received { message, message_hash: Some(hash) });

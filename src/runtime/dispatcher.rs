@@ -74,7 +74,12 @@ pub(crate) fn run(shared: Arc<Shared>, queue: Arc<EventQueue>) {
                 continue;
             }
             if let Some(h) = &handler {
-                let ev = Event { channel_id: &item.handle.id, content_topic: &item.handle.topic, local_sender_id: &item.handle.sender, event: &item.event };
+                let ev = Event {
+                    channel_id: &item.handle.id,
+                    content_topic: &item.handle.topic,
+                    local_sender_id: &item.handle.sender,
+                    event: &item.event,
+                };
                 // A panicking handler must not take the dispatcher down with it.
                 let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| h(&ev)));
             }

@@ -10,15 +10,15 @@ use rand::RngCore;
 
 use super::dispatcher::{self, EventQueue};
 use super::driver::{self, Command};
-use crate::channel::{prepare_send, ChannelConfig, ChannelEvent, ChannelStats, Encryption, ManagerConfig};
-use crate::sds::WrapClock;
 use crate::channel::config::MAX_NAME_BYTES;
+use crate::channel::{prepare_send, ChannelConfig, ChannelEvent, ChannelStats, Encryption, ManagerConfig};
 use crate::error::Error;
 use crate::messaging::host::{HostBridge, HostRetriever, HostSender};
 use crate::messaging::{DispatchId, MessageHash};
-use crate::wire::WakuMessage;
 use crate::sds::FastMap;
+use crate::sds::WrapClock;
 use crate::segmentation::{chunk_count, MAX_PAYLOAD_BYTES};
+use crate::wire::WakuMessage;
 
 /// An event as handed to the application: borrowed for the duration of the callback.
 #[derive(Debug, Clone, Copy)]
@@ -252,7 +252,8 @@ impl Manager {
         // Segmentation and the chunk ids (a Keccak pass over the payload) run here, on the
         // caller's thread, in parallel with the runtime thread rather than in front of it.
         let now_ns = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
-        let prepared = prepare_send(&handle.config, &handle.sender, &handle.wrap_clock, now_ns, &request_id, payload, ephemeral, &mut rand::thread_rng());
+        let prepared =
+            prepare_send(&handle.config, &handle.sender, &handle.wrap_clock, now_ns, &request_id, payload, ephemeral, &mut rand::thread_rng());
         let prepared = match prepared {
             Ok(p) => p,
             Err(e) => {
@@ -356,7 +357,6 @@ impl Manager {
         self.host()?.receive(message, message_hash);
         Ok(())
     }
-
 }
 
 impl Drop for Manager {

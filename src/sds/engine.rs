@@ -1,8 +1,8 @@
 //! The SDS state machine for one participant in one channel.
 
+use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::cmp::Reverse;
 
 use bytes::{BufMut, Bytes};
 use prost::Message as _;
@@ -105,7 +105,6 @@ pub struct SdsStats {
     /// Missing dependencies whose retrieval hint was learned after they were found missing.
     pub hints_learned: u64,
 }
-
 
 /// One participant's SDS state for one channel. See the module docs of [`crate::sds`].
 pub struct SdsEngine<H: HistoryStore = MemoryHistory> {
@@ -283,7 +282,15 @@ impl<H: HistoryStore> SdsEngine<H> {
     }
 
     /// Encodes a message whose history is owned (syncs, ephemeral).
-    fn encode_with(&self, id: &str, lamport: Option<u64>, history: Vec<HistoryEntry>, with_bloom: bool, repair: &[HistoryEntry], content: Option<&[u8]>) -> Bytes {
+    fn encode_with(
+        &self,
+        id: &str,
+        lamport: Option<u64>,
+        history: Vec<HistoryEntry>,
+        with_bloom: bool,
+        repair: &[HistoryEntry],
+        content: Option<&[u8]>,
+    ) -> Bytes {
         let refs: Vec<EntryRef<'_>> = history.iter().map(EntryRef::of_entry).collect();
         let bloom = with_bloom.then(|| self.bloom.as_bytes());
         encode_message(&self.sender_id, id, &self.channel_id, lamport, &refs, bloom, repair, content)
@@ -963,7 +970,9 @@ impl<'a> EntryRef<'a> {
     }
     /// Encoded length of the HistoryEntry body.
     fn body_len(&self) -> usize {
-        opt_field_len((!self.id.is_empty()).then_some(self.id.len())) + opt_field_len(self.hint.map(<[u8]>::len)) + opt_field_len(self.sender.map(str::len))
+        opt_field_len((!self.id.is_empty()).then_some(self.id.len()))
+            + opt_field_len(self.hint.map(<[u8]>::len))
+            + opt_field_len(self.sender.map(str::len))
     }
 }
 

@@ -25,8 +25,7 @@ mod reassembly;
 mod segment;
 
 pub use reassembly::{
-    ChunkOutcome, Completed, DiscardCounts, DiscardReason, Lost, LostCounts, LostReason, ReassemblyConfig,
-    ReassemblyStats, Reassembler,
+    ChunkOutcome, Completed, DiscardCounts, DiscardReason, Lost, LostCounts, LostReason, Reassembler, ReassemblyConfig, ReassemblyStats,
 };
 pub use segment::{chunk_count, new_request_id, segment, SegmentError};
 

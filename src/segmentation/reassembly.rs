@@ -26,8 +26,8 @@ use std::fmt;
 use std::sync::Arc;
 
 use super::{
-    DEFAULT_REASSEMBLY_EXPIRY_MS, DEFAULT_REASSEMBLY_MAX_BYTES, DEFAULT_REASSEMBLY_MAX_MESSAGES, FINISHED_KEYS_MEMORY,
-    MAX_PAYLOAD_BYTES, MAX_QUEUED_LOST,
+    DEFAULT_REASSEMBLY_EXPIRY_MS, DEFAULT_REASSEMBLY_MAX_BYTES, DEFAULT_REASSEMBLY_MAX_MESSAGES, FINISHED_KEYS_MEMORY, MAX_PAYLOAD_BYTES,
+    MAX_QUEUED_LOST,
 };
 use crate::wire::{MessageChunk, MAX_ID_BYTES};
 
@@ -102,10 +102,9 @@ impl fmt::Display for LostReason {
             LostReason::Expired { after_ms, received, total } => {
                 write!(f, "reassembly expired after {after_ms} ms with {received} of {total} chunks")
             }
-            LostReason::BrokenChain { received, got, total } => write!(
-                f,
-                "broken chain: chunk {got} arrived after {received} of {total} chunks, so chunk {received} was lost"
-            ),
+            LostReason::BrokenChain { received, got, total } => {
+                write!(f, "broken chain: chunk {got} arrived after {received} of {total} chunks, so chunk {received} was lost")
+            }
             LostReason::MissingFirstChunk { got, total } => {
                 write!(f, "first chunk missing: chunk {got} of a {total}-chunk message arrived without it")
             }
@@ -417,8 +416,7 @@ impl Reassembler {
                 break;
             }
             if let Some((key, p)) = self.remove(age) {
-                let reason =
-                    LostReason::Expired { after_ms: self.cfg.expiry_ms, received: u64::from(p.next_index), total: p.total() };
+                let reason = LostReason::Expired { after_ms: self.cfg.expiry_ms, received: u64::from(p.next_index), total: p.total() };
                 self.give_up(key, reason);
             }
         }

@@ -53,12 +53,7 @@ fn new_chunk_id(rng: &mut impl RngCore) -> String {
 /// `MessageChunk` frames in order (wire-format.md §3).
 ///
 /// spec: segmentation.max-size — refuses an empty payload and one over [`MAX_PAYLOAD_BYTES`].
-pub fn segment(
-    payload: &[u8],
-    chunk_size: usize,
-    request_id: &str,
-    rng: &mut impl RngCore,
-) -> Result<Vec<Vec<u8>>, SegmentError> {
+pub fn segment(payload: &[u8], chunk_size: usize, request_id: &str, rng: &mut impl RngCore) -> Result<Vec<Vec<u8>>, SegmentError> {
     if payload.is_empty() {
         return Err(SegmentError::Empty);
     }

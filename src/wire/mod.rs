@@ -12,11 +12,11 @@
 
 pub mod bloom;
 pub mod chunk;
-pub mod sds_message;
 pub mod keccak;
+pub mod sds_message;
 pub mod waku_message;
 
-pub use bloom::{BloomFilter, BloomView, BLOOM_BYTES, BLOOM_HASHES, BLOOM_BITS};
+pub use bloom::{BloomFilter, BloomView, BLOOM_BITS, BLOOM_BYTES, BLOOM_HASHES};
 pub use chunk::MessageChunk;
 pub use sds_message::{HistoryEntry, MessageKind, SdsMessage};
 pub use waku_message::{message_hash, WakuMessage, SPEC_MARKER};

@@ -44,13 +44,7 @@ impl WakuMessage {
 
     /// The deterministic message hash of this message on `pubsub_topic`.
     pub fn hash(&self, pubsub_topic: &str) -> [u8; 32] {
-        message_hash(
-            pubsub_topic,
-            &self.payload,
-            &self.content_topic,
-            self.meta.as_deref().unwrap_or(&[]),
-            self.timestamp.unwrap_or(0),
-        )
+        message_hash(pubsub_topic, &self.payload, &self.content_topic, self.meta.as_deref().unwrap_or(&[]), self.timestamp.unwrap_or(0))
     }
 }
 
