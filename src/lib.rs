@@ -10,6 +10,7 @@ pub mod channel;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod collections;
 mod error;
 pub mod ffi;
 pub mod messaging;

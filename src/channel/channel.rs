@@ -21,11 +21,11 @@ use super::events::ChannelEvent;
 use super::prepare::{prepare_send, PreparedSend};
 use super::send_state::SendState;
 use super::stats::ChannelStats;
-use crate::messaging::MessageHash;
+use crate::collections::{BoundedSet, FastMap};
 use crate::ratelimit::{Admit, MessageClass, RateLimiter};
-use crate::sds::{FastMap, FastSet, MessageId, ReceiveOutcome, SdsEngine, SdsEvent};
+use crate::sds::{MessageId, ReceiveOutcome, SdsEngine, SdsEvent};
 use crate::segmentation::{chunk_count, ChunkOutcome, Reassembler, MAX_PAYLOAD_BYTES};
-use crate::wire::{MessageChunk, WakuMessage, BLOOM_BYTES, SPEC_MARKER};
+use crate::wire::{MessageChunk, MessageHash, WakuMessage, BLOOM_BYTES, SPEC_MARKER};
 
 /// What the channel asks its driver to do.
 #[derive(Debug, Clone, PartialEq)]
@@ -154,8 +154,7 @@ pub struct Channel {
     pending_bytes: usize,
     now: u64,
     /// Waku hashes of our own recent dispatches: their echoes are dropped before decryption.
-    own_hashes: FastSet<MessageHash>,
-    own_hash_order: VecDeque<MessageHash>,
+    own_hashes: BoundedSet<MessageHash>,
 }
 
 /// How many of our own dispatch hashes are remembered to drop echoes early (the SDS layer still
@@ -187,8 +186,7 @@ impl Channel {
             pending_chunks: 0,
             pending_bytes: 0,
             now,
-            own_hashes: FastSet::default(),
-            own_hash_order: VecDeque::new(),
+            own_hashes: BoundedSet::new(OWN_HASH_MEMORY),
         }
     }
 
@@ -441,7 +439,7 @@ impl Channel {
         let now = self.tick(now);
         let Some(inf) = self.in_flight.remove(&token) else { return false };
         if let Ok(Some(h)) = &result {
-            self.remember_own_hash(*h);
+            self.own_hashes.insert(*h);
         }
         match (inf, result) {
             (InFlight::Chunk { request, id, retransmission, .. }, Ok(hash)) => {
@@ -531,17 +529,6 @@ impl Channel {
                 self.stats.messages_sent += 1;
                 self.stats.messages_delivered += 1;
                 self.emit(ChannelEvent::Delivered { request_id });
-            }
-        }
-    }
-
-    fn remember_own_hash(&mut self, h: MessageHash) {
-        if self.own_hashes.insert(h) {
-            self.own_hash_order.push_back(h);
-            if self.own_hash_order.len() > OWN_HASH_MEMORY {
-                if let Some(old) = self.own_hash_order.pop_front() {
-                    self.own_hashes.remove(&old);
-                }
             }
         }
     }

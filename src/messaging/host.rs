@@ -12,7 +12,7 @@ use std::sync::Arc;
 use parking_lot::{Mutex, RwLock};
 
 use super::{DispatchId, MessageHash, Transport, TransportEvent, TransportSink};
-use crate::sds::FastSet;
+use crate::collections::FastSet;
 use crate::wire::WakuMessage;
 
 /// Most dispatches awaiting the host's report; beyond it new dispatches fail at once.

@@ -34,7 +34,7 @@
 
 use std::cell::RefCell;
 use std::cmp::Ordering as CmpOrdering;
-use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::thread::{JoinHandle, ThreadId};
@@ -47,6 +47,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 use super::{DispatchId, MessageHash, Transport, TransportEvent, TransportSink};
+use crate::collections::BoundedMap;
 use crate::wire::{WakuMessage, MAX_WAKU_MESSAGE_BYTES};
 
 /// The network name used when none is configured.
@@ -206,25 +207,15 @@ struct Network {
 struct NetState {
     /// Endpoints by id (ids grow with join order, so iteration order is deterministic).
     endpoints: BTreeMap<u64, Arc<Endpoint>>,
-    store: HashMap<MessageHash, WakuMessage>,
-    store_order: VecDeque<MessageHash>,
+    store: Option<BoundedMap<MessageHash, WakuMessage>>,
 }
 
 impl Network {
     fn store(&self, st: &mut NetState, hash: MessageHash, msg: &WakuMessage) {
-        if st.store.contains_key(&hash) {
-            return;
+        let store = st.store.get_or_insert_with(|| BoundedMap::new(self.store_capacity));
+        if !store.contains(&hash) {
+            store.insert(hash, msg.clone(), &mut None);
         }
-        while st.store_order.len() >= self.store_capacity {
-            match st.store_order.pop_front() {
-                Some(old) => {
-                    st.store.remove(&old);
-                }
-                None => break,
-            }
-        }
-        st.store.insert(hash, msg.clone());
-        st.store_order.push_back(hash);
     }
 }
 
@@ -598,7 +589,10 @@ impl Transport for MemoryTransport {
         }
         let found: Vec<(MessageHash, WakuMessage)> = {
             let st = self.network.state.lock();
-            hashes.iter().filter_map(|h| st.store.get(h).filter(|m| m.content_topic == content_topic).map(|m| (*h, m.clone()))).collect()
+            hashes
+                .iter()
+                .filter_map(|h| st.store.as_ref().and_then(|s| s.get(h)).filter(|m| m.content_topic == content_topic).map(|m| (*h, m.clone())))
+                .collect()
         };
         for (hash, message) in found {
             self.endpoint.emit(TransportEvent::Received { message, message_hash: Some(hash) });

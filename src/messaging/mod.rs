@@ -18,8 +18,7 @@ use crate::wire::WakuMessage;
 /// Identifies one `publish` call, echoed in its outcome.
 pub type DispatchId = u64;
 
-/// A Waku message hash (sha256, see [`crate::wire::message_hash`]).
-pub type MessageHash = [u8; 32];
+pub use crate::wire::MessageHash;
 
 /// What a transport reports back to the runtime.
 #[derive(Debug, Clone, PartialEq)]

@@ -15,11 +15,11 @@ use super::dispatcher::{DispatchItem, EventQueue};
 use super::manager::{ChannelHandle, Shared};
 use super::Clock;
 use crate::channel::{Channel, ChannelAction, ChannelEvent, ChannelStats, Encryption, PreparedSend, TransportConfig};
+use crate::collections::FastMap;
 use crate::error::Error;
 use crate::messaging::host::{HostBridge, HostTransport};
 use crate::messaging::memory::MemoryTransport;
 use crate::messaging::{DispatchId, Transport, TransportEvent, TransportSink};
-use crate::sds::FastMap;
 
 /// Times the runtime re-checks its queue (yielding the CPU in between) before it parks.
 const BUSY_POLLS: u32 = 8;

@@ -14,7 +14,8 @@ use super::history::{HistoryStore, LogEntry, MemoryHistory};
 use super::incoming::IncomingBuffer;
 use super::outgoing::{Expired, OutgoingBuffer};
 use super::sync::SyncScheduler;
-use super::{Delivered, FastMap, FastSet, MessageId, MessageIdScheme, MissingDependency, SdsConfig, SdsEvent};
+use super::{Delivered, MessageId, MessageIdScheme, MissingDependency, SdsConfig, SdsEvent};
+use crate::collections::{BoundedSet, FastMap};
 
 /// Most senders whose latest message is remembered for sync heads.
 pub const MAX_TRACKED_SENDERS: usize = 256;
@@ -134,8 +135,7 @@ pub struct SdsEngine<H: HistoryStore = MemoryHistory> {
     repaired: FastMap<MessageId, u64>,
     last_repair_at: Option<u64>,
     /// spec: sds.ephemeral — ids of ephemeral messages already delivered (bounded FIFO).
-    seen_ephemeral: FastSet<MessageId>,
-    seen_ephemeral_order: VecDeque<MessageId>,
+    seen_ephemeral: BoundedSet<MessageId>,
     /// spec: sds.bloom.news — content messages still to carry the bloom filter. Peers use our
     /// filter only to acknowledge their messages, so it is news only after we received content:
     /// then the next `possible_acks_threshold` messages carry it (enough bloom hits for an ack).
@@ -162,6 +162,7 @@ impl SdsEngine<MemoryHistory> {
 impl<H: HistoryStore> SdsEngine<H> {
     /// An engine over a given history store.
     pub fn with_history(channel_id: &str, sender_id: &str, config: SdsConfig, history: H, now: u64, seed: u64) -> Self {
+        let lost_memory = config.max_local_history;
         SdsEngine {
             channel_id: channel_id.to_owned(),
             sender_id: sender_id.to_owned(),
@@ -181,12 +182,11 @@ impl<H: HistoryStore> SdsEngine<H> {
             recent_hints: FastMap::default(),
             repaired: FastMap::default(),
             last_repair_at: None,
-            seen_ephemeral: FastSet::default(),
-            seen_ephemeral_order: VecDeque::new(),
+            seen_ephemeral: BoundedSet::new(MAX_SEEN_EPHEMERAL),
             bloom_news: 0,
             to_ack: VecDeque::new(),
             outgoing: OutgoingBuffer::default(),
-            incoming: IncomingBuffer::default(),
+            incoming: IncomingBuffer::new(lost_memory),
             sync: SyncScheduler::default(),
             events: VecDeque::new(),
             rng: SmallRng::seed_from_u64(seed),
@@ -460,15 +460,9 @@ impl<H: HistoryStore> SdsEngine<H> {
             MessageKind::Ephemeral => {
                 // spec: sds.ephemeral — delivered at most once: the network may duplicate it.
                 let id: MessageId = msg.message_id.as_str().into();
-                if !self.seen_ephemeral.insert(id.clone()) {
+                if !self.seen_ephemeral.insert(id) {
                     self.stats.duplicates += 1;
                     return ReceiveOutcome::Duplicate;
-                }
-                self.seen_ephemeral_order.push_back(id);
-                if self.seen_ephemeral_order.len() > MAX_SEEN_EPHEMERAL {
-                    if let Some(old) = self.seen_ephemeral_order.pop_front() {
-                        self.seen_ephemeral.remove(&old);
-                    }
                 }
                 self.stats.ephemeral_received += 1;
                 let content = msg.content.unwrap_or_default();
@@ -789,7 +783,7 @@ impl<H: HistoryStore> SdsEngine<H> {
             }
         }
         let (mut lost, mut forced) = (Vec::new(), Vec::new());
-        self.incoming.expire(now, self.config.max_local_history, &mut lost, &mut forced);
+        self.incoming.expire(now, &mut lost, &mut forced);
         for dep in lost {
             self.stats.dependencies_lost += 1;
             let id = dep.message_id.clone();
@@ -831,7 +825,7 @@ impl<H: HistoryStore> SdsEngine<H> {
         }
         let (chain, missing) = self.incoming.blockers(id, &|x| self.history.contains(x));
         for m in missing {
-            if let Some(dep) = self.incoming.declare_lost(&m, self.config.max_local_history) {
+            if let Some(dep) = self.incoming.declare_lost(&m) {
                 self.stats.dependencies_lost += 1;
                 self.events.push_back(SdsEvent::DependencyLost(dep));
                 self.release(now, &m);

@@ -8,7 +8,7 @@
 
 use std::collections::VecDeque;
 
-use super::{FastMap as HashMap, FastSet as HashSet};
+use crate::collections::{BoundedSet, FastMap as HashMap, FastSet as HashSet};
 
 use bytes::Bytes;
 
@@ -41,21 +41,36 @@ pub(super) struct DepCheck {
     pub new_missing: Vec<MissingDependency>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct IncomingBuffer {
     waiting: HashMap<MessageId, Waiting>,
     waiters: HashMap<MessageId, Vec<MessageId>>,
     missing: HashMap<MessageId, Missing>,
     missing_timers: VecDeque<(u64, MessageId)>,
     waiting_timers: VecDeque<(u64, MessageId)>,
-    lost: HashSet<MessageId>,
-    lost_order: VecDeque<MessageId>,
+    /// Dependencies declared lost (bounded like the local log): a late reference to one of them
+    /// does not make a message wait again.
+    lost: BoundedSet<MessageId>,
     bytes: usize,
     /// Missing dependencies without a retrieval hint (they cannot be fetched from a store).
     unhinted: usize,
 }
 
 impl IncomingBuffer {
+    /// An empty buffer remembering up to `lost_memory` dependencies declared lost.
+    pub fn new(lost_memory: usize) -> Self {
+        IncomingBuffer {
+            waiting: HashMap::default(),
+            waiters: HashMap::default(),
+            missing: HashMap::default(),
+            missing_timers: VecDeque::new(),
+            waiting_timers: VecDeque::new(),
+            lost: BoundedSet::new(lost_memory),
+            bytes: 0,
+            unhinted: 0,
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.waiting.len()
     }
@@ -219,20 +234,9 @@ impl IncomingBuffer {
         Some(w)
     }
 
-    fn remember_lost(&mut self, id: MessageId, cap: usize) {
-        if self.lost.insert(id.clone()) {
-            self.lost_order.push_back(id);
-            while self.lost_order.len() > cap {
-                if let Some(old) = self.lost_order.pop_front() {
-                    self.lost.remove(&old);
-                }
-            }
-        }
-    }
-
     /// Fires due timers: pushes dependencies declared lost to `lost` and waiting messages whose
     /// patience ran out to `forced`.
-    pub fn expire(&mut self, now: u64, lost_cap: usize, lost: &mut Vec<MissingDependency>, forced: &mut Vec<MessageId>) {
+    pub fn expire(&mut self, now: u64, lost: &mut Vec<MissingDependency>, forced: &mut Vec<MessageId>) {
         while let Some((d, id)) = self.missing_timers.front().cloned() {
             if d > now {
                 break;
@@ -240,7 +244,7 @@ impl IncomingBuffer {
             self.missing_timers.pop_front();
             if self.missing.get(&id).is_some_and(|m| m.deadline == d) {
                 let m = self.take_missing(&id).expect("checked above");
-                self.remember_lost(id, lost_cap);
+                self.lost.insert(id);
                 lost.push(m.info);
             }
         }
@@ -291,9 +295,9 @@ impl IncomingBuffer {
     }
 
     /// Declares a missing dependency lost now (before its own deadline); returns it.
-    pub fn declare_lost(&mut self, id: &str, lost_cap: usize) -> Option<MissingDependency> {
+    pub fn declare_lost(&mut self, id: &str) -> Option<MissingDependency> {
         let m = self.take_missing(id)?;
-        self.remember_lost(m.info.message_id.clone(), lost_cap);
+        self.lost.insert(m.info.message_id.clone());
         Some(m.info)
     }
 

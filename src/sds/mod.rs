@@ -29,8 +29,3 @@ pub use history::{HistoryStore, LogEntry, MemoryHistory};
 
 /// Message ids are opaque strings shared between the engine's tables without copying.
 pub type MessageId = std::sync::Arc<str>;
-
-/// Hash tables keyed by wire ids: foldhash is several times faster than SipHash and randomly
-/// seeded per process, so peers cannot choose colliding ids.
-pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
-pub(crate) type FastSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;

@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use super::FastMap as HashMap;
+use crate::collections::FastMap as HashMap;
 
 use bytes::Bytes;
 

@@ -21,7 +21,7 @@
 //! twice its accounted bytes). Ordered structures (a `BTreeMap` by first-chunk time) drive every
 //! iteration, so outputs never depend on hash order. Nothing panics on any input.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::sync::Arc;
 
@@ -31,9 +31,7 @@ use super::{
 };
 use crate::wire::{MessageChunk, MAX_ID_BYTES};
 
-/// Lookups only (never iterated): foldhash, randomly seeded per process.
-type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
-type FastSet<K> = HashSet<K, foldhash::fast::RandomState>;
+use crate::collections::{BoundedSet, FastMap};
 
 /// (sender_id, request_id).
 type Key = (String, String);
@@ -313,8 +311,7 @@ pub struct Reassembler {
     /// Open partials oldest first; drives eviction and expiry.
     by_age: BTreeMap<Age, Arc<Key>>,
     bytes: usize,
-    finished: FastSet<Arc<Key>>,
-    finished_order: VecDeque<Arc<Key>>,
+    finished: BoundedSet<Arc<Key>>,
     lost: VecDeque<Lost>,
     stats: ReassemblyStats,
 }
@@ -346,8 +343,7 @@ impl Reassembler {
             partials: FastMap::default(),
             by_age: BTreeMap::new(),
             bytes: 0,
-            finished: FastSet::default(),
-            finished_order: VecDeque::new(),
+            finished: BoundedSet::new(FINISHED_KEYS_MEMORY),
             lost: VecDeque::new(),
             stats: ReassemblyStats::default(),
         }
@@ -595,15 +591,7 @@ impl Reassembler {
 
     /// Adds a key to the bounded FIFO memory of finished messages.
     fn remember(&mut self, key: Arc<Key>) {
-        if !self.finished.insert(key.clone()) {
-            return;
-        }
-        self.finished_order.push_back(key);
-        while self.finished_order.len() > FINISHED_KEYS_MEMORY {
-            if let Some(old) = self.finished_order.pop_front() {
-                self.finished.remove(&old);
-            }
-        }
+        self.finished.insert(key);
     }
 
     fn discard(&mut self, reason: DiscardReason) -> ChunkOutcome {
@@ -680,7 +668,6 @@ mod tests {
             r.on_chunk(0, "s", chunk("x", "w", 1, 1, &format!("r{i}"), b"z"));
         }
         assert_eq!(r.finished.len(), FINISHED_KEYS_MEMORY);
-        assert_eq!(r.finished_order.len(), FINISHED_KEYS_MEMORY);
         assert_eq!(r.stats().lost.missing_first_chunk, (FINISHED_KEYS_MEMORY + 10) as u64);
     }
 

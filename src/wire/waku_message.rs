@@ -43,13 +43,16 @@ impl WakuMessage {
     }
 
     /// The deterministic message hash of this message on `pubsub_topic`.
-    pub fn hash(&self, pubsub_topic: &str) -> [u8; 32] {
+    pub fn hash(&self, pubsub_topic: &str) -> MessageHash {
         message_hash(pubsub_topic, &self.payload, &self.content_topic, self.meta.as_deref().unwrap_or(&[]), self.timestamp.unwrap_or(0))
     }
 }
 
+/// A Waku message hash: the deterministic sha256 of [`message_hash`], the retrieval hint of SDS.
+pub type MessageHash = [u8; 32];
+
 /// spec: waku.message-hash — `sha256(pubsub_topic ‖ payload ‖ content_topic ‖ meta ‖ timestamp_be8)`.
-pub fn message_hash(pubsub_topic: &str, payload: &[u8], content_topic: &str, meta: &[u8], timestamp_ns: i64) -> [u8; 32] {
+pub fn message_hash(pubsub_topic: &str, payload: &[u8], content_topic: &str, meta: &[u8], timestamp_ns: i64) -> MessageHash {
     let mut h = Sha256::new();
     h.update(pubsub_topic.as_bytes());
     h.update(payload);
@@ -60,7 +63,7 @@ pub fn message_hash(pubsub_topic: &str, payload: &[u8], content_topic: &str, met
 }
 
 /// Renders a message hash the way Waku does: `0x` + lowercase hex.
-pub fn hash_to_hex(hash: &[u8; 32]) -> String {
+pub fn hash_to_hex(hash: &MessageHash) -> String {
     let mut s = String::with_capacity(66);
     s.push_str("0x");
     s.push_str(&hex::encode(hash));
