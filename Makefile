@@ -2,6 +2,7 @@
 #   make demo   runs the demo
 #   make test   runs every test (Rust, interop with the reference SDS, C under sanitizers and
 #               valgrind, Go, Nim, install + pkg-config)
+#   make lint   rustfmt, clippy (-D warnings, with and without default features), rustdoc (-D warnings)
 CARGO ?= cargo
 NPM ?= npm
 CC ?= cc
@@ -14,7 +15,7 @@ CFLAGS_STRICT := -std=c11 -Wall -Wextra -Werror -I$(CURDIR)/include
 LDLIBS_RC := -L$(LIBDIR) -lreliable_channel -Wl,-rpath,$(LIBDIR) -lpthread -ldl -lm
 
 .PHONY: all lib header examples demo demo-rust test test-rust test-c test-go test-nim test-install \
-        interop-deps bench bench-sds bench-e2e plot install uninstall clean
+        interop-deps lint bench bench-sds bench-e2e plot install uninstall clean
 
 all: lib
 
@@ -49,6 +50,12 @@ interop-deps:
 		$(NPM) ci --prefix tests/interop --no-audit --no-fund; fi
 
 test: test-rust test-c test-go test-nim test-install
+
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --release --all-targets -- -D warnings
+	$(CARGO) clippy --release --all-targets --no-default-features -- -D warnings
+	RUSTDOCFLAGS=-Dwarnings $(CARGO) doc --release --no-deps --lib
 
 test-rust: interop-deps
 	$(CARGO) test --release
