@@ -159,6 +159,7 @@ impl Ord for Scheduled {
 /// What one run measured.
 #[derive(Debug, Default, Clone)]
 struct RunResult {
+    seed: u64,
     sent: u64,
     /// Messages RECEIVED by every other participant.
     delivered: u64,
@@ -208,6 +209,9 @@ struct Run {
     published_ids: Vec<HashSet<String>>,
     /// Decoded publications: (new content, repeated content, sync).
     decoded: (u64, u64, u64),
+    /// Print every publication and final outcome (`WIRE_TRACE`), with the time since `t0`.
+    trace: bool,
+    t0: u64,
     complete_at_published: Option<u64>,
     complete_receptions: u64,
     r: RunResult,
@@ -237,10 +241,9 @@ fn cost(sds: &SdsMessage, kind: MessageKind) -> u64 {
 }
 
 impl Run {
-    fn new(cell: Cell, seed: u64) -> Self {
+    fn new(cell: Cell, seed: u64, config: &ChannelConfig, trace: bool) -> Self {
         let mut rng = SmallRng::seed_from_u64(seed ^ 0x0b1e_55ed ^ ((cell.n as u64) << 32));
-        let t0 = EPOCH_START + rng.gen_range(0..ChannelConfig::default().rate_limit.epoch_size_ms);
-        let config = ChannelConfig::default();
+        let t0 = EPOCH_START + rng.gen_range(0..config.rate_limit.epoch_size_ms.max(1));
         let n = cell.n;
         let chans = (0..n).map(|p| Channel::new(CHANNEL, TOPIC, NAMES[p], config.clone(), t0, seed.wrapping_mul(131).wrapping_add(p as u64))).collect();
         let m = cell.pace.messages;
@@ -259,9 +262,11 @@ impl Run {
             payloads: (0..n).map(|p| (0..m).map(|k| payload(p, k)).collect()).collect(),
             published_ids: vec![HashSet::new(); n],
             decoded: (0, 0, 0),
+            trace,
+            t0,
             complete_at_published: None,
             complete_receptions: 0,
-            r: RunResult { delivered_by: vec![0; n], cost_by: vec![0; n], ..Default::default() },
+            r: RunResult { seed, delivered_by: vec![0; n], cost_by: vec![0; n], ..Default::default() },
         };
         for from in 0..n {
             let phase = run.rng.gen_range(0..cell.pace.interval_ms);
@@ -284,10 +289,26 @@ impl Run {
         self.r.bytes_published += message.encoded_len() as u64;
         let (sds, kind) = SdsMessage::decode_bytes(message.payload.clone()).expect("the channel publishes decodable SDS messages");
         self.r.cost_by[p] += cost(&sds, kind);
-        match kind {
-            MessageKind::Sync => self.decoded.2 += 1,
-            _ if self.published_ids[p].insert(sds.message_id) => self.decoded.0 += 1,
-            _ => self.decoded.1 += 1,
+        let what = match kind {
+            MessageKind::Sync => {
+                self.decoded.2 += 1;
+                "sync"
+            }
+            _ if self.published_ids[p].insert(sds.message_id.clone()) => {
+                self.decoded.0 += 1;
+                "content"
+            }
+            _ => {
+                self.decoded.1 += 1;
+                "content again"
+            }
+        };
+        if self.trace {
+            let st = self.chans[p].stats();
+            let id = &sds.message_id[..sds.message_id.len().min(12)];
+            let history: Vec<&str> = sds.causal_history.iter().map(|h| &h.message_id[..h.message_id.len().min(8)]).collect();
+            let (used, queued) = (st.rate_limit_used_in_epoch, st.rate_limit_queued);
+            self.trace_line(p, &format!("publishes {what} {id} history {history:?} (RLN used {used}, queued {queued})"));
         }
         let hash = message.hash(PUBSUB);
         let msg = Arc::new(message);
@@ -326,9 +347,21 @@ impl Run {
                     self.complete_at_published = Some(self.r.published);
                 }
             }
-            ChannelEvent::SendError { .. } => self.r.send_errors += 1,
-            ChannelEvent::Lost { .. } => self.r.lost_events += 1,
+            ChannelEvent::SendError { request_id, error } => {
+                self.r.send_errors += 1;
+                self.trace_line(p, &format!("SEND_ERROR {request_id}: {error}"));
+            }
+            ChannelEvent::Lost { request_id, sender_id, error } => {
+                self.r.lost_events += 1;
+                self.trace_line(p, &format!("LOST {sender_id:?}/{request_id:?}: {error}"));
+            }
             ChannelEvent::Sent { .. } | ChannelEvent::Delivered { .. } => {}
+        }
+    }
+
+    fn trace_line(&self, p: usize, line: &str) {
+        if self.trace {
+            eprintln!("{:>10.3} s {:>5} {line}", (self.now - self.t0) as f64 / 1e3, NAMES[p]);
         }
     }
 
@@ -536,6 +569,16 @@ fn summarize(cell: Cell, runs: &[RunResult]) -> Value {
         "bytes_published": sum(&|r| r.bytes_published),
         "quiescent_runs": runs.iter().filter(|r| r.quiescent).count(),
         "virtual_s_median": median(&mut runs.iter().map(|r| r.virtual_ms as f64 / 1e3).collect::<Vec<_>>()),
+        "runs": runs.iter().map(|r| json!({
+            "seed": r.seed,
+            "wm_per_delivered": ratio(r.published, r.delivered),
+            "published": r.published,
+            "delivered": r.delivered,
+            "retransmissions": r.retransmissions,
+            "syncs": r.syncs,
+            "send_errors": r.send_errors,
+            "virtual_s": r.virtual_ms as f64 / 1e3,
+        })).collect::<Vec<_>>(),
     })
 }
 
@@ -543,51 +586,42 @@ fn f(v: &Value, key: &str) -> f64 {
     v[key].as_f64().unwrap_or(f64::NAN)
 }
 
+fn u(v: &Value, key: &str) -> u64 {
+    v[key].as_u64().unwrap_or(0)
+}
+
+/// The stdout table; `!` marks a cell where a message missed a receiver, was received twice or
+/// altered.
 fn table(cells: &[Value], seeds: u64) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "RLN-budget efficiency, default ChannelConfig, {PAYLOAD_BYTES} B payloads, {seeds} seeds per cell (median over seeds; kinds pooled; latency percentiles pooled)\n"
+        "RLN-budget efficiency: {PAYLOAD_BYTES} B payloads, {seeds} seeds per cell. WM/msg, /100 and B/B: median over seeds (WM/msg also min-max);\n\
+         kinds: WakuMessages per delivered message, pooled over the seeds ((rep) = repair answers, counted among the syncs too;\n\
+         tail = published after the last message reached everyone; store = store fetches, free); latency percentiles pooled.\n"
     );
     let _ = writeln!(
         s,
-        "{:>2} {:>4} {:>4} | {:>11} {:>4} {:>4} | {:>6} {:>5} | {:>5} {:>5} {:>5} {:>5} {:>5} {:>5} | {:>6} {:>5} | {:>6} | {:>7} {:>7} | {:>4} {:>5}",
-        "n",
-        "pace",
-        "loss",
-        "delivered",
-        "dup",
-        "err",
-        "WM/msg",
-        "ideal",
-        "cont",
-        "retx",
-        "sync",
-        "rebr",
-        "(rep)",
-        "tail",
-        "/100",
-        "ideal",
-        "B/B",
-        "p50 s",
-        "p99 s",
-        "quie",
-        "store"
+        "{:>2} {:>4} {:>4} | {:>12} {:>3} {:>4} | {:>6} {:>11} {:>5} | {:>5} {:>5} {:>5} {:>5} {:>5} {:>5} {:>5} | {:>5} {:>5} | {:>5} | {:>6} {:>6} | {:>5}",
+        "n", "pace", "loss", "delivered", "dup", "err", "WM/msg", "(min-max)", "ideal", "cont", "retx", "sync", "rebr", "(rep)", "tail", "store", "/100", "ideal", "B/B",
+        "p50 s", "p99 s", "quiet"
     );
     for c in cells {
         let pd = &c["per_delivered"];
-        let delivered = format!("{}/{}", c["delivered"], c["expected"]);
-        let flag = if c["delivered"] != c["expected"] || c["duplicate_receptions"] != 0 || c["wrong_payloads"] != 0 { "!" } else { " " };
+        let ok = u(c, "delivered") == u(c, "expected") && u(c, "duplicate_receptions") == 0 && u(c, "wrong_payloads") == 0;
+        let delivered = format!("{}/{}{}", u(c, "delivered"), u(c, "expected"), if ok { " " } else { "!" });
+        let range = format!("({:.2}-{:.2})", f(c, "wm_per_delivered_min"), f(c, "wm_per_delivered_max"));
         let _ = writeln!(
             s,
-            "{:>2} {:>4} {:>3.0}% | {:>10}{flag} {:>4} {:>4} | {:>6.2} {:>5.2} | {:>5.2} {:>5.2} {:>5.2} {:>5.2} {:>5.2} {:>5.2} | {:>6.1} {:>5.1} | {:>6.1} | {:>7.1} {:>7.1} | {:>2}/{:<2} {:>4.2}",
-            c["participants"],
+            "{:>2} {:>4} {:>3.0}% | {:>12} {:>3} {:>4} | {:>6.2} {:>11} {:>5.2} | {:>5.2} {:>5.2} {:>5.2} {:>5.2} {:>5.2} {:>5.2} {:>5.2} | {:>5.1} {:>5.1} | {:>5.0} | {:>6.1} {:>6.1} | {:>2}/{:<2}",
+            u(c, "participants"),
             c["pace"].as_str().unwrap_or(""),
             f(c, "loss") * 100.0,
             delivered,
-            c["duplicate_receptions"],
-            c["send_errors"],
+            u(c, "duplicate_receptions"),
+            u(c, "send_errors"),
             f(c, "wm_per_delivered"),
+            range,
             f(c, "ideal_wm_per_delivered"),
             f(pd, "content"),
             f(pd, "retransmission"),
@@ -595,22 +629,53 @@ fn table(cells: &[Value], seeds: u64) -> String {
             f(pd, "rebroadcast"),
             f(pd, "repair_answer"),
             f(pd, "tail"),
+            f(pd, "store_fetch"),
             f(c, "delivered_per_budget"),
             f(c, "ideal_delivered_per_budget"),
             f(c, "bytes_per_payload_byte"),
             f(c, "latency_p50_ms") / 1e3,
             f(c, "latency_p99_ms") / 1e3,
-            c["quiescent_runs"],
-            c["seeds"],
-            f(pd, "store_fetch"),
+            u(c, "quiescent_runs"),
+            u(c, "seeds"),
         );
     }
     s
 }
 
+/// Environment options: `WIRE_SEEDS=n` seeds per cell; `WIRE_CONFIG='{...}'` channel JSON applied
+/// over the defaults (to try a protocol variant; the baseline is the default); `WIRE_TRACE=n,pace,
+/// loss,seed` (e.g. `2,chat,0.2,7`) prints that run's publications and failures to stderr.
+struct Options {
+    seeds: u64,
+    config: ChannelConfig,
+    config_json: Option<String>,
+    trace: Option<String>,
+}
+
+impl Options {
+    fn from_env() -> Self {
+        let var = |k: &str| std::env::var(k).ok().map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let seeds = var("WIRE_SEEDS").and_then(|v| v.parse().ok()).filter(|&n| n > 0).unwrap_or(DEFAULT_SEEDS);
+        let config_json = var("WIRE_CONFIG");
+        let config = match ChannelConfig::default().with_json(config_json.as_deref()) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("WIRE_CONFIG: {e}");
+                std::process::exit(2);
+            }
+        };
+        Options { seeds, config, config_json, trace: var("WIRE_TRACE") }
+    }
+
+    fn traced(&self, cell: Cell, seed: u64) -> bool {
+        self.trace.as_deref() == Some(format!("{},{},{},{seed}", cell.n, cell.pace.name, cell.loss).as_str())
+    }
+}
+
 fn main() {
-    // `cargo bench` passes `--bench`; a filter argument is not supported (the matrix is small).
-    let seeds = std::env::var("WIRE_SEEDS").ok().and_then(|v| v.trim().parse().ok()).filter(|&n| n > 0).unwrap_or(DEFAULT_SEEDS);
+    // `cargo bench` passes `--bench`; filters are not supported (the matrix is small).
+    let opts = Options::from_env();
+    let seeds = opts.seeds;
     let mut cells = Vec::new();
     for &n in &PARTICIPANTS {
         for pace in &PACES {
@@ -629,7 +694,7 @@ fn main() {
             s.spawn(|| loop {
                 let i = next.fetch_add(1, AtomicOrdering::Relaxed);
                 let Some(&(c, seed)) = jobs.get(i) else { break };
-                let r = Run::new(cells[c], seed).run();
+                let r = Run::new(cells[c], seed, &opts.config, opts.traced(cells[c], seed)).run();
                 results.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(r);
             });
         }
@@ -643,6 +708,9 @@ fn main() {
             summarize(*cell, &runs)
         })
         .collect();
+    if let Some(j) = &opts.config_json {
+        println!("WIRE_CONFIG (not the default configuration): {j}");
+    }
     print!("{}", table(&summaries, seeds));
     eprintln!("{} runs in {:.1} s ({threads} threads)", jobs.len(), started.elapsed().as_secs_f64());
 
@@ -655,6 +723,7 @@ fn main() {
             "dispatch_delay_ms": [DISPATCH_DELAY_MS.0, DISPATCH_DELAY_MS.1],
             "store_rtt_ms": [STORE_RTT_MS.0, STORE_RTT_MS.1],
             "budget_per_epoch": BUDGET,
+            "channel_config_json": opts.config_json,
             "goal_wm_per_delivered": GOAL_WM_PER_DELIVERED,
         },
         "cells": summaries,
