@@ -60,7 +60,7 @@ use prost::Message as _;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use reliable_channel::channel::{Channel, ChannelAction, ChannelConfig, ChannelEvent};
-use reliable_channel::wire::{MessageChunk, MessageHash, MessageKind, SdsMessage, WakuMessage};
+use reliable_channel::wire::{HistoryEntry, MessageChunk, MessageHash, MessageKind, SdsMessage, WakuMessage};
 use serde_json::{json, Value};
 
 const CHANNEL: &str = "bench-wire";
@@ -245,7 +245,8 @@ impl Run {
         let mut rng = SmallRng::seed_from_u64(seed ^ 0x0b1e_55ed ^ ((cell.n as u64) << 32));
         let t0 = EPOCH_START + rng.gen_range(0..config.rate_limit.epoch_size_ms.max(1));
         let n = cell.n;
-        let chans = (0..n).map(|p| Channel::new(CHANNEL, TOPIC, NAMES[p], config.clone(), t0, seed.wrapping_mul(131).wrapping_add(p as u64))).collect();
+        let chans =
+            (0..n).map(|p| Channel::new(CHANNEL, TOPIC, NAMES[p], config.clone(), t0, seed.wrapping_mul(131).wrapping_add(p as u64))).collect();
         let m = cell.pace.messages;
         let mut run = Run {
             cell,
@@ -306,7 +307,10 @@ impl Run {
         if self.trace {
             let st = self.chans[p].stats();
             let id = &sds.message_id[..sds.message_id.len().min(12)];
-            let history: Vec<&str> = sds.causal_history.iter().map(|h| &h.message_id[..h.message_id.len().min(8)]).collect();
+            // `+` marks an entry with a retrieval hint (fetchable from the store).
+            let hinted =
+                |h: &HistoryEntry| format!("{}{}", &h.message_id[..h.message_id.len().min(8)], if h.retrieval_hint.is_some() { "+" } else { "" });
+            let history: Vec<String> = sds.causal_history.iter().map(hinted).collect();
             let (used, queued) = (st.rate_limit_used_in_epoch, st.rate_limit_queued);
             self.trace_line(p, &format!("publishes {what} {id} history {history:?} (RLN used {used}, queued {queued})"));
         }
@@ -340,6 +344,7 @@ impl Run {
                 self.first_rx[from][k][p] = Some(self.now);
                 if let Some(sent) = self.sent_at[from][k] {
                     self.r.latencies_ms.push(self.now - sent);
+                    self.trace_line(p, &format!("RECEIVED {request_id} after {:.3} s", (self.now - sent) as f64 / 1e3));
                 }
                 self.complete_receptions += 1;
                 let expected = (self.cell.n * (self.cell.n - 1) * self.cell.pace.messages) as u64;
@@ -419,6 +424,7 @@ impl Run {
                     let payload = std::mem::take(&mut self.payloads[from][k]);
                     let accepted = self.chans[from].send(now, &rid, &payload, false);
                     self.payloads[from][k] = payload;
+                    self.trace_line(from, &format!("sends {rid}"));
                     match accepted {
                         Ok(()) => self.r.sent += 1,
                         Err(e) => eprintln!("{} refused send {rid}: {e}", NAMES[from]),
