@@ -43,7 +43,7 @@
 //!
 //! Output: a table on stdout and `target/bench/wire.json` (the same for every run: nothing
 //! depends on the machine's clock); `benches/plot_wire.py` draws `docs/wire_efficiency.png`.
-//! `WIRE_SEEDS=n` sets the seeds per cell.
+//! Options (environment): see [`Options`].
 
 // Participants are indices into `NAMES` and the per-participant vectors alike.
 #![allow(clippy::needless_range_loop)]
@@ -114,6 +114,18 @@ fn ideal(receivers: usize, p: f64) -> f64 {
         }
     }
     sum
+}
+
+/// [`ideal`] against the closed forms it must match: 1 for no loss, 1/(1 − p) for one receiver,
+/// 2/(1 − p) − 1/(1 − p²) for two (E[max] = E[X] + E[Y] − E[min], min geometric(1 − p²)).
+fn check_ideal() {
+    for &p in &LOSSES {
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-9;
+        assert!(close(ideal(3, 0.0), 1.0), "ideal without loss");
+        assert!(close(ideal(1, p), 1.0 / (1.0 - p)), "ideal for one receiver at loss {p}");
+        assert!(close(ideal(2, p), 2.0 / (1.0 - p) - 1.0 / (1.0 - p * p)), "ideal for two receivers at loss {p}");
+        assert!(ideal(3, p) >= ideal(2, p), "more receivers never need fewer transmissions");
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -649,8 +661,9 @@ fn table(cells: &[Value], seeds: u64) -> String {
 }
 
 /// Environment options: `WIRE_SEEDS=n` seeds per cell; `WIRE_CONFIG='{...}'` channel JSON applied
-/// over the defaults (to try a protocol variant; the baseline is the default); `WIRE_TRACE=n,pace,
-/// loss,seed` (e.g. `2,chat,0.2,7`) prints that run's publications and failures to stderr.
+/// over the defaults, to try a protocol variant (written to `wire_variant.json`; the baseline is
+/// the default); `WIRE_TRACE=n,pace,loss,seed` (e.g. `2,chat,0.2,7`) prints that run's sends,
+/// publications, receptions and failures to stderr.
 struct Options {
     seeds: u64,
     config: ChannelConfig,
@@ -681,6 +694,7 @@ impl Options {
 fn main() {
     // `cargo bench` passes `--bench`; filters are not supported (the matrix is small).
     let opts = Options::from_env();
+    check_ideal();
     let seeds = opts.seeds;
     let mut cells = Vec::new();
     for &n in &PARTICIPANTS {
@@ -736,7 +750,8 @@ fn main() {
     });
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target").join("bench");
     std::fs::create_dir_all(&dir).expect("create target/bench");
-    let path = dir.join("wire.json");
+    // A variant never overwrites the baseline's figures.
+    let path = dir.join(if opts.config_json.is_some() { "wire_variant.json" } else { "wire.json" });
     std::fs::write(&path, serde_json::to_string_pretty(&out).expect("serialize") + "\n").expect("write wire.json");
     println!("\nwrote {}", path.display());
 }
