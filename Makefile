@@ -15,7 +15,7 @@ CFLAGS_STRICT := -std=c11 -Wall -Wextra -Werror -I$(CURDIR)/include
 LDLIBS_RC := -L$(LIBDIR) -lreliable_channel -Wl,-rpath,$(LIBDIR) -lpthread -ldl -lm
 
 .PHONY: all lib header examples demo demo-rust test test-rust test-c test-go test-nim test-install \
-        interop-deps lint bench bench-sds bench-e2e plot install uninstall clean
+        interop-deps lint bench bench-sds bench-e2e bench-wire plot plot-wire install uninstall clean
 
 all: lib
 
@@ -74,8 +74,9 @@ test-nim: lib
 test-install: lib
 	@if [ -x tests/install/run.sh ]; then tests/install/run.sh; else echo "test-install: not yet"; fi
 
-# Criterion bench of the SDS engine, then the end-to-end bench (writes target/bench/e2e.json).
-bench: bench-sds bench-e2e
+# Criterion bench of the SDS engine, the end-to-end bench (writes target/bench/e2e.json), then
+# the RLN-budget efficiency bench.
+bench: bench-sds bench-e2e bench-wire
 
 bench-sds:
 	$(CARGO) bench --bench sds_engine
@@ -83,9 +84,18 @@ bench-sds:
 bench-e2e:
 	$(CARGO) bench --bench e2e
 
+# RLN-budget efficiency (WakuMessages per delivered message against the ideal), deterministic, on
+# a virtual clock: table on stdout, target/bench/wire.json (see BENCHMARKS.md).
+bench-wire:
+	$(CARGO) bench --bench wire
+
 # Throughput-vs-size plot (docs/throughput.png) from target/bench/e2e.json; needs matplotlib.
 plot:
 	python3 benches/plot_throughput.py
+
+# docs/wire_efficiency.png from target/bench/wire.json (make bench-wire); needs matplotlib.
+plot-wire:
+	python3 benches/plot_wire.py
 
 install: lib
 	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
