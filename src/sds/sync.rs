@@ -13,7 +13,7 @@
 //!   fetched from the store), a sync goes out after 0.25–0.5 × `acknowledgement_timeout_ms` and
 //!   then about once per `acknowledgement_timeout_ms` (×0.75–1.25): it lists those dependencies
 //!   in `repair_request`, and a peer holding one answers with its hint (see
-//!   `SdsEngine::answer_repair_request`).
+//!   `repair.rs`).
 
 use rand::Rng;
 
