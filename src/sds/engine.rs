@@ -19,7 +19,7 @@ use super::id::{message_id, sync_id, WrapClock};
 use super::incoming::IncomingBuffer;
 use super::outgoing::{Expired, OutgoingBuffer};
 use super::repair::RepairResponder;
-use super::sync::SyncScheduler;
+use super::sync::{earliest, SyncScheduler};
 use super::{Delivered, MessageId, MissingDependency, ReceiveOutcome, SdsConfig, SdsError, SdsEvent, SdsStats, Wrapped};
 use crate::collections::{BoundedSet, FastMap};
 use crate::wire::{BloomFilter, BloomView, HistoryEntry, HistoryEntryRef, MessageKind, SdsMessage, SdsMessageRef, MAX_REPAIR_ENTRIES};
@@ -571,7 +571,7 @@ impl<H: HistoryStore> SdsEngine<H> {
 
     /// Earliest time at which [`Self::handle_timeout`] has work, if any.
     pub fn next_deadline(&mut self) -> Option<u64> {
-        [self.outgoing.next_deadline(), self.incoming.next_deadline(), self.sync.next_deadline()].into_iter().flatten().min()
+        earliest(earliest(self.outgoing.next_deadline(), self.incoming.next_deadline()), self.sync.next_deadline())
     }
 
     /// Fires every timer due at `now`: retransmissions, give-ups, lost dependencies, forced
