@@ -37,7 +37,7 @@ impl Pair {
         let now = T0 + self.n;
         self.payload[..8].copy_from_slice(&self.n.to_le_bytes());
         let (tx, rx) = if self.n.is_multiple_of(2) { (&mut self.a, &mut self.b) } else { (&mut self.b, &mut self.a) };
-        let w = tx.wrap_content(now, &self.payload).expect("room");
+        let w = tx.wrap_content(now, &self.payload, None).expect("room");
         tx.on_dispatched(now, &w.message_id, None);
         rx.receive(now, w.bytes, None);
         while rx.poll_event().is_some() {}

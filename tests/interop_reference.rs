@@ -317,7 +317,7 @@ fn delivered_ids(ev: &[SdsEvent]) -> Vec<String> {
 
 /// Wraps and dispatches one content message of ours, recording `hint` as its retrieval hint.
 fn send_ours(e: &mut SdsEngine, now: u64, content: &[u8], hint: &[u8]) -> Wrapped {
-    let w = e.wrap_content(now, content).expect("wrap_content");
+    let w = e.wrap_content(now, content, None).expect("wrap_content");
     assert!(e.on_dispatched(now, &w.message_id, Some(Bytes::copy_from_slice(hint))));
     w
 }
@@ -436,11 +436,11 @@ fn our_messages_decode_and_deliver_in_the_reference() {
     assert_eq!(alice.receive(T0 + 1, c1.bytes.clone(), Some(h_c1.clone().into())), ReceiveOutcome::Delivered);
     drain(&mut alice);
 
-    let a1 = alice.wrap_content(T0 + 2, b"first message of alice").unwrap();
+    let a1 = alice.wrap_content(T0 + 2, b"first message of alice", None).unwrap();
     let a1_lamport = alice.lamport_timestamp();
     let a1_bloom = alice.bloom().as_bytes().to_vec();
     assert!(alice.on_dispatched(T0 + 2, &a1.message_id, Some(h_a1.clone().into())));
-    let a2 = alice.wrap_content(T0 + 3, "second message of alice, ünïcödé ✓".as_bytes()).unwrap();
+    let a2 = alice.wrap_content(T0 + 3, "second message of alice, ünïcödé ✓".as_bytes(), None).unwrap();
     let a2_lamport = alice.lamport_timestamp();
     let a2_bloom = alice.bloom().as_bytes().to_vec();
     assert!(alice.on_dispatched(T0 + 3, &a2.message_id, Some(h_a2.clone().into())));
@@ -450,7 +450,7 @@ fn our_messages_decode_and_deliver_in_the_reference() {
     drain(&mut alice);
     let (now, sync_id, sync, _) = fire_until_sync(&mut alice, T0 + 4);
     let sync_lamport = alice.lamport_timestamp();
-    let eph = alice.wrap_ephemeral(now, b"ephemeral from alice").unwrap();
+    let eph = alice.wrap_ephemeral(now, b"ephemeral from alice", None).unwrap();
 
     // Content with history and bloom.
     let (m, kind) = decode_both(&mut peer, &a1.bytes, "a1");
@@ -673,7 +673,7 @@ fn byte_identical_to_the_reference_with_reference_ids() {
         // Our clock is set so that max(now, ts + 1) lands on the reference's timestamp.
         let e = ours.get_or_insert_with(|| SdsEngine::new(CHANNEL, "bob", config.clone(), lamport - 1, 9));
         let now = if i == 0 { lamport - 1 } else { lamport };
-        let w = e.wrap_content(now, text.as_bytes()).unwrap();
+        let w = e.wrap_content(now, text.as_bytes(), None).unwrap();
         assert_eq!(&*w.message_id, id.as_str());
         if w.bytes != wire {
             let mine = SdsMessage::decode_bytes(w.bytes.clone()).map(|x| x.0);
@@ -683,7 +683,7 @@ fn byte_identical_to_the_reference_with_reference_ids() {
     }
     let (id, wire) = peer.send_ephemeral(b"ephemeral bytes");
     let e = ours.as_mut().unwrap();
-    let w = e.wrap_ephemeral(e.lamport_timestamp(), b"ephemeral bytes").unwrap();
+    let w = e.wrap_ephemeral(e.lamport_timestamp(), b"ephemeral bytes", None).unwrap();
     assert_eq!(&*w.message_id, id.as_str());
     assert!(w.bytes == wire, "ephemeral differs: reference {} ours {}", hex::encode(&wire), hex::encode(&w.bytes));
 }
@@ -810,7 +810,7 @@ impl Live {
 
     fn alice_send(&mut self, text: &str) -> Packet {
         let now = self.tick();
-        let w = self.alice.wrap_content(now, text.as_bytes()).unwrap();
+        let w = self.alice.wrap_content(now, text.as_bytes(), None).unwrap();
         let hint = hint_for(&w.message_id);
         assert!(self.alice.on_dispatched(now, &w.message_id, Some(hint.clone().into())));
         let ev = drain(&mut self.alice);
@@ -1030,7 +1030,7 @@ fn live_exchange_alice_ours_bob_reference() {
     assert_eq!(o, ReceiveOutcome::Duplicate);
     assert!(ev.is_empty(), "a duplicate is dropped silently: {ev:?}");
     let now = l.tick();
-    let eph = l.alice.wrap_ephemeral(now, b"alice ephemeral").unwrap();
+    let eph = l.alice.wrap_ephemeral(now, b"alice ephemeral", None).unwrap();
     let ev = l.deliver_to_bob(&Packet { id: eph.message_id.to_string(), bytes: eph.bytes, hint: None });
     assert!(ev.is_empty(), "{ev:?}");
     let (id, bytes) = l.bob.send_ephemeral(b"bob ephemeral");

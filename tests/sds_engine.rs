@@ -35,7 +35,7 @@ fn acked(ev: &[SdsEvent]) -> Vec<String> {
 }
 
 fn send(e: &mut SdsEngine, now: u64, text: &str) -> Wrapped {
-    let w = e.wrap_content(now, text.as_bytes()).unwrap();
+    let w = e.wrap_content(now, text.as_bytes(), None).unwrap();
     assert!(e.on_dispatched(now, &w.message_id, None));
     w
 }
@@ -70,7 +70,7 @@ fn lamport_is_max_of_now_and_previous_plus_one_and_max_on_delivery() {
     let m3 = decode(&send(&mut a, T0 + 100, "3").bytes);
     assert_eq!(m3.lamport_timestamp, Some(T0 + 100));
     // bob's clock is behind: delivery raises his lamport to the received one.
-    let far = SdsEngine::new("chan", "carol", SdsConfig::default(), T0 + 1_000_000, 1).wrap_content(T0 + 1_000_000, b"x").unwrap();
+    let far = SdsEngine::new("chan", "carol", SdsConfig::default(), T0 + 1_000_000, 1).wrap_content(T0 + 1_000_000, b"x", None).unwrap();
     b.receive(T0, far.bytes, None);
     assert_eq!(b.lamport_timestamp(), T0 + 1_000_001);
     assert_eq!(decode(&send(&mut b, T0, "y").bytes).lamport_timestamp, Some(T0 + 1_000_002));
@@ -79,8 +79,8 @@ fn lamport_is_max_of_now_and_previous_plus_one_and_max_on_delivery() {
 #[test]
 fn ids_are_unique_for_identical_payloads() {
     let mut a = engine("alice");
-    let x = a.wrap_content(T0, b"same").unwrap();
-    let y = a.wrap_content(T0, b"same").unwrap();
+    let x = a.wrap_content(T0, b"same", None).unwrap();
+    let y = a.wrap_content(T0, b"same", None).unwrap();
     assert_ne!(x.message_id, y.message_id);
     assert_eq!(x.message_id.len(), 64);
 }
@@ -92,14 +92,14 @@ fn precomputed_ids_are_used_and_never_reused() {
     let mut a = engine("alice");
     let mut b = engine("bob");
     let id = message_id(a.config().message_id_scheme, "alice", 42, b"hi");
-    let w = a.wrap_content_with_id(T0, b"hi", id.clone()).unwrap();
+    let w = a.wrap_content(T0, b"hi", Some(id.clone())).unwrap();
     assert_eq!(w.message_id, id);
     assert_eq!(decode(&w.bytes).message_id, &*id);
-    assert_eq!(a.wrap_content_with_id(T0, b"hi", id.clone()), Err(SdsError::DuplicateId(id.to_string())));
+    assert_eq!(a.wrap_content(T0, b"hi", Some(id.clone())), Err(SdsError::DuplicateId(id.to_string())));
     a.on_dispatched(T0, &id, None);
     assert_eq!(b.receive(T0, w.bytes, None), ReceiveOutcome::Delivered);
     assert_eq!(delivered(&drain(&mut b)), ["hi"]);
-    let e = a.wrap_ephemeral_with_id(T0, b"typing", "eph-1".into()).unwrap();
+    let e = a.wrap_ephemeral(T0, b"typing", Some("eph-1".into())).unwrap();
     assert_eq!(&*e.message_id, "eph-1");
 }
 
@@ -143,7 +143,7 @@ fn retransmits_every_timeout_then_gives_up_after_the_last() {
 #[test]
 fn undispatched_messages_are_never_retransmitted() {
     let mut a = engine("alice");
-    let m = a.wrap_content(T0, b"queued").unwrap();
+    let m = a.wrap_content(T0, b"queued", None).unwrap();
     a.handle_timeout(T0 + 100 * ACK);
     assert!(drain(&mut a).iter().all(|e| matches!(e, SdsEvent::SendSync { .. })));
     assert!(a.is_outstanding(&m.message_id));
@@ -390,7 +390,7 @@ fn nothing_to_report_means_no_sync() {
 #[test]
 fn ephemeral_is_delivered_at_once_and_never_tracked() {
     let (mut a, mut b) = (engine("alice"), engine("bob"));
-    let e = a.wrap_ephemeral(T0, b"typing").unwrap();
+    let e = a.wrap_ephemeral(T0, b"typing", None).unwrap();
     let m = decode(&e.bytes);
     assert!(m.lamport_timestamp.is_none() && m.bloom_filter.is_none() && m.causal_history.is_empty());
     assert!(!a.is_outstanding(&e.message_id));
@@ -441,7 +441,7 @@ fn own_previous_message_is_always_in_the_causal_history() {
 #[test]
 fn retrieval_hint_of_dispatch_is_carried_in_history() {
     let mut a = engine("alice");
-    let m = a.wrap_content(T0, b"x").unwrap();
+    let m = a.wrap_content(T0, b"x", None).unwrap();
     a.on_dispatched(T0, &m.message_id, Some(Bytes::from_static(b"wakuhash")));
     let next = decode(&send(&mut a, T0 + 1, "y").bytes);
     assert_eq!(next.causal_history[0].retrieval_hint.as_deref(), Some(&b"wakuhash"[..]));
@@ -453,11 +453,11 @@ fn outgoing_buffer_is_bounded() {
     let cfg = SdsConfig { max_outgoing_messages: 3, ..Default::default() };
     let mut a = SdsEngine::new("chan", "alice", cfg, T0, 1);
     for i in 0..3 {
-        a.wrap_content(T0, &[i]).unwrap();
+        a.wrap_content(T0, &[i], None).unwrap();
     }
     assert!(!a.has_outgoing_room(1));
-    assert!(matches!(a.wrap_content(T0, b"x"), Err(SdsError::OutgoingFull { messages: 3, .. })));
-    assert_eq!(a.wrap_content(T0, b""), Err(SdsError::EmptyContent));
+    assert!(matches!(a.wrap_content(T0, b"x", None), Err(SdsError::OutgoingFull { messages: 3, .. })));
+    assert_eq!(a.wrap_content(T0, b"", None), Err(SdsError::EmptyContent));
 }
 
 #[test]
@@ -540,7 +540,7 @@ fn latest_message_is_rebroadcast_to_a_peer_whose_sync_lacks_it() {
 fn a_message_that_never_left_is_forgotten_but_one_that_went_out_stays() {
     let (mut a, mut b) = (engine("alice"), engine("bob"));
     // Wrapped but never dispatched (its encryption or first dispatch failed): retracted.
-    let never = a.wrap_content(T0, b"never left").unwrap();
+    let never = a.wrap_content(T0, b"never left", None).unwrap();
     assert!(a.cancel(&never.message_id));
     assert!(!a.history().contains(&never.message_id));
     let next = send(&mut a, T0 + 1, "next");

@@ -78,7 +78,7 @@ fn recorded_conversation_replays_byte_for_byte() {
                 now = lamport(rec_bytes);
                 let ours = if event == "sds:out:message-sent" {
                     let text = SdsMessage::decode(rec_bytes.clone()).unwrap().content.unwrap();
-                    let w = engine.wrap_content(now, &text).unwrap();
+                    let w = engine.wrap_content(now, &text, None).unwrap();
                     assert_eq!(&*w.message_id, rec_id.as_str());
                     assert!(engine.on_dispatched(now, &w.message_id, None));
                     w.bytes

@@ -300,7 +300,7 @@ impl Channel {
                 items.push(Item::Fresh { request: request.clone(), index, frame: chunk.frame, id: chunk.id });
                 continue;
             }
-            let wrapped = self.sds.wrap_ephemeral_with_id(now, &chunk.frame, chunk.id);
+            let wrapped = self.sds.wrap_ephemeral(now, &chunk.frame, Some(chunk.id));
             // check_send guaranteed room; an error here is a bug, reported rather than panicking.
             let w = match wrapped {
                 Ok(w) => w,
@@ -347,7 +347,7 @@ impl Channel {
     /// send is gone or the wrap failed (the send then fails).
     fn wrap_fresh(&mut self, now: u64, request: &Arc<str>, index: u32, frame: &[u8], id: MessageId) -> Option<(MessageId, Bytes)> {
         let total = self.sends.get(request)?.total;
-        match self.sds.wrap_content_with_id(now, frame, id) {
+        match self.sds.wrap_content(now, frame, Some(id)) {
             Ok(w) => {
                 self.chunk_owner.insert(w.message_id.clone(), (request.clone(), index));
                 if let Some(s) = self.sends.get_mut(request) {

@@ -1,21 +1,28 @@
 //! The SDS state machine for one participant in one channel.
+//!
+//! The engine decides what happens to each message sent, received or timed out; the state behind
+//! those decisions lives in sub-structs that each own theirs: the local log ([`HistoryStore`]), own
+//! messages awaiting acknowledgement (`OutgoingBuffer`), received messages waiting for
+//! dependencies (`IncomingBuffer`), sync timers (`SyncScheduler`) and the repair responder
+//! (`RepairResponder`). The engine itself keeps the lamport clock, the bloom filter, the heads and
+//! acknowledgements a sync carries, and our latest message; `crate::wire` writes the bytes.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
 
-use bytes::{BufMut, Bytes};
-use prost::Message as _;
+use bytes::Bytes;
 use rand::rngs::SmallRng;
-use rand::{Rng, SeedableRng};
-use sha2::{Digest as _, Sha256};
+use rand::SeedableRng;
 
-use super::history::{HistoryStore, LogEntry, MemoryHistory};
+use super::history::{causal_refs, HistoryStore, LogEntry, MemoryHistory};
+use super::id::{message_id, sync_id, WrapClock};
 use super::incoming::IncomingBuffer;
 use super::outgoing::{Expired, OutgoingBuffer};
-use super::sync::SyncScheduler;
-use super::{Delivered, MessageId, MessageIdScheme, MissingDependency, SdsConfig, SdsEvent};
+use super::repair::RepairResponder;
+use super::sync::{earliest, SyncScheduler};
+use super::{Delivered, MessageId, MissingDependency, ReceiveOutcome, SdsConfig, SdsError, SdsEvent, SdsStats, Wrapped};
 use crate::collections::{BoundedSet, FastMap};
+use crate::wire::{BloomFilter, BloomView, HistoryEntry, HistoryEntryRef, MessageKind, SdsMessage, SdsMessageRef, MAX_REPAIR_ENTRIES};
 
 /// Most senders whose latest message is remembered for sync heads.
 pub const MAX_TRACKED_SENDERS: usize = 256;
@@ -23,89 +30,8 @@ pub const MAX_TRACKED_SENDERS: usize = 256;
 /// one sync then acknowledges a whole burst (a 1 MiB file is 11 chunks) by causal history,
 /// instead of needing `possible_acks_threshold` bloom hits before the sender retransmits.
 pub const MAX_SYNC_ACKS: usize = 64;
-/// Most recently dispatched or received messages (with their retrieval hints) remembered to
-/// answer repair requests; each is also forgotten `dependency_timeout_ms +
-/// acknowledgement_timeout_ms` after it was remembered.
-pub const MAX_REPAIR_CANDIDATES: usize = 4_096;
-/// Most hinted entries one answer to a repair request carries, and their encoded bytes (so that
-/// the sync stays far below the WakuMessage size limit even with maximal ids and hints).
-pub const MAX_REPAIR_ANSWER_ENTRIES: usize = 512;
-pub const MAX_REPAIR_ANSWER_BYTES: usize = 64 * 1024;
 /// Ephemeral message ids remembered to drop network duplicates.
 pub const MAX_SEEN_EPHEMERAL: usize = 4_096;
-use crate::wire::keccak::keccak256;
-use crate::wire::{BloomFilter, BloomView, HistoryEntry, MessageKind, SdsMessage, WireError, MAX_REPAIR_ENTRIES};
-
-/// Why the engine refused to wrap a message.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SdsError {
-    /// Content messages must carry content.
-    #[error("empty content")]
-    EmptyContent,
-    /// The outgoing buffer is at its message or byte bound: push back and retry later.
-    #[error("outgoing buffer full ({messages} messages, {bytes} bytes)")]
-    OutgoingFull { messages: usize, bytes: usize },
-    /// A precomputed message id that is already in use.
-    #[error("message id {0} already in use")]
-    DuplicateId(String),
-}
-
-/// A wrapped message ready to dispatch.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Wrapped {
-    pub message_id: MessageId,
-    /// The encoded SDS message.
-    pub bytes: Bytes,
-}
-
-/// What happened to one received message.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ReceiveOutcome {
-    /// Content delivered now (with any messages it released): see the `Delivered` events.
-    Delivered,
-    /// Content buffered until its dependencies arrive.
-    Buffered,
-    /// A sync message (acknowledgements processed).
-    Sync,
-    /// An ephemeral message, delivered at once.
-    Ephemeral,
-    /// Already delivered or buffered: dropped.
-    Duplicate,
-    /// Our own message coming back: ignored.
-    Echo,
-    /// Another channel's message: ignored.
-    WrongChannel,
-    /// The incoming buffer is at its bound: dropped (the sender will retransmit).
-    BufferFull,
-    /// Malformed: dropped.
-    Invalid(WireError),
-}
-
-/// Counters of one engine.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SdsStats {
-    pub content_sent: u64,
-    pub ephemeral_sent: u64,
-    pub syncs_sent: u64,
-    pub retransmissions: u64,
-    pub acknowledged: u64,
-    pub gave_up: u64,
-    pub delivered: u64,
-    pub ephemeral_received: u64,
-    pub syncs_received: u64,
-    pub duplicates: u64,
-    pub echoes: u64,
-    pub wrong_channel: u64,
-    pub invalid: u64,
-    pub dropped_buffer_full: u64,
-    pub dependencies_lost: u64,
-    pub forced_deliveries: u64,
-    pub rebroadcasts: u64,
-    /// Syncs sent answering a peer's repair request (carrying the hints it asked for).
-    pub repairs: u64,
-    /// Missing dependencies whose retrieval hint was learned after they were found missing.
-    pub hints_learned: u64,
-}
 
 /// One participant's SDS state for one channel. See the module docs of [`crate::sds`].
 pub struct SdsEngine<H: HistoryStore = MemoryHistory> {
@@ -127,13 +53,8 @@ pub struct SdsEngine<H: HistoryStore = MemoryHistory> {
     /// spec: sds.sync.heads — the latest delivered message of each sender (bounded), carried by
     /// sync messages so that a peer who missed a sender's last message learns it exists.
     heads: FastMap<MessageId, LogEntry>,
-    /// spec: sds.repair — messages we dispatched or received recently, with their retrieval
-    /// hints (what a repair request may ask for): remembered at, in order, and by id (bounded).
-    recent: VecDeque<(u64, MessageId)>,
-    recent_hints: FastMap<MessageId, (HistoryEntry, crate::wire::bloom::BloomPositions)>,
-    /// When we last answered each peer with a repair sync (bounded), and anyone at all.
-    repaired: FastMap<MessageId, u64>,
-    last_repair_at: Option<u64>,
+    /// spec: sds.repair — answers peers' repair requests with the hints we know.
+    repair: RepairResponder,
     /// spec: sds.ephemeral — ids of ephemeral messages already delivered (bounded FIFO).
     seen_ephemeral: BoundedSet<MessageId>,
     /// spec: sds.bloom.news — content messages still to carry the bloom filter. Peers use our
@@ -178,10 +99,7 @@ impl<H: HistoryStore> SdsEngine<H> {
             last_own_bytes: None,
             last_rebroadcast_at: None,
             heads: FastMap::default(),
-            recent: VecDeque::new(),
-            recent_hints: FastMap::default(),
-            repaired: FastMap::default(),
-            last_repair_at: None,
+            repair: RepairResponder::default(),
             seen_ephemeral: BoundedSet::new(MAX_SEEN_EPHEMERAL),
             bloom_news: 0,
             to_ack: VecDeque::new(),
@@ -194,12 +112,15 @@ impl<H: HistoryStore> SdsEngine<H> {
         }
     }
 
+    /// The channel this engine speaks for.
     pub fn channel_id(&self) -> &str {
         &self.channel_id
     }
+    /// Our sender id on this channel.
     pub fn sender_id(&self) -> &str {
         &self.sender_id
     }
+    /// The configuration the engine was created with.
     pub fn config(&self) -> &SdsConfig {
         &self.config
     }
@@ -208,9 +129,11 @@ impl<H: HistoryStore> SdsEngine<H> {
     pub fn wrap_clock(&self) -> &WrapClock {
         &self.wrap_clock
     }
+    /// Counters since the engine was created.
     pub fn stats(&self) -> &SdsStats {
         &self.stats
     }
+    /// The current lamport clock.
     pub fn lamport_timestamp(&self) -> u64 {
         self.lamport
     }
@@ -276,45 +199,24 @@ impl<H: HistoryStore> SdsEngine<H> {
         self.lamport
     }
 
-    fn content_id(&mut self, now: u64, content: &[u8]) -> MessageId {
+    fn content_id(&self, now: u64, content: &[u8]) -> MessageId {
         let ns = self.wrap_clock.stamp(now.saturating_mul(1_000_000));
         message_id(self.config.message_id_scheme, &self.sender_id, ns, content)
     }
 
-    /// Encodes a message whose history is owned (syncs, ephemeral).
-    fn encode_with(
-        &self,
-        id: &str,
-        lamport: Option<u64>,
-        history: Vec<HistoryEntry>,
-        with_bloom: bool,
-        repair: &[HistoryEntry],
-        content: Option<&[u8]>,
-    ) -> Bytes {
-        let refs: Vec<EntryRef<'_>> = history.iter().map(EntryRef::of_entry).collect();
-        let bloom = with_bloom.then(|| self.bloom.as_bytes());
-        encode_message(&self.sender_id, id, &self.channel_id, lamport, &refs, bloom, repair, content)
-    }
-
-    fn encode(&self, id: &str, lamport: Option<u64>, history: Vec<HistoryEntry>, with_bloom: bool, content: Option<&[u8]>) -> Bytes {
-        self.encode_with(id, lamport, history, with_bloom, &[], content)
+    /// The message `id` from us on this channel, every other field empty: fill in the rest.
+    fn envelope<'a>(&'a self, id: &'a str) -> SdsMessageRef<'a> {
+        SdsMessageRef { sender_id: &self.sender_id, message_id: id, channel_id: &self.channel_id, ..Default::default() }
     }
 
     /// spec: sds.send — wraps one content message: lamport, causal history, bloom filter, id.
     /// The message enters the local log and the outgoing buffer; report its dispatch with
     /// [`Self::on_dispatched`] to start the acknowledgement timer.
-    pub fn wrap_content(&mut self, now: u64, content: &[u8]) -> Result<Wrapped, SdsError> {
-        self.wrap_content_as(now, content, None)
-    }
-
-    /// [`Self::wrap_content`] with an id computed beforehand by [`message_id`] (the manager
-    /// computes it on the sending thread). An id already in the log or the outgoing buffer is
-    /// refused.
-    pub fn wrap_content_with_id(&mut self, now: u64, content: &[u8], id: MessageId) -> Result<Wrapped, SdsError> {
-        self.wrap_content_as(now, content, Some(id))
-    }
-
-    fn wrap_content_as(&mut self, now: u64, content: &[u8], id: Option<MessageId>) -> Result<Wrapped, SdsError> {
+    ///
+    /// `id` is `None` for the engine to compute it with [`message_id`], or one computed beforehand
+    /// the same way (the manager computes it on the sending thread, stamping the engine's
+    /// [`Self::wrap_clock`]); an id already in the log or the outgoing buffer is refused.
+    pub fn wrap_content(&mut self, now: u64, content: &[u8], id: Option<MessageId>) -> Result<Wrapped, SdsError> {
         if content.is_empty() {
             return Err(SdsError::EmptyContent);
         }
@@ -332,13 +234,14 @@ impl<H: HistoryStore> SdsEngine<H> {
         };
         let with_bloom = self.config.always_send_bloom || self.bloom_news > 0;
         self.bloom_news = self.bloom_news.saturating_sub(1);
-        // Borrowed straight from the log: no id or history copies on the hot path.
         let history = causal_refs(&self.history, self.last_own.as_ref(), self.config.causal_history_size);
-        let bloom = with_bloom.then(|| self.bloom.as_bytes());
-        let bytes = encode_message(&self.sender_id, &id, &self.channel_id, Some(lamport), &history, bloom, &[], Some(content));
+        let bloom_filter = with_bloom.then(|| self.bloom.as_bytes());
+        let message =
+            SdsMessageRef { lamport_timestamp: Some(lamport), causal_history: &history, bloom_filter, content: Some(content), ..self.envelope(&id) };
+        let bytes = message.encode();
         // What this message names is acknowledged by it: no sync owes those an ack any more.
         if !self.to_ack.is_empty() {
-            self.to_ack.retain(|e| !history.iter().any(|h| h.id == &*e.message_id));
+            self.to_ack.retain(|e| !history.iter().any(|h| h.message_id == &*e.message_id));
         }
         let own = LogEntry { message_id: id.clone(), lamport_timestamp: lamport, sender_id: Some(self.sender_arc.clone()), retrieval_hint: None };
         self.history.insert(own.clone());
@@ -357,16 +260,8 @@ impl<H: HistoryStore> SdsEngine<H> {
     }
 
     /// spec: sds.ephemeral — no lamport, history or bloom; never buffered, acked or retransmitted.
-    pub fn wrap_ephemeral(&mut self, now: u64, content: &[u8]) -> Result<Wrapped, SdsError> {
-        self.wrap_ephemeral_as(now, content, None)
-    }
-
-    /// [`Self::wrap_ephemeral`] with an id computed beforehand by [`message_id`].
-    pub fn wrap_ephemeral_with_id(&mut self, now: u64, content: &[u8], id: MessageId) -> Result<Wrapped, SdsError> {
-        self.wrap_ephemeral_as(now, content, Some(id))
-    }
-
-    fn wrap_ephemeral_as(&mut self, now: u64, content: &[u8], id: Option<MessageId>) -> Result<Wrapped, SdsError> {
+    /// `id` as for [`Self::wrap_content`] (`None`: the engine computes it).
+    pub fn wrap_ephemeral(&mut self, now: u64, content: &[u8], id: Option<MessageId>) -> Result<Wrapped, SdsError> {
         if content.is_empty() {
             return Err(SdsError::EmptyContent);
         }
@@ -375,7 +270,7 @@ impl<H: HistoryStore> SdsEngine<H> {
             Some(id) => id,
             None => self.content_id(now, content),
         };
-        let bytes = self.encode(&id, None, Vec::new(), false, Some(content));
+        let bytes = SdsMessageRef { content: Some(content), ..self.envelope(&id) }.encode();
         self.stats.ephemeral_sent += 1;
         Ok(Wrapped { message_id: id, bytes })
     }
@@ -393,7 +288,7 @@ impl<H: HistoryStore> SdsEngine<H> {
             self.bloom.insert_positions(&positions);
             if let Some(h) = &retrieval_hint {
                 let entry = HistoryEntry { message_id: id.to_owned(), retrieval_hint: Some(h.clone()), sender_id: Some(self.sender_id.clone()) };
-                self.remember_recent(now, entry);
+                self.repair.remember(now, entry, &self.config);
             }
         }
         if let Some(h) = retrieval_hint {
@@ -499,7 +394,7 @@ impl<H: HistoryStore> SdsEngine<H> {
             // can be told its hint even while we wait for its dependencies.
             if let Some(h) = &hint {
                 let entry = HistoryEntry { message_id: id.to_string(), retrieval_hint: Some(h.clone()), sender_id: Some(msg.sender_id.clone()) };
-                e.remember_recent(now, entry);
+                e.repair.remember(now, entry, &e.config);
             }
         };
         if check.unresolved.is_empty() {
@@ -522,8 +417,8 @@ impl<H: HistoryStore> SdsEngine<H> {
         self.bloom.insert(&id);
         self.bloom_news = self.config.possible_acks_threshold;
         self.note_missing(&check.new_missing, now);
-        let timeout = self.config.dependency_timeout_ms;
-        self.incoming.push(id, msg, hint, size, &check, now, timeout);
+        let deadline = now.saturating_add(self.config.dependency_timeout_ms);
+        self.incoming.push(id, msg, hint, size, &check, deadline);
         ReceiveOutcome::Buffered
     }
 
@@ -545,97 +440,12 @@ impl<H: HistoryStore> SdsEngine<H> {
         self.events.push_back(SdsEvent::Rebroadcast { message_id: own.message_id.clone(), bytes: bytes.clone() });
     }
 
-    /// Remembers a message now available to peers (dispatched by us, or received) with its
-    /// retrieval hint, to answer repair requests for it.
-    fn remember_recent(&mut self, now: u64, entry: HistoryEntry) {
-        self.forget_old_recent(now);
-        let id: MessageId = entry.message_id.as_str().into();
-        if self.recent_hints.contains_key(&id) {
-            return;
-        }
-        if self.recent.len() >= MAX_REPAIR_CANDIDATES {
-            if let Some((_, old)) = self.recent.pop_front() {
-                self.recent_hints.remove(&old);
-            }
-        }
-        let positions = crate::wire::bloom::positions(&id);
-        self.recent.push_back((now, id.clone()));
-        self.recent_hints.insert(id, (entry, positions));
-    }
-
-    fn forget_old_recent(&mut self, now: u64) {
-        let keep = self.config.dependency_timeout_ms.saturating_add(self.config.acknowledgement_timeout_ms);
-        while self.recent.front().is_some_and(|(at, _)| at.saturating_add(keep) < now) {
-            if let Some((_, old)) = self.recent.pop_front() {
-                self.recent_hints.remove(&old);
-            }
-        }
-    }
-
-    /// spec: sds.repair — a peer's sync asks (`repair_request`) for messages it knows it is
-    /// missing but cannot fetch, having no retrieval hint for them; we answer with a sync whose
-    /// causal history carries the hints we have, and it fetches them from the store. The answer
-    /// also carries the hints of our other recent messages its bloom filter lacks (old enough to
-    /// have reached it): a request lists at most 64 ids, and after a lossy burst a peer may lack
-    /// hundreds, which would otherwise take one request/answer round (and RLN budget) per 64.
-    ///
-    /// Why: a message referenced by another often has no hint in that reference (a send's chunks
-    /// are wrapped before any is dispatched), and once acknowledged by some peers it is neither
-    /// retransmitted nor our latest message (rebroadcast). A peer that missed it waited for it
-    /// until the dependency timeout and then lost it, and with it the whole multi-chunk message
-    /// (found by tests/simulation.rs). Any peer holding the message answers, the sender too, so
-    /// the repair does not depend on the sender having RLN budget left. At most one answer per
-    /// requester per quarter acknowledgement timeout, one per twentieth of it overall.
+    /// spec: sds.repair — answers a peer's repair request with a sync carrying the hints we know.
     fn answer_repair_request(&mut self, now: u64, msg: &SdsMessage) {
-        if msg.repair_request.is_empty() {
-            return;
+        if let Some(hints) = self.repair.answer(now, msg, &self.config) {
+            self.stats.repairs += 1;
+            self.send_sync_with(now, hints);
         }
-        self.forget_old_recent(now);
-        let ack = self.config.acknowledgement_timeout_ms;
-        let recently = |t: &u64, within: u64| now < t.saturating_add(within);
-        if self.last_repair_at.is_some_and(|t| recently(&t, ack / 20))
-            || self.repaired.get(msg.sender_id.as_str()).is_some_and(|t| recently(t, ack / 4))
-        {
-            return;
-        }
-        let mut hints: Vec<HistoryEntry> =
-            msg.repair_request.iter().filter_map(|r| self.recent_hints.get(r.message_id.as_str()).map(|h| h.0.clone())).collect();
-        if hints.is_empty() {
-            return;
-        }
-        if let Some(view) = msg.bloom_filter.as_deref().and_then(BloomView::new) {
-            // Younger messages may still have been in flight to the peer when it built `msg` (no
-            // later than its lamport timestamp, which is at least its clock then).
-            let built = now.min(msg.lamport_timestamp.unwrap_or(now));
-            let mut bytes: usize = hints.iter().map(|h| h.encoded_len() + 3).sum();
-            for (at, id) in &self.recent {
-                if hints.len() >= MAX_REPAIR_ANSWER_ENTRIES || at.saturating_add(ack / 2) > built {
-                    break;
-                }
-                let Some((e, pos)) = self.recent_hints.get(id) else { continue };
-                if e.sender_id.as_deref() == Some(msg.sender_id.as_str()) || view.contains_positions(pos) {
-                    continue;
-                }
-                if msg.repair_request.iter().any(|r| r.message_id == e.message_id) {
-                    continue;
-                }
-                bytes += e.encoded_len() + 3;
-                if bytes > MAX_REPAIR_ANSWER_BYTES {
-                    break;
-                }
-                hints.push(e.clone());
-            }
-        }
-        if self.repaired.len() >= MAX_TRACKED_SENDERS {
-            self.repaired.retain(|_, t| recently(t, ack / 4));
-            if self.repaired.len() >= MAX_TRACKED_SENDERS {
-                return;
-            }
-        }
-        self.repaired.insert(msg.sender_id.as_str().into(), now);
-        self.last_repair_at = Some(now);
-        self.stats.repairs += 1;
-        self.send_sync_with(now, hints);
     }
 
     fn note_head(&mut self, sender: MessageId, entry: LogEntry) {
@@ -761,7 +571,7 @@ impl<H: HistoryStore> SdsEngine<H> {
 
     /// Earliest time at which [`Self::handle_timeout`] has work, if any.
     pub fn next_deadline(&mut self) -> Option<u64> {
-        [self.outgoing.next_deadline(), self.incoming.next_deadline(), self.sync.next_deadline()].into_iter().flatten().min()
+        earliest(earliest(self.outgoing.next_deadline(), self.incoming.next_deadline()), self.sync.next_deadline())
     }
 
     /// Fires every timer due at `now`: retransmissions, give-ups, lost dependencies, forced
@@ -878,241 +688,18 @@ impl<H: HistoryStore> SdsEngine<H> {
             return;
         }
         let lamport = self.next_lamport(now);
-        let id: MessageId = format!("sync-{}", random_base36(&mut self.rng, 11)).into();
+        let id = sync_id(&mut self.rng);
         // spec: sds.repair — ask for what we miss without a retrieval hint.
         let repair = self.incoming.unhinted_requests(MAX_REPAIR_ENTRIES);
-        let bytes = self.encode_with(&id, Some(lamport), history, true, &repair, None);
+        let refs: Vec<HistoryEntryRef<'_>> = history.iter().map(HistoryEntryRef::from).collect();
+        let bloom_filter = Some(self.bloom.as_bytes());
+        let message =
+            SdsMessageRef { lamport_timestamp: Some(lamport), causal_history: &refs, bloom_filter, repair_request: &repair, ..self.envelope(&id) };
+        let bytes = message.encode();
         self.bloom_news = self.bloom_news.saturating_sub(1);
         self.to_ack.clear();
         self.stats.syncs_sent += 1;
         self.sync.on_sync_sent(now, self.config.acknowledgement_timeout_ms, &mut self.rng);
         self.events.push_back(SdsEvent::SendSync { message_id: id, bytes });
-    }
-}
-
-/// Strictly increasing wrap times (ns) of one sender on one channel, shared by the threads that
-/// prepare its sends: equal payloads sent within one clock tick still get distinct ids.
-#[derive(Debug, Default)]
-pub struct WrapClock {
-    last_ns: AtomicU64,
-}
-
-impl WrapClock {
-    /// `now_ns`, or one more than the previous stamp if that is not later.
-    pub fn stamp(&self, now_ns: u64) -> u64 {
-        let mut last = self.last_ns.load(Ordering::Relaxed);
-        loop {
-            let next = now_ns.max(last.saturating_add(1));
-            match self.last_ns.compare_exchange_weak(last, next, Ordering::Relaxed, Ordering::Relaxed) {
-                Ok(_) => return next,
-                Err(seen) => last = seen,
-            }
-        }
-    }
-}
-
-/// spec: sds.message-id — the id of a content or ephemeral message: keccak256 of the sender id,
-/// the wrap time in nanoseconds (decimal ASCII; callers keep it strictly increasing per sender,
-/// so two equal payloads get distinct ids) and the content, as 64 hex digits; or the reference
-/// implementation's sha256(content). A pure function: the manager computes it on the thread that
-/// calls `send`, where the pass over the payload costs the runtime thread nothing.
-pub fn message_id(scheme: MessageIdScheme, sender_id: &str, wrap_ns: u64, content: &[u8]) -> MessageId {
-    match scheme {
-        MessageIdScheme::Keccak => hex_id(&keccak256(&[sender_id.as_bytes(), decimal(wrap_ns, &mut [0; 20]), content])),
-        MessageIdScheme::ReferenceSha256 => hex_id(&Sha256::digest(content)),
-    }
-}
-
-/// `n` in decimal ASCII, written into `buf` (no allocation: this runs once per message).
-fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            return &buf[i..];
-        }
-    }
-}
-
-fn hex_id(digest: &[u8]) -> MessageId {
-    let mut buf = [0u8; 64];
-    hex::encode_to_slice(digest, &mut buf).expect("32-byte digest");
-    std::str::from_utf8(&buf).expect("hex is ASCII").into()
-}
-
-fn random_base36(rng: &mut SmallRng, n: usize) -> String {
-    const ALPHABET: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
-    (0..n).map(|_| ALPHABET[rng.gen_range(0..36)] as char).collect()
-}
-
-/// A causal-history entry borrowed from the log or from our last message.
-#[derive(Clone, Copy)]
-struct EntryRef<'a> {
-    id: &'a str,
-    hint: Option<&'a [u8]>,
-    sender: Option<&'a str>,
-}
-
-impl<'a> EntryRef<'a> {
-    fn of_log(e: &'a LogEntry) -> Self {
-        EntryRef { id: &e.message_id, hint: e.retrieval_hint.as_deref(), sender: e.sender_id.as_deref() }
-    }
-    fn of_entry(e: &'a HistoryEntry) -> Self {
-        EntryRef { id: &e.message_id, hint: e.retrieval_hint.as_deref(), sender: e.sender_id.as_deref() }
-    }
-    /// Encoded length of the HistoryEntry body.
-    fn body_len(&self) -> usize {
-        opt_field_len((!self.id.is_empty()).then_some(self.id.len()))
-            + opt_field_len(self.hint.map(<[u8]>::len))
-            + opt_field_len(self.sender.map(str::len))
-    }
-}
-
-/// spec: sds.causal-history — the last `n` log entries, plus our previous message when it is not
-/// among them (sender order), oldest first.
-fn causal_refs<'a, H: HistoryStore>(history: &'a H, last_own: Option<&'a LogEntry>, n: usize) -> Vec<EntryRef<'a>> {
-    let mut v = Vec::with_capacity(n + 1);
-    history.for_each_last(n, &mut |e| v.push(EntryRef::of_log(e)));
-    if let Some(own) = last_own {
-        if !v.iter().any(|e| e.id == &*own.message_id) && history.contains(&own.message_id) {
-            v.insert(0, EntryRef::of_log(own));
-        }
-    }
-    v
-}
-
-/// Length of a length-delimited field with a one-byte key (tags 1–15) and `len` bytes of value.
-fn opt_field_len(len: Option<usize>) -> usize {
-    len.map_or(0, |l| 1 + prost::length_delimiter_len(l) + l)
-}
-
-fn put_field(buf: &mut Vec<u8>, key: &[u8], value: &[u8]) {
-    buf.extend_from_slice(key);
-    prost::encoding::encode_varint(value.len() as u64, buf);
-    buf.put_slice(value);
-}
-
-/// Writes an SDS message by hand, byte-identical to prost/protons (fields in tag order, empty
-/// implicit strings omitted, optional fields emitted when set): one exact-size allocation and one
-/// copy of each id, history entry, the bloom filter and the content.
-#[allow(clippy::too_many_arguments)]
-fn encode_message(
-    sender: &str,
-    id: &str,
-    channel: &str,
-    lamport: Option<u64>,
-    history: &[EntryRef<'_>],
-    bloom: Option<&[u8]>,
-    repair: &[HistoryEntry],
-    content: Option<&[u8]>,
-) -> Bytes {
-    let s = |x: &str| (!x.is_empty()).then_some(x.len());
-    let mut len = opt_field_len(s(sender)) + opt_field_len(s(id)) + opt_field_len(s(channel));
-    len += lamport.map_or(0, |l| 1 + prost::encoding::encoded_len_varint(l));
-    len += history.iter().map(|e| opt_field_len(Some(e.body_len()))).sum::<usize>();
-    len += opt_field_len(bloom.map(<[u8]>::len));
-    len += repair.iter().map(|e| opt_field_len(Some(e.encoded_len()))).sum::<usize>();
-    len += content.map_or(0, |c| 2 + prost::length_delimiter_len(c.len()) + c.len());
-    let mut buf = Vec::with_capacity(len);
-    if !sender.is_empty() {
-        put_field(&mut buf, &[0x0a], sender.as_bytes());
-    }
-    if !id.is_empty() {
-        put_field(&mut buf, &[0x12], id.as_bytes());
-    }
-    if !channel.is_empty() {
-        put_field(&mut buf, &[0x1a], channel.as_bytes());
-    }
-    if let Some(l) = lamport {
-        buf.push(0x50);
-        prost::encoding::encode_varint(l, &mut buf);
-    }
-    for e in history {
-        buf.push(0x5a);
-        prost::encoding::encode_varint(e.body_len() as u64, &mut buf);
-        if !e.id.is_empty() {
-            put_field(&mut buf, &[0x0a], e.id.as_bytes());
-        }
-        if let Some(h) = e.hint {
-            put_field(&mut buf, &[0x12], h);
-        }
-        if let Some(snd) = e.sender {
-            put_field(&mut buf, &[0x1a], snd.as_bytes());
-        }
-    }
-    if let Some(b) = bloom {
-        put_field(&mut buf, &[0x62], b);
-    }
-    for e in repair {
-        prost::encoding::message::encode(13, e, &mut buf);
-    }
-    if let Some(c) = content {
-        put_field(&mut buf, &[0xa2, 0x01], c);
-    }
-    debug_assert_eq!(buf.len(), len);
-    Bytes::from(buf)
-}
-
-#[cfg(test)]
-mod encode_tests {
-    use super::*;
-
-    /// The hand-written encoder produces exactly prost's bytes for every combination of presence.
-    #[test]
-    fn decimal_matches_to_string() {
-        for n in [0u64, 7, 10, 1_700_000_000_000_000_000, 10_000_000_000_000_000_000, 10_000_000_000_000_000_007, u64::MAX] {
-            assert_eq!(decimal(n, &mut [0; 20]), n.to_string().as_bytes());
-        }
-    }
-
-    #[test]
-    fn stamps_strictly_increase_even_when_the_clock_does_not() {
-        let c = WrapClock::default();
-        assert_eq!(c.stamp(100), 100);
-        assert_eq!(c.stamp(100), 101);
-        assert_eq!(c.stamp(50), 102);
-        assert_eq!(c.stamp(500), 500);
-    }
-
-    #[test]
-    fn hand_encoder_matches_prost() {
-        let hints = [None, Some(Bytes::new()), Some(Bytes::from_static(&[7; 32]))];
-        let senders = [None, Some(String::new()), Some("alice".to_owned())];
-        let ids = ["", "m", &"f".repeat(200)];
-        let mut cases = 0;
-        for sender in ["", "bob"] {
-            for channel in ["", "chan"] {
-                for lamport in [None, Some(0), Some(1_700_000_000_000)] {
-                    for (bloom, content) in [(None, None), (Some(vec![1u8; 300]), Some(vec![9u8; 200])), (None, Some(vec![1u8]))] {
-                        for id in ids {
-                            let history: Vec<HistoryEntry> = hints
-                                .iter()
-                                .zip(senders.iter())
-                                .map(|(h, s)| HistoryEntry { message_id: id.to_owned(), retrieval_hint: h.clone(), sender_id: s.clone() })
-                                .collect();
-                            let repair = vec![HistoryEntry { message_id: "r".into(), retrieval_hint: None, sender_id: Some("x".into()) }];
-                            let refs: Vec<EntryRef<'_>> = history.iter().map(EntryRef::of_entry).collect();
-                            let ours = encode_message(sender, id, channel, lamport, &refs, bloom.as_deref(), &repair, content.as_deref());
-                            let want = SdsMessage {
-                                sender_id: sender.into(),
-                                message_id: id.into(),
-                                channel_id: channel.into(),
-                                lamport_timestamp: lamport,
-                                causal_history: history,
-                                bloom_filter: bloom.clone().map(Bytes::from),
-                                repair_request: repair,
-                                content: content.clone().map(Bytes::from),
-                            }
-                            .encode_to_vec();
-                            assert_eq!(ours.to_vec(), want);
-                            cases += 1;
-                        }
-                    }
-                }
-            }
-        }
-        assert_eq!(cases, 2 * 2 * 3 * 3 * 3);
     }
 }

@@ -1,8 +1,9 @@
-//! What the engine reports.
+//! What the engine reports: events, the result of a wrap or a receive, refusals and counters.
 
 use bytes::Bytes;
 
 use super::MessageId;
+use crate::wire::WireError;
 
 /// A content message delivered to the layer above, in causal order.
 #[derive(Debug, Clone, PartialEq)]
@@ -49,4 +50,75 @@ pub enum SdsEvent {
     SendSync { message_id: MessageId, bytes: Bytes },
     /// Our message stayed unacknowledged after the last retransmission. Final.
     GaveUp { message_id: MessageId },
+}
+
+/// Why the engine refused to wrap a message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SdsError {
+    /// Content messages must carry content.
+    #[error("empty content")]
+    EmptyContent,
+    /// The outgoing buffer is at its message or byte bound: push back and retry later.
+    #[error("outgoing buffer full ({messages} messages, {bytes} bytes)")]
+    OutgoingFull { messages: usize, bytes: usize },
+    /// A precomputed message id that is already in use.
+    #[error("message id {0} already in use")]
+    DuplicateId(String),
+}
+
+/// A wrapped message ready to dispatch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Wrapped {
+    pub message_id: MessageId,
+    /// The encoded SDS message.
+    pub bytes: Bytes,
+}
+
+/// What happened to one received message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReceiveOutcome {
+    /// Content delivered now (with any messages it released): see the `Delivered` events.
+    Delivered,
+    /// Content buffered until its dependencies arrive.
+    Buffered,
+    /// A sync message (acknowledgements processed).
+    Sync,
+    /// An ephemeral message, delivered at once.
+    Ephemeral,
+    /// Already delivered or buffered: dropped.
+    Duplicate,
+    /// Our own message coming back: ignored.
+    Echo,
+    /// Another channel's message: ignored.
+    WrongChannel,
+    /// The incoming buffer is at its bound: dropped (the sender will retransmit).
+    BufferFull,
+    /// Malformed: dropped.
+    Invalid(WireError),
+}
+
+/// Counters of one engine.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SdsStats {
+    pub content_sent: u64,
+    pub ephemeral_sent: u64,
+    pub syncs_sent: u64,
+    pub retransmissions: u64,
+    pub acknowledged: u64,
+    pub gave_up: u64,
+    pub delivered: u64,
+    pub ephemeral_received: u64,
+    pub syncs_received: u64,
+    pub duplicates: u64,
+    pub echoes: u64,
+    pub wrong_channel: u64,
+    pub invalid: u64,
+    pub dropped_buffer_full: u64,
+    pub dependencies_lost: u64,
+    pub forced_deliveries: u64,
+    pub rebroadcasts: u64,
+    /// Syncs sent answering a peer's repair request (carrying the hints it asked for).
+    pub repairs: u64,
+    /// Missing dependencies whose retrieval hint was learned after they were found missing.
+    pub hints_learned: u64,
 }

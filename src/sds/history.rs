@@ -12,7 +12,7 @@ use bytes::Bytes;
 use hashbrown::HashTable;
 
 use super::MessageId;
-use crate::wire::HistoryEntry;
+use crate::wire::{HistoryEntry, HistoryEntryRef};
 
 /// One entry of the local log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +36,26 @@ impl LogEntry {
             sender_id: self.sender_id.as_deref().map(str::to_owned),
         }
     }
+}
+
+impl<'a> From<&'a LogEntry> for HistoryEntryRef<'a> {
+    fn from(e: &'a LogEntry) -> Self {
+        HistoryEntryRef { message_id: &e.message_id, retrieval_hint: e.retrieval_hint.as_deref(), sender_id: e.sender_id.as_deref() }
+    }
+}
+
+/// spec: sds.causal-history — the last `n` log entries, plus our previous message when it is not
+/// among them (sender order), oldest first. Borrowed straight from the log: no id or history
+/// copies on the send hot path.
+pub(super) fn causal_refs<'a, H: HistoryStore>(history: &'a H, last_own: Option<&'a LogEntry>, n: usize) -> Vec<HistoryEntryRef<'a>> {
+    let mut v = Vec::with_capacity(n + 1);
+    history.for_each_last(n, &mut |e| v.push(HistoryEntryRef::from(e)));
+    if let Some(own) = last_own {
+        if !v.iter().any(|e| e.message_id == &*own.message_id) && history.contains(&own.message_id) {
+            v.insert(0, HistoryEntryRef::from(own));
+        }
+    }
+    v
 }
 
 /// Where the local log lives. The engine only uses these operations, so a durable backend can

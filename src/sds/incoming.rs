@@ -193,15 +193,15 @@ impl IncomingBuffer {
         self.waiting.len() < max_msgs && self.bytes + size <= max_bytes && self.missing.len() + new_missing <= max_missing
     }
 
-    /// Buffers a message waiting for `check.unresolved`.
-    pub fn push(&mut self, id: MessageId, msg: SdsMessage, hint: Option<Bytes>, size: usize, check: &DepCheck, now: u64, timeout: u64) {
+    /// Buffers a message waiting for `check.unresolved`, to be delivered at the latest at `deadline`.
+    pub fn push(&mut self, id: MessageId, msg: SdsMessage, hint: Option<Bytes>, size: usize, check: &DepCheck, deadline: u64) {
         for dep in &check.unresolved {
             self.waiters.entry(dep.clone()).or_default().push(id.clone());
         }
         // The message itself is no longer missing: its own waiters now wait for its delivery.
         self.take_missing(&id);
         self.bytes += size;
-        self.waiting_timers.push_back((now.saturating_add(timeout), id.clone()));
+        self.waiting_timers.push_back((deadline, id.clone()));
         self.waiting.insert(id, Waiting { msg, hint, size, unresolved: check.unresolved.len() as u32 });
     }
 

@@ -5,27 +5,36 @@
 //! the caller drains with [`SdsEngine::poll_event`]. Timers are reported by
 //! [`SdsEngine::next_deadline`] and fired by [`SdsEngine::handle_timeout`].
 //!
-//! | file            | concern                                                        |
-//! |-----------------|----------------------------------------------------------------|
-//! | `config.rs`     | tunables and their defaults                                    |
-//! | `history.rs`    | the local log behind the [`HistoryStore`] storage seam          |
-//! | `outgoing.rs`   | unacknowledged own messages: acks, retransmission, give-up      |
-//! | `incoming.rs`   | messages waiting for causal dependencies, missing/lost tracking |
-//! | `sync.rs`       | when to send sync messages                                     |
-//! | `engine.rs`     | the state machine tying them together                          |
+//! | file          | concern                                                                |
+//! |---------------|------------------------------------------------------------------------|
+//! | `config.rs`   | tunables and their defaults                                            |
+//! | `events.rs`   | what the engine reports: events, wrap/receive results, counters        |
+//! | `id.rs`       | message ids: content/ephemeral ids, the wrap clock, sync ids           |
+//! | `history.rs`  | the local log behind the [`HistoryStore`] storage seam, causal history |
+//! | `outgoing.rs` | unacknowledged own messages: acks, retransmission, give-up             |
+//! | `incoming.rs` | messages waiting for causal dependencies, missing/lost tracking        |
+//! | `sync.rs`     | when to send sync messages                                             |
+//! | `repair.rs`   | answering peers' repair requests with the retrieval hints we know      |
+//! | `engine.rs`   | the state machine tying them together                                  |
+//!
+//! The bytes of an SDS message are `crate::wire`'s concern: the engine hands
+//! [`crate::wire::SdsMessageRef`] the fields borrowed from its state.
 
 mod config;
 mod engine;
 mod events;
 mod history;
+mod id;
 mod incoming;
 mod outgoing;
+mod repair;
 mod sync;
 
 pub use config::{MessageIdScheme, SdsConfig};
-pub use engine::{message_id, ReceiveOutcome, SdsEngine, SdsError, SdsStats, WrapClock, Wrapped};
-pub use events::{Delivered, MissingDependency, SdsEvent};
+pub use engine::SdsEngine;
+pub use events::{Delivered, MissingDependency, ReceiveOutcome, SdsError, SdsEvent, SdsStats, Wrapped};
 pub use history::{HistoryStore, LogEntry, MemoryHistory};
+pub use id::{message_id, WrapClock};
 
 /// Message ids are opaque strings shared between the engine's tables without copying.
 pub type MessageId = std::sync::Arc<str>;

@@ -13,7 +13,7 @@
 //!   fetched from the store), a sync goes out after 0.25–0.5 × `acknowledgement_timeout_ms` and
 //!   then about once per `acknowledgement_timeout_ms` (×0.75–1.25): it lists those dependencies
 //!   in `repair_request`, and a peer holding one answers with its hint (see
-//!   `SdsEngine::answer_repair_request`).
+//!   `repair.rs`).
 
 use rand::Rng;
 
@@ -121,7 +121,34 @@ impl SyncScheduler {
         self.after_send(now, ack_timeout, rng);
     }
 
+    /// The earliest armed timer, if any.
     pub fn next_deadline(&self) -> Option<u64> {
-        [self.ack_at, self.idle_at, self.repair_at].into_iter().flatten().min()
+        earliest(earliest(self.ack_at, self.idle_at), self.repair_at)
+    }
+}
+
+/// The earlier of two optional deadlines. Straight-line on purpose: `[..].into_iter().flatten().min()`
+/// compiled (once inlined into `SdsEngine::next_deadline`) to a loop branching on the payload of a
+/// `None` read ahead of its tag, which valgrind reports as a jump on uninitialised memory
+/// (`tests/c/run.sh`).
+pub(super) fn earliest(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.min(y)),
+        (x, None) => x,
+        (None, y) => y,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::earliest;
+
+    #[test]
+    fn earliest_ignores_unarmed_timers() {
+        assert_eq!(earliest(None, None), None);
+        assert_eq!(earliest(Some(5), None), Some(5));
+        assert_eq!(earliest(None, Some(7)), Some(7));
+        assert_eq!(earliest(Some(9), Some(3)), Some(3));
+        assert_eq!(earliest(Some(u64::MAX), None), Some(u64::MAX));
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! WakuMessage   (waku_message.rs)  meta = "RELIABLE-CHANNEL-API/1", payload = E(sds)
-//!   SDS Message (sds_message.rs)   byte-compatible with @waku/sds 0.0.8
+//!   SDS Message (sds_message.rs)   byte-compatible with @waku/sds 0.0.8; decoded into `SdsMessage`,
+//!                                  encoded on the send path from a borrowed `SdsMessageRef`
 //!     MessageChunk (chunk.rs)      segmentation frame
 //! bloom.rs: the js-waku-compatible bloom filter carried in SDS field 12.
 //! keccak.rs: Keccak-256 of SDS message ids (AVX-512 permutation picked at run time).
@@ -18,7 +19,7 @@ pub mod waku_message;
 
 pub use bloom::{BloomFilter, BloomView, BLOOM_BITS, BLOOM_BYTES, BLOOM_HASHES};
 pub use chunk::MessageChunk;
-pub use sds_message::{HistoryEntry, MessageKind, SdsMessage};
+pub use sds_message::{HistoryEntry, HistoryEntryRef, MessageKind, SdsMessage, SdsMessageRef};
 pub use waku_message::{message_hash, MessageHash, WakuMessage, SPEC_MARKER};
 
 /// Longest message id, sender id or channel id accepted from the wire, in bytes. Ids are opaque
