@@ -73,6 +73,11 @@ var (
 // (…)" counts what was dropped. A panic in f loses the record and nothing else. When SetLogger
 // returns, the function it replaced is not running and is not called again.
 func SetLogger(maxLevel LogLevel, f LogFunc) error {
+	// Refused here, not only by the library: the SetLogger in progress that holds logMu may be
+	// waiting for this very call of the log function to return.
+	if inLogFunc() {
+		return &Error{Code: StatusReentrant, Msg: "SetLogger from inside the log function"}
+	}
 	logMu.Lock()
 	defer logMu.Unlock()
 	var h cgo.Handle

@@ -23,11 +23,11 @@ func TestLoggerWarnsOfMalformedMessage(t *testing.T) {
 	m := newManager(t, hostConfig)
 	records := make(chan logRecord, 1024)
 	var once sync.Once
-	reentrant := make(chan [2]error, 1)
+	reentrant := make(chan [3]error, 1)
 	logf := func(level rc.LogLevel, target, message string) {
 		once.Do(func() {
 			_, sendErr := m.Send("logs", []byte("from the log function"), false)
-			reentrant <- [2]error{sendErr, m.Close()}
+			reentrant <- [3]error{sendErr, m.Close(), rc.SetLogger(rc.LogOff, nil)}
 		})
 		select {
 		case records <- logRecord{level, target, message}:
@@ -67,7 +67,7 @@ func TestLoggerWarnsOfMalformedMessage(t *testing.T) {
 		}
 	}
 	errs := <-reentrant
-	for i, what := range []string{"Send", "Close"} {
+	for i, what := range []string{"Send", "Close", "SetLogger"} {
 		if !errors.Is(errs[i], rc.ErrReentrant) {
 			t.Errorf("%s from the log function: %v, want ErrReentrant", what, errs[i])
 		}

@@ -191,9 +191,11 @@ impl Sink {
 fn with_buffer(f: impl FnOnce(&mut String)) {
     let mut f = Some(f);
     let _ = BUFFER.try_with(|b| {
-        if let (Ok(mut buf), Some(f)) = (b.try_borrow_mut(), f.take()) {
-            buf.clear();
-            f(&mut buf);
+        if let Ok(mut buf) = b.try_borrow_mut() {
+            if let Some(f) = f.take() {
+                buf.clear();
+                f(&mut buf);
+            }
         }
     });
     if let Some(f) = f {
@@ -384,6 +386,19 @@ mod tests {
     }
 
     #[test]
+    fn a_nested_use_of_the_buffer_gets_a_fresh_one() {
+        let mut ran = 0;
+        with_buffer(|outer| {
+            outer.push('x');
+            with_buffer(|inner| {
+                assert!(inner.is_empty());
+                ran += 1;
+            });
+        });
+        assert_eq!(ran, 1);
+    }
+
+    #[test]
     fn nul_bytes_are_escaped() {
         assert_eq!(capped(format_args!("{}", "a\0b"), 100), "a\\0b");
     }
@@ -403,6 +418,27 @@ mod tests {
         assert_eq!(level_filter(RC_LOG_OFF).unwrap(), LevelFilter::Off);
         assert!(matches!(level_filter(6), Err(Error::InvalidArgument(_))));
         assert!(matches!(level_filter(-1), Err(Error::InvalidArgument(_))));
+    }
+
+    /// A record emitted from inside the callback (here by the callback itself) is dropped, not
+    /// delivered recursively. The logger is process-wide: other tests' records are ignored.
+    #[test]
+    fn records_from_inside_the_callback_are_dropped() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static SEEN: AtomicUsize = AtomicUsize::new(0);
+        unsafe extern "C" fn cb(_: *mut c_void, _: rc_log_level, _: *const c_char, message: *const c_char) {
+            // SAFETY: the library passes a NUL-terminated string valid for the call.
+            if unsafe { std::ffi::CStr::from_ptr(message) }.to_bytes().starts_with(b"ffi::log test") {
+                SEEN.fetch_add(1, Ordering::SeqCst);
+                ::log::warn!("ffi::log test: nested");
+            }
+        }
+        // SAFETY: a valid callback without user data.
+        assert_eq!(unsafe { rc_set_log_callback(Some(cb), std::ptr::null_mut(), RC_LOG_WARN) }, rc_status::RC_OK);
+        ::log::warn!("ffi::log test: outer");
+        // SAFETY: removing the callback.
+        assert_eq!(unsafe { rc_set_log_callback(None, std::ptr::null_mut(), RC_LOG_OFF) }, rc_status::RC_OK);
+        assert_eq!(SEEN.load(Ordering::SeqCst), 1);
     }
 
     #[test]
