@@ -324,7 +324,8 @@ fn level_filter(level: rc_log_level) -> Result<LevelFilter, Error> {
 /// it: then, if the environment variable `RC_LOG` is set, e.g. `RC_LOG=debug`, to stderr, else
 /// nowhere). Off by default. Records above `max_level` are not even formatted. May be called at
 /// any time, from any thread, any number of times; `RC_ERR_INVALID_ARGUMENT` for a `max_level`
-/// outside `RC_LOG_OFF` … `RC_LOG_TRACE` (nothing changes then).
+/// outside `RC_LOG_OFF` … `RC_LOG_TRACE`, `RC_ERR_CONFIG` when a Rust program linking the library
+/// installed its own logger of the `log` crate (nothing changes then).
 ///
 /// - The callback runs on the thread that emitted the record: the runtime and event threads of
 ///   every manager, or your own thread inside an `rc_*` call; on several threads at once. It must
