@@ -172,6 +172,22 @@ typedef int (*rc_crypto_fn)(void *user_data, const char *channel_id, const uint8
 typedef void (*rc_free_fn)(void *user_data);
 
 /**
+ * Severity of a log record, and the `max_level` of `rc_set_log_callback`: `RC_LOG_OFF` …
+ * `RC_LOG_TRACE`. An `int` rather than an enum so that any value a caller passes is defined
+ * behaviour (out-of-range ones are refused).
+ */
+typedef int rc_log_level;
+
+/**
+ * Log callback: one record of `level` from `target` (the emitting module, e.g.
+ * `"reliable_channel::channel::channel"`). `target` and `message` are NUL-terminated UTF-8,
+ * borrowed for the duration of the call. Runs on whichever thread emitted the record (a
+ * library thread, or yours inside an `rc_*` call), possibly on several threads at once; it
+ * must be fast, must not block, and cannot call the library (`RC_ERR_REENTRANT`).
+ */
+typedef void (*rc_log_fn)(void *user_data, rc_log_level level, const char *target, const char *message);
+
+/**
  * An event, borrowed for the duration of the callback: copy what you keep.
  */
 typedef struct {
@@ -242,6 +258,37 @@ typedef int (*rc_transport_send_fn)(void *user_data, uint64_t dispatch_id, const
  */
 typedef void (*rc_transport_retrieve_fn)(void *user_data, const char *content_topic, const char *const *message_hashes, size_t count);
 
+/**
+ * No records (as `max_level`).
+ */
+#define RC_LOG_OFF 0
+
+/**
+ * A failure the application must know: storage failed, transport down.
+ */
+#define RC_LOG_ERROR 1
+
+/**
+ * Something given up, lost or refused: a send given up, a dependency lost, a malformed,
+ * undecryptable or unmarked message dropped.
+ */
+#define RC_LOG_WARN 2
+
+/**
+ * Lifecycle: a channel opened or closed, the transport connected.
+ */
+#define RC_LOG_INFO 3
+
+/**
+ * Per-message decisions.
+ */
+#define RC_LOG_DEBUG 4
+
+/**
+ * Summaries of the wire bytes of each message.
+ */
+#define RC_LOG_TRACE 5
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -271,6 +318,35 @@ rc_status rc_buffer_append(rc_buffer *out, const uint8_t *data, size_t len);
  * `user_data` is used as the callbacks require, from the runtime thread, until `free_user_data` runs.
  */
 rc_status rc_set_encryption(rc_manager *mgr, const char *channel_id, rc_crypto_fn encrypt, rc_crypto_fn decrypt, void *user_data, rc_free_fn free_user_data);
+
+/**
+ * Sets the process-wide log callback: records up to `max_level` go to `callback` (NULL removes
+ * it: then, if the environment variable `RC_LOG` is set, e.g. `RC_LOG=debug`, to stderr, else
+ * nowhere). Off by default. Records above `max_level` are not even formatted. May be called at
+ * any time, from any thread, any number of times; `RC_ERR_INVALID_ARGUMENT` for a `max_level`
+ * outside `RC_LOG_OFF` … `RC_LOG_TRACE`, `RC_ERR_CONFIG` when a Rust program linking the library
+ * installed its own logger of the `log` crate (nothing changes then).
+ *
+ * - The callback runs on the thread that emitted the record: the runtime and event threads of
+ *   every manager, or your own thread inside an `rc_*` call; on several threads at once. It must
+ *   be fast and must not block (a blocked callback stalls that thread: for the runtime thread,
+ *   every channel of its manager).
+ * - From inside the callback every function returning `rc_status` fails with
+ *   `RC_ERR_REENTRANT` (a record may be emitted in the middle of the library's work); copy what
+ *   you need and act elsewhere.
+ * - ERROR and WARN records are rate limited per call site (10 at once, then 1 per second); a
+ *   record "N similar records suppressed (…)" reports what was dropped, before the site's next
+ *   record and when the callback is replaced.
+ * - When this function returns, the callback it replaced has returned from every call and is
+ *   not called again.
+ *
+ * # Safety
+ *
+ * `callback` is NULL or a function following the contract above; `user_data` is passed back
+ * unchanged and is not owned by the library: it must stay valid until a call replacing or
+ * removing the callback has returned.
+ */
+rc_status rc_set_log_callback(rc_log_fn callback, void *user_data, rc_log_level max_level);
 
 /**
  * Creates a manager from a JSON configuration (NULL = defaults; unknown keys are refused

@@ -256,10 +256,14 @@ func (m *Manager) inOwnCallback() bool {
 // joins the library's threads, frees the handle and releases every callback handle. Calls made
 // after Close has begun fail with ErrStopped; the Events() channel is closed once its last
 // event has been read. Close is idempotent: later calls wait for the first to finish and
-// return nil. From inside a callback of this manager it returns ErrReentrant and does nothing.
+// return nil. From inside a callback of this manager, or the log function, it returns
+// ErrReentrant and does nothing.
 func (m *Manager) Close() error {
 	if m.inOwnCallback() {
 		return &Error{Code: StatusReentrant, Msg: "Close from inside a callback of this manager (call it from another goroutine)"}
+	}
+	if inLogFunc() {
+		return &Error{Code: StatusReentrant, Msg: "Close from inside the log function"}
 	}
 	m.mu.Lock()
 	if m.closing {

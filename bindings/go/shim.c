@@ -48,6 +48,10 @@ static void tramp_transport_retrieve(void *user_data, const char *content_topic,
 
 static void tramp_free(void *user_data) { rcgoFreeHandle((uintptr_t)user_data); }
 
+static void tramp_log(void *user_data, rc_log_level level, const char *target, const char *message) {
+    rcgoLog((uintptr_t)user_data, level, (char *)target, (char *)message);
+}
+
 /* Wrappers. */
 
 rc_status rcgo_manager_new(const char *config_json, rc_manager **out, char **err) {
@@ -120,6 +124,10 @@ rc_status rcgo_transport_receive(rc_manager *mgr, const char *content_topic, con
         .ephemeral = ephemeral != 0,
     };
     return check(rc_transport_receive(mgr, &msg, message_hash), err);
+}
+
+rc_status rcgo_set_log_callback(uintptr_t handle, rc_log_level max_level, char **err) {
+    return check(rc_set_log_callback(handle ? tramp_log : NULL, (void *)handle, max_level), err);
 }
 
 rc_status rcgo_buffer_append(rc_buffer *out, const uint8_t *data, size_t len, char **err) {

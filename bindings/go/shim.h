@@ -6,8 +6,8 @@
  * - Go values reach the library only as runtime/cgo.Handle integers carried in user_data; the
  *   trampolines (shim.c) turn them back into integers for the //export'ed Go functions.
  * - rcgo_current/rcgo_swap_current keep, per OS thread, the handle of the manager whose callback
- *   is running on that thread (0 outside callbacks): Close uses it to refuse a call from inside
- *   its own callbacks.
+ *   is running on that thread (0 outside callbacks; RCGO_LOG_TOKEN inside the log function): Close
+ *   uses it to refuse a call from inside its own callbacks and from the log function.
  */
 #ifndef RCGO_SHIM_H
 #define RCGO_SHIM_H
@@ -15,6 +15,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include "reliable_channel.h"
+
+/* The callback token of the log function (cgo handles are small integers: never this one). */
+#define RCGO_LOG_TOKEN UINTPTR_MAX
 
 uintptr_t rcgo_current(void);
 uintptr_t rcgo_swap_current(uintptr_t token);
@@ -37,6 +40,8 @@ rc_status rcgo_transport_failed(rc_manager *mgr, uint64_t dispatch_id, const cha
 rc_status rcgo_transport_receive(rc_manager *mgr, const char *content_topic, const uint8_t *payload,
                                  size_t payload_len, const uint8_t *meta, size_t meta_len,
                                  int64_t timestamp_ns, int ephemeral, const char *message_hash, char **err);
+/* handle == 0 removes the log function. */
+rc_status rcgo_set_log_callback(uintptr_t handle, rc_log_level max_level, char **err);
 /* rc_buffer_append, with the error text. */
 rc_status rcgo_buffer_append(rc_buffer *out, const uint8_t *data, size_t len, char **err);
 

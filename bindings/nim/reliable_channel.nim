@@ -5,7 +5,8 @@
 ## * the C ABI as `importc` declarations (`rc_manager_new`, `rc_send`, ...), one to one with
 ##   `include/reliable_channel.h`;
 ## * an idiomatic layer: `newManager`, `openChannel`, `send`, `close`, event and encryption
-##   callbacks as Nim procs, failures as `ReliableChannelError` exceptions carrying the status.
+##   callbacks as Nim procs, the library's log records through `setLogCallback`, failures as
+##   `ReliableChannelError` exceptions carrying the status.
 ##
 ## Threads and memory management
 ## -----------------------------
@@ -86,6 +87,16 @@ type
   rc_transport_retrieve_fn* = proc (user_data: pointer; content_topic: cstring;
                                     message_hashes: cstringArray; count: csize_t) {.cdecl, gcsafe, raises: [].}
     ## `const char *const *message_hashes`: `count` strings, valid only during the call.
+  rc_log_level* = cint
+  rc_log_fn* = proc (user_data: pointer; level: rc_log_level; target, message: cstring) {.cdecl, gcsafe, raises: [].}
+
+const
+  RC_LOG_OFF* = rc_log_level(0)
+  RC_LOG_ERROR* = rc_log_level(1)
+  RC_LOG_WARN* = rc_log_level(2)
+  RC_LOG_INFO* = rc_log_level(3)
+  RC_LOG_DEBUG* = rc_log_level(4)
+  RC_LOG_TRACE* = rc_log_level(5)
 
 {.push importc, cdecl, raises: [], gcsafe.}
 proc rc_version*(): cstring
@@ -111,6 +122,7 @@ proc rc_set_transport_retrieve*(mgr: ptr rc_manager; retrieve: rc_transport_retr
 proc rc_transport_sent*(mgr: ptr rc_manager; dispatch_id: uint64; message_hash: cstring): rc_status
 proc rc_transport_failed*(mgr: ptr rc_manager; dispatch_id: uint64; error: cstring): rc_status
 proc rc_transport_receive*(mgr: ptr rc_manager; msg: ptr rc_waku_message; message_hash: cstring): rc_status
+proc rc_set_log_callback*(callback: rc_log_fn; user_data: pointer; max_level: rc_log_level): rc_status
 {.pop.}
 
 # --------------------------------------------------------------------------------------------
@@ -198,6 +210,22 @@ type
     ## hands each one found to `transportReceive` with its hash, now (through `ctx`) or later,
     ## from any thread. Best effort: a request that finds nothing (or raises) is repeated while
     ## the message is still missing. Runs on the library's runtime thread: must not block.
+
+  LogLevel* = enum
+    ## The severity of a log record; the maximum given to `setLogCallback`.
+    llOff = 0  ## no records (as a maximum)
+    llError    ## a failure the application must know (storage failed, transport down)
+    llWarn     ## something given up, lost or refused (a send given up, a dependency lost, a
+               ## malformed, undecryptable or unmarked message dropped); rate limited per call site
+    llInfo     ## lifecycle (a channel opened or closed, the transport connected)
+    llDebug    ## per-message decisions
+    llTrace    ## summaries of the wire bytes of each message
+  LogProc* = proc (level: LogLevel; target, message: string) {.nimcall, gcsafe.}
+    ## Receives one log record: its level, its target (the emitting module of the library, e.g.
+    ## "reliable_channel::channel::channel") and its message. Runs on whichever thread emitted
+    ## the record (the library's runtime and event threads, or yours inside a call of this
+    ## module), possibly on several at once: keep it short and never block. Calls into the
+    ## library from it fail with `rcReentrant`. An exception escaping it loses the record.
 
   State = object
     ## Shared (non-GC) memory: what the library's threads may touch.
@@ -333,6 +361,19 @@ proc retrieveTrampoline(ud: pointer; contentTopic: cstring; hashes: cstringArray
     {.cdecl, gcsafe, raises: [].} =
   foreignThread:
     runRetrieve(cast[ptr RetrieveBox](ud), contentTopic, hashes, count)
+
+proc runLog(f: LogProc; level: rc_log_level; target, message: cstring) {.noinline, gcsafe, raises: [].} =
+  if level < cint(ord(llError)) or level > cint(ord(llTrace)):
+    return # a level this binding does not know
+  try:
+    f(LogLevel(level), toStr(target), toStr(message))
+  except Exception: # loses this record; must not unwind into the library's C frames
+    discard
+
+proc logTrampoline(ud: pointer; level: rc_log_level; target, message: cstring) {.cdecl, gcsafe, raises: [].} =
+  # Also runs on Nim threads (inside a call of this module): foreignThread does nothing there.
+  foreignThread:
+    runLog(cast[LogProc](ud), level, target, message)
 
 proc freeBox(ud: pointer) {.cdecl, gcsafe, raises: [].} =
   deallocShared(ud)
@@ -527,6 +568,21 @@ proc transportReceive*(m: Handle; msg: WakuMessage; messageHash = "") =
     timestamp_ns: msg.timestampNs,
     ephemeral: msg.ephemeral)
   check rc_transport_receive(m.state.handle, addr w, optArg("messageHash", messageHash))
+
+# Logging -------------------------------------------------------------------------------------
+
+proc setLogCallback*(cb: LogProc; maxLevel = llWarn) =
+  ## Sends the library's log records up to `maxLevel` to `cb`, for the whole process (every
+  ## manager), until it is replaced; nil removes it (then `RC_LOG=<level>` in the environment
+  ## sends records to stderr, else they go nowhere). Logging is off until it is called; records
+  ## above `maxLevel` are not even formatted. ERROR and WARN records are rate limited per call
+  ## site (10 at once, then 1 per second); a record "N similar records suppressed (…)" counts
+  ## what was dropped. When it returns, the proc it replaced is not running and is not called
+  ## again. See `LogProc` for where `cb` runs.
+  if cb.isNil:
+    check rc_set_log_callback(nil, nil, RC_LOG_OFF)
+  else:
+    check rc_set_log_callback(logTrampoline, cast[pointer](cb), rc_log_level(ord(maxLevel)))
 
 proc `$`*(e: Event): string =
   result = $e.kind & "(" & e.channelId & ", " & e.requestId & ", from " & e.senderId

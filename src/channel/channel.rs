@@ -22,6 +22,7 @@ use super::prepare::{prepare_send, PreparedSend};
 use super::send_state::SendState;
 use super::stats::ChannelStats;
 use crate::collections::{BoundedSet, FastMap};
+use crate::logging::ByteSummary;
 use crate::ratelimit::{Admit, MessageClass, RateLimiter};
 use crate::sds::{MessageId, ReceiveOutcome, SdsEngine, SdsEvent};
 use crate::segmentation::{chunk_count, ChunkOutcome, Reassembler, MAX_PAYLOAD_BYTES};
@@ -536,9 +537,17 @@ impl Channel {
     /// A WakuMessage from the network (or a store retrieval).
     pub fn on_message(&mut self, now: u64, msg: &WakuMessage, hash: Option<MessageHash>) {
         let now = self.tick(now);
+        log::trace!("channel {}: received {}", self.channel_id, ByteSummary(&msg.payload));
         // spec: wire.marker — foreign traffic is dropped before any decryption or SDS work.
         if !msg.has_spec_marker() || msg.content_topic != self.content_topic {
             self.stats.dropped_foreign += 1;
+            // A host bridge that drops `meta` makes every message look foreign: worth a WARN.
+            log::warn!(
+                "channel {}: dropped a message of {} bytes on {} without the reliable-channel marker in meta (another application's, or a host that does not pass meta on)",
+                self.channel_id,
+                msg.payload.len(),
+                msg.content_topic
+            );
             return;
         }
         // Our own message coming back (relay echoes it): no need to decrypt it to know.
@@ -553,6 +562,7 @@ impl Channel {
                 Err(e) => {
                     self.stats.dropped_undecryptable += 1;
                     self.stats.messages_lost += 1;
+                    log::warn!("channel {}: dropped a message of {} bytes that could not be decrypted: {e}", self.channel_id, msg.payload.len());
                     self.emit(ChannelEvent::Lost { request_id: None, sender_id: None, error: format!("decryption failed: {e}") });
                     return;
                 }
@@ -562,7 +572,10 @@ impl Channel {
             ReceiveOutcome::Duplicate => self.stats.duplicates += 1,
             ReceiveOutcome::Echo => self.stats.echoes += 1,
             ReceiveOutcome::WrongChannel => self.stats.dropped_foreign += 1,
-            ReceiveOutcome::Invalid(_) => self.stats.dropped_invalid += 1,
+            ReceiveOutcome::Invalid(e) => {
+                self.stats.dropped_invalid += 1;
+                log::warn!("channel {}: dropped a message of {} bytes that is not a valid SDS message: {e}", self.channel_id, msg.payload.len());
+            }
             ReceiveOutcome::BufferFull => self.stats.dropped_buffer_full += 1,
             ReceiveOutcome::Delivered | ReceiveOutcome::Buffered | ReceiveOutcome::Sync | ReceiveOutcome::Ephemeral => {}
         }

@@ -3,10 +3,14 @@
 
 /// The panic boundary of every export returning `rc_status`: runs the body (which returns
 /// `Result<(), crate::Error>`), turns errors and panics into status codes and records
-/// `rc_last_error`. The export itself stays a plain `extern "C" fn` so cbindgen sees it.
+/// `rc_last_error`. The export itself stays a plain `extern "C" fn` so cbindgen sees it. Every
+/// export is refused from inside the log callback (see `src/ffi/log.rs`).
 macro_rules! ffi_boundary {
     ($body:block) => {
-        $crate::ffi::status::finish(::std::panic::catch_unwind(::std::panic::AssertUnwindSafe(move || -> Result<(), $crate::Error> { $body })))
+        $crate::ffi::status::finish(::std::panic::catch_unwind(::std::panic::AssertUnwindSafe(move || -> Result<(), $crate::Error> {
+            $crate::ffi::log::refuse_inside_log_callback()?;
+            $body
+        })))
     };
 }
 

@@ -104,6 +104,7 @@ fn cstring(s: &str) -> CString {
 #[no_mangle]
 pub unsafe extern "C" fn rc_manager_new(config_json: *const c_char, out: *mut *mut rc_manager) -> rc_status {
     ffi_boundary!({
+        super::log::init_from_env();
         if out.is_null() {
             return Err(Error::InvalidArgument("out is NULL".into()));
         }
@@ -136,6 +137,7 @@ pub unsafe extern "C" fn rc_manager_free(mgr: *mut rc_manager) -> rc_status {
         m.inner.shutdown()?;
         // SAFETY: shut down and not in a callback: no library thread references it any more.
         drop(unsafe { Box::from_raw(mgr) });
+        super::log::flush();
         Ok(())
     })
 }

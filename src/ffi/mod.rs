@@ -10,16 +10,19 @@
 //! | `manager.rs`   | lifecycle, channels, `rc_send`, events, stats                         |
 //! | `crypto.rs`    | `rc_buffer`, `rc_set_encryption`                                       |
 //! | `transport.rs` | the host transport: `rc_set_transport`, `rc_transport_*`               |
+//! | `log.rs`       | `rc_set_log_callback`, `RC_LOG`                                        |
 
 #![allow(non_camel_case_types)]
 
 #[macro_use]
 mod macros;
 mod crypto;
+mod log;
 mod manager;
 mod status;
 mod transport;
 
+pub use self::log::*;
 pub use crypto::*;
 pub use manager::*;
 pub use status::*;

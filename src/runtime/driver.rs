@@ -169,6 +169,7 @@ impl Driver {
                 channel.set_encryption(self.default_encryption.clone());
                 self.transport.subscribe(&handle.topic);
                 self.by_topic.entry(handle.topic.clone()).or_default().push(handle.id.clone());
+                log::info!("channel {} opened on {} as {}", handle.id, handle.topic, handle.sender);
                 let id = handle.id.clone();
                 self.channels.insert(id.clone(), Slot { channel, handle, deadline: None, has_own_encryption: false });
                 self.pump(&id);
@@ -210,6 +211,7 @@ impl Driver {
 
     fn close(&mut self, id: &Arc<str>) {
         let Some(mut slot) = self.channels.remove(id) else { return };
+        log::info!("channel {id} closed");
         if let Some(d) = slot.deadline.take() {
             self.timers.remove(&(d, id.clone()));
         }

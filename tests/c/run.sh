@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The C API tests: run by `make test-c` (env CC and LIBDIR), or directly from the repository root.
 #
-#   1. tests/c/test_capi.c built with ASan + UBSan (LeakSanitizer on) and run;
+#   1. the harness programs (tests/c/test_capi.c, tests/c/test_log.c) built with ASan + UBSan
+#      (LeakSanitizer on) and run; test_log once more with RC_LOG=warn (the stderr logger);
 #   2. the same built without sanitizers and run under valgrind (definite leaks and invalid
 #      accesses fail the run);
 #   3. examples-c/*.c built with the Makefile's flags (-std=c11 -Wall -Wextra -Werror), run, run
@@ -89,11 +90,19 @@ harness() {
 
 echo "# C API tests (CC=$CC, LIBDIR=$LIBDIR)"
 
-# 1. Harness under ASan + UBSan.
-step "build test_capi (ASan+UBSan)" "$OUT/build-asan.log" \
-    "$CC" "${STRICT[@]}" -g -O1 "${SAN[@]}" -o "$OUT/test_capi_asan" tests/c/test_capi.c "${LINK[@]}"
-if [ -x "$OUT/test_capi_asan" ]; then
-    harness asan "$OUT/test_capi_asan.log" timeout 600 "$OUT/test_capi_asan"
+HARNESSES=(test_capi test_log)
+
+# 1. Harnesses under ASan + UBSan.
+for prog in "${HARNESSES[@]}"; do
+    step "build $prog (ASan+UBSan)" "$OUT/build-$prog-asan.log" \
+        "$CC" "${STRICT[@]}" -g -O1 "${SAN[@]}" -o "$OUT/${prog}_asan" "tests/c/$prog.c" "${LINK[@]}"
+    if [ -x "$OUT/${prog}_asan" ]; then
+        harness "$prog asan" "$OUT/${prog}_asan.log" timeout 600 "$OUT/${prog}_asan"
+    fi
+done
+# RC_LOG is read once per process: test_log's RC_LOG case runs in a process of its own.
+if [ -x "$OUT/test_log_asan" ]; then
+    harness "test_log asan RC_LOG=warn" "$OUT/test_log_asan_rc_log.log" env RC_LOG=warn timeout 600 "$OUT/test_log_asan"
 fi
 
 # 2. Harness under valgrind.
@@ -105,12 +114,14 @@ if [ "${RC_C_SKIP_VALGRIND:-0}" != 1 ]; then
         fail "valgrind is not installed (apt-get install -y valgrind)"
     fi
 fi
-step "build test_capi (plain)" "$OUT/build-plain.log" \
-    "$CC" "${STRICT[@]}" -g -O1 -o "$OUT/test_capi" tests/c/test_capi.c "${LINK[@]}"
-if [ "$HAVE_VALGRIND" = 1 ] && [ -x "$OUT/test_capi" ]; then
-    harness valgrind "$OUT/test_capi_valgrind.log" \
-        env RC_TEST_TIMEOUT_SCALE=10 timeout 1200 "${VALGRIND[@]}" "$OUT/test_capi"
-fi
+for prog in "${HARNESSES[@]}"; do
+    step "build $prog (plain)" "$OUT/build-$prog-plain.log" \
+        "$CC" "${STRICT[@]}" -g -O1 -o "$OUT/$prog" "tests/c/$prog.c" "${LINK[@]}"
+    if [ "$HAVE_VALGRIND" = 1 ] && [ -x "$OUT/$prog" ]; then
+        harness "$prog valgrind" "$OUT/${prog}_valgrind.log" \
+            env RC_TEST_TIMEOUT_SCALE=10 timeout 1200 "${VALGRIND[@]}" "$OUT/$prog"
+    fi
+done
 
 # 3. The examples.
 for src in examples-c/*.c; do

@@ -1611,15 +1611,6 @@ static void t_close_from_runtime_vs_stats_from_event(void) {
 }
 
 /* ------------------------------------------------------------------------------------------ */
-
-typedef struct {
-    const char *name;
-    void (*fn)(void);
-    int budget_s;          /* watchdog, before scaling */
-    const char *known_bug; /* non-NULL: skipped unless RC_TEST_KNOWN_BUGS=1 */
-} test_case;
-
-/* ------------------------------------------------------------------------------------------ */
 /* The host transport's store hook                                                           */
 
 /* Alice's host: its node keeps every message it publishes in a store (hash = "0x" + counter)
@@ -1772,56 +1763,4 @@ static const test_case TESTS[] = {
     {"close_from_runtime_vs_stats_from_event", t_close_from_runtime_vs_stats_from_event, 20, NULL},
 };
 
-static atomic_llong watchdog_deadline_ms; /* 0 = idle */
-
-static long long mono_ms(void) { return (long long)(now_s() * 1000.0); }
-
-static void *watchdog(void *arg) {
-    (void)arg;
-    for (;;) {
-        sleep_ms(200);
-        long long d = atomic_load(&watchdog_deadline_ms);
-        if (d && mono_ms() > d) {
-            fprintf(stderr, "TIMEOUT: test %s exceeded its time budget (deadlock?)\n", current_test);
-            printf("not ok - %s (timeout)\n0 passed, 1 failed\n", current_test);
-            fflush(stdout);
-            _exit(3);
-        }
-    }
-    return NULL;
-}
-
-int main(int argc, char **argv) {
-    setvbuf(stdout, NULL, _IOLBF, 0);
-    const char *scale = getenv("RC_TEST_TIMEOUT_SCALE");
-    if (scale && atof(scale) > 0) timeout_scale = atof(scale);
-    pthread_t wd;
-    pthread_create(&wd, NULL, watchdog, NULL);
-    pthread_detach(wd);
-    int known = getenv("RC_TEST_KNOWN_BUGS") && atoi(getenv("RC_TEST_KNOWN_BUGS")) > 0;
-    int passed = 0, failed = 0, skipped = 0;
-    double t0 = now_s();
-    for (size_t i = 0; i < sizeof TESTS / sizeof TESTS[0]; i++) {
-        int selected = argc < 2;
-        for (int a = 1; a < argc; a++) selected |= strstr(TESTS[i].name, argv[a]) != NULL;
-        if (!selected) continue;
-        if (TESTS[i].known_bug && !known) {
-            printf("skip - %s (known bug: %s; RC_TEST_KNOWN_BUGS=1 runs it)\n", TESTS[i].name, TESTS[i].known_bug);
-            skipped++;
-            continue;
-        }
-        current_test = TESTS[i].name;
-        atomic_store(&test_failures, 0);
-        atomic_store(&watchdog_deadline_ms, mono_ms() + (long long)(TESTS[i].budget_s * 1000 * timeout_scale));
-        double t = now_s();
-        TESTS[i].fn();
-        atomic_store(&watchdog_deadline_ms, 0);
-        int f = atomic_load(&test_failures);
-        printf("%s - %s (%.2fs)\n", f ? "not ok" : "ok", TESTS[i].name, now_s() - t);
-        if (f) failed++;
-        else passed++;
-    }
-    printf("# %.1fs in all, %d skipped\n", now_s() - t0, skipped);
-    printf("%d passed, %d failed\n", passed, failed);
-    return failed ? 1 : 0;
-}
+int main(int argc, char **argv) { return run_tests(TESTS, sizeof TESTS / sizeof TESTS[0], argc, argv); }

@@ -106,6 +106,18 @@ proc storeHook(ctx: Context; contentTopic: string; messageHashes: seq[string]) {
 proc idleHook(ctx: Context; contentTopic: string; messageHashes: seq[string]) {.nimcall, gcsafe.} =
   discard
 
+# The log proc: records go to the test's thread through a Channel; the first one also tries a
+# call into the library, which must be refused.
+type LogRecord = tuple[level: LogLevel, target, message: string]
+var logRecords: Channel[LogRecord]
+var logReentrant: Atomic[int]
+
+proc recordLog(level: LogLevel; target, message: string) {.nimcall, gcsafe.} =
+  if logReentrant.load == 0:
+    logReentrant.store int(rc_set_log_callback(nil, nil, RC_LOG_OFF))
+  {.cast(gcsafe).}:
+    logRecords.send((level, target, message))
+
 proc pattern(n: int): seq[byte] =
   result = newSeq[byte](n)
   for i in 0 ..< n: result[i] = byte((i * 31 + i div 251) and 0xff)
@@ -263,6 +275,29 @@ suite "reliable_channel (Nim)":
         check ev.kind notin {ekSent, ekDelivered}
         sendError = ev.kind == ekSendError
     check sendError
+
+  test "a malformed message is dropped with a WARN record":
+    logRecords.open()
+    defer: logRecords.close()
+    let m = newManager(hostConfig)
+    defer: m.close()
+    setLogCallback(recordLog, llWarn)
+    defer: setLogCallback(nil)
+    m.openChannel("logs", "/reliable-nim/1/logs/proto", "me")
+    m.transportReceive(WakuMessage(contentTopic: "/reliable-nim/1/logs/proto", payload: "payload".toBytes,
+                                   meta: "RELIABLE-CHANNEL-API/1".toBytes, timestampNs: 1))
+    discard m.stats("logs") # a round trip through the runtime thread: the record has arrived
+    var warned = 0
+    while true:
+      let (ok, r) = logRecords.tryRecv()
+      if not ok: break
+      check r.level <= llWarn # the INFO record of the channel opening stays out
+      if r.level == llWarn and "not a valid SDS message" in r.message and "logs" in r.message and
+          r.target.startsWith("reliable_channel"):
+        inc warned
+    check warned == 1
+    check logReentrant.load == ord(rcReentrant)
+    check rc_set_log_callback(nil, nil, 6) == cint(ord(rcInvalidArgument)) # raw: LogLevel cannot say 6
 
   test "host transport moved by Nim":
     let a = newManager(hostConfig)
