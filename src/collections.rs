@@ -93,7 +93,6 @@ impl<K: Hash + Eq + Clone, V> BoundedMap<K, V> {
     {
         self.map.remove(key).map(|(v, _)| v)
     }
-
 }
 
 /// A set remembering at most `capacity` keys, forgetting the oldest first (see [`BoundedMap`]).
@@ -125,7 +124,6 @@ impl<K: Hash + Eq + Clone> BoundedSet<K> {
     pub fn insert(&mut self, key: K) -> bool {
         self.0.insert(key, (), &mut None)
     }
-
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use bytes::{BufMut, Bytes};
 use prost::Message as _;
@@ -116,7 +117,8 @@ pub struct SdsEngine<H: HistoryStore = MemoryHistory> {
     history: H,
     bloom: BloomFilter,
     lamport: u64,
-    wrap_clock: WrapClock,
+    /// Shared with the threads that compute this sender's ids ahead of wrapping (see `wrap_clock`).
+    wrap_clock: Arc<WrapClock>,
     now: u64,
     /// spec: sds.sender-order — our previous content message, always carried in the causal
     /// history so that receivers deliver one sender's messages in send order.
@@ -172,7 +174,7 @@ impl<H: HistoryStore> SdsEngine<H> {
             bloom: BloomFilter::new(),
             // spec: sds.lamport — starts at the current time in milliseconds.
             lamport: now,
-            wrap_clock: WrapClock::default(),
+            wrap_clock: Arc::default(),
             now,
             last_own: None,
             last_own_bytes: None,
@@ -203,9 +205,9 @@ impl<H: HistoryStore> SdsEngine<H> {
     pub fn config(&self) -> &SdsConfig {
         &self.config
     }
-    /// The wrap times of this sender's ids: [`crate::channel::Channel::send`] stamps the ids it
-    /// prepares here too, so that they never collide with ids the engine computes itself.
-    pub fn wrap_clock(&self) -> &WrapClock {
+    /// The wrap times of this sender's ids: the channel shares this clock with the threads that
+    /// prepare its sends, so that ids computed there never collide with ids the engine computes.
+    pub fn wrap_clock(&self) -> &Arc<WrapClock> {
         &self.wrap_clock
     }
     pub fn stats(&self) -> &SdsStats {
