@@ -39,7 +39,7 @@ impl ConfigError {
         }
     }
 
-    /// An [`ConfigError::Invalid`] naming `path`.
+    /// A [`ConfigError::Invalid`] naming `path`.
     pub(crate) fn invalid(path: &str, reason: impl std::fmt::Display) -> Self {
         ConfigError::Invalid { path: path.to_owned(), reason: reason.to_string() }
     }

@@ -65,7 +65,7 @@ pub enum SendError {
 #[derive(Debug)]
 enum Queued {
     /// A content chunk's first dispatch, not yet wrapped: SDS wraps it when the rate limiter
-    /// releases it (see [`Channel::ready`]), so that the causal history and bloom filter it
+    /// releases it (see `Channel::release_one`), so that the causal history and bloom filter it
     /// carries are those of its dispatch time, not of its send time. Its id is known already.
     Fresh { request: Arc<str>, index: u32, frame: Bytes, id: MessageId },
     /// A message already wrapped (a retransmission, an ephemeral chunk, a sync, a rebroadcast).
