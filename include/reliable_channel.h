@@ -85,7 +85,8 @@ typedef enum {
    */
   RC_EVENT_SEND_ERROR = 4,
   /**
-   * An incoming message can no longer be completed; `error` says why.
+   * An incoming message can no longer be completed; `error` says why, `sender_id` whose it
+   * was (NULL when unknown).
    */
   RC_EVENT_MESSAGE_LOST = 5,
 } rc_event_kind;
@@ -143,7 +144,8 @@ typedef enum {
    */
   RC_ERR_REENTRANT = 11,
   /**
-   * A bug: a Rust panic was caught at the boundary.
+   * A bug in the library: a Rust panic was caught at the boundary, or an internal invariant
+   * did not hold.
    */
   RC_ERR_PANIC = 12,
 } rc_status;
@@ -199,7 +201,9 @@ typedef struct {
    */
   const char *request_id;
   /**
-   * RECEIVED: the remote participant; otherwise our own sender id.
+   * RECEIVED: the remote participant; LOST: the remote participant whose message was lost,
+   * or NULL when unknown (e.g. a message that could not be decrypted); otherwise our own
+   * sender id.
    */
   const char *sender_id;
   const char *content_topic;
@@ -368,7 +372,8 @@ rc_status rc_manager_new(const char *config_json, rc_manager **out);
  *
  * # Safety
  *
- * `mgr` is NULL (refused) or a handle from `rc_manager_new` not yet passed to `rc_manager_free` (NULL is a no-op); the handle is invalid afterwards.
+ * `mgr` is NULL (a no-op) or a handle from `rc_manager_new` not yet passed to `rc_manager_free`;
+ * once this returns `RC_OK` the handle is invalid.
  */
 rc_status rc_manager_free(rc_manager *mgr);
 
@@ -407,17 +412,18 @@ rc_status rc_close_channel(rc_manager *mgr, const char *channel_id);
 
 /**
  * Sends `payload` (copied before returning) on a channel. Validates (unknown channel, empty,
- * over 1 MiB, queue full), segments the payload and computes its chunk ids in the calling
- * thread, and returns without waiting for the pipeline, which runs on the runtime thread. On
- * success writes the RequestId (20 hex chars + NUL) to `request_id_out`. `flags`:
- * `RC_SEND_EPHEMERAL` or 0. Callable from callbacks.
+ * over 1 MiB, queue full, in that order; `payload` is read only once `payload_len` passed),
+ * segments the payload and computes its chunk ids in the calling thread, and returns without
+ * waiting for the pipeline, which runs on the runtime thread. On success writes the RequestId
+ * (20 hex chars + NUL) to `request_id_out`. `flags`: `RC_SEND_EPHEMERAL` or 0. Callable from
+ * callbacks.
  *
  * # Safety
  *
  * `mgr` is NULL (refused) or a handle from `rc_manager_new` not yet passed to `rc_manager_free`;
  * `channel_id` is NULL (refused) or NUL-terminated; `payload` is readable for `payload_len` bytes
- * (NULL only with `payload_len == 0`, refused); `request_id_out` is NULL (refused) or writable for
- * `RC_REQUEST_ID_LEN + 1` bytes.
+ * (it may be NULL when `payload_len` is 0; NULL with a length is refused); `request_id_out` is
+ * NULL (refused) or writable for `RC_REQUEST_ID_LEN + 1` bytes.
  */
 rc_status rc_send(rc_manager *mgr, const char *channel_id, const uint8_t *payload, size_t payload_len, uint32_t flags, char *request_id_out);
 

@@ -36,10 +36,43 @@ pub enum Error {
     /// Called from inside a library callback where that is not allowed.
     #[error("not allowed from inside a library callback: {0}")]
     Reentrant(String),
+    /// A bug: an invariant of the library does not hold (reported like a caught panic).
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl From<crate::channel::ConfigError> for Error {
     fn from(e: crate::channel::ConfigError) -> Self {
-        Error::Config(e.0)
+        Error::Config(e.to_string())
+    }
+}
+
+impl From<crate::messaging::memory::MemoryNetworkError> for Error {
+    /// Every memory-network error names a `transport.*` key of the configuration.
+    fn from(e: crate::messaging::memory::MemoryNetworkError) -> Self {
+        Error::Config(e.to_string())
+    }
+}
+
+impl From<crate::messaging::host::HostError> for Error {
+    fn from(e: crate::messaging::host::HostError) -> Self {
+        Error::Transport(e.to_string())
+    }
+}
+
+impl From<crate::channel::SendError> for Error {
+    /// The user's mistakes and backpressure keep their own codes; the rest cannot happen for a
+    /// send the manager prepared itself.
+    fn from(e: crate::channel::SendError) -> Self {
+        use crate::channel::SendError as S;
+        match e {
+            S::Empty => Error::PayloadEmpty,
+            S::TooLarge { len, max } => Error::PayloadTooLarge { len, max },
+            S::QueueFull { pending_chunks, pending_bytes, max_chunks, max_bytes } => {
+                Error::QueueFull(format!("{pending_chunks} chunks / {pending_bytes} bytes pending (limits {max_chunks} / {max_bytes})"))
+            }
+            S::NotReserved { .. } => Error::InvalidArgument(e.to_string()),
+            S::OtherChannel | S::DuplicateRequestId(_) | S::Segmentation(_) => Error::Internal(e.to_string()),
+        }
     }
 }

@@ -104,6 +104,34 @@ fn backpressure_refuses_with_queue_full() {
         }
     }
     assert!(matches!(full, Some(Error::QueueFull(_))), "{full:?}");
+    // One set of pending counts: what `send` reserved is what the channel reports.
+    let s = a.channel_stats("c").unwrap();
+    assert_eq!((s.pending_chunks, s.pending_bytes), (4, 4));
+}
+
+/// One check per send, in the order a user expects: unknown channel, empty, too large, queue
+/// full. A reservation that is never used gives its room back.
+#[test]
+fn send_checks_once_in_the_order_a_user_expects() {
+    let (a, _rx) = manager("mgr-order", "");
+    let cfg = r#"{"rateLimitConfig": {"messagesPerEpoch": 1, "epochSizeMs": 3600000}, "sendQueue": {"maxPendingChunks": 2}}"#;
+    a.open_channel("c", "/order", "me", Some(cfg)).unwrap();
+    let too_large = 1_048_577;
+    assert!(matches!(a.reserve_send("nope", 0), Err(Error::UnknownChannel(_))));
+    assert!(matches!(a.reserve_send("nope", usize::MAX), Err(Error::UnknownChannel(_))));
+    let first = a.reserve_send("c", 1).unwrap();
+    let second = a.reserve_send("c", 1).unwrap();
+    // The queue is full now: emptiness and size are still reported first.
+    assert_eq!(a.send("c", b"", false), Err(Error::PayloadEmpty));
+    assert!(matches!(a.reserve_send("c", too_large), Err(Error::PayloadTooLarge { len: 1_048_577, .. })));
+    assert!(matches!(a.reserve_send("c", usize::MAX), Err(Error::PayloadTooLarge { .. })));
+    assert!(matches!(a.send("c", b"x", false), Err(Error::QueueFull(m)) if m.contains("pending")));
+    // A permit takes exactly the payload it was reserved for; refused, it gives its room back.
+    assert!(matches!(second.send(b"two bytes", false), Err(Error::InvalidArgument(_))));
+    assert_eq!(a.channel_stats("c").unwrap().pending_chunks, 1);
+    drop(first);
+    assert_eq!(a.channel_stats("c").unwrap().pending_chunks, 0);
+    a.reserve_send("c", 1).unwrap().send(b"x", false).unwrap();
 }
 
 /// XOR with a trailing key tag, so that a wrong key is detected (as an AEAD would).

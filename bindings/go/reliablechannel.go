@@ -79,7 +79,8 @@ type Event struct {
 	// RequestID: MessageReceived: the remote sender's request id; MessageSent, MessageDelivered,
 	// SendError: ours (as returned by Send); MessageLost: the lost message's id, or "" if unknown.
 	RequestID string
-	// SenderID: MessageReceived: the remote participant; otherwise our own sender id.
+	// SenderID: MessageReceived: the remote participant; MessageLost: the remote participant
+	// whose message was lost, or "" if unknown (e.g. undecryptable); otherwise our own sender id.
 	SenderID     string
 	ContentTopic string
 	// Payload: MessageReceived only.

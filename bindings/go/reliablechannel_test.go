@@ -264,7 +264,11 @@ func TestEncryptedExchangeOverLossyNetwork(t *testing.T) {
 			case rc.MessageDelivered:
 				replyDelivered = replyDelivered || e.RequestID == idReply
 			case rc.MessageLost:
-				t.Logf("bob: lost %s: %s", e.RequestID, e.Reason)
+				// Only alice sends to bob: a lost message is hers, or of an unknown sender.
+				if e.SenderID != "alice" && e.SenderID != "" {
+					t.Errorf("bob: lost %s from %q", e.RequestID, e.SenderID)
+				}
+				t.Logf("bob: lost %s from %q: %s", e.RequestID, e.SenderID, e.Reason)
 			}
 			return got[idText] != nil && got[idBig] != nil && replyDelivered
 		})
@@ -408,6 +412,38 @@ func TestEncryptFailureIsSendError(t *testing.T) {
 			return e.Kind == rc.SendError && e.RequestID == id
 		})
 	}
+}
+
+// A message bob cannot decrypt (another key) is dropped and reported lost, with no sender: no
+// one can tell whose it was.
+func TestUndecryptableIsLostFromUnknownSender(t *testing.T) {
+	noLeaks(t)
+	net := network(t)
+	alice := newManager(t, memConfig(net, 0, 1))
+	bob := newManager(t, memConfig(net, 0, 2))
+	bev := bob.Events()
+	mustOpen(t, alice, "k", "alice")
+	mustOpen(t, bob, "k", "bob")
+	ac, bc := newAESGCM(t, randomBytes(t, 32)), newAESGCM(t, randomBytes(t, 32))
+	if err := alice.SetEncryption("k", ac.encrypt, ac.decrypt); err != nil {
+		t.Fatal(err)
+	}
+	if err := bob.SetEncryption("k", bc.encrypt, bc.decrypt); err != nil {
+		t.Fatal(err)
+	}
+	mustSend(t, alice, "k", []byte("for other eyes"))
+	drain(t, "bob", bev, shortWait, func(e rc.Event) bool {
+		if e.Kind == rc.MessageReceived {
+			t.Fatalf("bob received %q without the key", e.Payload)
+		}
+		if e.Kind != rc.MessageLost {
+			return false
+		}
+		if e.SenderID != "" || e.RequestID != "" || !strings.Contains(e.Reason, "decryption failed") {
+			t.Errorf("lost event: sender %q, request %q, reason %q", e.SenderID, e.RequestID, e.Reason)
+		}
+		return true
+	})
 }
 
 // Many goroutines send on one channel at once: every message arrives once, every send is

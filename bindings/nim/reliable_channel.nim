@@ -171,14 +171,16 @@ type
     ekSent          ## `reliable:message:sent`: every chunk accepted by the messaging layer
     ekDelivered     ## every chunk acknowledged end to end (final)
     ekSendError     ## the send failed (final); `error` says why
-    ekLost          ## an incoming message can no longer be completed; `error` says why
+    ekLost          ## an incoming message can no longer be completed; `error` says why,
+                    ## `senderId` whose it was
 
   Event* = object
     ## One event, owned (copied from the library).
     kind*: EventKind
     channelId*: string
     requestId*: string    ## received: the remote's request id; sent/delivered/sendError: ours
-    senderId*: string     ## received: the remote participant; otherwise our own sender id
+    senderId*: string     ## received: the remote participant; lost: whose message it was ("" if
+                          ## unknown, e.g. undecryptable); otherwise our own sender id
     contentTopic*: string
     payload*: seq[byte]   ## ekReceived only
     error*: string        ## ekSendError and ekLost only

@@ -1,12 +1,14 @@
-//! Configuration: the JSON layout of `shared/reference/c-api.md`, with the seed spec's names.
+//! The channel configuration: `channelDefaults` of the manager JSON, or the JSON given when a
+//! channel is opened (the layout of `shared/reference/c-api.md`, with the seed spec's names).
 //!
-//! Parsed by hand over `serde_json::Value` so that every error names the full path of the
-//! offending key (`channelDefaults.sdsConfig.maxRetransmissions: ...`), unknown keys are refused,
-//! and impossible values (e.g. a chunk size that cannot fit a 150 KiB WakuMessage) are caught
-//! when the manager is created or the channel opened, not on the first send.
+//! Impossible values (e.g. a chunk size that cannot fit a 150 KiB WakuMessage) are caught when the
+//! manager is created or the channel opened, not on the first send. The JSON helpers and
+//! [`ConfigError`] are shared with the manager configuration (`runtime/config.rs`).
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
+pub use crate::json_config::ConfigError;
+use crate::json_config::{as_object, check_keys, get_bool, get_f64, get_str, get_u64, join, parse_root};
 use crate::ratelimit::{Accounting, RateLimitConfig};
 use crate::sds::SdsConfig;
 use crate::segmentation::{ReassemblyConfig, DEFAULT_CHUNK_SIZE_BYTES, MAX_PAYLOAD_BYTES};
@@ -20,15 +22,6 @@ pub const MIN_CHUNK_SIZE_BYTES: usize = 1_024;
 pub const MAX_CAUSAL_HISTORY_SIZE: usize = 64;
 /// Longest channel id, content topic or sender id accepted.
 pub const MAX_NAME_BYTES: usize = MAX_ID_BYTES;
-
-/// A configuration error, naming the key.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct ConfigError(pub String);
-
-fn err<T>(path: &str, msg: impl std::fmt::Display) -> Result<T, ConfigError> {
-    Err(ConfigError(format!("{path}: {msg}")))
-}
 
 /// Per-channel configuration (`channelDefaults`, or the JSON given when opening a channel).
 #[derive(Debug, Clone, PartialEq)]
@@ -61,45 +54,6 @@ impl Default for ChannelConfig {
         };
         c.derive_bounds();
         c
-    }
-}
-
-/// Which transport a manager uses.
-#[derive(Debug, Clone, PartialEq)]
-pub enum TransportConfig {
-    /// The embedded in-process network.
-    Memory(crate::messaging::memory::MemoryNetworkConfig),
-    /// The host application moves WakuMessages (`rc_transport_*`).
-    Host { pubsub_topic: String },
-}
-
-impl Default for TransportConfig {
-    fn default() -> Self {
-        TransportConfig::Memory(Default::default())
-    }
-}
-
-/// Manager configuration.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct ManagerConfig {
-    pub transport: TransportConfig,
-    pub channel_defaults: ChannelConfig,
-}
-
-impl ManagerConfig {
-    /// Parses the manager JSON (`None` or empty = defaults).
-    pub fn from_json(json: Option<&str>) -> Result<Self, ConfigError> {
-        let mut cfg = ManagerConfig::default();
-        let Some(v) = parse_root(json)? else { return Ok(cfg) };
-        let obj = as_object(&v, "config")?;
-        check_keys(obj, "", &["transport", "channelDefaults"])?;
-        if let Some(t) = obj.get("transport") {
-            cfg.transport = parse_transport(t)?;
-        }
-        if let Some(d) = obj.get("channelDefaults") {
-            apply_channel(&mut cfg.channel_defaults, d, "channelDefaults")?;
-        }
-        Ok(cfg)
     }
 }
 
@@ -150,121 +104,21 @@ impl ChannelConfig {
     pub fn check_fits(&self, path: &str, topic_len: usize) -> Result<(), ConfigError> {
         let max = MAX_WAKU_MESSAGE_BYTES.saturating_sub(self.worst_case_overhead(topic_len));
         if self.chunk_size_bytes > max {
-            return err(
+            return Err(ConfigError::invalid(
                 &format!("{path}.segmentationConfig.chunkSizeBytes"),
                 format!(
                     "{} cannot fit a {}-byte WakuMessage with the SDS overhead (causal history of {}, bloom filter, ids, chunk header, encryption budget): at most {max}",
                     self.chunk_size_bytes, MAX_WAKU_MESSAGE_BYTES, self.sds.causal_history_size
                 ),
-            );
+            ));
         }
         Ok(())
     }
 }
 
-fn parse_root(json: Option<&str>) -> Result<Option<Value>, ConfigError> {
-    let Some(s) = json.map(str::trim).filter(|s| !s.is_empty()) else { return Ok(None) };
-    serde_json::from_str(s).map(Some).map_err(|e| ConfigError(format!("invalid JSON: {e}")))
-}
-
-fn as_object<'a>(v: &'a Value, path: &str) -> Result<&'a Map<String, Value>, ConfigError> {
-    v.as_object().ok_or_else(|| ConfigError(format!("{path}: expected an object")))
-}
-
-fn join(path: &str, key: &str) -> String {
-    if path.is_empty() {
-        key.to_owned()
-    } else {
-        format!("{path}.{key}")
-    }
-}
-
-fn check_keys(obj: &Map<String, Value>, path: &str, allowed: &[&str]) -> Result<(), ConfigError> {
-    for k in obj.keys() {
-        if !allowed.contains(&k.as_str()) {
-            return err(&join(path, k), format!("unknown key (expected one of: {})", allowed.join(", ")));
-        }
-    }
-    Ok(())
-}
-
-fn get_u64(obj: &Map<String, Value>, path: &str, key: &str, min: u64, max: u64) -> Result<Option<u64>, ConfigError> {
-    let Some(v) = obj.get(key) else { return Ok(None) };
-    let p = join(path, key);
-    match v.as_u64() {
-        Some(n) if (min..=max).contains(&n) => Ok(Some(n)),
-        Some(n) => err(&p, format!("{n} is out of range {min}..={max}")),
-        None => err(&p, "expected a non-negative integer"),
-    }
-}
-
-fn get_f64(obj: &Map<String, Value>, path: &str, key: &str, min: f64, max: f64) -> Result<Option<f64>, ConfigError> {
-    let Some(v) = obj.get(key) else { return Ok(None) };
-    let p = join(path, key);
-    match v.as_f64() {
-        Some(n) if n >= min && n <= max => Ok(Some(n)),
-        Some(n) => err(&p, format!("{n} is out of range {min}..={max}")),
-        None => err(&p, "expected a number"),
-    }
-}
-
-fn get_str<'a>(obj: &'a Map<String, Value>, path: &str, key: &str) -> Result<Option<&'a str>, ConfigError> {
-    match obj.get(key) {
-        None => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(_) => err(&join(path, key), "expected a string"),
-    }
-}
-
-fn get_bool(obj: &Map<String, Value>, path: &str, key: &str) -> Result<Option<bool>, ConfigError> {
-    match obj.get(key) {
-        None => Ok(None),
-        Some(Value::Bool(b)) => Ok(Some(*b)),
-        Some(_) => err(&join(path, key), "expected true or false"),
-    }
-}
-
-fn parse_transport(v: &Value) -> Result<TransportConfig, ConfigError> {
-    let path = "transport";
-    let obj = as_object(v, path)?;
-    let kind = get_str(obj, path, "kind")?.unwrap_or("memory");
-    match kind {
-        "memory" => {
-            check_keys(obj, path, &["kind", "network", "pubsubTopic", "loss", "duplicate", "reorder", "delayMs", "seed", "storeCapacity"])?;
-            let mut m = crate::messaging::memory::MemoryNetworkConfig::default();
-            if let Some(n) = get_str(obj, path, "network")? {
-                m.network = n.to_owned();
-            }
-            if let Some(t) = get_str(obj, path, "pubsubTopic")? {
-                m.pubsub_topic = t.to_owned();
-            }
-            m.loss = get_f64(obj, path, "loss", 0.0, 1.0)?.unwrap_or(m.loss);
-            m.duplicate = get_f64(obj, path, "duplicate", 0.0, 1.0)?.unwrap_or(m.duplicate);
-            m.reorder = get_f64(obj, path, "reorder", 0.0, 1.0)?.unwrap_or(m.reorder);
-            m.seed = get_u64(obj, path, "seed", 0, u64::MAX)?.unwrap_or(m.seed);
-            m.store_capacity = get_u64(obj, path, "storeCapacity", 0, 1 << 20)?.map_or(m.store_capacity, |n| n as usize);
-            if let Some(d) = obj.get("delayMs") {
-                let p = "transport.delayMs";
-                let arr = d.as_array().filter(|a| a.len() == 2).ok_or_else(|| ConfigError(format!("{p}: expected [min, max]")))?;
-                let lo = arr[0].as_u64().ok_or_else(|| ConfigError(format!("{p}: expected non-negative integers")))?;
-                let hi = arr[1].as_u64().ok_or_else(|| ConfigError(format!("{p}: expected non-negative integers")))?;
-                if lo > hi || hi > 600_000 {
-                    return err(p, format!("[{lo}, {hi}] must satisfy min <= max <= 600000"));
-                }
-                m.delay_ms = (lo, hi);
-            }
-            Ok(TransportConfig::Memory(m))
-        }
-        "host" => {
-            check_keys(obj, path, &["kind", "pubsubTopic"])?;
-            let pubsub_topic = get_str(obj, path, "pubsubTopic")?.unwrap_or(crate::messaging::memory::DEFAULT_PUBSUB_TOPIC).to_owned();
-            Ok(TransportConfig::Host { pubsub_topic })
-        }
-        other => err("transport.kind", format!("unknown transport {other:?} (expected \"memory\" or \"host\")")),
-    }
-}
-
-fn apply_channel(cfg: &mut ChannelConfig, v: &Value, path: &str) -> Result<(), ConfigError> {
+/// Applies a channel JSON object found at `path` (`channelDefaults` or `channel`) over `cfg`,
+/// then derives the dependent bounds and checks that a full chunk fits a WakuMessage.
+pub(crate) fn apply_channel(cfg: &mut ChannelConfig, v: &Value, path: &str) -> Result<(), ConfigError> {
     let obj = as_object(v, path)?;
     check_keys(obj, path, &["segmentationConfig", "sdsConfig", "rateLimitConfig", "sendQueue"])?;
     if let Some(s) = obj.get("segmentationConfig") {
@@ -304,7 +158,7 @@ fn apply_channel(cfg: &mut ChannelConfig, v: &Value, path: &str) -> Result<(), C
         )?;
         if let Some(b) = get_str(o, &p, "historyBackend")? {
             if b != "memory" {
-                return err(&join(&p, "historyBackend"), format!("unsupported backend {b:?} (available: \"memory\")"));
+                return Err(ConfigError::invalid(&join(&p, "historyBackend"), format!("unsupported backend {b:?} (available: \"memory\")")));
             }
         }
         let s = &mut cfg.sds;
@@ -330,7 +184,10 @@ fn apply_channel(cfg: &mut ChannelConfig, v: &Value, path: &str) -> Result<(), C
             r.accounting = match a {
                 "firstChunk" => Accounting::FirstChunk,
                 "allMessages" => Accounting::AllMessages,
-                other => return err(&join(&p, "accounting"), format!("unknown accounting {other:?} (expected \"firstChunk\" or \"allMessages\")")),
+                other => {
+                    let why = format!("unknown accounting {other:?} (expected \"firstChunk\" or \"allMessages\")");
+                    return Err(ConfigError::invalid(&join(&p, "accounting"), why));
+                }
             };
         }
     }

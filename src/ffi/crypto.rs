@@ -1,11 +1,11 @@
 //! The encryption hook across the boundary.
 
 use std::ffi::{c_char, c_int, c_void, CString};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use super::manager::{manager, rc_manager};
+use super::manager::rc_manager;
 use super::status::rc_status;
+use super::user_data::{rc_free_fn, swap_hook, UserData};
 use crate::channel::{CryptoError, Encryption};
 use crate::Error;
 
@@ -25,8 +25,8 @@ pub type rc_crypto_fn = Option<
     unsafe extern "C" fn(user_data: *mut c_void, channel_id: *const c_char, input: *const u8, input_len: usize, output: *mut rc_buffer) -> c_int,
 >;
 
-/// Finalizer of a user-data pointer, called exactly once when the library no longer uses it.
-pub type rc_free_fn = Option<unsafe extern "C" fn(user_data: *mut c_void)>;
+/// The function of a non-NULL [`rc_crypto_fn`].
+type CryptoCallback = unsafe extern "C" fn(*mut c_void, *const c_char, *const u8, usize, *mut rc_buffer) -> c_int;
 
 /// Appends `len` bytes to a callback's output buffer (`data` may be NULL when `len` is 0).
 /// `RC_ERR_INVALID_ARGUMENT` past `RC_BUFFER_MAX` bytes in all.
@@ -40,68 +40,22 @@ pub unsafe extern "C" fn rc_buffer_append(out: *mut rc_buffer, data: *const u8, 
     ffi_boundary!({
         // SAFETY: `out` is the buffer passed to the running callback (the caller's contract).
         let Some(buf) = (unsafe { out.as_mut() }) else { return Err(Error::InvalidArgument("out is NULL".into())) };
-        if len == 0 {
-            return Ok(());
-        }
-        if data.is_null() {
-            return Err(Error::InvalidArgument("data is NULL with a non-zero length".into()));
-        }
-        // `len` comes from C: compare without an addition that could wrap around.
-        if len > RC_BUFFER_MAX.saturating_sub(buf.data.len()) {
-            return Err(Error::InvalidArgument(format!("output would exceed RC_BUFFER_MAX ({RC_BUFFER_MAX} bytes)")));
-        }
-        // SAFETY: the caller passes `len` readable bytes.
-        buf.data.extend_from_slice(unsafe { std::slice::from_raw_parts(data, len) });
+        // `len` comes from C: the room left is computed without an addition that could wrap.
+        let bytes = try_slice!(data, len, RC_BUFFER_MAX.saturating_sub(buf.data.len()));
+        buf.data.extend_from_slice(bytes);
         Ok(())
     })
 }
 
-/// A host's user-data pointer and its finalizer. The finalizer runs exactly once, when the last
-/// owner drops, and only if the library took ownership ([`Self::arm`]): a failed setter call
-/// leaves the pointer with the caller.
-pub(crate) struct UserData {
-    pub ptr: *mut c_void,
-    free: rc_free_fn,
-    armed: AtomicBool,
-}
-
-// SAFETY: the C contract requires callbacks and their user data to be usable from any thread.
-unsafe impl Send for UserData {}
-unsafe impl Sync for UserData {}
-
-impl UserData {
-    pub fn new(ptr: *mut c_void, free: rc_free_fn) -> Self {
-        UserData { ptr, free, armed: AtomicBool::new(false) }
-    }
-    pub fn arm(&self) {
-        self.armed.store(true, Ordering::Release);
-    }
-}
-
-impl Drop for UserData {
-    fn drop(&mut self) {
-        if let (true, Some(f)) = (self.armed.load(Ordering::Acquire), self.free) {
-            // SAFETY: the finalizer the host gave for this pointer; runs once, after the last use.
-            unsafe { f(self.ptr) };
-        }
-    }
-}
-
 /// A C encrypt/decrypt pair.
 struct CEncryption {
-    encrypt: unsafe extern "C" fn(*mut c_void, *const c_char, *const u8, usize, *mut rc_buffer) -> c_int,
-    decrypt: unsafe extern "C" fn(*mut c_void, *const c_char, *const u8, usize, *mut rc_buffer) -> c_int,
+    encrypt: CryptoCallback,
+    decrypt: CryptoCallback,
     user_data: UserData,
 }
 
 impl CEncryption {
-    fn call(
-        &self,
-        f: unsafe extern "C" fn(*mut c_void, *const c_char, *const u8, usize, *mut rc_buffer) -> c_int,
-        what: &str,
-        channel_id: &str,
-        input: &[u8],
-    ) -> Result<Vec<u8>, CryptoError> {
+    fn call(&self, f: CryptoCallback, what: &str, channel_id: &str, input: &[u8]) -> Result<Vec<u8>, CryptoError> {
         let cid = CString::new(channel_id).map_err(|_| CryptoError("channel id contains NUL".into()))?;
         let mut out = rc_buffer { data: Vec::with_capacity(input.len() + 64) };
         // SAFETY: all pointers are valid for the call; the callback follows the C contract.
@@ -121,22 +75,6 @@ impl Encryption for CEncryption {
     fn decrypt(&self, channel_id: &str, ciphertext: &[u8]) -> Result<Vec<u8>, CryptoError> {
         self.call(self.decrypt, "decrypt", channel_id, ciphertext)
     }
-}
-
-/// Installs a hook built around the caller's `user_data`: the finalizer is armed only once the
-/// swap succeeded (a refused call leaves `user_data` with the caller; arming while we still hold a
-/// reference makes the last drop run it), and a replaced hook is dropped after the swap.
-pub(super) fn swap_hook<H, P>(
-    hook: Option<Arc<H>>,
-    data: fn(&H) -> &UserData,
-    swap: impl FnOnce(Option<Arc<H>>) -> Result<P, Error>,
-) -> Result<(), Error> {
-    let previous = swap(hook.clone())?;
-    if let Some(h) = &hook {
-        data(h).arm();
-    }
-    drop(previous);
-    Ok(())
 }
 
 /// Sets the encryption hook of `channel_id`, or with `channel_id` NULL the default of every
@@ -160,8 +98,8 @@ pub unsafe extern "C" fn rc_set_encryption(
     free_user_data: rc_free_fn,
 ) -> rc_status {
     ffi_boundary!({
-        let m = manager(mgr)?;
-        let channel = if channel_id.is_null() { None } else { Some(c_str!(channel_id, "channel_id")) };
+        let m = try_manager!(mgr);
+        let channel = try_opt_str!(channel_id);
         let hook = match (encrypt, decrypt) {
             (Some(e), Some(d)) => Some(Arc::new(CEncryption { encrypt: e, decrypt: d, user_data: UserData::new(user_data, free_user_data) })),
             (None, None) => None,

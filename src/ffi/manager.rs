@@ -4,8 +4,8 @@ use std::ffi::{c_char, c_void, CString};
 use std::sync::Arc;
 
 use super::status::rc_status;
+use super::user_data::UserData;
 use crate::channel::ChannelEvent;
-use crate::segmentation::MAX_PAYLOAD_BYTES;
 use crate::{Error, Event, Manager};
 
 /// `rc_send` flag: the message is ephemeral (not retransmitted, not acknowledged, may be dropped
@@ -49,7 +49,8 @@ pub enum rc_event_kind {
     RC_EVENT_MESSAGE_DELIVERED = 3,
     /// `reliable:message:send-error`: the send failed (final); `error` says which chunk and why.
     RC_EVENT_SEND_ERROR = 4,
-    /// An incoming message can no longer be completed; `error` says why.
+    /// An incoming message can no longer be completed; `error` says why, `sender_id` whose it
+    /// was (NULL when unknown).
     RC_EVENT_MESSAGE_LOST = 5,
 }
 
@@ -61,7 +62,9 @@ pub struct rc_event {
     /// RECEIVED: the remote sender's request id; SENT/DELIVERED/SEND_ERROR: ours; LOST: the
     /// lost message's request id when known, else NULL.
     pub request_id: *const c_char,
-    /// RECEIVED: the remote participant; otherwise our own sender id.
+    /// RECEIVED: the remote participant; LOST: the remote participant whose message was lost,
+    /// or NULL when unknown (e.g. a message that could not be decrypted); otherwise our own
+    /// sender id.
     pub sender_id: *const c_char,
     pub content_topic: *const c_char,
     /// RECEIVED only (else NULL / 0).
@@ -74,21 +77,8 @@ pub struct rc_event {
 /// Event callback. Runs on the library's event thread; events of one channel arrive in order.
 pub type rc_event_fn = Option<unsafe extern "C" fn(event: *const rc_event, user_data: *mut c_void)>;
 
-pub(crate) fn manager<'a>(mgr: *const rc_manager) -> Result<&'a Manager, Error> {
-    // SAFETY: a non-NULL handle comes from rc_manager_new and is live until rc_manager_free.
-    match unsafe { mgr.as_ref() } {
-        Some(m) => Ok(&m.inner),
-        None => Err(Error::InvalidArgument("mgr is NULL".into())),
-    }
-}
-
-fn opt_str<'a>(p: *const c_char, name: &str) -> Result<Option<&'a str>, Error> {
-    if p.is_null() {
-        Ok(None)
-    } else {
-        super::status::str_arg(p, name).map(Some)
-    }
-}
+/// The function of a non-NULL [`rc_event_fn`].
+type EventCallback = unsafe extern "C" fn(*const rc_event, *mut c_void);
 
 fn cstring(s: &str) -> CString {
     CString::new(s.replace('\0', "")).unwrap_or_default()
@@ -105,14 +95,10 @@ fn cstring(s: &str) -> CString {
 pub unsafe extern "C" fn rc_manager_new(config_json: *const c_char, out: *mut *mut rc_manager) -> rc_status {
     ffi_boundary!({
         super::log::init_from_env();
-        if out.is_null() {
-            return Err(Error::InvalidArgument("out is NULL".into()));
-        }
-        let json = opt_str(config_json, "config_json")?;
-        let m = Manager::from_json(json)?;
-        let b = Box::into_raw(Box::new(rc_manager { inner: m }));
-        // SAFETY: checked non-NULL above; written only on success.
-        unsafe { *out = b };
+        let out = try_out!(out);
+        let m = Manager::from_json(try_opt_str!(config_json))?;
+        // SAFETY: `out` is writable (the caller's contract); the last step, so only on success.
+        unsafe { out.write(Box::into_raw(Box::new(rc_manager { inner: m }))) };
         Ok(())
     })
 }
@@ -125,7 +111,8 @@ pub unsafe extern "C" fn rc_manager_new(config_json: *const c_char, out: *mut *m
 ///
 /// # Safety
 ///
-/// `mgr` is NULL (refused) or a handle from `rc_manager_new` not yet passed to `rc_manager_free` (NULL is a no-op); the handle is invalid afterwards.
+/// `mgr` is NULL (a no-op) or a handle from `rc_manager_new` not yet passed to `rc_manager_free`;
+/// once this returns `RC_OK` the handle is invalid.
 #[no_mangle]
 pub unsafe extern "C" fn rc_manager_free(mgr: *mut rc_manager) -> rc_status {
     ffi_boundary!({
@@ -152,46 +139,44 @@ pub unsafe extern "C" fn rc_manager_free(mgr: *mut rc_manager) -> rc_status {
 #[no_mangle]
 pub unsafe extern "C" fn rc_set_event_callback(mgr: *mut rc_manager, callback: rc_event_fn, user_data: *mut c_void) -> rc_status {
     ffi_boundary!({
-        let m = manager(mgr)?;
+        let m = try_manager!(mgr);
         let handler = callback.map(|f| {
             // Not owned (the event callback has no finalizer): never armed.
-            let ud = super::crypto::UserData::new(user_data, None);
+            let ud = UserData::new(user_data, None);
             Arc::new(move |e: &Event<'_>| deliver(f, &ud, e)) as crate::EventHandler
         });
         m.set_event_handler(handler)
     })
 }
 
-fn deliver(f: unsafe extern "C" fn(*const rc_event, *mut c_void), ud: &super::crypto::UserData, e: &Event<'_>) {
+/// Converts an event for C and calls the callback: the strings live until it returns.
+fn deliver(f: EventCallback, ud: &UserData, e: &Event<'_>) {
     let channel_id = cstring(e.channel_id);
     let topic = cstring(e.content_topic);
     let local = cstring(e.local_sender_id);
-    let (kind, request, sender, payload, error): (rc_event_kind, Option<CString>, CString, &[u8], Option<CString>) = match e.event {
+    let (kind, request, sender, payload, error): (rc_event_kind, Option<CString>, Option<CString>, &[u8], Option<CString>) = match e.event {
         ChannelEvent::Received { request_id, sender_id, payload } => {
-            (rc_event_kind::RC_EVENT_MESSAGE_RECEIVED, Some(cstring(request_id)), cstring(sender_id), payload, None)
+            (rc_event_kind::RC_EVENT_MESSAGE_RECEIVED, Some(cstring(request_id)), Some(cstring(sender_id)), payload, None)
         }
-        ChannelEvent::Sent { request_id } => (rc_event_kind::RC_EVENT_MESSAGE_SENT, Some(cstring(request_id)), local, &[], None),
-        ChannelEvent::Delivered { request_id } => (rc_event_kind::RC_EVENT_MESSAGE_DELIVERED, Some(cstring(request_id)), local, &[], None),
+        ChannelEvent::Sent { request_id } => (rc_event_kind::RC_EVENT_MESSAGE_SENT, Some(cstring(request_id)), Some(local), &[], None),
+        ChannelEvent::Delivered { request_id } => (rc_event_kind::RC_EVENT_MESSAGE_DELIVERED, Some(cstring(request_id)), Some(local), &[], None),
         ChannelEvent::SendError { request_id, error } => {
-            (rc_event_kind::RC_EVENT_SEND_ERROR, Some(cstring(request_id)), local, &[], Some(cstring(error)))
+            (rc_event_kind::RC_EVENT_SEND_ERROR, Some(cstring(request_id)), Some(local), &[], Some(cstring(error)))
         }
         ChannelEvent::Lost { request_id, sender_id, error } => {
-            let err = match sender_id {
-                Some(s) => format!("{error} (from {s})"),
-                None => error.clone(),
-            };
-            (rc_event_kind::RC_EVENT_MESSAGE_LOST, request_id.as_deref().map(cstring), local, &[], Some(cstring(&err)))
+            (rc_event_kind::RC_EVENT_MESSAGE_LOST, request_id.as_deref().map(cstring), sender_id.as_deref().map(cstring), &[], Some(cstring(error)))
         }
     };
+    let ptr = |c: &Option<CString>| c.as_ref().map_or(std::ptr::null(), |c| c.as_ptr());
     let ev = rc_event {
         kind,
         channel_id: channel_id.as_ptr(),
-        request_id: request.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()),
-        sender_id: sender.as_ptr(),
+        request_id: ptr(&request),
+        sender_id: ptr(&sender),
         content_topic: topic.as_ptr(),
         payload: if payload.is_empty() { std::ptr::null() } else { payload.as_ptr() },
         payload_len: payload.len(),
-        error: error.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()),
+        error: ptr(&error),
     };
     // SAFETY: the callback receives pointers valid for the duration of the call.
     unsafe { f(&ev, ud.ptr) };
@@ -213,12 +198,8 @@ pub unsafe extern "C" fn rc_open_channel(
     channel_config_json: *const c_char,
 ) -> rc_status {
     ffi_boundary!({
-        let m = manager(mgr)?;
-        let id = c_str!(channel_id, "channel_id");
-        let topic = c_str!(content_topic, "content_topic");
-        let sender = c_str!(sender_id, "sender_id");
-        let cfg = opt_str(channel_config_json, "channel_config_json")?;
-        m.open_channel(id, topic, sender, cfg)
+        let m = try_manager!(mgr);
+        m.open_channel(try_str!(channel_id), try_str!(content_topic), try_str!(sender_id), try_opt_str!(channel_config_json))
     })
 }
 
@@ -232,23 +213,24 @@ pub unsafe extern "C" fn rc_open_channel(
 #[no_mangle]
 pub unsafe extern "C" fn rc_close_channel(mgr: *mut rc_manager, channel_id: *const c_char) -> rc_status {
     ffi_boundary!({
-        let m = manager(mgr)?;
-        m.close_channel(c_str!(channel_id, "channel_id"))
+        let m = try_manager!(mgr);
+        m.close_channel(try_str!(channel_id))
     })
 }
 
 /// Sends `payload` (copied before returning) on a channel. Validates (unknown channel, empty,
-/// over 1 MiB, queue full), segments the payload and computes its chunk ids in the calling
-/// thread, and returns without waiting for the pipeline, which runs on the runtime thread. On
-/// success writes the RequestId (20 hex chars + NUL) to `request_id_out`. `flags`:
-/// `RC_SEND_EPHEMERAL` or 0. Callable from callbacks.
+/// over 1 MiB, queue full, in that order; `payload` is read only once `payload_len` passed),
+/// segments the payload and computes its chunk ids in the calling thread, and returns without
+/// waiting for the pipeline, which runs on the runtime thread. On success writes the RequestId
+/// (20 hex chars + NUL) to `request_id_out`. `flags`: `RC_SEND_EPHEMERAL` or 0. Callable from
+/// callbacks.
 ///
 /// # Safety
 ///
 /// `mgr` is NULL (refused) or a handle from `rc_manager_new` not yet passed to `rc_manager_free`;
 /// `channel_id` is NULL (refused) or NUL-terminated; `payload` is readable for `payload_len` bytes
-/// (NULL only with `payload_len == 0`, refused); `request_id_out` is NULL (refused) or writable for
-/// `RC_REQUEST_ID_LEN + 1` bytes.
+/// (it may be NULL when `payload_len` is 0; NULL with a length is refused); `request_id_out` is
+/// NULL (refused) or writable for `RC_REQUEST_ID_LEN + 1` bytes.
 #[no_mangle]
 pub unsafe extern "C" fn rc_send(
     mgr: *mut rc_manager,
@@ -259,36 +241,19 @@ pub unsafe extern "C" fn rc_send(
     request_id_out: *mut c_char,
 ) -> rc_status {
     ffi_boundary!({
-        let m = manager(mgr)?;
-        let id = c_str!(channel_id, "channel_id");
-        if request_id_out.is_null() {
-            return Err(Error::InvalidArgument("request_id_out is NULL".into()));
-        }
+        let m = try_manager!(mgr);
+        let id = try_str!(channel_id);
+        let out = try_out!(request_id_out);
         if flags & !RC_SEND_EPHEMERAL != 0 {
             return Err(Error::InvalidArgument(format!("unknown flags 0x{:x}", flags & !RC_SEND_EPHEMERAL)));
         }
-        let data: &[u8] = if payload_len == 0 {
-            &[]
-        } else if payload.is_null() {
-            return Err(Error::InvalidArgument("payload is NULL with a non-zero length".into()));
-        } else if payload_len > MAX_PAYLOAD_BYTES {
-            // Never build a slice of a length the library will not read (it may exceed
-            // isize::MAX); answer what `send` would, an unknown channel first.
-            if !m.channels().iter().any(|c| c == id) {
-                return Err(Error::UnknownChannel(id.to_owned()));
-            }
-            return Err(Error::PayloadTooLarge { len: payload_len, max: MAX_PAYLOAD_BYTES });
-        } else {
-            // SAFETY: the caller passes payload_len readable bytes.
-            unsafe { std::slice::from_raw_parts(payload, payload_len) }
-        };
-        let rid = m.send(id, data, flags & RC_SEND_EPHEMERAL != 0)?;
+        // The length is checked (with the channel, in the order `send` checks) before a slice is
+        // built: a C caller may pass one the library will never read, even past isize::MAX.
+        let permit = m.reserve_send(id, payload_len)?;
+        let rid = permit.send(try_slice!(payload, payload_len, RC_MAX_PAYLOAD_BYTES), flags & RC_SEND_EPHEMERAL != 0)?;
         debug_assert_eq!(rid.len(), RC_REQUEST_ID_LEN);
-        // SAFETY: the caller provides RC_REQUEST_ID_LEN + 1 writable bytes.
-        unsafe {
-            std::ptr::copy_nonoverlapping(rid.as_ptr(), request_id_out.cast::<u8>(), RC_REQUEST_ID_LEN);
-            *request_id_out.add(RC_REQUEST_ID_LEN) = 0;
-        }
+        // SAFETY: RC_REQUEST_ID_LEN + 1 writable bytes (the caller's contract); only on success.
+        unsafe { out.write_str(&rid) };
         Ok(())
     })
 }
@@ -303,15 +268,14 @@ pub unsafe extern "C" fn rc_send(
 #[no_mangle]
 pub unsafe extern "C" fn rc_channel_stats_json(mgr: *mut rc_manager, channel_id: *const c_char, json_out: *mut *mut c_char) -> rc_status {
     ffi_boundary!({
-        let m = manager(mgr)?;
-        let id = c_str!(channel_id, "channel_id");
-        if json_out.is_null() {
-            return Err(Error::InvalidArgument("json_out is NULL".into()));
-        }
+        let m = try_manager!(mgr);
+        let id = try_str!(channel_id);
+        let out = try_out!(json_out);
         let stats = m.channel_stats(id)?;
-        let json = serde_json::to_string(&stats).map_err(|e| Error::Storage(e.to_string()))?;
-        // SAFETY: checked non-NULL; written only on success.
-        unsafe { *json_out = cstring(&json).into_raw() };
+        // Counters only: serialisation cannot fail, so a failure is a bug.
+        let json = serde_json::to_string(&stats).map_err(|e| Error::Internal(format!("channel stats as JSON: {e}")))?;
+        // SAFETY: `json_out` is writable (the caller's contract); the last step, so only on success.
+        unsafe { out.write(cstring(&json).into_raw()) };
         Ok(())
     })
 }

@@ -40,7 +40,8 @@ pub enum rc_status {
     RC_ERR_TRANSPORT = 10,
     /// Not allowed from inside a library callback (e.g. `rc_manager_free`).
     RC_ERR_REENTRANT = 11,
-    /// A bug: a Rust panic was caught at the boundary.
+    /// A bug in the library: a Rust panic was caught at the boundary, or an internal invariant
+    /// did not hold.
     RC_ERR_PANIC = 12,
 }
 
@@ -58,6 +59,7 @@ impl From<&Error> for rc_status {
             Error::Storage(_) => rc_status::RC_ERR_STORAGE,
             Error::Transport(_) => rc_status::RC_ERR_TRANSPORT,
             Error::Reentrant(_) => rc_status::RC_ERR_REENTRANT,
+            Error::Internal(_) => rc_status::RC_ERR_PANIC,
         }
     }
 }
@@ -89,15 +91,6 @@ pub(crate) fn finish(result: std::thread::Result<Result<(), Error>>) -> rc_statu
             rc_status::RC_ERR_PANIC
         }
     }
-}
-
-/// Reads a NUL-terminated UTF-8 argument.
-pub(crate) fn str_arg<'a>(p: *const c_char, name: &str) -> Result<&'a str, Error> {
-    if p.is_null() {
-        return Err(Error::InvalidArgument(format!("{name} is NULL")));
-    }
-    // SAFETY: the caller passes a NUL-terminated string valid for the call (the C contract).
-    unsafe { CStr::from_ptr(p) }.to_str().map_err(|_| Error::InvalidArgument(format!("{name} is not valid UTF-8")))
 }
 
 /// The detail of the last failure on the calling thread ("" if none). The pointer is valid until

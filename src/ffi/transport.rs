@@ -5,13 +5,13 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::crypto::{rc_free_fn, swap_hook, UserData as OwnedUserData};
-use super::manager::{manager, rc_manager};
+use super::manager::rc_manager;
 use super::status::rc_status;
-use crate::messaging::host::{HostRetriever, HostSender};
+use super::user_data::{rc_free_fn, swap_hook, UserData};
+use crate::messaging::host::{HostRetriever, HostSendError, HostSender};
 use crate::messaging::{DispatchId, MessageHash};
 use crate::wire::waku_message::hash_to_hex;
-use crate::wire::WakuMessage;
+use crate::wire::{WakuMessage, MAX_WAKU_MESSAGE_BYTES};
 use crate::Error;
 
 /// A WakuMessage as exchanged with the host, borrowed for the duration of the call.
@@ -34,14 +34,17 @@ pub struct rc_waku_message {
 /// call). A non-zero return fails the dispatch at once. Runs on the runtime thread.
 pub type rc_transport_send_fn = Option<unsafe extern "C" fn(user_data: *mut c_void, dispatch_id: u64, msg: *const rc_waku_message) -> c_int>;
 
+/// The function of a non-NULL [`rc_transport_send_fn`].
+type SendCallback = unsafe extern "C" fn(*mut c_void, u64, *const rc_waku_message) -> c_int;
+
 struct CSender {
-    send: unsafe extern "C" fn(*mut c_void, u64, *const rc_waku_message) -> c_int,
-    user_data: OwnedUserData,
+    send: SendCallback,
+    user_data: UserData,
 }
 
 impl HostSender for CSender {
-    fn send(&self, dispatch_id: DispatchId, m: &WakuMessage) -> Result<(), String> {
-        let topic = CString::new(m.content_topic.as_str()).map_err(|_| "content topic contains NUL".to_string())?;
+    fn send(&self, dispatch_id: DispatchId, m: &WakuMessage) -> Result<(), HostSendError> {
+        let topic = CString::new(m.content_topic.as_str()).map_err(|_| HostSendError::Unrepresentable("the content topic contains NUL"))?;
         let meta = m.meta.as_deref().unwrap_or(&[]);
         let msg = rc_waku_message {
             content_topic: topic.as_ptr(),
@@ -57,7 +60,7 @@ impl HostSender for CSender {
         if rc == 0 {
             Ok(())
         } else {
-            Err(format!("host send callback returned {rc}"))
+            Err(HostSendError::Refused(rc))
         }
     }
 }
@@ -78,8 +81,8 @@ pub unsafe extern "C" fn rc_set_transport(
     free_user_data: rc_free_fn,
 ) -> rc_status {
     ffi_boundary!({
-        let m = manager(mgr)?;
-        let sender = send.map(|f| Arc::new(CSender { send: f, user_data: OwnedUserData::new(user_data, free_user_data) }));
+        let m = try_manager!(mgr);
+        let sender = send.map(|f| Arc::new(CSender { send: f, user_data: UserData::new(user_data, free_user_data) }));
         swap_hook(sender, |s| &s.user_data, |s| m.set_host_sender(s.map(|s| s as Arc<dyn HostSender>)))
     })
 }
@@ -93,9 +96,12 @@ pub unsafe extern "C" fn rc_set_transport(
 pub type rc_transport_retrieve_fn =
     Option<unsafe extern "C" fn(user_data: *mut c_void, content_topic: *const c_char, message_hashes: *const *const c_char, count: usize)>;
 
+/// The function of a non-NULL [`rc_transport_retrieve_fn`].
+type RetrieveCallback = unsafe extern "C" fn(*mut c_void, *const c_char, *const *const c_char, usize);
+
 struct CRetriever {
-    retrieve: unsafe extern "C" fn(*mut c_void, *const c_char, *const *const c_char, usize),
-    user_data: OwnedUserData,
+    retrieve: RetrieveCallback,
+    user_data: UserData,
 }
 
 impl HostRetriever for CRetriever {
@@ -127,17 +133,15 @@ pub unsafe extern "C" fn rc_set_transport_retrieve(
     free_user_data: rc_free_fn,
 ) -> rc_status {
     ffi_boundary!({
-        let m = manager(mgr)?;
-        let retriever = retrieve.map(|f| Arc::new(CRetriever { retrieve: f, user_data: OwnedUserData::new(user_data, free_user_data) }));
+        let m = try_manager!(mgr);
+        let retriever = retrieve.map(|f| Arc::new(CRetriever { retrieve: f, user_data: UserData::new(user_data, free_user_data) }));
         swap_hook(retriever, |r| &r.user_data, |r| m.set_host_retriever(r.map(|r| r as Arc<dyn HostRetriever>)))
     })
 }
 
-fn parse_hash(p: *const c_char) -> Result<Option<MessageHash>, Error> {
-    if p.is_null() {
-        return Ok(None);
-    }
-    let s = super::status::str_arg(p, "message_hash")?;
+/// A `message_hash` argument ("0x" + 64 hex, or without the prefix; NULL = not given).
+fn parse_hash(message_hash: Option<&str>) -> Result<Option<MessageHash>, Error> {
+    let Some(s) = message_hash else { return Ok(None) };
     let h = s.strip_prefix("0x").unwrap_or(s);
     let mut out = [0u8; 32];
     hex::decode_to_slice(h, &mut out).map_err(|_| Error::InvalidArgument("message_hash must be 32 bytes of hex (0x-prefixed or not)".into()))?;
@@ -155,8 +159,8 @@ fn parse_hash(p: *const c_char) -> Result<Option<MessageHash>, Error> {
 #[no_mangle]
 pub unsafe extern "C" fn rc_transport_sent(mgr: *mut rc_manager, dispatch_id: u64, message_hash: *const c_char) -> rc_status {
     ffi_boundary!({
-        let m = manager(mgr)?;
-        let hash = parse_hash(message_hash)?;
+        let m = try_manager!(mgr);
+        let hash = parse_hash(try_opt_str!(message_hash))?;
         m.transport_sent(dispatch_id, hash)
     })
 }
@@ -171,8 +175,8 @@ pub unsafe extern "C" fn rc_transport_sent(mgr: *mut rc_manager, dispatch_id: u6
 #[no_mangle]
 pub unsafe extern "C" fn rc_transport_failed(mgr: *mut rc_manager, dispatch_id: u64, error: *const c_char) -> rc_status {
     ffi_boundary!({
-        let m = manager(mgr)?;
-        let err = if error.is_null() { "transport failed" } else { c_str!(error, "error") };
+        let m = try_manager!(mgr);
+        let err = try_opt_str!(error).unwrap_or("transport failed");
         m.transport_failed(dispatch_id, err)
     })
 }
@@ -189,30 +193,18 @@ pub unsafe extern "C" fn rc_transport_failed(mgr: *mut rc_manager, dispatch_id: 
 #[no_mangle]
 pub unsafe extern "C" fn rc_transport_receive(mgr: *mut rc_manager, msg: *const rc_waku_message, message_hash: *const c_char) -> rc_status {
     ffi_boundary!({
-        let m = manager(mgr)?;
-        let w = non_null!(msg, "msg");
-        let topic = c_str!(w.content_topic, "msg->content_topic");
-        let bytes = |p: *const u8, len: usize, name: &str| -> Result<Bytes, Error> {
-            if len == 0 {
-                Ok(Bytes::new())
-            } else if p.is_null() {
-                Err(Error::InvalidArgument(format!("{name} is NULL with a non-zero length")))
-            } else if len > crate::wire::MAX_WAKU_MESSAGE_BYTES {
-                Err(Error::InvalidArgument(format!("{name} of {len} bytes exceeds the WakuMessage limit")))
-            } else {
-                // SAFETY: the caller passes `len` readable bytes.
-                Ok(Bytes::copy_from_slice(unsafe { std::slice::from_raw_parts(p, len) }))
-            }
-        };
-        let payload = bytes(w.payload, w.payload_len, "msg->payload")?;
-        let meta = bytes(w.meta, w.meta_len, "msg->meta")?;
-        let hash = parse_hash(message_hash)?;
+        let m = try_manager!(mgr);
+        let w = try_ref!(msg);
+        let topic = try_str!(w.content_topic, "msg->content_topic");
+        let payload = try_slice!(w.payload, w.payload_len, MAX_WAKU_MESSAGE_BYTES, "msg->payload");
+        let meta = try_slice!(w.meta, w.meta_len, MAX_WAKU_MESSAGE_BYTES, "msg->meta");
+        let hash = parse_hash(try_opt_str!(message_hash))?;
         let message = WakuMessage {
-            payload,
+            payload: Bytes::copy_from_slice(payload),
             content_topic: topic.to_owned(),
             version: Some(0),
             timestamp: Some(w.timestamp_ns),
-            meta: (!meta.is_empty()).then_some(meta),
+            meta: (!meta.is_empty()).then(|| Bytes::copy_from_slice(meta)),
             rate_limit_proof: None,
             ephemeral: w.ephemeral.then_some(true),
         };

@@ -21,7 +21,18 @@ pub const MAX_OUTSTANDING_DISPATCHES: usize = 1 << 20;
 /// The host's publish hook.
 pub trait HostSender: Send + Sync {
     /// Publishes `message`; an `Err` fails this dispatch at once.
-    fn send(&self, dispatch_id: DispatchId, message: &WakuMessage) -> Result<(), String>;
+    fn send(&self, dispatch_id: DispatchId, message: &WakuMessage) -> Result<(), HostSendError>;
+}
+
+/// Why the host's publish hook failed a dispatch at once (it becomes the dispatch's failure).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HostSendError {
+    /// The message cannot be handed to the host (e.g. a content topic with a NUL byte for C).
+    #[error("the message cannot be handed to the host: {0}")]
+    Unrepresentable(&'static str),
+    /// The hook refused the message with this status (non-zero).
+    #[error("host send callback returned {0}")]
+    Refused(i32),
 }
 
 /// The host's store hook (optional).
@@ -134,7 +145,7 @@ impl Transport for HostTransport {
             None => fail("no host transport set (rc_set_transport)".into()),
             Some(s) => {
                 if let Err(e) = s.send(dispatch_id, &message) {
-                    fail(e);
+                    fail(e.to_string());
                 }
             }
         }

@@ -109,25 +109,47 @@ impl Default for MemoryNetworkConfig {
     }
 }
 
+/// Why a memory-network endpoint cannot be created; the message names the `transport.*` key.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum MemoryNetworkError {
+    #[error("transport.network: must not be empty")]
+    EmptyNetwork,
+    #[error("transport.pubsubTopic: must not be empty")]
+    EmptyPubsubTopic,
+    /// `loss`, `duplicate` or `reorder` outside `[0, 1]` (or NaN).
+    #[error("transport.{field}: must be a probability in [0, 1], got {value}")]
+    NotAProbability { field: &'static str, value: f64 },
+    #[error("transport.delayMs: min ({min}) must not exceed max ({max})")]
+    DelayRange { min: u64, max: u64 },
+    #[error("transport.storeCapacity: must be at least 1")]
+    ZeroStoreCapacity,
+    /// The network exists with another pubsub topic (a network-wide setting).
+    #[error("transport.pubsubTopic: network {network:?} already runs on {existing:?}, not {requested:?}")]
+    PubsubTopicMismatch { network: String, existing: String, requested: String },
+    /// The network exists with another store capacity (a network-wide setting).
+    #[error("transport.storeCapacity: network {network:?} already has a store of {existing}, not {requested}")]
+    StoreCapacityMismatch { network: String, existing: usize, requested: usize },
+}
+
 impl MemoryNetworkConfig {
     /// Checks the configuration; the error names the offending field.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), MemoryNetworkError> {
         if self.network.is_empty() {
-            return Err("transport.network: must not be empty".to_owned());
+            return Err(MemoryNetworkError::EmptyNetwork);
         }
         if self.pubsub_topic.is_empty() {
-            return Err("transport.pubsubTopic: must not be empty".to_owned());
+            return Err(MemoryNetworkError::EmptyPubsubTopic);
         }
-        for (name, p) in [("loss", self.loss), ("duplicate", self.duplicate), ("reorder", self.reorder)] {
-            if !(0.0..=1.0).contains(&p) {
-                return Err(format!("transport.{name}: must be a probability in [0, 1], got {p}"));
+        for (field, value) in [("loss", self.loss), ("duplicate", self.duplicate), ("reorder", self.reorder)] {
+            if !(0.0..=1.0).contains(&value) {
+                return Err(MemoryNetworkError::NotAProbability { field, value });
             }
         }
         if self.delay_ms.0 > self.delay_ms.1 {
-            return Err(format!("transport.delayMs: min ({}) must not exceed max ({})", self.delay_ms.0, self.delay_ms.1));
+            return Err(MemoryNetworkError::DelayRange { min: self.delay_ms.0, max: self.delay_ms.1 });
         }
         if self.store_capacity == 0 {
-            return Err("transport.storeCapacity: must be at least 1".to_owned());
+            return Err(MemoryNetworkError::ZeroStoreCapacity);
         }
         Ok(())
     }
@@ -163,21 +185,23 @@ static REGISTRY: Lazy<Mutex<HashMap<String, Weak<Network>>>> = Lazy::new(|| Mute
 static NEXT_ENDPOINT_ID: AtomicU64 = AtomicU64::new(1);
 
 /// Joins the network named in `cfg`, creating it when absent.
-fn join_network(cfg: &MemoryNetworkConfig) -> Result<Arc<Network>, String> {
+fn join_network(cfg: &MemoryNetworkConfig) -> Result<Arc<Network>, MemoryNetworkError> {
     let mut reg = REGISTRY.lock();
     reg.retain(|_, w| w.strong_count() > 0);
     if let Some(net) = reg.get(&cfg.network).and_then(Weak::upgrade) {
         if net.pubsub_topic != cfg.pubsub_topic {
-            return Err(format!(
-                "transport.pubsubTopic: network {:?} already runs on {:?}, not {:?}",
-                cfg.network, net.pubsub_topic, cfg.pubsub_topic
-            ));
+            return Err(MemoryNetworkError::PubsubTopicMismatch {
+                network: cfg.network.clone(),
+                existing: net.pubsub_topic.clone(),
+                requested: cfg.pubsub_topic.clone(),
+            });
         }
         if net.store_capacity != cfg.store_capacity {
-            return Err(format!(
-                "transport.storeCapacity: network {:?} already has a store of {}, not {}",
-                cfg.network, net.store_capacity, cfg.store_capacity
-            ));
+            return Err(MemoryNetworkError::StoreCapacityMismatch {
+                network: cfg.network.clone(),
+                existing: net.store_capacity,
+                requested: cfg.store_capacity,
+            });
         }
         return Ok(net);
     }
@@ -452,7 +476,7 @@ impl MemoryTransport {
     /// Validates `cfg` and joins (or creates) the network it names, as a new endpoint delivering
     /// its events to `sink`. Fails with a message naming the field when `cfg` is invalid or
     /// disagrees with the existing network's pubsub topic or store capacity.
-    pub fn new(cfg: MemoryNetworkConfig, sink: TransportSink) -> Result<MemoryTransport, String> {
+    pub fn new(cfg: MemoryNetworkConfig, sink: TransportSink) -> Result<MemoryTransport, MemoryNetworkError> {
         cfg.validate()?;
         let network = join_network(&cfg)?;
         let endpoint = Arc::new(Endpoint {

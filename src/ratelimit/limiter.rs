@@ -271,16 +271,16 @@ impl<T> RateLimiter<T> {
 
     /// Releases the head of the queue if the current epoch's budget allows, charging it. Before
     /// that, `wanted` is asked about each head in turn: heads it rejects (e.g. already
-    /// acknowledged) are removed uncharged and appended to `discarded`. Call repeatedly until
-    /// `None`, then sleep until [`RateLimiter::next_deadline`].
-    pub fn next_ready(&mut self, now: u64, wanted: &mut dyn FnMut(&T) -> bool, discarded: &mut Vec<T>) -> Option<T> {
+    /// acknowledged) are removed uncharged and handed to `discarded` (a `Vec`, or [`Discard`]).
+    /// Call repeatedly until `None`, then sleep until [`RateLimiter::next_deadline`].
+    pub fn next_ready(&mut self, now: u64, wanted: &mut dyn FnMut(&T) -> bool, discarded: &mut impl Extend<T>) -> Option<T> {
         self.tick(now);
         loop {
             let head = self.queue.front()?;
             if !wanted(&head.item) {
                 if let Some(q) = self.pop_head() {
                     self.stats.discarded += 1;
-                    discarded.push(q.item);
+                    discarded.extend(Some(q.item));
                 }
                 continue;
             }
@@ -298,21 +298,26 @@ impl<T> RateLimiter<T> {
     /// in queue order. O(queue length).
     pub fn remove_where(&mut self, pred: &mut dyn FnMut(&T) -> bool) -> Vec<T> {
         let mut removed = Vec::new();
+        self.remove_into(pred, &mut removed);
+        removed
+    }
+
+    /// [`Self::remove_where`] handing the removed items to `out` (a `Vec`, or [`Discard`]).
+    pub fn remove_into(&mut self, pred: &mut dyn FnMut(&T) -> bool, out: &mut impl Extend<T>) {
         if self.queue.is_empty() {
-            return removed;
+            return;
         }
         let mut kept = VecDeque::with_capacity(self.queue.len());
         for q in self.queue.drain(..) {
             if pred(&q.item) {
                 self.queued_bytes -= q.bytes;
-                removed.push(q.item);
+                self.stats.removed += 1;
+                out.extend(Some(q.item));
             } else {
                 kept.push_back(q);
             }
         }
         self.queue = kept;
-        self.stats.removed += removed.len() as u64;
-        removed
     }
 
     /// When `next_ready` should next be called: `None` with an empty queue; `now` (clamped) when
@@ -327,6 +332,17 @@ impl<T> RateLimiter<T> {
         } else {
             Some(self.next_epoch_start(now))
         }
+    }
+}
+
+/// An [`Extend`] sink that drops what it is given: for callers of [`RateLimiter::next_ready`]
+/// and [`RateLimiter::remove_into`] with no use for the items taken out of the queue.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Discard;
+
+impl<T> Extend<T> for Discard {
+    fn extend<I: IntoIterator<Item = T>>(&mut self, items: I) {
+        items.into_iter().for_each(drop);
     }
 }
 

@@ -40,4 +40,4 @@ pub use config::{
     Accounting, ParseAccountingError, RateLimitConfig, RateLimitConfigError, DEFAULT_APPROACH_THRESHOLD, DEFAULT_EPOCH_SIZE_MS,
     DEFAULT_MAX_QUEUED_BYTES, DEFAULT_MAX_QUEUED_ITEMS, DEFAULT_MESSAGES_PER_EPOCH,
 };
-pub use limiter::{Admit, MessageClass, RateLimitStats, RateLimiter};
+pub use limiter::{Admit, Discard, MessageClass, RateLimitStats, RateLimiter};

@@ -77,7 +77,7 @@ pub(crate) fn run(shared: Arc<Shared>, queue: Arc<EventQueue>) {
                 let ev = Event {
                     channel_id: &item.handle.id,
                     content_topic: &item.handle.topic,
-                    local_sender_id: &item.handle.sender,
+                    local_sender_id: item.handle.outbox.sender_id(),
                     event: &item.event,
                 };
                 // A panicking handler must not take the dispatcher down with it.

@@ -8,13 +8,13 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use rand::RngCore;
 use tokio::sync::mpsc::UnboundedReceiver;
 
+use super::config::TransportConfig;
 use super::dispatcher::{DispatchItem, EventQueue};
 use super::manager::{ChannelHandle, Shared};
 use super::Clock;
-use crate::channel::{Channel, ChannelAction, ChannelEvent, ChannelStats, Encryption, PreparedSend, TransportConfig};
+use crate::channel::{Channel, ChannelAction, ChannelEvent, ChannelStats, Encryption, PreparedSend};
 use crate::collections::FastMap;
 use crate::error::Error;
 use crate::messaging::host::{HostBridge, HostTransport};
@@ -28,24 +28,44 @@ const TIMER_CHECK_EVERY: u32 = 64;
 
 /// What the API threads and the transport ask of the runtime.
 pub(crate) enum Command {
-    Open(Arc<ChannelHandle>),
+    /// A channel created on the API thread (with its outbox already in the handle).
+    Open {
+        handle: Arc<ChannelHandle>,
+        channel: Box<Channel>,
+    },
     Close(Arc<str>),
-    Send { handle: Arc<ChannelHandle>, prepared: PreparedSend, chunks: usize },
-    SetEncryption { channel: Option<Arc<str>>, enc: Option<Arc<dyn Encryption>> },
-    Stats { channel: Arc<str>, reply: crossbeam_channel::Sender<Option<ChannelStats>> },
+    /// A send reserved and prepared on the API thread; dropping it gives its room back.
+    Send {
+        handle: Arc<ChannelHandle>,
+        prepared: PreparedSend,
+    },
+    SetEncryption {
+        channel: Option<Arc<str>>,
+        enc: Option<Arc<dyn Encryption>>,
+    },
+    Stats {
+        channel: Arc<str>,
+        reply: crossbeam_channel::Sender<Option<ChannelStats>>,
+    },
     Transport(TransportEvent),
     Shutdown,
 }
 
-/// Creates the configured transport, wired to the runtime's command queue; for the host
-/// transport also the bridge through which the host reports.
-pub(crate) fn make_transport(cfg: &TransportConfig, shared: &Arc<Shared>) -> Result<(Box<dyn Transport>, Option<Arc<HostBridge>>), Error> {
+/// A transport for the runtime thread and, for the host transport, the bridge through which
+/// the host reports (kept by the manager).
+pub(crate) struct MadeTransport {
+    pub transport: Box<dyn Transport>,
+    pub host: Option<Arc<HostBridge>>,
+}
+
+/// Creates the configured transport, wired to the runtime's command queue.
+pub(crate) fn make_transport(cfg: &TransportConfig, shared: &Arc<Shared>) -> Result<MadeTransport, Error> {
     let sink = transport_sink(shared);
     match cfg {
-        TransportConfig::Memory(m) => Ok((Box::new(MemoryTransport::new(m.clone(), sink).map_err(Error::Config)?), None)),
+        TransportConfig::Memory(m) => Ok(MadeTransport { transport: Box::new(MemoryTransport::new(m.clone(), sink)?), host: None }),
         TransportConfig::Host { pubsub_topic } => {
             let bridge = HostBridge::new(sink, pubsub_topic.clone());
-            Ok((Box::new(HostTransport::new(bridge.clone())), Some(bridge)))
+            Ok(MadeTransport { transport: Box::new(HostTransport::new(bridge.clone())), host: Some(bridge) })
         }
     }
 }
@@ -67,13 +87,14 @@ impl Shared {
 }
 
 struct Slot {
-    channel: Channel,
+    channel: Box<Channel>,
     handle: Arc<ChannelHandle>,
     deadline: Option<u64>,
     has_own_encryption: bool,
 }
 
 struct Driver {
+    /// The manager's clock (a copy: it is two numbers).
     clock: Clock,
     channels: FastMap<Arc<str>, Slot>,
     by_topic: FastMap<Arc<str>, Vec<Arc<str>>>,
@@ -97,7 +118,7 @@ pub(crate) fn run(shared: Arc<Shared>, mut rx: UnboundedReceiver<Command>, trans
         }
     };
     let mut d = Driver {
-        clock: Clock::new(),
+        clock: shared.clock,
         channels: FastMap::default(),
         by_topic: FastMap::default(),
         timers: BTreeSet::new(),
@@ -163,25 +184,24 @@ impl Driver {
     fn handle(&mut self, cmd: Command) -> bool {
         let now = self.clock.now_ms();
         match cmd {
-            Command::Open(handle) => {
-                let seed = rand::thread_rng().next_u64();
-                let mut channel = Channel::new(&handle.id, &handle.topic, &handle.sender, handle.config.clone(), now, seed);
+            Command::Open { handle, mut channel } => {
                 channel.set_encryption(self.default_encryption.clone());
                 self.transport.subscribe(&handle.topic);
                 self.by_topic.entry(handle.topic.clone()).or_default().push(handle.id.clone());
-                log::info!("channel {} opened on {} as {}", handle.id, handle.topic, handle.sender);
+                log::info!("channel {} opened on {} as {}", handle.id, handle.topic, handle.outbox.sender_id());
                 let id = handle.id.clone();
                 self.channels.insert(id.clone(), Slot { channel, handle, deadline: None, has_own_encryption: false });
                 self.pump(&id);
             }
             Command::Close(id) => self.close(&id),
-            Command::Send { handle, prepared, chunks } => {
-                handle.dequeued(chunks, prepared.payload_len);
+            Command::Send { handle, prepared } => {
                 // The channel may have been closed (and even re-opened) since: match the handle.
                 let Some(slot) = self.channels.get_mut(&handle.id).filter(|s| Arc::ptr_eq(&s.handle, &handle)) else { return true };
-                let request = prepared.request_id.clone();
+                let request_id = prepared.request_id().to_owned();
+                // Refused only for a send prepared elsewhere or a request id in use: neither
+                // happens to one prepared by `Manager::send`; reported rather than dropped.
                 if let Err(e) = slot.channel.send_prepared(now, prepared) {
-                    let ev = ChannelEvent::SendError { request_id: request.to_string(), error: e.to_string() };
+                    let ev = ChannelEvent::SendError { request_id, error: e.to_string() };
                     self.pending_events.push(DispatchItem { handle: handle.clone(), event: ev });
                 }
                 let id = handle.id.clone();
@@ -288,8 +308,6 @@ impl Driver {
             }
         }
         let Some(slot) = self.channels.get_mut(id) else { return };
-        let (chunks, bytes) = slot.channel.pending();
-        slot.handle.publish_pending(chunks, bytes);
         let next = slot.channel.next_deadline();
         if next != slot.deadline {
             if let Some(old) = slot.deadline.take() {

@@ -1,6 +1,6 @@
 //! [`Manager`]: the public Rust API, a thin validating front over the runtime thread.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::{JoinHandle, ThreadId};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -8,16 +8,17 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use parking_lot::{Mutex, RwLock};
 use rand::RngCore;
 
+use super::config::ManagerConfig;
 use super::dispatcher::{self, EventQueue};
 use super::driver::{self, Command};
+use super::Clock;
 use crate::channel::config::MAX_NAME_BYTES;
-use crate::channel::{prepare_send, ChannelConfig, ChannelEvent, ChannelStats, Encryption, ManagerConfig};
+use crate::channel::{Channel, ChannelEvent, ChannelStats, Encryption, Outbox, Reservation};
 use crate::collections::FastMap;
 use crate::error::Error;
 use crate::messaging::host::{HostBridge, HostRetriever, HostSender};
 use crate::messaging::{DispatchId, MessageHash};
-use crate::sds::WrapClock;
-use crate::segmentation::{chunk_count, MAX_PAYLOAD_BYTES};
+use crate::segmentation::new_request_id;
 use crate::wire::WakuMessage;
 
 /// An event as handed to the application: borrowed for the duration of the callback.
@@ -37,52 +38,25 @@ pub type EventHandler = Arc<dyn Fn(&Event<'_>) + Send + Sync>;
 pub(crate) struct ChannelHandle {
     pub id: Arc<str>,
     pub topic: Arc<str>,
-    pub sender: Arc<str>,
-    pub config: ChannelConfig,
     open: AtomicBool,
     /// Held for reading while one of this channel's events is delivered.
     pub gate: RwLock<()>,
-    /// Chunks / bytes of sends enqueued but not yet handed to the channel.
-    queued_chunks: AtomicUsize,
-    queued_bytes: AtomicUsize,
-    /// The channel's own pending counts, published by the runtime after every step.
-    pending_chunks: AtomicUsize,
-    pending_bytes: AtomicUsize,
-    /// Wrap times of this channel's chunk ids, stamped by the threads that call `send`.
-    pub wrap_clock: WrapClock,
+    /// The channel's sending side: its configuration, our sender id, the one check of a send
+    /// and the pending counts it reserves, the chunk ids' clock.
+    pub outbox: Arc<Outbox>,
 }
 
 impl ChannelHandle {
     pub fn is_open(&self) -> bool {
         self.open.load(Ordering::Acquire)
     }
-    pub fn publish_pending(&self, chunks: usize, bytes: usize) {
-        self.pending_chunks.store(chunks, Ordering::Release);
-        self.pending_bytes.store(bytes, Ordering::Release);
-    }
-    pub fn dequeued(&self, chunks: usize, bytes: usize) {
-        self.queued_chunks.fetch_sub(chunks, Ordering::AcqRel);
-        self.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
-    }
-    /// spec: send.backpressure — reserves room for a send or refuses it.
-    fn reserve(&self, chunks: usize, bytes: usize) -> Result<(), Error> {
-        let qc = self.queued_chunks.fetch_add(chunks, Ordering::AcqRel) + chunks;
-        let qb = self.queued_bytes.fetch_add(bytes, Ordering::AcqRel) + bytes;
-        let pc = qc + self.pending_chunks.load(Ordering::Acquire);
-        let pb = qb + self.pending_bytes.load(Ordering::Acquire);
-        if pc > self.config.max_pending_chunks || pb > self.config.max_pending_bytes {
-            self.dequeued(chunks, bytes);
-            return Err(Error::QueueFull(format!(
-                "channel {}: {pc} chunks / {pb} bytes would be pending (limits {} / {})",
-                self.id, self.config.max_pending_chunks, self.config.max_pending_bytes
-            )));
-        }
-        Ok(())
-    }
 }
 
 /// State shared by the API, the runtime thread and the dispatcher thread.
 pub(crate) struct Shared {
+    /// The one clock of the manager: channels are created with it (on the API threads) and
+    /// driven by it (on the runtime thread).
+    pub clock: Clock,
     cmd: tokio::sync::mpsc::UnboundedSender<Command>,
     registry: Mutex<FastMap<Arc<str>, Arc<ChannelHandle>>>,
     stopped: AtomicBool,
@@ -141,6 +115,7 @@ impl Manager {
         let (cmd_tx, cmd_rx) = tokio::sync::mpsc::unbounded_channel();
         let events = Arc::new(EventQueue::default());
         let shared = Arc::new(Shared {
+            clock: Clock::new(),
             cmd: cmd_tx,
             registry: Mutex::new(FastMap::default()),
             stopped: AtomicBool::new(false),
@@ -148,7 +123,7 @@ impl Manager {
             runtime_thread: Mutex::new(None),
             dispatcher_thread: Mutex::new(None),
         });
-        let (transport, host) = driver::make_transport(&config.transport, &shared)?;
+        let driver::MadeTransport { transport, host } = driver::make_transport(&config.transport, &shared)?;
         let s = shared.clone();
         let runtime = std::thread::Builder::new()
             .name("rc-runtime".into())
@@ -194,24 +169,20 @@ impl Manager {
         }
         let config = self.config.channel_defaults.with_json(channel_config_json)?;
         config.check_fits("channel", content_topic.len())?;
+        let seed = rand::thread_rng().next_u64();
+        let channel = Box::new(Channel::new(channel_id, content_topic, sender_id, config, self.shared.clock.now_ms(), seed));
         let handle = Arc::new(ChannelHandle {
             id: channel_id.into(),
             topic: content_topic.into(),
-            sender: sender_id.into(),
-            config,
             open: AtomicBool::new(true),
             gate: RwLock::new(()),
-            queued_chunks: AtomicUsize::new(0),
-            queued_bytes: AtomicUsize::new(0),
-            pending_chunks: AtomicUsize::new(0),
-            pending_bytes: AtomicUsize::new(0),
-            wrap_clock: WrapClock::default(),
+            outbox: channel.outbox().clone(),
         });
         let mut reg = self.shared.registry.lock();
         if reg.contains_key(channel_id) {
             return Err(Error::ChannelExists(channel_id.to_owned()));
         }
-        self.shared.submit(Command::Open(handle.clone()))?;
+        self.shared.submit(Command::Open { handle: handle.clone(), channel })?;
         reg.insert(handle.id.clone(), handle);
         Ok(())
     }
@@ -237,36 +208,20 @@ impl Manager {
         Ok(())
     }
 
-    /// spec: send — validates, enqueues and returns the RequestId (20 hex chars) at once.
+    /// spec: send — validates, enqueues and returns the RequestId (20 hex chars) at once:
+    /// [`Self::reserve_send`] then [`SendPermit::send`].
     pub fn send(&self, channel_id: &str, payload: &[u8], ephemeral: bool) -> Result<String, Error> {
+        self.reserve_send(channel_id, payload.len())?.send(payload, ephemeral)
+    }
+
+    /// spec: send + send.backpressure — the one check of a send of `len` bytes, in the order a
+    /// user expects: unknown channel, empty, too large (over 1 MiB), queue full. On success the
+    /// room stays reserved until the permit is used or dropped. Split from [`Self::send`] for
+    /// callers that must validate a length before they may read the payload (the C ABI).
+    pub fn reserve_send(&self, channel_id: &str, len: usize) -> Result<SendPermit<'_>, Error> {
         let handle = self.shared.registry.lock().get(channel_id).cloned().ok_or_else(|| Error::UnknownChannel(channel_id.to_owned()))?;
-        if payload.is_empty() {
-            return Err(Error::PayloadEmpty);
-        }
-        if payload.len() > MAX_PAYLOAD_BYTES {
-            return Err(Error::PayloadTooLarge { len: payload.len(), max: MAX_PAYLOAD_BYTES });
-        }
-        let chunks = chunk_count(payload.len(), handle.config.chunk_size_bytes);
-        handle.reserve(chunks, payload.len())?;
-        let request_id = new_request_id();
-        // Segmentation and the chunk ids (a Keccak pass over the payload) run here, on the
-        // caller's thread, in parallel with the runtime thread rather than in front of it.
-        let now_ns = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
-        let prepared =
-            prepare_send(&handle.config, &handle.sender, &handle.wrap_clock, now_ns, &request_id, payload, ephemeral, &mut rand::thread_rng());
-        let prepared = match prepared {
-            Ok(p) => p,
-            Err(e) => {
-                handle.dequeued(chunks, payload.len());
-                return Err(Error::InvalidArgument(e.to_string()));
-            }
-        };
-        let cmd = Command::Send { handle: handle.clone(), prepared, chunks };
-        if let Err(e) = self.shared.submit(cmd) {
-            handle.dequeued(chunks, payload.len());
-            return Err(e);
-        }
-        Ok(request_id)
+        let reservation = handle.outbox.reserve(len)?;
+        Ok(SendPermit { shared: &self.shared, handle, reservation })
     }
 
     /// Sets the encryption hook of one channel, or (`None`) the default of every channel
@@ -367,9 +322,24 @@ impl Drop for Manager {
     }
 }
 
-/// spec: wire.request-id — 10 random bytes as 20 lowercase hex characters.
-fn new_request_id() -> String {
-    let mut b = [0u8; 10];
-    rand::thread_rng().fill_bytes(&mut b);
-    hex::encode(b)
+/// A send that passed [`Manager::reserve_send`]: its room in the channel's pending bounds is
+/// held until [`SendPermit::send`] hands the payload over, or the permit is dropped.
+pub struct SendPermit<'a> {
+    shared: &'a Arc<Shared>,
+    handle: Arc<ChannelHandle>,
+    reservation: Reservation,
+}
+
+impl SendPermit<'_> {
+    /// Segments `payload` (of the reserved length) and computes its chunk ids here, on the
+    /// caller's thread, in parallel with the runtime thread rather than in front of it; enqueues
+    /// it and returns the RequestId without waiting for the pipeline.
+    pub fn send(self, payload: &[u8], ephemeral: bool) -> Result<String, Error> {
+        // spec: wire.request-id — 10 random bytes as 20 lowercase hex characters.
+        let request_id = new_request_id(&mut rand::thread_rng());
+        let now_ns = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+        let prepared = self.reservation.prepare(now_ns, &request_id, payload, ephemeral, &mut rand::thread_rng())?;
+        self.shared.submit(Command::Send { handle: self.handle, prepared })?;
+        Ok(request_id)
+    }
 }

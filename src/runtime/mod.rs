@@ -9,17 +9,28 @@
 //!                                        event dispatcher thread ──► application callback
 //! ```
 //!
-//! `send` validates in the caller's thread (channel open, size, backpressure quota), segments the
-//! payload and computes the chunks' SDS ids there (`channel::prepare_send`: the Keccak pass over
-//! the payload then runs in parallel with the runtime thread), and enqueues: it never waits for
-//! the pipeline. Events reach the application from a separate thread so that a
-//! slow application cannot stall timers; per channel they keep their order.
+//! Channels are created on the thread that opens them and handed to the runtime; their
+//! [`crate::channel::Outbox`] stays shared with the API threads. `send` checks once in the
+//! caller's thread (unknown channel, empty, too large, queue full: [`Manager::reserve_send`]),
+//! segments the payload and computes the chunks' SDS ids there (the Keccak pass over the payload
+//! then runs in parallel with the runtime thread), and enqueues: it never waits for the pipeline.
+//! Events reach the application from a separate thread so that a slow application cannot stall
+//! timers; per channel they keep their order.
+//!
+//! | file            | concern                                                          |
+//! |-----------------|------------------------------------------------------------------|
+//! | `config.rs`     | the manager's JSON configuration: transport, channel defaults     |
+//! | `manager.rs`    | [`Manager`], the public API: validation, the channel registry     |
+//! | `driver.rs`     | the runtime thread: channels, timers, the transport               |
+//! | `dispatcher.rs` | the event thread: hands events to the application                 |
 
+mod config;
 mod dispatcher;
 mod driver;
 mod manager;
 
-pub use manager::{Event, EventHandler, Manager};
+pub use config::{ManagerConfig, TransportConfig};
+pub use manager::{Event, EventHandler, Manager, SendPermit};
 
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 

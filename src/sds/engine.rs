@@ -9,6 +9,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use rand::rngs::SmallRng;
@@ -42,7 +43,8 @@ pub struct SdsEngine<H: HistoryStore = MemoryHistory> {
     history: H,
     bloom: BloomFilter,
     lamport: u64,
-    wrap_clock: WrapClock,
+    /// Shared with the threads that compute this sender's ids ahead of wrapping (see `wrap_clock`).
+    wrap_clock: Arc<WrapClock>,
     now: u64,
     /// spec: sds.sender-order — our previous content message, always carried in the causal
     /// history so that receivers deliver one sender's messages in send order.
@@ -93,7 +95,7 @@ impl<H: HistoryStore> SdsEngine<H> {
             bloom: BloomFilter::new(),
             // spec: sds.lamport — starts at the current time in milliseconds.
             lamport: now,
-            wrap_clock: WrapClock::default(),
+            wrap_clock: Arc::default(),
             now,
             last_own: None,
             last_own_bytes: None,
@@ -124,9 +126,9 @@ impl<H: HistoryStore> SdsEngine<H> {
     pub fn config(&self) -> &SdsConfig {
         &self.config
     }
-    /// The wrap times of this sender's ids: [`crate::channel::Channel::send`] stamps the ids it
-    /// prepares here too, so that they never collide with ids the engine computes itself.
-    pub fn wrap_clock(&self) -> &WrapClock {
+    /// The wrap times of this sender's ids: the channel shares this clock with the threads that
+    /// prepare its sends, so that ids computed there never collide with ids the engine computes.
+    pub fn wrap_clock(&self) -> &Arc<WrapClock> {
         &self.wrap_clock
     }
     /// Counters since the engine was created.

@@ -114,7 +114,7 @@ typedef struct {
     rc_event_kind kind;
     char channel[260];
     char request_id[32]; /* "" when NULL */
-    char sender[260];
+    char sender[260]; /* "" when NULL (MESSAGE_LOST from an unknown sender) */
     char topic[260];
     uint8_t *payload;
     size_t len;
@@ -174,8 +174,9 @@ static void rec_on_event(const rc_event *e, void *user_data) {
     if (atomic_load(&r->closed_flag) && e->channel_id && strcmp(e->channel_id, r->closed_channel) == 0)
         atomic_fetch_add(&r->after_close, 1);
 
-    /* The shape the header documents for each kind. */
-    int bad = !e || !e->channel_id || !e->sender_id || !e->content_topic;
+    /* The shape the header documents for each kind: sender_id is NULL only for a MESSAGE_LOST
+     * whose sender is unknown. */
+    int bad = !e || !e->channel_id || !e->content_topic || (!e->sender_id && e->kind != RC_EVENT_MESSAGE_LOST);
     if (!bad) {
         switch (e->kind) {
         case RC_EVENT_MESSAGE_RECEIVED:
@@ -209,7 +210,7 @@ static void rec_on_event(const rc_event *e, void *user_data) {
         x->kind = e->kind;
         snprintf(x->channel, sizeof x->channel, "%s", e->channel_id);
         snprintf(x->request_id, sizeof x->request_id, "%s", e->request_id ? e->request_id : "");
-        snprintf(x->sender, sizeof x->sender, "%s", e->sender_id);
+        snprintf(x->sender, sizeof x->sender, "%s", e->sender_id ? e->sender_id : "");
         snprintf(x->topic, sizeof x->topic, "%s", e->content_topic);
         if (e->payload_len) {
             x->payload = malloc(e->payload_len);
@@ -223,6 +224,12 @@ static void rec_on_event(const rc_event *e, void *user_data) {
     pthread_mutex_unlock(&r->mu);
     if (r->hook) r->hook(r, e);
     atomic_fetch_sub(&r->in_callback, 1);
+}
+
+/* rec_init, and the recorder becomes `m`'s event callback. */
+static void rec_attach(recorder *r, const char *name, rc_manager *m) {
+    rec_init(r, name);
+    CHECK_ST(rc_set_event_callback(m, rec_on_event, r), RC_OK);
 }
 
 /* Number of recorded events of `kind` (0 = any) on `channel` (NULL = any) with `rid` (NULL = any). */
@@ -277,6 +284,14 @@ static long rec_find(recorder *r, int kind, const char *channel, const char *rid
 static char *rec_error(recorder *r, long i) {
     pthread_mutex_lock(&r->mu);
     char *s = strdup(i >= 0 && (size_t)i < r->n && r->ev[i].error ? r->ev[i].error : "");
+    pthread_mutex_unlock(&r->mu);
+    return s;
+}
+
+/* The sender id of recorded event `i` ("" when it was NULL or `i` is out of range); free() it. */
+static char *rec_sender(recorder *r, long i) {
+    pthread_mutex_lock(&r->mu);
+    char *s = strdup(i >= 0 && (size_t)i < r->n ? r->ev[i].sender : "");
     pthread_mutex_unlock(&r->mu);
     return s;
 }

@@ -853,6 +853,10 @@ static void t_decrypt_failure_is_dropped_and_lost(void) {
     char *err = rec_error(&p.rb, rec_find(&p.rb, RC_EVENT_MESSAGE_LOST, "d", NULL));
     CHECK_MSG(strstr(err, "decryption failed"), "error: %s", err);
     free(err);
+    /* Undecryptable: nobody can tell whose it was, so sender_id is NULL. */
+    char *from = rec_sender(&p.rb, rec_find(&p.rb, RC_EVENT_MESSAGE_LOST, "d", NULL));
+    CHECK_MSG(from[0] == '\0', "sender of an undecryptable message: %s", from);
+    free(from);
     CHECK(stat_of(p.b, "d", "droppedUndecryptable") >= 1);
     CHECK(stat_of(p.b, "d", "messagesLost") >= 1);
     CHECK(rec_count(&p.rb, RC_EVENT_MESSAGE_RECEIVED, NULL, NULL) == 0);
@@ -863,6 +867,56 @@ static void t_decrypt_failure_is_dropped_and_lost(void) {
     free(err2);
     CHECK(rec_count(&p.ra, RC_EVENT_MESSAGE_DELIVERED, NULL, rid) == 0);
     pair_free(&p);
+}
+
+/* A host that hands the peer only its large messages (a first chunk of 100 KiB) and reports
+ * every dispatch as sent: later chunks and syncs never arrive. */
+typedef struct {
+    rc_manager *self, *peer;
+    atomic_int forwarded, errors;
+} big_only_host;
+
+static int big_only_send(void *ud, uint64_t id, const rc_waku_message *m) {
+    big_only_host *h = ud;
+    if (m->payload_len > 80 * 1024) {
+        atomic_fetch_add(&h->forwarded, 1);
+        if (rc_transport_receive(h->peer, m, NULL) != RC_OK) atomic_fetch_add(&h->errors, 1);
+    }
+    if (rc_transport_sent(h->self, id, NULL) != RC_OK) atomic_fetch_add(&h->errors, 1);
+    return 0;
+}
+
+/* A message lost midway (its second chunk never arrives, reassembly expires) is reported with
+ * its request id and, in sender_id, the remote participant who sent it. */
+static void t_lost_message_names_its_sender(void) {
+    rc_manager *a = mk_host(), *b = mk_host();
+    big_only_host ha = {.self = a, .peer = b};
+    test_host hb;
+    host_init(&hb, b, NULL, HOST_SENT_INLINE); /* bob's syncs go nowhere */
+    recorder ra, rb;
+    rec_attach(&ra, "alice", a);
+    rec_attach(&rb, "bob", b);
+    CHECK_ST(rc_set_transport(a, big_only_send, &ha, NULL), RC_OK);
+    CHECK_ST(rc_set_transport(b, host_send, &hb, NULL), RC_OK);
+    CHECK_ST(rc_open_channel(a, "l", topic_of("l"), "alice", NULL), RC_OK);
+    CHECK_ST(rc_open_channel(b, "l", topic_of("l"), "bob", "{\"segmentationConfig\": {\"reassemblyExpiryMs\": 300}}"), RC_OK);
+    static uint8_t two_chunks[150 * 1024]; /* 100 KiB chunks by default */
+    memset(two_chunks, 'l', sizeof two_chunks);
+    char rid[RC_REQUEST_ID_LEN + 1];
+    CHECK_ST(rc_send(a, "l", two_chunks, sizeof two_chunks, 0, rid), RC_OK);
+    CHECK(rec_wait(&rb, RC_EVENT_MESSAGE_LOST, "l", rid, 1, 10000));
+    long i = rec_find(&rb, RC_EVENT_MESSAGE_LOST, "l", rid);
+    char *from = rec_sender(&rb, i), *err = rec_error(&rb, i);
+    CHECK_MSG(strcmp(from, "alice") == 0, "sender_id of the lost message: \"%s\"", from);
+    CHECK_MSG(err[0] != '\0' && !strstr(err, "alice"), "the error says why, not who: %s", err);
+    free(from);
+    free(err);
+    CHECK(rec_count(&rb, RC_EVENT_MESSAGE_RECEIVED, NULL, NULL) == 0);
+    CHECK(atomic_load(&ha.forwarded) >= 1 && atomic_load(&ha.errors) == 0 && atomic_load(&hb.report_errors) == 0);
+    free_marked(a, &ra);
+    free_marked(b, &rb);
+    rec_finish(&ra);
+    rec_finish(&rb);
 }
 
 typedef struct {
@@ -1746,6 +1800,7 @@ static const test_case TESTS[] = {
     {"host_transport_retrieve", t_host_transport_retrieve, 30, NULL},
     {"encrypt_failure_is_send_error", t_encrypt_failure_is_send_error, 30, NULL},
     {"decrypt_failure_is_dropped_and_lost", t_decrypt_failure_is_dropped_and_lost, 30, NULL},
+    {"lost_message_names_its_sender", t_lost_message_names_its_sender, 30, NULL},
     {"buffer_append_limits", t_buffer_append_limits, 30, NULL},
     {"encryption_default_and_per_channel", t_encryption_default_and_per_channel, 30, NULL},
     {"finalizers_exactly_once", t_finalizers_exactly_once, 30, NULL},

@@ -4,9 +4,13 @@
 //! [`ChannelAction`]s: WakuMessages to publish, store retrievals to request, events for the app.
 //!
 //! ```text
-//! send ─► segment ─► SDS wrap ─► rate limiter ─► encrypt ─► Dispatch
+//! send ─► outbox (check, segment, chunk ids) ─► rate limiter ─► SDS wrap ─► encrypt ─► Dispatch
 //! WakuMessage ─► marker/topic filter ─► decrypt ─► SDS receive ─► chunk chain ─► reassemble ─► Received
 //! ```
+//!
+//! A message waits for the rate limiter as a [`Queued`] item (a content chunk still unwrapped, or
+//! a wrapped message); what the limiter releases becomes an [`Outgoing`] message, the only thing
+//! `dispatch` takes.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -18,14 +22,14 @@ use rand::SeedableRng;
 use super::config::ChannelConfig;
 use super::crypto::Encryption;
 use super::events::ChannelEvent;
-use super::prepare::{prepare_send, PreparedSend};
+use super::outbox::{Outbox, PreparedSend};
 use super::send_state::SendState;
 use super::stats::ChannelStats;
 use crate::collections::{BoundedSet, FastMap};
 use crate::logging::ByteSummary;
-use crate::ratelimit::{Admit, MessageClass, RateLimiter};
+use crate::ratelimit::{Admit, Discard, MessageClass, RateLimiter};
 use crate::sds::{MessageId, ReceiveOutcome, SdsEngine, SdsEvent};
-use crate::segmentation::{chunk_count, ChunkOutcome, Reassembler, MAX_PAYLOAD_BYTES};
+use crate::segmentation::{ChunkOutcome, Reassembler};
 use crate::wire::{MessageChunk, MessageHash, WakuMessage, BLOOM_BYTES, SPEC_MARKER};
 
 /// What the channel asks its driver to do.
@@ -48,101 +52,96 @@ pub enum SendError {
     TooLarge { len: usize, max: usize },
     #[error("send queue full: {pending_chunks} chunks / {pending_bytes} bytes pending (limits {max_chunks} / {max_bytes})")]
     QueueFull { pending_chunks: usize, pending_bytes: usize, max_chunks: usize, max_bytes: usize },
+    #[error("payload of {len} bytes does not match the {reserved} bytes reserved for it")]
+    NotReserved { len: usize, reserved: usize },
+    #[error("the send was prepared for another channel")]
+    OtherChannel,
     #[error("request id {0} is already in use")]
     DuplicateRequestId(String),
     #[error("segmentation failed: {0}")]
     Segmentation(String),
 }
 
-/// A message waiting for (or released by) the rate limiter.
+/// A message waiting for the rate limiter.
 #[derive(Debug)]
-enum Item {
+enum Queued {
     /// A content chunk's first dispatch, not yet wrapped: SDS wraps it when the rate limiter
-    /// releases it (see [`Channel::dispatch`]), so that the causal history and bloom filter it
+    /// releases it (see `Channel::release_one`), so that the causal history and bloom filter it
     /// carries are those of its dispatch time, not of its send time. Its id is known already.
-    Fresh {
-        request: Arc<str>,
-        index: u32,
-        frame: Bytes,
-        id: MessageId,
-    },
-    /// A wrapped content chunk (`retransmission: false` only transiently, inside `dispatch`).
-    Chunk {
-        request: Arc<str>,
-        index: u32,
-        id: MessageId,
-        bytes: Bytes,
-        retransmission: bool,
-    },
-    Ephemeral {
-        request: Arc<str>,
-        index: u32,
-        bytes: Bytes,
-    },
-    Sync {
-        bytes: Bytes,
-    },
-    Rebroadcast {
-        bytes: Bytes,
-    },
+    Fresh { request: Arc<str>, index: u32, frame: Bytes, id: MessageId },
+    /// A message already wrapped (a retransmission, an ephemeral chunk, a sync, a rebroadcast).
+    Wrapped(Outgoing),
 }
 
-impl Item {
-    fn bytes(&self) -> &Bytes {
+/// A wrapped SDS message, ready to encrypt and dispatch.
+#[derive(Debug)]
+struct Outgoing {
+    kind: Kind,
+    bytes: Bytes,
+}
+
+/// What an outgoing message is; kept while it is in flight to interpret its dispatch outcome.
+#[derive(Debug)]
+enum Kind {
+    Chunk { request: Arc<str>, index: u32, id: MessageId, retransmission: bool },
+    Ephemeral { request: Arc<str>, index: u32 },
+    Sync,
+    Rebroadcast,
+}
+
+impl Kind {
+    fn request(&self) -> Option<&Arc<str>> {
         match self {
-            Item::Fresh { frame: bytes, .. }
-            | Item::Chunk { bytes, .. }
-            | Item::Ephemeral { bytes, .. }
-            | Item::Sync { bytes }
-            | Item::Rebroadcast { bytes } => bytes,
+            Kind::Chunk { request, .. } | Kind::Ephemeral { request, .. } => Some(request),
+            Kind::Sync | Kind::Rebroadcast => None,
         }
     }
+}
+
+impl Queued {
     /// Bytes accounted in the rate-limit queue: a fresh chunk's wrapped size is estimated (its
     /// frame plus the bloom filter and a generous allowance for ids and causal history).
     fn queued_size(&self) -> usize {
         match self {
-            Item::Fresh { frame, .. } => frame.len() + BLOOM_BYTES + 1_024,
-            other => other.bytes().len(),
+            Queued::Fresh { frame, .. } => frame.len() + BLOOM_BYTES + 1_024,
+            Queued::Wrapped(o) => o.bytes.len(),
         }
     }
     fn request(&self) -> Option<&Arc<str>> {
         match self {
-            Item::Fresh { request, .. } | Item::Chunk { request, .. } | Item::Ephemeral { request, .. } => Some(request),
-            _ => None,
+            Queued::Fresh { request, .. } => Some(request),
+            Queued::Wrapped(o) => o.kind.request(),
         }
     }
     /// spec: ratelimit.accounting — what this WakuMessage costs.
     fn class(&self) -> MessageClass {
         match self {
-            Item::Fresh { index, .. } | Item::Chunk { index, retransmission: false, .. } => MessageClass::Chunk { first: *index == 0 },
-            Item::Chunk { index, retransmission: true, .. } => MessageClass::Retransmission { first_chunk: *index == 0 },
-            Item::Ephemeral { index, .. } => MessageClass::Ephemeral { first: *index == 0 },
-            // A rebroadcast is best effort, like a sync: dropped rather than queued near the limit.
-            Item::Sync { .. } | Item::Rebroadcast { .. } => MessageClass::Sync,
+            Queued::Fresh { index, .. } => MessageClass::Chunk { first: *index == 0 },
+            Queued::Wrapped(o) => match &o.kind {
+                Kind::Chunk { index, retransmission: false, .. } => MessageClass::Chunk { first: *index == 0 },
+                Kind::Chunk { index, retransmission: true, .. } => MessageClass::Retransmission { first_chunk: *index == 0 },
+                Kind::Ephemeral { index, .. } => MessageClass::Ephemeral { first: *index == 0 },
+                // A rebroadcast is best effort, like a sync: dropped rather than queued near the limit.
+                Kind::Sync | Kind::Rebroadcast => MessageClass::Sync,
+            },
         }
     }
-}
-
-/// A dispatched message awaiting the messaging layer's verdict.
-#[derive(Debug)]
-enum InFlight {
-    Chunk { request: Arc<str>, index: u32, id: MessageId, retransmission: bool },
-    Ephemeral { request: Arc<str> },
-    Other,
 }
 
 /// One reliable channel. See the module docs.
 pub struct Channel {
     channel_id: String,
     content_topic: String,
-    config: ChannelConfig,
+    /// The sending side, shared with the threads that call `send`: the configuration, the
+    /// pending counts and the wrap clock (the SDS engine's) live there.
+    outbox: Arc<Outbox>,
     sds: SdsEngine,
     reassembler: Reassembler,
-    limiter: RateLimiter<Item>,
+    limiter: RateLimiter<Queued>,
     sends: FastMap<Arc<str>, SendState>,
     /// Content chunk id → (request, chunk index).
     chunk_owner: FastMap<MessageId, (Arc<str>, u32)>,
-    in_flight: FastMap<u64, InFlight>,
+    in_flight: FastMap<u64, Kind>,
     next_token: u64,
     /// Missing dependencies being fetched from the store: id → hash, with retry times in order.
     retrievals: FastMap<MessageId, MessageHash>,
@@ -151,8 +150,6 @@ pub struct Channel {
     actions: VecDeque<ChannelAction>,
     rng: SmallRng,
     stats: ChannelStats,
-    pending_chunks: usize,
-    pending_bytes: usize,
     now: u64,
     /// Waku hashes of our own recent dispatches: their echoes are dropped before decryption.
     own_hashes: BoundedSet<MessageHash>,
@@ -167,13 +164,14 @@ impl Channel {
     pub fn new(channel_id: &str, content_topic: &str, sender_id: &str, mut config: ChannelConfig, now: u64, seed: u64) -> Self {
         // Configs built in code (not parsed) get the same incoming bounds as parsed ones.
         config.raise_incoming_bounds();
+        let sds = SdsEngine::new(channel_id, sender_id, config.sds.clone(), now, seed ^ 0x5d5);
         Channel {
             channel_id: channel_id.to_owned(),
             content_topic: content_topic.to_owned(),
-            sds: SdsEngine::new(channel_id, sender_id, config.sds.clone(), now, seed ^ 0x5d5),
             reassembler: Reassembler::new(config.reassembly.clone()),
             limiter: RateLimiter::new(config.rate_limit.clone()),
-            config,
+            outbox: Outbox::new(config, sender_id, sds.wrap_clock().clone()),
+            sds,
             sends: FastMap::default(),
             chunk_owner: FastMap::default(),
             in_flight: FastMap::default(),
@@ -184,8 +182,6 @@ impl Channel {
             actions: VecDeque::new(),
             rng: SmallRng::seed_from_u64(seed),
             stats: ChannelStats::default(),
-            pending_chunks: 0,
-            pending_bytes: 0,
             now,
             own_hashes: BoundedSet::new(OWN_HASH_MEMORY),
         }
@@ -201,11 +197,15 @@ impl Channel {
         self.sds.sender_id()
     }
     pub fn config(&self) -> &ChannelConfig {
-        &self.config
+        self.outbox.config()
+    }
+    /// The sending side, for the threads that call `send` (see `outbox.rs`).
+    pub fn outbox(&self) -> &Arc<Outbox> {
+        &self.outbox
     }
     /// Chunks and payload bytes accepted by `send` and not yet final.
     pub fn pending(&self) -> (usize, usize) {
-        (self.pending_chunks, self.pending_bytes)
+        self.outbox.pending()
     }
     /// The SDS engine (read-only), for inspection.
     pub fn sds(&self) -> &SdsEngine {
@@ -231,87 +231,49 @@ impl Channel {
         self.actions.push_back(ChannelAction::Event(ev));
     }
 
-    /// Checks a send without changing anything: the same rules `send` applies.
-    pub fn check_send(&self, len: usize, ephemeral: bool) -> Result<usize, SendError> {
-        if len == 0 {
-            return Err(SendError::Empty);
-        }
-        if len > MAX_PAYLOAD_BYTES {
-            return Err(SendError::TooLarge { len, max: MAX_PAYLOAD_BYTES });
-        }
-        let n = chunk_count(len, self.config.chunk_size_bytes);
-        let full = self.pending_chunks + n > self.config.max_pending_chunks
-            || self.pending_bytes + len > self.config.max_pending_bytes
-            || (!ephemeral && !self.sds.has_outgoing_room(n))
-            || !self.limiter.has_room(n, len);
-        if full {
-            return Err(SendError::QueueFull {
-                pending_chunks: self.pending_chunks,
-                pending_bytes: self.pending_bytes,
-                max_chunks: self.config.max_pending_chunks,
-                max_bytes: self.config.max_pending_bytes,
-            });
-        }
-        Ok(n)
+    /// The whole send path on one thread: [`Outbox::reserve`] (the one check: empty, too large,
+    /// queue full), [`super::Reservation::prepare`], [`Self::send_prepared`]. The manager runs the
+    /// same steps, the first two on the caller's thread.
+    pub fn send(&mut self, now: u64, request_id: &str, payload: &[u8], ephemeral: bool) -> Result<(), SendError> {
+        let now = self.tick(now);
+        let reservation = self.outbox.reserve(payload.len())?;
+        let prepared = reservation.prepare(now.saturating_mul(1_000_000), request_id, payload, ephemeral, &mut self.rng)?;
+        self.send_prepared(now, prepared)
     }
 
-    /// spec: send — segments and hands the chunks to the rate limiter in order; SDS wraps each
-    /// content chunk when it is released (ephemeral chunks, which carry no causal history or
-    /// bloom filter, are wrapped at once).
+    /// spec: send — takes a send prepared on this channel's outbox and hands its chunks to the
+    /// rate limiter in order; SDS wraps each content chunk when it is released (ephemeral chunks,
+    /// which carry no causal history or bloom filter, are wrapped at once). Refused only when it
+    /// was prepared for another channel or its request id is in use.
     ///
     /// Wrapping at release rather than here fixes an acknowledgement starvation found by
     /// tests/simulation.rs: chunks queued behind the RLN budget carried the causal history and
     /// bloom filter of their send time, and sync messages are never admitted while content is
     /// queued, so a participant draining a long queue acknowledged nothing it received meanwhile:
     /// its peers' messages ran out of retransmissions and failed with SEND_ERROR on a clean network.
-    pub fn send(&mut self, now: u64, request_id: &str, payload: &[u8], ephemeral: bool) -> Result<(), SendError> {
-        let now = self.tick(now);
-        // Refuse before doing the work when the send cannot be taken anyway.
-        self.check_send(payload.len(), ephemeral)?;
-        let now_ns = now.saturating_mul(1_000_000);
-        let (sender, clock) = (self.sds.sender_id(), self.sds.wrap_clock());
-        let prepared = prepare_send(&self.config, sender, clock, now_ns, request_id, payload, ephemeral, &mut self.rng)?;
-        self.send_prepared(now, prepared)
-    }
-
-    /// [`Self::send`] of a payload already segmented and identified by
-    /// [`super::prepare::prepare_send`] (the manager does that on the caller's thread).
     pub fn send_prepared(&mut self, now: u64, prepared: PreparedSend) -> Result<(), SendError> {
         let now = self.tick(now);
-        let PreparedSend { request_id: request, payload_len, ephemeral, chunks } = prepared;
-        let n = self.check_send(payload_len, ephemeral)?;
-        if chunks.len() != n {
-            return Err(SendError::Segmentation(format!("{} chunks prepared, {n} expected", chunks.len())));
+        let PreparedSend { request_id: request, ephemeral, chunks, reservation } = prepared;
+        if !reservation.is_for(&self.outbox) {
+            return Err(SendError::OtherChannel);
         }
         if self.sends.contains_key(&request) {
             return Err(SendError::DuplicateRequestId(request.to_string()));
         }
-        let mut state = SendState {
-            request_id: request.clone(),
-            chunks: Vec::with_capacity(n),
-            total: n,
-            bytes: payload_len,
-            confirmed: 0,
-            acked: 0,
-            sent_emitted: false,
-        };
+        let n = chunks.len();
+        let mut state = SendState::new(request.clone(), reservation);
         let mut items = Vec::with_capacity(n);
         for (index, chunk) in (0u32..).zip(chunks) {
             if !ephemeral {
-                items.push(Item::Fresh { request: request.clone(), index, frame: chunk.frame, id: chunk.id });
+                items.push(Queued::Fresh { request: request.clone(), index, frame: chunk.frame, id: chunk.id });
                 continue;
             }
-            let wrapped = self.sds.wrap_ephemeral(now, &chunk.frame, Some(chunk.id));
-            // check_send guaranteed room; an error here is a bug, reported rather than panicking.
-            let w = match wrapped {
-                Ok(w) => w,
-                Err(e) => return Err(SendError::Segmentation(e.to_string())),
-            };
-            items.push(Item::Ephemeral { request: request.clone(), index, bytes: w.bytes });
+            // Fails only for an empty frame, which segmentation never produces: reported, not a panic.
+            let w = self.sds.wrap_ephemeral(now, &chunk.frame, Some(chunk.id)).map_err(|e| SendError::Segmentation(e.to_string()))?;
+            let kind = Kind::Ephemeral { request: request.clone(), index };
+            items.push(Queued::Wrapped(Outgoing { kind, bytes: w.bytes }));
             state.chunks.push(w.message_id);
         }
-        self.pending_chunks += n;
-        self.pending_bytes += payload_len;
         self.sends.insert(request, state);
         for item in items {
             self.offer(now, item);
@@ -320,41 +282,57 @@ impl Channel {
         Ok(())
     }
 
-    fn offer(&mut self, now: u64, item: Item) {
+    fn offer(&mut self, now: u64, item: Queued) {
         let class = item.class();
         let size = item.queued_size();
         match self.limiter.offer(now, item, size, class) {
-            Admit::Now(item) => self.dispatch(now, item),
+            Admit::Now(item) => self.release_one(now, item),
             Admit::Queued => {}
             Admit::Dropped(item) => self.not_admitted(now, item, "dropped: the RLN budget of this epoch is nearly exhausted"),
             Admit::Full(item) => self.not_admitted(now, item, "rate-limit queue full"),
         }
     }
 
-    fn not_admitted(&mut self, now: u64, item: Item, why: &str) {
+    fn not_admitted(&mut self, now: u64, item: Queued, why: &str) {
         self.stats.rate_limit_dropped += 1;
         match item {
-            Item::Chunk { id, retransmission: true, .. } => {
+            Queued::Wrapped(Outgoing { kind: Kind::Chunk { id, retransmission: true, .. }, .. }) => {
                 // Counts as an attempt: the acknowledgement timer keeps running towards give-up.
                 self.sds.on_dispatched(now, &id, None);
             }
-            Item::Fresh { request, .. } | Item::Chunk { request, .. } | Item::Ephemeral { request, .. } => self.fail_send(&request, why.to_owned()),
-            Item::Sync { .. } | Item::Rebroadcast { .. } => {}
+            other => {
+                if let Some(request) = other.request() {
+                    self.fail_send(&request.clone(), why.to_owned());
+                }
+            }
         }
+    }
+
+    /// A message the rate limiter let through: wrapped if still fresh, then dispatched.
+    fn release_one(&mut self, now: u64, item: Queued) {
+        let out = match item {
+            Queued::Fresh { request, index, frame, id } => match self.wrap_fresh(now, &request, index, &frame, id) {
+                Some(out) => out,
+                None => return,
+            },
+            Queued::Wrapped(out) => out,
+        };
+        self.dispatch(now, out);
     }
 
     /// spec: sds.send — wraps a content chunk released by the rate limiter: it enters the SDS log
     /// and outgoing buffer now, with the current causal history and bloom filter. `None` when its
     /// send is gone or the wrap failed (the send then fails).
-    fn wrap_fresh(&mut self, now: u64, request: &Arc<str>, index: u32, frame: &[u8], id: MessageId) -> Option<(MessageId, Bytes)> {
-        let total = self.sends.get(request)?.total;
+    fn wrap_fresh(&mut self, now: u64, request: &Arc<str>, index: u32, frame: &[u8], id: MessageId) -> Option<Outgoing> {
+        let total = self.sends.get(request)?.total();
         match self.sds.wrap_content(now, frame, Some(id)) {
             Ok(w) => {
                 self.chunk_owner.insert(w.message_id.clone(), (request.clone(), index));
                 if let Some(s) = self.sends.get_mut(request) {
                     s.chunks.push(w.message_id.clone());
                 }
-                Some((w.message_id, w.bytes))
+                let kind = Kind::Chunk { request: request.clone(), index, id: w.message_id, retransmission: false };
+                Some(Outgoing { kind, bytes: w.bytes })
             }
             Err(e) => {
                 // The pending-send bounds keep the outgoing buffer within its own (see config.rs).
@@ -365,33 +343,25 @@ impl Channel {
     }
 
     /// spec: encryption.apply + dispatch — encrypts the whole SDS message and builds the WakuMessage.
-    fn dispatch(&mut self, now: u64, item: Item) {
-        let item = match item {
-            Item::Fresh { request, index, frame, id } => match self.wrap_fresh(now, &request, index, &frame, id) {
-                Some((id, bytes)) => Item::Chunk { request, index, id, bytes, retransmission: false },
-                None => return,
-            },
-            other => other,
-        };
-        let plain = item.bytes().clone();
+    fn dispatch(&mut self, now: u64, out: Outgoing) {
+        let Outgoing { kind, bytes } = out;
         let payload = match &self.encryption {
-            None => plain,
-            Some(enc) => match enc.encrypt(&self.channel_id, &plain) {
+            None => bytes,
+            Some(enc) => match enc.encrypt(&self.channel_id, &bytes) {
                 Ok(c) => Bytes::from(c),
                 Err(e) => {
                     // spec: encryption.fail-closed — no plaintext fallback.
-                    match item {
-                        Item::Fresh { request, index, .. } | Item::Chunk { request, index, .. } | Item::Ephemeral { request, index, .. } => {
-                            let n = self.sends.get(&request).map_or(0, |s| s.total);
+                    match kind {
+                        Kind::Chunk { request, index, .. } | Kind::Ephemeral { request, index } => {
+                            let n = self.sends.get(&request).map_or(0, |s| s.total());
                             self.fail_send(&request, format!("chunk {index} of {n}: encryption failed: {e}"));
                         }
-                        _ => self.stats.dispatch_failures += 1,
+                        Kind::Sync | Kind::Rebroadcast => self.stats.dispatch_failures += 1,
                     }
                     return;
                 }
             },
         };
-        let ephemeral = matches!(item, Item::Ephemeral { .. });
         let message = WakuMessage {
             payload,
             content_topic: self.content_topic.clone(),
@@ -399,38 +369,17 @@ impl Channel {
             timestamp: Some((now as i64).saturating_mul(1_000_000)),
             meta: Some(Bytes::from_static(SPEC_MARKER)),
             rate_limit_proof: None,
-            ephemeral: ephemeral.then_some(true),
+            ephemeral: matches!(kind, Kind::Ephemeral { .. }).then_some(true),
         };
-        let in_flight = match item {
-            Item::Chunk { request, index, id, retransmission, .. } => {
-                if retransmission {
-                    self.stats.retransmissions += 1;
-                } else {
-                    self.stats.chunks_sent += 1;
-                }
-                InFlight::Chunk { request, index, id, retransmission }
-            }
-            Item::Ephemeral { request, .. } => {
-                self.stats.chunks_sent += 1;
-                InFlight::Ephemeral { request }
-            }
-            Item::Sync { .. } => {
-                self.stats.syncs_sent += 1;
-                InFlight::Other
-            }
-            Item::Rebroadcast { .. } => {
-                self.stats.rebroadcasts += 1;
-                InFlight::Other
-            }
-            // Wrapped into `Item::Chunk` at the top of this function: cannot happen.
-            Item::Fresh { .. } => {
-                debug_assert!(false, "fresh chunks are wrapped before dispatch");
-                return;
-            }
-        };
+        match &kind {
+            Kind::Chunk { retransmission: true, .. } => self.stats.retransmissions += 1,
+            Kind::Chunk { retransmission: false, .. } | Kind::Ephemeral { .. } => self.stats.chunks_sent += 1,
+            Kind::Sync => self.stats.syncs_sent += 1,
+            Kind::Rebroadcast => self.stats.rebroadcasts += 1,
+        }
         let token = self.next_token;
         self.next_token += 1;
-        self.in_flight.insert(token, in_flight);
+        self.in_flight.insert(token, kind);
         self.actions.push_back(ChannelAction::Dispatch { token, message });
     }
 
@@ -438,12 +387,12 @@ impl Channel {
     /// Returns false for an unknown or already-reported token.
     pub fn on_dispatch_result(&mut self, now: u64, token: u64, result: Result<Option<MessageHash>, String>) -> bool {
         let now = self.tick(now);
-        let Some(inf) = self.in_flight.remove(&token) else { return false };
+        let Some(kind) = self.in_flight.remove(&token) else { return false };
         if let Ok(Some(h)) = &result {
             self.own_hashes.insert(*h);
         }
-        match (inf, result) {
-            (InFlight::Chunk { request, id, retransmission, .. }, Ok(hash)) => {
+        match (kind, result) {
+            (Kind::Chunk { request, id, retransmission, .. }, Ok(hash)) => {
                 self.sds.on_dispatched(now, &id, hash.map(|h| Bytes::copy_from_slice(&h)));
                 if !retransmission {
                     let mut sent = None;
@@ -459,16 +408,16 @@ impl Channel {
                     }
                 }
             }
-            (InFlight::Chunk { request, index, id, retransmission }, Err(e)) => {
+            (Kind::Chunk { request, index, id, retransmission }, Err(e)) => {
                 self.stats.dispatch_failures += 1;
                 if retransmission {
                     self.sds.on_dispatched(now, &id, None);
                 } else {
-                    let n = self.sends.get(&request).map_or(0, |s| s.total);
+                    let n = self.sends.get(&request).map_or(0, |s| s.total());
                     self.fail_send(&request, format!("chunk {index} of {n}: dispatch failed: {e}"));
                 }
             }
-            (InFlight::Ephemeral { request }, Ok(_)) => {
+            (Kind::Ephemeral { request, .. }, Ok(_)) => {
                 let done = self.sends.get_mut(&request).is_some_and(|s| {
                     s.confirmed += 1;
                     s.all_confirmed()
@@ -480,12 +429,12 @@ impl Channel {
                     self.emit(ChannelEvent::Sent { request_id: request.to_string() });
                 }
             }
-            (InFlight::Ephemeral { request }, Err(e)) => {
+            (Kind::Ephemeral { request, .. }, Err(e)) => {
                 self.stats.dispatch_failures += 1;
                 self.fail_send(&request, format!("dispatch failed: {e}"));
             }
-            (InFlight::Other, Ok(_)) => {}
-            (InFlight::Other, Err(_)) => self.stats.dispatch_failures += 1,
+            (Kind::Sync | Kind::Rebroadcast, Ok(_)) => {}
+            (Kind::Sync | Kind::Rebroadcast, Err(_)) => self.stats.dispatch_failures += 1,
         }
         self.drain_sds(now);
         self.release(now);
@@ -494,12 +443,11 @@ impl Channel {
 
     /// Forgets a finished send; returns its state.
     fn finish(&mut self, request: &str) -> Option<SendState> {
+        // Dropping the state (by the caller) gives its reservation back to the outbox.
         let s = self.sends.remove(request)?;
         for id in &s.chunks {
             self.chunk_owner.remove(id);
         }
-        self.pending_chunks -= s.total;
-        self.pending_bytes -= s.bytes;
         Some(s)
     }
 
@@ -509,7 +457,8 @@ impl Channel {
         for id in &s.chunks {
             self.sds.cancel(id);
         }
-        self.limiter.remove_where(&mut |it| it.request().is_some_and(|r| &**r == request));
+        // Its queued chunks (never wrapped, or cancelled above) are dropped.
+        self.limiter.remove_into(&mut |it| it.request().is_some_and(|r| &**r == request), &mut Discard);
         self.stats.send_errors += 1;
         self.emit(ChannelEvent::SendError { request_id: s.request_id.to_string(), error });
     }
@@ -569,7 +518,7 @@ impl Channel {
             },
         };
         match self.sds.receive(now, plain, hash.map(|h| Bytes::copy_from_slice(&h))) {
-            ReceiveOutcome::Duplicate => self.stats.duplicates += 1,
+            // Duplicates are counted by the SDS engine (see `stats`).
             ReceiveOutcome::Echo => self.stats.echoes += 1,
             ReceiveOutcome::WrongChannel => self.stats.dropped_foreign += 1,
             ReceiveOutcome::Invalid(e) => {
@@ -577,7 +526,7 @@ impl Channel {
                 log::warn!("channel {}: dropped a message of {} bytes that is not a valid SDS message: {e}", self.channel_id, msg.payload.len());
             }
             ReceiveOutcome::BufferFull => self.stats.dropped_buffer_full += 1,
-            ReceiveOutcome::Delivered | ReceiveOutcome::Buffered | ReceiveOutcome::Sync | ReceiveOutcome::Ephemeral => {}
+            ReceiveOutcome::Duplicate | ReceiveOutcome::Delivered | ReceiveOutcome::Buffered | ReceiveOutcome::Sync | ReceiveOutcome::Ephemeral => {}
         }
         self.drain_sds(now);
         self.release(now);
@@ -602,24 +551,24 @@ impl Channel {
                     self.retrievals.remove(&d.message_id);
                     self.stats.dependencies_lost += 1;
                     self.stats.messages_lost += 1;
-                    let error = format!("message {} lost: not received within {} ms", d.message_id, self.config.sds.dependency_timeout_ms);
+                    let error = format!("message {} lost: not received within {} ms", d.message_id, self.config().sds.dependency_timeout_ms);
                     self.emit(ChannelEvent::Lost { request_id: None, sender_id: d.sender_id, error });
                 }
                 SdsEvent::Retransmit { message_id, bytes, .. } => match self.chunk_owner.get(&message_id) {
                     Some((request, index)) => {
-                        let item = Item::Chunk { request: request.clone(), index: *index, id: message_id, bytes, retransmission: true };
-                        self.offer(now, item);
+                        let kind = Kind::Chunk { request: request.clone(), index: *index, id: message_id, retransmission: true };
+                        self.offer(now, Queued::Wrapped(Outgoing { kind, bytes }));
                     }
                     None => {
                         self.sds.cancel(&message_id);
                     }
                 },
-                SdsEvent::SendSync { bytes, .. } => self.offer(now, Item::Sync { bytes }),
-                SdsEvent::Rebroadcast { bytes, .. } => self.offer(now, Item::Rebroadcast { bytes }),
+                SdsEvent::SendSync { bytes, .. } => self.offer(now, Queued::Wrapped(Outgoing { kind: Kind::Sync, bytes })),
+                SdsEvent::Rebroadcast { bytes, .. } => self.offer(now, Queued::Wrapped(Outgoing { kind: Kind::Rebroadcast, bytes })),
                 SdsEvent::GaveUp { message_id } => {
                     if let Some((request, index)) = self.chunk_owner.get(&message_id).cloned() {
-                        let n = self.sends.get(&request).map_or(0, |s| s.total);
-                        let max = self.config.sds.max_retransmissions;
+                        let n = self.sends.get(&request).map_or(0, |s| s.total());
+                        let max = self.config().sds.max_retransmissions;
                         self.fail_send(&request, format!("chunk {index} of {n} unacknowledged after {max} retransmissions"));
                     }
                 }
@@ -654,17 +603,16 @@ impl Channel {
     /// Releases what the rate limiter lets through now, skipping what is no longer wanted.
     fn release(&mut self, now: u64) {
         loop {
-            let mut discarded = Vec::new();
             let (sends, sds) = (&self.sends, &self.sds);
-            let mut wanted = |it: &Item| match it {
-                Item::Fresh { request, .. } => sends.contains_key(request),
-                Item::Chunk { request, id, retransmission, .. } => sends.contains_key(request) && (!retransmission || sds.is_outstanding(id)),
-                Item::Ephemeral { request, .. } => sends.contains_key(request),
-                Item::Sync { .. } | Item::Rebroadcast { .. } => true,
+            // Unwanted: chunks of a send that ended, retransmissions acknowledged meanwhile.
+            let mut wanted = |it: &Queued| match it {
+                Queued::Wrapped(Outgoing { kind: Kind::Chunk { request, id, retransmission: true, .. }, .. }) => {
+                    sends.contains_key(request) && sds.is_outstanding(id)
+                }
+                other => other.request().is_none_or(|r| sends.contains_key(r)),
             };
-            let next = self.limiter.next_ready(now, &mut wanted, &mut discarded);
-            match next {
-                Some(item) => self.dispatch(now, item),
+            match self.limiter.next_ready(now, &mut wanted, &mut Discard) {
+                Some(item) => self.release_one(now, item),
                 None => break,
             }
         }
@@ -704,7 +652,7 @@ impl Channel {
                 continue;
             }
             hashes.push(hash);
-            self.retrieval_timers.push_back((now + self.config.sds.acknowledgement_timeout_ms, id));
+            self.retrieval_timers.push_back((now + self.config().sds.acknowledgement_timeout_ms, id));
         }
         if !hashes.is_empty() {
             self.stats.retrievals_requested += hashes.len() as u64;
@@ -715,7 +663,8 @@ impl Channel {
     /// Every bounded buffer of the channel as (name, current size, bound) against the effective
     /// configuration: what a caller can watch to push back before a bound is reached.
     pub fn bounds(&self) -> [(&'static str, usize, usize); 11] {
-        let c = &self.config;
+        let c = self.config();
+        let (pending_chunks, pending_bytes) = self.pending();
         let (in_msgs, in_bytes, missing) = self.sds.incoming_len();
         let (out_msgs, out_bytes) = self.sds.outgoing_len();
         [
@@ -727,8 +676,8 @@ impl Channel {
             ("SDS outgoing messages", out_msgs, c.sds.max_outgoing_messages),
             ("SDS outgoing bytes", out_bytes, c.sds.max_outgoing_bytes),
             ("SDS local history", crate::sds::HistoryStore::len(self.sds.history()), c.sds.max_local_history),
-            ("pending chunks", self.pending_chunks, c.max_pending_chunks),
-            ("pending bytes", self.pending_bytes, c.max_pending_bytes),
+            ("pending chunks", pending_chunks, c.max_pending_chunks),
+            ("pending bytes", pending_bytes, c.max_pending_bytes),
             ("rate-limit queue", self.limiter.queue_len(), c.rate_limit.max_queued_items),
         ]
     }
@@ -744,8 +693,9 @@ impl Channel {
         s.reassembly_messages = self.reassembler.len() as u64;
         s.incoming_buffered = self.sds.incoming_len().0 as u64;
         s.outgoing_unacknowledged = self.sds.outgoing_len().0 as u64;
-        s.pending_chunks = self.pending_chunks as u64;
-        s.pending_bytes = self.pending_bytes as u64;
+        let (pending_chunks, pending_bytes) = self.pending();
+        s.pending_chunks = pending_chunks as u64;
+        s.pending_bytes = pending_bytes as u64;
         s
     }
 }

@@ -1,0 +1,100 @@
+//! The manager configuration: the JSON layout of `shared/reference/c-api.md` — the transport and
+//! the `channelDefaults` (parsed by `channel/config.rs`). Every error names the full path of the
+//! offending key; unknown keys are refused.
+
+use serde_json::Value;
+
+use crate::channel::config::apply_channel;
+use crate::channel::{ChannelConfig, ConfigError};
+use crate::json_config::{as_object, check_keys, get_f64, get_str, get_u64, parse_root};
+use crate::messaging::memory::{MemoryNetworkConfig, DEFAULT_PUBSUB_TOPIC};
+
+/// Largest `transport.delayMs` bound accepted (10 minutes).
+pub const MAX_MEMORY_DELAY_MS: u64 = 600_000;
+/// Largest `transport.storeCapacity` accepted.
+pub const MAX_MEMORY_STORE_CAPACITY: u64 = 1 << 20;
+
+/// Which transport a manager uses.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TransportConfig {
+    /// The embedded in-process network.
+    Memory(MemoryNetworkConfig),
+    /// The host application moves WakuMessages (`rc_transport_*`).
+    Host { pubsub_topic: String },
+}
+
+impl Default for TransportConfig {
+    fn default() -> Self {
+        TransportConfig::Memory(Default::default())
+    }
+}
+
+/// Manager configuration.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ManagerConfig {
+    pub transport: TransportConfig,
+    pub channel_defaults: ChannelConfig,
+}
+
+impl ManagerConfig {
+    /// Parses the manager JSON (`None` or empty = defaults).
+    pub fn from_json(json: Option<&str>) -> Result<Self, ConfigError> {
+        let mut cfg = ManagerConfig::default();
+        let Some(v) = parse_root(json)? else { return Ok(cfg) };
+        let obj = as_object(&v, "config")?;
+        check_keys(obj, "", &["transport", "channelDefaults"])?;
+        if let Some(t) = obj.get("transport") {
+            cfg.transport = parse_transport(t)?;
+        }
+        if let Some(d) = obj.get("channelDefaults") {
+            apply_channel(&mut cfg.channel_defaults, d, "channelDefaults")?;
+        }
+        Ok(cfg)
+    }
+}
+
+fn parse_transport(v: &Value) -> Result<TransportConfig, ConfigError> {
+    let path = "transport";
+    let obj = as_object(v, path)?;
+    let kind = get_str(obj, path, "kind")?.unwrap_or("memory");
+    match kind {
+        "memory" => {
+            check_keys(obj, path, &["kind", "network", "pubsubTopic", "loss", "duplicate", "reorder", "delayMs", "seed", "storeCapacity"])?;
+            let mut m = MemoryNetworkConfig::default();
+            if let Some(n) = get_str(obj, path, "network")? {
+                m.network = n.to_owned();
+            }
+            if let Some(t) = get_str(obj, path, "pubsubTopic")? {
+                m.pubsub_topic = t.to_owned();
+            }
+            m.loss = get_f64(obj, path, "loss", 0.0, 1.0)?.unwrap_or(m.loss);
+            m.duplicate = get_f64(obj, path, "duplicate", 0.0, 1.0)?.unwrap_or(m.duplicate);
+            m.reorder = get_f64(obj, path, "reorder", 0.0, 1.0)?.unwrap_or(m.reorder);
+            m.seed = get_u64(obj, path, "seed", 0, u64::MAX)?.unwrap_or(m.seed);
+            m.store_capacity = get_u64(obj, path, "storeCapacity", 0, MAX_MEMORY_STORE_CAPACITY)?.map_or(m.store_capacity, |n| n as usize);
+            if let Some(d) = obj.get("delayMs") {
+                m.delay_ms = parse_delay(d)?;
+            }
+            Ok(TransportConfig::Memory(m))
+        }
+        "host" => {
+            check_keys(obj, path, &["kind", "pubsubTopic"])?;
+            let pubsub_topic = get_str(obj, path, "pubsubTopic")?.unwrap_or(DEFAULT_PUBSUB_TOPIC).to_owned();
+            Ok(TransportConfig::Host { pubsub_topic })
+        }
+        other => Err(ConfigError::invalid("transport.kind", format!("unknown transport {other:?} (expected \"memory\" or \"host\")"))),
+    }
+}
+
+/// `transport.delayMs`: `[min, max]` milliseconds.
+fn parse_delay(d: &Value) -> Result<(u64, u64), ConfigError> {
+    let path = "transport.delayMs";
+    let wrong = |expected| ConfigError::WrongType { path: path.to_owned(), expected };
+    let arr = d.as_array().filter(|a| a.len() == 2).ok_or_else(|| wrong("[min, max]"))?;
+    let lo = arr[0].as_u64().ok_or_else(|| wrong("non-negative integers"))?;
+    let hi = arr[1].as_u64().ok_or_else(|| wrong("non-negative integers"))?;
+    if lo > hi || hi > MAX_MEMORY_DELAY_MS {
+        return Err(ConfigError::invalid(path, format!("[{lo}, {hi}] must satisfy min <= max <= {MAX_MEMORY_DELAY_MS}")));
+    }
+    Ok((lo, hi))
+}
