@@ -2,8 +2,8 @@
 //!
 //! Every SDS vector is decoded with the production decoder, checked field by field against the
 //! JSON, and re-encoded to byte-identical output. The bloom filter and the WakuMessage hash are
-//! checked against the reference values. The vector files live in `tests/vectors/` (copies of
-//! `shared/vectors/`).
+//! checked against the reference values. The vector files live in `tests/vectors/`
+//! (docs/wire-format.md says how they were produced).
 
 use std::collections::BTreeMap;
 

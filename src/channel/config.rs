@@ -1,5 +1,5 @@
 //! The channel configuration: `channelDefaults` of the manager JSON, or the JSON given when a
-//! channel is opened (the layout of `shared/reference/c-api.md`, with the seed spec's names).
+//! channel is opened (the layout in README.md "Configuration reference", with the seed spec's names).
 //!
 //! Impossible values (e.g. a chunk size that cannot fit a 150 KiB WakuMessage) are caught when the
 //! manager is created or the channel opened, not on the first send. The JSON helpers and

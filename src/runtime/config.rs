@@ -1,4 +1,4 @@
-//! The manager configuration: the JSON layout of `shared/reference/c-api.md` — the transport and
+//! The manager configuration: the JSON layout of README.md "Configuration reference" — the transport and
 //! the `channelDefaults` (parsed by `channel/config.rs`). Every error names the full path of the
 //! offending key; unknown keys are refused.
 

@@ -1,7 +1,7 @@
 //! Segmentation: splitting a send into [`MessageChunk`](crate::wire::MessageChunk) frames and
 //! reassembling received frames into application messages, sans-I/O.
 //!
-//! Every send is framed, a single-chunk one too (wire-format.md §3). The sender splits the payload
+//! Every send is framed, a single-chunk one too (docs/wire-format.md §3). The sender splits the payload
 //! into chunks of at most `chunkSizeBytes` and chains them: each chunk carries a fresh random
 //! UUID and the UUID of its predecessor. The receiver accepts a chunk only when it extends, link
 //! by link, a message whose first chunk it accepted; anything else is discarded and counted.

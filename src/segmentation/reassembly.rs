@@ -113,7 +113,7 @@ impl fmt::Display for LostReason {
 /// Why a chunk was discarded (nothing of it is kept).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum DiscardReason {
-    /// Breaks a context-free rule of wire-format.md §3 (`chunk_index > last_chunk_index`, chain
+    /// Breaks a context-free rule of docs/wire-format.md §3 (`chunk_index > last_chunk_index`, chain
     /// field present/absent wrongly, empty `chunk_id`, an id longer than `MAX_ID_BYTES`).
     Malformed,
     /// The message would exceed `max_payload_bytes`.

@@ -36,7 +36,7 @@ pub fn chunk_count(len: usize, chunk_size: usize) -> usize {
     len.div_ceil(chunk_size).max(1)
 }
 
-/// A fresh RequestId: [`REQUEST_ID_BYTES`] random bytes as lowercase hex (wire-format.md §4).
+/// A fresh RequestId: [`REQUEST_ID_BYTES`] random bytes as lowercase hex (docs/wire-format.md §4).
 pub fn new_request_id(rng: &mut impl RngCore) -> String {
     let mut bytes = [0u8; REQUEST_ID_BYTES];
     rng.fill_bytes(&mut bytes);
@@ -50,7 +50,7 @@ fn new_chunk_id(rng: &mut impl RngCore) -> String {
 }
 
 /// Splits `payload` into chunks of at most `chunk_size` bytes and returns the encoded
-/// `MessageChunk` frames in order (wire-format.md §3).
+/// `MessageChunk` frames in order (docs/wire-format.md §3).
 ///
 /// spec: segmentation.max-size — refuses an empty payload and one over [`MAX_PAYLOAD_BYTES`].
 pub fn segment(payload: &[u8], chunk_size: usize, request_id: &str, rng: &mut impl RngCore) -> Result<Vec<Vec<u8>>, SegmentError> {

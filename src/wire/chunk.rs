@@ -1,4 +1,4 @@
-//! MessageChunk: the segmentation frame inside SDS `content` (wire-format.md §3).
+//! MessageChunk: the segmentation frame inside SDS `content` (docs/wire-format.md §3).
 
 use bytes::Bytes;
 use prost::Message as _;

@@ -1,4 +1,4 @@
-//! Wire codecs: the exact bytes of every layer (see `shared/reference/wire-format.md`).
+//! Wire codecs: the exact bytes of every layer (see `docs/wire-format.md`).
 //!
 //! ```text
 //! WakuMessage   (waku_message.rs)  meta = "RELIABLE-CHANNEL-API/1", payload = E(sds)

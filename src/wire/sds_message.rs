@@ -1,6 +1,6 @@
 //! The SDS `Message` and `HistoryEntry`, byte-compatible with @waku/sds 0.0.8 / @waku/proto 0.0.15.
 //!
-//! Field order and presence follow wire-format.md §2: prost emits fields in ascending tag order,
+//! Field order and presence follow docs/wire-format.md §2: prost emits fields in ascending tag order,
 //! omits empty implicit-presence strings and emits every `optional` field that is `Some`, which is
 //! exactly what the reference (protons) does. The send path encodes [`SdsMessageRef`], whose
 //! fields are borrowed from the sender's state, by hand into the same bytes (tested against prost).
