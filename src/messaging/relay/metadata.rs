@@ -27,18 +27,19 @@ pub struct WakuMetadata {
     /// The sender's cluster id.
     #[prost(uint32, optional, tag = "1")]
     pub cluster_id: Option<u32>,
-    /// Deprecated unpacked shard list (still read).
+    /// The sender's shards, unpacked: deprecated, but the only field js-waku (@waku/proto
+    /// 0.0.15) reads, so it is written too.
     #[prost(uint32, repeated, packed = "false", tag = "2")]
     pub shards_unpacked: Vec<u32>,
-    /// The sender's shards.
+    /// The sender's shards, packed (what nwaku reads).
     #[prost(uint32, repeated, packed = "true", tag = "3")]
     pub shards: Vec<u32>,
 }
 
 impl WakuMetadata {
-    /// Our announcement.
+    /// Our announcement (shards in both fields).
     pub fn ours(cluster_id: u32, shards: &[u32]) -> Self {
-        WakuMetadata { cluster_id: Some(cluster_id), shards_unpacked: Vec::new(), shards: shards.to_vec() }
+        WakuMetadata { cluster_id: Some(cluster_id), shards_unpacked: shards.to_vec(), shards: shards.to_vec() }
     }
 }
 
@@ -119,8 +120,8 @@ mod tests {
     #[test]
     fn wire_shape_matches_the_proto() {
         let m = WakuMetadata::ours(42, &[0, 3]);
-        // field 1 varint 42, field 3 packed [0, 3]
-        assert_eq!(m.encode_to_vec(), vec![0x08, 42, 0x1a, 2, 0, 3]);
+        // field 1 varint 42, field 2 twice (unpacked), field 3 packed [0, 3]
+        assert_eq!(m.encode_to_vec(), vec![0x08, 42, 0x10, 0, 0x10, 3, 0x1a, 2, 0, 3]);
         let old = WakuMetadata::decode(&[0x08, 7, 0x10, 1, 0x10, 2][..]).unwrap();
         assert_eq!((old.cluster_id, old.shards_unpacked), (Some(7), vec![1, 2]));
     }

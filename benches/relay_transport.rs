@@ -1,0 +1,185 @@
+//! Is the relay transport the bottleneck? Two nodes on loopback, one publishing N messages with
+//! at most WINDOW in flight, the other receiving them; throughput and publish-to-receive latency
+//! for
+//!
+//! * `raw`: two bare rust-libp2p gossipsub swarms with the same Waku Relay configuration, each on
+//!   its own thread (the sender publishes bytes, the receiver timestamps arrivals), and
+//! * `transport`: two `RelayTransport`s (encode + hash on the caller, validation + decode + hash
+//!   + sink on the node thread).
+//!
+//! `cargo bench --bench relay_transport` (phase B adds the full stack and `make bench-relay`).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use libp2p::futures::StreamExt;
+use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageAuthenticity};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{noise, tcp, yamux, Multiaddr, Swarm};
+use parking_lot::Mutex;
+use prost::Message as _;
+use reliable_channel::messaging::relay::{gossipsub_config, RelayConfig, RelayTransport, MAX_FRAME_BYTES};
+use reliable_channel::messaging::{Transport, TransportEvent, TransportSink};
+use reliable_channel::wire::WakuMessage;
+use tokio::sync::mpsc;
+
+const N: usize = 20_000;
+const WINDOW: u64 = 512;
+const TOPIC: &str = "/waku/2/rs/42/0";
+const CONTENT_TOPIC: &str = "/bench/1/relay/proto";
+
+/// Arrival times (ns since the bench epoch) by message index, and the count.
+#[derive(Default)]
+struct Arrivals {
+    at: Mutex<Vec<u64>>,
+    count: AtomicU64,
+}
+
+impl Arrivals {
+    fn record(&self, index: usize, epoch: Instant) {
+        let ns = epoch.elapsed().as_nanos() as u64;
+        let mut at = self.at.lock();
+        if index < at.len() && at[index] == 0 {
+            at[index] = ns;
+            self.count.fetch_add(1, Ordering::Release);
+        }
+    }
+}
+
+fn waku_message(index: usize, size: usize) -> WakuMessage {
+    let mut payload = vec![0xa5u8; size.max(8)];
+    payload[..8].copy_from_slice(&(index as u64).to_le_bytes());
+    WakuMessage {
+        payload: Bytes::from(payload),
+        content_topic: CONTENT_TOPIC.to_owned(),
+        timestamp: Some(1_700_000_000_000_000_000 + index as i64),
+        ..Default::default()
+    }
+}
+
+fn index_of(payload: &[u8]) -> usize {
+    u64::from_le_bytes(payload[..8].try_into().unwrap()) as usize
+}
+
+/// Publishes N messages through `publish`, keeping at most WINDOW ahead of the arrivals; returns
+/// (messages per second, p50 latency, p99 latency).
+fn drive(size: usize, arrivals: &Arrivals, epoch: Instant, mut publish: impl FnMut(usize, WakuMessage)) -> (f64, Duration, Duration) {
+    *arrivals.at.lock() = vec![0; N];
+    let mut sent_at = vec![0u64; N];
+    let start = Instant::now();
+    for i in 0..N {
+        while (i as u64) - arrivals.count.load(Ordering::Acquire) >= WINDOW {
+            // Sleep, not spin: the two node threads need both cores.
+            std::thread::sleep(Duration::from_micros(50));
+            assert!(start.elapsed() < Duration::from_secs(300), "bench stalled at {i}");
+        }
+        sent_at[i] = epoch.elapsed().as_nanos() as u64;
+        publish(i, waku_message(i, size));
+    }
+    while arrivals.count.load(Ordering::Acquire) < N as u64 {
+        std::thread::sleep(Duration::from_micros(200));
+        assert!(start.elapsed() < Duration::from_secs(300), "bench stalled at the end");
+    }
+    let elapsed = start.elapsed();
+    let at = arrivals.at.lock();
+    let mut lat: Vec<u64> = at.iter().zip(&sent_at).map(|(r, s)| r.saturating_sub(*s)).collect();
+    lat.sort_unstable();
+    (N as f64 / elapsed.as_secs_f64(), Duration::from_nanos(lat[N / 2]), Duration::from_nanos(lat[N * 99 / 100]))
+}
+
+fn raw_swarm() -> Swarm<gossipsub::Behaviour> {
+    libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
+        .unwrap()
+        .with_behaviour(|_| gossipsub::Behaviour::new(MessageAuthenticity::Anonymous, gossipsub_config(MAX_FRAME_BYTES)).unwrap())
+        .unwrap()
+        .build()
+}
+
+/// The bare gossipsub pair: returns the sender's publish channel once both see each other.
+fn raw_pair(arrivals: Arc<Arrivals>, epoch: Instant) -> mpsc::UnboundedSender<Vec<u8>> {
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel::<Multiaddr>();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async move {
+            let mut swarm = raw_swarm();
+            let topic = IdentTopic::new(TOPIC);
+            swarm.behaviour_mut().subscribe(&topic).unwrap();
+            swarm.listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap()).unwrap();
+            loop {
+                match swarm.select_next_some().await {
+                    SwarmEvent::NewListenAddr { address, .. } => addr_tx.send(address).unwrap(),
+                    SwarmEvent::Behaviour(gossipsub::Event::Message { propagation_source, message_id, message }) => {
+                        // The same validation round trip the transport makes, with no decoding.
+                        swarm.behaviour_mut().report_message_validation_result(&message_id, &propagation_source, MessageAcceptance::Accept);
+                        let m = WakuMessage::decode(message.data.as_slice()).unwrap();
+                        arrivals.record(index_of(&m.payload), epoch);
+                    }
+                    _ => {}
+                }
+            }
+        });
+    });
+    let target = addr_rx.recv().unwrap();
+    let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async move {
+            let mut swarm = raw_swarm();
+            let topic = IdentTopic::new(TOPIC);
+            swarm.behaviour_mut().subscribe(&topic).unwrap();
+            swarm.dial(target).unwrap();
+            let mut ready = Some(ready_tx);
+            loop {
+                tokio::select! {
+                    data = rx.recv() => match data {
+                        Some(d) => { let _ = swarm.behaviour_mut().publish(topic.clone(), d); }
+                        None => break,
+                    },
+                    ev = swarm.select_next_some() => {
+                        if let SwarmEvent::Behaviour(gossipsub::Event::Subscribed { .. }) = ev {
+                            if let Some(r) = ready.take() { let _ = r.send(()); }
+                        }
+                    }
+                }
+            }
+        });
+    });
+    ready_rx.recv().unwrap();
+    tx
+}
+
+fn main() {
+    let epoch = Instant::now();
+    println!("{:>10} {:>8} {:>12} {:>10} {:>10} {:>10}", "setup", "size", "msgs/s", "MB/s", "p50", "p99");
+    for size in [1024usize, 16 * 1024] {
+        let arrivals = Arc::new(Arrivals::default());
+        let tx = raw_pair(Arc::clone(&arrivals), epoch);
+        let (rate, p50, p99) = drive(size, &arrivals, epoch, |_, m| tx.send(m.encode_to_vec()).unwrap());
+        println!("{:>10} {size:>8} {rate:>12.0} {:>10.1} {p50:>10.2?} {p99:>10.2?}", "raw", rate * size as f64 / 1e6);
+
+        let arrivals = Arc::new(Arrivals::default());
+        let rx_arrivals = Arc::clone(&arrivals);
+        let sink = TransportSink::new(move |ev| {
+            if let TransportEvent::Received { message, .. } = ev {
+                rx_arrivals.record(index_of(&message.payload), epoch);
+            }
+        });
+        let (mut receiver, rh) =
+            RelayTransport::new(RelayConfig { peer_messages_per_sec: 0, peer_bytes_per_sec: 0, ..RelayConfig::default() }, sink).unwrap();
+        receiver.subscribe(CONTENT_TOPIC);
+        let peers = vec![rh.listen_addresses()[0].to_string()];
+        let (mut sender, sh) = RelayTransport::new(RelayConfig { peers, ..RelayConfig::default() }, TransportSink::new(|_| {})).unwrap();
+        while sh.stats().topic_peers == 0 || rh.stats().topic_peers == 0 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let (rate, p50, p99) = drive(size, &arrivals, epoch, |i, m| sender.publish(i as u64, m));
+        println!("{:>10} {size:>8} {rate:>12.0} {:>10.1} {p50:>10.2?} {p99:>10.2?}", "transport", rate * size as f64 / 1e6);
+        sender.shutdown();
+        receiver.shutdown();
+    }
+}
