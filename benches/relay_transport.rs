@@ -1,6 +1,6 @@
-//! Is the relay transport the bottleneck? Two nodes on loopback, one publishing N messages with
-//! at most WINDOW in flight, the other receiving them; throughput and publish-to-receive latency
-//! for
+//! Is the relay transport the bottleneck? Two nodes on loopback, one publishing messages with at
+//! most `window` in flight, the other receiving them: throughput with a window of 512, and
+//! publish-to-receive latency one message at a time (window 1, so no queueing), for
 //!
 //! * `raw`: two bare rust-libp2p gossipsub swarms with the same Waku Relay configuration, each on
 //!   its own thread (the sender publishes bytes, the receiver timestamps arrivals), and
@@ -25,8 +25,9 @@ use reliable_channel::messaging::{Transport, TransportEvent, TransportSink};
 use reliable_channel::wire::WakuMessage;
 use tokio::sync::mpsc;
 
-const N: usize = 20_000;
-const WINDOW: u64 = 512;
+/// (messages, window) of the throughput runs and of the latency runs.
+const THROUGHPUT: (usize, u64) = (20_000, 512);
+const LATENCY: (usize, u64) = (2_000, 1);
 const TOPIC: &str = "/waku/2/rs/42/0";
 const CONTENT_TOPIC: &str = "/bench/1/relay/proto";
 
@@ -63,22 +64,29 @@ fn index_of(payload: &[u8]) -> usize {
     u64::from_le_bytes(payload[..8].try_into().unwrap()) as usize
 }
 
-/// Publishes N messages through `publish`, keeping at most WINDOW ahead of the arrivals; returns
-/// (messages per second, p50 latency, p99 latency).
-fn drive(size: usize, arrivals: &Arrivals, epoch: Instant, mut publish: impl FnMut(usize, WakuMessage)) -> (f64, Duration, Duration) {
-    *arrivals.at.lock() = vec![0; N];
-    let mut sent_at = vec![0u64; N];
+/// Publishes `n` messages through `publish`, keeping at most `window` ahead of the arrivals;
+/// returns (messages per second, p50 latency, p99 latency).
+fn drive(
+    (n, window): (usize, u64),
+    size: usize,
+    arrivals: &Arrivals,
+    epoch: Instant,
+    mut publish: impl FnMut(usize, WakuMessage),
+) -> (f64, Duration, Duration) {
+    *arrivals.at.lock() = vec![0; n];
+    arrivals.count.store(0, Ordering::Release);
+    let mut sent_at = vec![0u64; n];
     let start = Instant::now();
-    for i in 0..N {
-        while (i as u64) - arrivals.count.load(Ordering::Acquire) >= WINDOW {
+    for (i, sent) in sent_at.iter_mut().enumerate() {
+        while (i as u64) - arrivals.count.load(Ordering::Acquire) >= window {
             // Sleep, not spin: the two node threads need both cores.
             std::thread::sleep(Duration::from_micros(50));
             assert!(start.elapsed() < Duration::from_secs(300), "bench stalled at {i}");
         }
-        sent_at[i] = epoch.elapsed().as_nanos() as u64;
+        *sent = epoch.elapsed().as_nanos() as u64;
         publish(i, waku_message(i, size));
     }
-    while arrivals.count.load(Ordering::Acquire) < N as u64 {
+    while arrivals.count.load(Ordering::Acquire) < n as u64 {
         std::thread::sleep(Duration::from_micros(200));
         assert!(start.elapsed() < Duration::from_secs(300), "bench stalled at the end");
     }
@@ -86,7 +94,7 @@ fn drive(size: usize, arrivals: &Arrivals, epoch: Instant, mut publish: impl FnM
     let at = arrivals.at.lock();
     let mut lat: Vec<u64> = at.iter().zip(&sent_at).map(|(r, s)| r.saturating_sub(*s)).collect();
     lat.sort_unstable();
-    (N as f64 / elapsed.as_secs_f64(), Duration::from_nanos(lat[N / 2]), Duration::from_nanos(lat[N * 99 / 100]))
+    (n as f64 / elapsed.as_secs_f64(), Duration::from_nanos(lat[n / 2]), Duration::from_nanos(lat[n * 99 / 100]))
 }
 
 fn raw_swarm() -> Swarm<gossipsub::Behaviour> {
@@ -155,12 +163,14 @@ fn raw_pair(arrivals: Arc<Arrivals>, epoch: Instant) -> mpsc::UnboundedSender<Ve
 
 fn main() {
     let epoch = Instant::now();
-    println!("{:>10} {:>8} {:>12} {:>10} {:>10} {:>10}", "setup", "size", "msgs/s", "MB/s", "p50", "p99");
-    for size in [1024usize, 16 * 1024] {
+    println!("{:>10} {:>8} {:>7} {:>12} {:>10} {:>10} {:>10}", "setup", "size", "window", "msgs/s", "MB/s", "p50", "p99");
+    let row = |setup: &str, size: usize, run: (usize, u64), (rate, p50, p99): (f64, Duration, Duration)| {
+        println!("{setup:>10} {size:>8} {:>7} {rate:>12.0} {:>10.1} {p50:>10.2?} {p99:>10.2?}", run.1, rate * size as f64 / 1e6);
+    };
+    for (size, run) in [(1024usize, LATENCY), (1024, THROUGHPUT), (16 * 1024, THROUGHPUT)] {
         let arrivals = Arc::new(Arrivals::default());
         let tx = raw_pair(Arc::clone(&arrivals), epoch);
-        let (rate, p50, p99) = drive(size, &arrivals, epoch, |_, m| tx.send(m.encode_to_vec()).unwrap());
-        println!("{:>10} {size:>8} {rate:>12.0} {:>10.1} {p50:>10.2?} {p99:>10.2?}", "raw", rate * size as f64 / 1e6);
+        row("raw", size, run, drive(run, size, &arrivals, epoch, |_, m| tx.send(m.encode_to_vec()).unwrap()));
 
         let arrivals = Arc::new(Arrivals::default());
         let rx_arrivals = Arc::clone(&arrivals);
@@ -169,16 +179,15 @@ fn main() {
                 rx_arrivals.record(index_of(&message.payload), epoch);
             }
         });
-        let (mut receiver, rh) =
-            RelayTransport::new(RelayConfig { peer_messages_per_sec: 0, peer_bytes_per_sec: 0, ..RelayConfig::default() }, sink).unwrap();
+        let unlimited = RelayConfig { peer_messages_per_sec: 0, peer_bytes_per_sec: 0, ..RelayConfig::default() };
+        let (mut receiver, rh) = RelayTransport::new(unlimited, sink).unwrap();
         receiver.subscribe(CONTENT_TOPIC);
         let peers = vec![rh.listen_addresses()[0].to_string()];
         let (mut sender, sh) = RelayTransport::new(RelayConfig { peers, ..RelayConfig::default() }, TransportSink::new(|_| {})).unwrap();
         while sh.stats().topic_peers == 0 || rh.stats().topic_peers == 0 {
             std::thread::sleep(Duration::from_millis(5));
         }
-        let (rate, p50, p99) = drive(size, &arrivals, epoch, |i, m| sender.publish(i as u64, m));
-        println!("{:>10} {size:>8} {rate:>12.0} {:>10.1} {p50:>10.2?} {p99:>10.2?}", "transport", rate * size as f64 / 1e6);
+        row("transport", size, run, drive(run, size, &arrivals, epoch, |i, m| sender.publish(i as u64, m)));
         sender.shutdown();
         receiver.shutdown();
     }
