@@ -97,65 +97,64 @@ fn drive(
     (n as f64 / elapsed.as_secs_f64(), Duration::from_nanos(lat[n / 2]), Duration::from_nanos(lat[n * 99 / 100]))
 }
 
-fn raw_swarm() -> Swarm<gossipsub::Behaviour> {
-    libp2p::SwarmBuilder::with_new_identity()
+/// A bare gossipsub swarm subscribed to TOPIC, for `run` on a thread of its own.
+fn raw_swarm() -> (Swarm<gossipsub::Behaviour>, IdentTopic) {
+    let mut swarm = libp2p::SwarmBuilder::with_new_identity()
         .with_tokio()
         .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
         .unwrap()
         .with_behaviour(|_| gossipsub::Behaviour::new(MessageAuthenticity::Anonymous, gossipsub_config(MAX_FRAME_BYTES)).unwrap())
         .unwrap()
-        .build()
+        .build();
+    let topic = IdentTopic::new(TOPIC);
+    swarm.behaviour_mut().subscribe(&topic).unwrap();
+    (swarm, topic)
+}
+
+/// Runs `f` on a new thread with its own current-thread runtime (as the transport's node runs).
+fn on_own_thread<F: std::future::Future<Output = ()> + 'static>(f: impl FnOnce() -> F + Send + 'static) {
+    std::thread::spawn(move || tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f()));
 }
 
 /// The bare gossipsub pair: returns the sender's publish channel once both see each other.
 fn raw_pair(arrivals: Arc<Arrivals>, epoch: Instant) -> mpsc::UnboundedSender<Vec<u8>> {
     let (addr_tx, addr_rx) = std::sync::mpsc::channel::<Multiaddr>();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        rt.block_on(async move {
-            let mut swarm = raw_swarm();
-            let topic = IdentTopic::new(TOPIC);
-            swarm.behaviour_mut().subscribe(&topic).unwrap();
-            swarm.listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap()).unwrap();
-            loop {
-                match swarm.select_next_some().await {
-                    SwarmEvent::NewListenAddr { address, .. } => addr_tx.send(address).unwrap(),
-                    SwarmEvent::Behaviour(gossipsub::Event::Message { propagation_source, message_id, message }) => {
-                        // The same validation round trip the transport makes, with no decoding.
-                        swarm.behaviour_mut().report_message_validation_result(&message_id, &propagation_source, MessageAcceptance::Accept);
-                        let m = WakuMessage::decode(message.data.as_slice()).unwrap();
-                        arrivals.record(index_of(&m.payload), epoch);
-                    }
-                    _ => {}
+    on_own_thread(move || async move {
+        let (mut swarm, _) = raw_swarm();
+        swarm.listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap()).unwrap();
+        loop {
+            match swarm.select_next_some().await {
+                SwarmEvent::NewListenAddr { address, .. } => addr_tx.send(address).unwrap(),
+                SwarmEvent::Behaviour(gossipsub::Event::Message { propagation_source, message_id, message }) => {
+                    // The same validation round trip the transport makes, with no decoding.
+                    swarm.behaviour_mut().report_message_validation_result(&message_id, &propagation_source, MessageAcceptance::Accept);
+                    let m = WakuMessage::decode(message.data.as_slice()).unwrap();
+                    arrivals.record(index_of(&m.payload), epoch);
                 }
+                _ => {}
             }
-        });
+        }
     });
     let target = addr_rx.recv().unwrap();
     let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        rt.block_on(async move {
-            let mut swarm = raw_swarm();
-            let topic = IdentTopic::new(TOPIC);
-            swarm.behaviour_mut().subscribe(&topic).unwrap();
-            swarm.dial(target).unwrap();
-            let mut ready = Some(ready_tx);
-            loop {
-                tokio::select! {
-                    data = rx.recv() => match data {
-                        Some(d) => { let _ = swarm.behaviour_mut().publish(topic.clone(), d); }
-                        None => break,
-                    },
-                    ev = swarm.select_next_some() => {
-                        if let SwarmEvent::Behaviour(gossipsub::Event::Subscribed { .. }) = ev {
-                            if let Some(r) = ready.take() { let _ = r.send(()); }
-                        }
+    on_own_thread(move || async move {
+        let (mut swarm, topic) = raw_swarm();
+        swarm.dial(target).unwrap();
+        let mut ready = Some(ready_tx);
+        loop {
+            tokio::select! {
+                data = rx.recv() => match data {
+                    Some(d) => { let _ = swarm.behaviour_mut().publish(topic.clone(), d); }
+                    None => break,
+                },
+                ev = swarm.select_next_some() => {
+                    if let SwarmEvent::Behaviour(gossipsub::Event::Subscribed { .. }) = ev {
+                        if let Some(r) = ready.take() { let _ = r.send(()); }
                     }
                 }
             }
-        });
+        }
     });
     ready_rx.recv().unwrap();
     tx
