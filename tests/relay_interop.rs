@@ -10,6 +10,8 @@
 //!   pings are relayed, not delivered; js-waku's metadata query reads our cluster and shard.
 //! * `we_dial_js_waku_and_survive_its_pings` — we dial the js node; traffic flows both ways, and
 //!   still does after js-waku's 10 s ping interval has passed.
+//! * `js_waku_relays_between_two_of_our_nodes` — two of our nodes that only know the js node talk
+//!   through its gossipsub mesh (multi-hop through the other implementation).
 //! * `js_waku_of_another_cluster_is_disconnected` — our metadata query finds another cluster.
 //!
 //! Needs Node (>= 20) and `npm ci --prefix tests/relay_interop`. Without them the tests print
@@ -240,7 +242,37 @@ fn js_waku_joins_our_mesh_in_both_directions() {
     assert_eq!(s.counters.rejected_malformed + s.counters.rejected_invalid + s.counters.rejected_oversized, 0);
     let state = js.call(json!({"cmd": "state"}));
     assert_eq!(state["connections"], json!([ours.handle.peer_id().to_string()]), "{state}");
+    // Both grafted the other into their gossipsub mesh (on their heartbeats).
+    let me = ours.handle.peer_id().to_string();
+    wait_for("js-waku to mesh with us", || js.call(json!({"cmd": "state"}))["mesh"].as_array().is_some_and(|m| m.contains(&json!(me))));
+    wait_for("us to mesh with js-waku", || ours.stats().mesh_peers == 1);
     let _ = js_id;
+}
+
+#[test]
+fn js_waku_relays_between_two_of_our_nodes() {
+    let Some(mut js) = JsPeer::start() else { return };
+    let probe = Node::start(RelayConfig::default());
+    let topic = probe.handle.pubsub_topic().to_owned();
+    drop(probe);
+    let (_, js_addr) = js.start_node(&topic, 42);
+    // a and b only know the js node: everything between them crosses js-waku's gossipsub.
+    let peers = vec![js_addr];
+    let mut a = Node::subscribed_with(RelayConfig { peers: peers.clone(), ..RelayConfig::default() });
+    let mut b = Node::subscribed_with(RelayConfig { peers, ..RelayConfig::default() });
+    for n in [&a, &b] {
+        js.wait_peer(&n.handle.peer_id().to_string());
+    }
+    let (ida, idb) = (json!(a.handle.peer_id().to_string()), json!(b.handle.peer_id().to_string()));
+    wait_for("js-waku to mesh with both", || {
+        let mesh = js.call(json!({"cmd": "state"}))["mesh"].clone();
+        mesh.as_array().is_some_and(|m| m.contains(&ida) && m.contains(&idb))
+    });
+    let (ma, mb) = (message(CONTENT_TOPIC, b"a to b via js-waku"), message(CONTENT_TOPIC, b"b to a via js-waku"));
+    a.publish(ma.clone());
+    b.publish(mb.clone());
+    assert_eq!(b.wait_received(1, "a's message via js-waku")[0].0, ma);
+    assert_eq!(a.wait_received(1, "b's message via js-waku")[0].0, mb);
 }
 
 #[test]
