@@ -152,13 +152,12 @@ fn metadata_disconnects_another_cluster() {
     let topic = Some("/relay-test/shared-topic".to_owned());
     let ours = Node::start(RelayConfig { cluster_id: 42, pubsub_topic: topic.clone(), ..RelayConfig::default() });
     let theirs = Node::start(RelayConfig { cluster_id: 43, pubsub_topic: topic, ..config(&[&ours]) });
-    wait_for("both sides to reject the other cluster", || {
-        ours.stats().counters.metadata_rejected >= 1 && theirs.stats().counters.metadata_rejected >= 1
-    });
+    // Whichever side judges first disconnects; the dialler redials until it has judged too
+    // (its own query or our request), and then forgets the configured peer.
+    wait_for("the dialler to reject the other cluster", || theirs.stats().counters.metadata_rejected >= 1);
     wait_for("the connection to close", || ours.stats().connected_peers == 0 && theirs.stats().connected_peers == 0);
-    // The configured peer is forgotten, not redialled.
     std::thread::sleep(Duration::from_millis(1500));
-    assert_eq!(theirs.stats().connected_peers, 0);
+    assert_eq!((ours.stats().connected_peers, theirs.stats().connected_peers), (0, 0), "not redialled");
     assert_eq!(theirs.stats().counters.dial_failures, 0);
 }
 

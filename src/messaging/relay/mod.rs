@@ -29,8 +29,8 @@
 //!
 //! * [`RelayTransport::new`] starts one thread (`rc-relay`) running a current-thread tokio
 //!   runtime that owns the swarm (`node.rs`): the runtime thread never polls the network, it
-//!   only sends [`Command`](transport)s over an unbounded channel (publish, subscribe, connect,
-//!   shutdown) after encoding and hashing the message itself.
+//!   only sends commands over an unbounded channel (publish, subscribe, connect, shutdown;
+//!   `transport.rs`) after encoding and hashing the message itself.
 //! * The node thread is the one owner of the swarm, the content-topic subscription counts, the
 //!   wanted-peer table and the per-peer budgets. It reports `Sent`/`Failed`/`Received` to the
 //!   [`TransportSink`](crate::messaging::TransportSink) and keeps counters and gauges in atomics

@@ -5,7 +5,7 @@
 //! transport and the handles, reports to the [`TransportSink`] through [`Shared::emit`], and
 //! publishes its counters and gauges into [`Shared`] for `stats()`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -92,6 +92,8 @@ pub(crate) struct Node {
     /// Content-topic subscription counts (one per open channel on the topic).
     subscriptions: HashMap<String, usize>,
     wanted: HashMap<PeerId, Wanted>,
+    /// Peers of another cluster to disconnect once our metadata answer to them is sent.
+    refused: HashSet<PeerId>,
     budgets: PeerBudgets,
     started: Instant,
 }
@@ -166,6 +168,7 @@ impl Node {
             listeners,
             subscriptions: HashMap::new(),
             wanted,
+            refused: HashSet::new(),
             budgets: PeerBudgets::new(cfg.peer_messages_per_sec, cfg.peer_bytes_per_sec),
             started: Instant::now(),
         })
@@ -353,6 +356,7 @@ impl Node {
             }
             SwarmEvent::ConnectionClosed { peer_id, num_established: 0, cause, .. } => {
                 self.budgets.forget(&peer_id);
+                self.refused.remove(&peer_id);
                 if let Some(w) = self.wanted.get_mut(&peer_id) {
                     let delay = backoff(w.attempt);
                     w.next_at = Some(Instant::now() + delay);
@@ -375,7 +379,8 @@ impl Node {
         };
         let counters = &self.shared.counters;
         let verdict = if message.topic != self.topic.hash() {
-            counters.wrong_topic.fetch_add(1, Ordering::Relaxed);
+            // Not reached while the node subscribes to one topic only (gossipsub drops the
+            // others; the transform counts them).
             MessageAcceptance::Ignore
         } else if !self.budgets.admit(propagation_source, message.data.len(), self.now_ms()) {
             // Over budget: neither forwarded nor delivered, but not penalised (an honest
@@ -413,28 +418,21 @@ impl Node {
 
     fn on_metadata(&mut self, ev: request_response::Event<WakuMetadata, WakuMetadata>) {
         match ev {
-            request_response::Event::Message { peer, message, .. } => {
-                let theirs = match message {
-                    request_response::Message::Request { request, channel, .. } => {
-                        let ours = WakuMetadata::ours(self.cluster_id, &self.shards);
-                        let _ = self.swarm.behaviour_mut().metadata.send_response(channel, ours);
-                        // A request without a cluster id is answered and tolerated (light
-                        // clients send none); a different cluster is not.
-                        if request.cluster_id.is_none() {
-                            return;
-                        }
-                        request
+            request_response::Event::Message { peer, message: request_response::Message::Request { request, channel, .. }, .. } => {
+                let ours = WakuMetadata::ours(self.cluster_id, &self.shards);
+                let answered = self.swarm.behaviour_mut().metadata.send_response(channel, ours).is_ok();
+                // A request without a cluster id is answered and tolerated (light clients send
+                // none); another cluster is refused once our answer is out, so that the peer
+                // learns why (and, if it dialled us, stops redialling).
+                if request.cluster_id.is_some() {
+                    if let Err(why) = metadata::acceptable(self.cluster_id, &request) {
+                        self.reject(peer, &why, answered);
                     }
-                    request_response::Message::Response { response, .. } => response,
-                };
-                if let Err(why) = metadata::acceptable(self.cluster_id, &theirs) {
-                    self.shared.counters.metadata_rejected.fetch_add(1, Ordering::Relaxed);
-                    if let Some(w) = self.wanted.remove(&peer) {
-                        log::warn!("relay: dropping configured peer {}: {why}", w.addr);
-                    } else {
-                        log::info!("relay: disconnecting {peer}: {why}");
-                    }
-                    let _ = self.swarm.disconnect_peer_id(peer);
+                }
+            }
+            request_response::Event::Message { peer, message: request_response::Message::Response { response, .. }, .. } => {
+                if let Err(why) = metadata::acceptable(self.cluster_id, &response) {
+                    self.reject(peer, &why, false);
                 }
             }
             request_response::Event::OutboundFailure { peer, error: OutboundFailure::UnsupportedProtocols, .. } => {
@@ -442,8 +440,33 @@ impl Node {
                 log::debug!("relay: {peer} does not speak the metadata protocol");
             }
             request_response::Event::OutboundFailure { peer, error, .. } => log::debug!("relay: metadata query to {peer} failed: {error}"),
-            request_response::Event::InboundFailure { peer, error, .. } => log::debug!("relay: metadata request from {peer} failed: {error}"),
-            request_response::Event::ResponseSent { .. } => {}
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                log::debug!("relay: metadata request from {peer} failed: {error}");
+                self.disconnect_if_refused(peer);
+            }
+            request_response::Event::ResponseSent { peer, .. } => self.disconnect_if_refused(peer),
+        }
+    }
+
+    /// Refuses a peer of another cluster: forgets it if it was wanted and disconnects it, now or,
+    /// with `after_response`, once the metadata answer in flight to it is sent.
+    fn reject(&mut self, peer: PeerId, why: &str, after_response: bool) {
+        self.shared.counters.metadata_rejected.fetch_add(1, Ordering::Relaxed);
+        if let Some(w) = self.wanted.remove(&peer) {
+            log::warn!("relay: dropping configured peer {}: {why}", w.addr);
+        } else {
+            log::info!("relay: disconnecting {peer}: {why}");
+        }
+        if after_response {
+            self.refused.insert(peer);
+        } else {
+            let _ = self.swarm.disconnect_peer_id(peer);
+        }
+    }
+
+    fn disconnect_if_refused(&mut self, peer: PeerId) {
+        if self.refused.remove(&peer) {
+            let _ = self.swarm.disconnect_peer_id(peer);
         }
     }
 }

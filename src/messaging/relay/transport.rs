@@ -187,7 +187,7 @@ impl RelayHandle {
     /// it connected, redialling with backoff. Returns once the request is queued; an unreachable
     /// peer is logged and retried, not reported here.
     pub fn connect(&self, addr: &str) -> Result<(), RelayError> {
-        let (addr, peer) = parse_peer_addr("peer", addr)?;
+        let (addr, peer) = parse_peer_addr("address", addr)?;
         self.shared.send(Command::Connect(addr, peer))
     }
 
