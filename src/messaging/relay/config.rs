@@ -124,7 +124,82 @@ pub(crate) struct Resolved {
     pub keypair: Keypair,
 }
 
+/// The keys of a relay `"transport"` object in the manager's JSON configuration.
+pub const JSON_KEYS: &[&str] = &[
+    "kind",
+    "listen",
+    "peers",
+    "clusterId",
+    "shard",
+    "pubsubTopic",
+    "nodeKey",
+    "maxPeers",
+    "peerMessagesPerSec",
+    "peerBytesPerSec",
+    "loss",
+    "duplicate",
+    "seed",
+];
+
+/// The most peers `maxPeers` may allow.
+pub const MAX_MAX_PEERS: u64 = 10_000;
+
 impl RelayConfig {
+    /// Parses the manager's `"transport": {"kind": "relay", ...}` object (keys in [`JSON_KEYS`],
+    /// absent keys keep their defaults) and validates it. Errors name the key
+    /// (`transport.peers[1]`, `transport.clusterId`, ...), ready for `RC_ERR_CONFIG`.
+    pub fn from_json(v: &serde_json::Value) -> Result<RelayConfig, RelayError> {
+        use serde_json::Value;
+        let key = |k: &str| format!("transport.{k}");
+        let obj = v.as_object().ok_or_else(|| RelayError::config("transport", "expected an object"))?;
+        if let Some(k) = obj.keys().find(|k| !JSON_KEYS.contains(&k.as_str())) {
+            return Err(RelayError::config(key(k), format!("unknown key (expected one of {})", JSON_KEYS.join(", "))));
+        }
+        let uint = |k: &str, max: u64| -> Result<Option<u64>, RelayError> {
+            obj.get(k)
+                .map(|x| x.as_u64().filter(|n| *n <= max).ok_or_else(|| RelayError::config(key(k), format!("expected an integer in [0, {max}]"))))
+                .transpose()
+        };
+        let strings = |k: &str| -> Result<Option<Vec<String>>, RelayError> {
+            obj.get(k)
+                .map(|x| {
+                    x.as_array()
+                        .and_then(|a| a.iter().map(|s| s.as_str().map(str::to_owned)).collect::<Option<Vec<_>>>())
+                        .ok_or_else(|| RelayError::config(key(k), "expected an array of multiaddr strings"))
+                })
+                .transpose()
+        };
+        let string = |k: &str| -> Result<Option<String>, RelayError> {
+            obj.get(k).map(|x| x.as_str().map(str::to_owned).ok_or_else(|| RelayError::config(key(k), "expected a string"))).transpose()
+        };
+        let probability = |k: &str| -> Result<Option<f64>, RelayError> {
+            obj.get(k).map(|x| x.as_f64().ok_or_else(|| RelayError::config(key(k), "expected a number in [0, 1]"))).transpose()
+        };
+        if obj.get("kind").is_some_and(|k| k != &Value::from("relay")) {
+            return Err(RelayError::config("transport.kind", "expected \"relay\""));
+        }
+        if obj.contains_key("shard") && obj.contains_key("pubsubTopic") {
+            return Err(RelayError::config("transport.pubsubTopic", "give either shard or pubsubTopic, not both"));
+        }
+        let d = RelayConfig::default();
+        let cfg = RelayConfig {
+            listen: strings("listen")?.unwrap_or(d.listen),
+            peers: strings("peers")?.unwrap_or(d.peers),
+            cluster_id: uint("clusterId", u64::from(u32::MAX))?.map_or(d.cluster_id, |n| n as u32),
+            shard: uint("shard", u64::from(u16::MAX))?.map_or(d.shard, |n| n as u16),
+            pubsub_topic: string("pubsubTopic")?,
+            node_key: string("nodeKey")?,
+            max_peers: uint("maxPeers", MAX_MAX_PEERS)?.map_or(d.max_peers, |n| n as usize),
+            peer_messages_per_sec: uint("peerMessagesPerSec", u64::from(u32::MAX))?.map_or(d.peer_messages_per_sec, |n| n as u32),
+            peer_bytes_per_sec: uint("peerBytesPerSec", u64::MAX)?.unwrap_or(d.peer_bytes_per_sec),
+            loss: probability("loss")?.unwrap_or(d.loss),
+            duplicate: probability("duplicate")?.unwrap_or(d.duplicate),
+            seed: uint("seed", u64::MAX)?.unwrap_or(d.seed),
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
     /// The pubsub topic this node relays on.
     pub fn resolved_pubsub_topic(&self) -> String {
         self.pubsub_topic.clone().unwrap_or_else(|| static_shard_topic(self.cluster_id, self.shard))
@@ -262,6 +337,31 @@ mod tests {
         let r = RelayConfig { node_key: Some(key.clone()), ..RelayConfig::default() }.resolve().unwrap();
         assert_eq!(r.keypair.public().to_peer_id(), a);
         assert_ne!(peer_id_of_node_key(&generate_node_key()).unwrap(), a);
+    }
+
+    #[test]
+    fn from_json_reads_every_key_and_names_bad_ones() {
+        let key = generate_node_key();
+        let peer = format!("/ip4/127.0.0.1/tcp/60001/p2p/{}", peer_id_of_node_key(&generate_node_key()).unwrap());
+        let cfg = RelayConfig::from_json(&serde_json::json!({
+            "kind": "relay", "listen": ["/ip4/0.0.0.0/tcp/60000"], "clusterId": 7, "shard": 2, "nodeKey": key, "peers": [peer],
+            "maxPeers": 9, "peerMessagesPerSec": 0, "peerBytesPerSec": 5, "loss": 0.5, "duplicate": 0.25, "seed": 3
+        }))
+        .unwrap();
+        assert_eq!((&cfg.listen, &cfg.peers), (&vec!["/ip4/0.0.0.0/tcp/60000".to_owned()], &vec![peer]));
+        assert_eq!((cfg.cluster_id, cfg.shard, cfg.resolved_pubsub_topic()), (7, 2, "/waku/2/rs/7/2".to_owned()));
+        assert_eq!((cfg.max_peers, cfg.peer_messages_per_sec, cfg.peer_bytes_per_sec, cfg.seed), (9, 0, 5, 3));
+        assert_eq!((cfg.loss, cfg.duplicate, cfg.node_key), (0.5, 0.25, Some(key)));
+        assert_eq!(RelayConfig::from_json(&serde_json::json!({"kind": "relay"})).unwrap(), RelayConfig::default());
+        let err = |v: serde_json::Value| RelayConfig::from_json(&v).unwrap_err().to_string();
+        assert!(err(serde_json::json!({"port": 1})).starts_with("transport.port: unknown key"));
+        assert!(err(serde_json::json!({"clusterId": -1})).starts_with("transport.clusterId:"));
+        assert!(err(serde_json::json!({"shard": 70000})).starts_with("transport.shard:"));
+        assert!(err(serde_json::json!({"peers": "x"})).starts_with("transport.peers:"));
+        assert!(err(serde_json::json!({"peers": ["x"]})).starts_with("transport.peers[0]:"));
+        assert!(err(serde_json::json!({"shard": 1, "pubsubTopic": "/t"})).starts_with("transport.pubsubTopic:"));
+        assert!(err(serde_json::json!({"loss": 2})).starts_with("transport.loss:"));
+        assert!(err(serde_json::json!({"kind": "memory"})).starts_with("transport.kind:"));
     }
 
     #[test]

@@ -45,9 +45,10 @@
 //!
 //! * Manager config `"transport": {"kind": "relay", "listen": [...], "peers": [...],
 //!   "clusterId": 42, "shard": 0 | "pubsubTopic": "...", "nodeKey": "<hex>", "maxPeers": 50,
-//!   "loss": 0, "duplicate": 0, "seed": 1}` maps one to one onto [`RelayConfig`] (serde in the
-//!   runtime's config module); [`RelayError::Config`] becomes `RC_ERR_CONFIG` (its message names
-//!   the key), the other variants `RC_ERR_TRANSPORT`.
+//!   "peerMessagesPerSec": 2000, "peerBytesPerSec": 33554432, "loss": 0, "duplicate": 0,
+//!   "seed": 1}` is parsed and validated by [`RelayConfig::from_json`]: the config module's
+//!   `parse_transport` only adds a `"relay"` arm calling it. [`RelayError::Config`] becomes
+//!   `RC_ERR_CONFIG` (its message names the key), the other variants `RC_ERR_TRANSPORT`.
 //! * The runtime builds the transport with its `transport_sink`, keeps the [`RelayHandle`] in
 //!   the manager: `rc_relay_listen_addresses` = [`RelayHandle::listen_addresses`] joined as
 //!   strings, `rc_relay_connect` = [`RelayHandle::connect`], relay fields in the stats JSON =
@@ -67,7 +68,7 @@ mod transport;
 
 pub use config::{
     generate_node_key, parse_static_shard_topic, peer_id_of_node_key, static_shard_topic, RelayConfig, RelayError, DEFAULT_CLUSTER_ID,
-    DEFAULT_MAX_PEERS, DEFAULT_PEER_BYTES_PER_SEC, DEFAULT_PEER_MESSAGES_PER_SEC,
+    DEFAULT_MAX_PEERS, DEFAULT_PEER_BYTES_PER_SEC, DEFAULT_PEER_MESSAGES_PER_SEC, JSON_KEYS, MAX_MAX_PEERS,
 };
 pub use gossip::{gossipsub_config, message_id, peer_score, MAX_FRAME_BYTES, RELAY_PING_CONTENT_TOPIC, RELAY_PROTOCOL};
 pub use metadata::{WakuMetadata, METADATA_PROTOCOL};
