@@ -29,8 +29,9 @@
 //!
 //! * [`RelayTransport::new`] starts one thread (`rc-relay`) running a current-thread tokio
 //!   runtime that owns the swarm (`node.rs`): the runtime thread never polls the network, it
-//!   only sends commands over an unbounded channel (publish, subscribe, connect, shutdown;
-//!   `transport.rs`) after encoding and hashing the message itself.
+//!   only sends commands over a channel (publish, subscribe, connect, shutdown; `transport.rs`)
+//!   after encoding and hashing the message itself. At most [`MAX_QUEUED_PUBLISHES`] publishes
+//!   wait for the node thread; beyond that `publish` fails at once instead of queueing.
 //! * The node thread is the one owner of the swarm, the content-topic subscription counts, the
 //!   wanted-peer table and the per-peer budgets. It reports `Sent`/`Failed`/`Received` to the
 //!   [`TransportSink`](crate::messaging::TransportSink) and keeps counters and gauges in atomics
@@ -73,7 +74,7 @@ pub use config::{
 pub use gossip::{gossipsub_config, message_id, peer_score, MAX_FRAME_BYTES, RELAY_PING_CONTENT_TOPIC, RELAY_PROTOCOL};
 pub use metadata::{WakuMetadata, METADATA_PROTOCOL};
 pub use node::{REDIAL_INITIAL, REDIAL_MAX};
-pub use transport::{RelayCounters, RelayHandle, RelayStats, RelayTransport};
+pub use transport::{RelayCounters, RelayHandle, RelayStats, RelayTransport, MAX_QUEUED_PUBLISHES};
 
 /// The libp2p crate this transport is built on (its `Multiaddr` and `PeerId` appear in the API;
 /// tests build their own peers with it).

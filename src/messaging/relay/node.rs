@@ -228,6 +228,7 @@ impl Node {
     fn on_command(&mut self, cmd: Command) {
         match cmd {
             Command::Publish { dispatch_id, data, hash, duplicate } => {
+                self.shared.queued_publishes.fetch_sub(1, Ordering::AcqRel);
                 let counters = &self.shared.counters;
                 let gs = &mut self.swarm.behaviour_mut().gossipsub;
                 if let Some(copy) = duplicate {

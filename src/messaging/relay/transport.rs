@@ -18,6 +18,10 @@ use super::node::Node;
 use crate::messaging::{DispatchId, MessageHash, Transport, TransportEvent, TransportSink};
 use crate::wire::{WakuMessage, MAX_WAKU_MESSAGE_BYTES};
 
+/// How many publishes may wait for the node thread at once. Beyond it `publish` fails at once
+/// rather than queueing without bound (the node thread, not the caller, is then the bottleneck).
+pub const MAX_QUEUED_PUBLISHES: usize = 8192;
+
 /// What the transport and the handles ask of the node thread.
 pub(crate) enum Command {
     /// Publish `data` (an encoded WakuMessage whose hash is `hash`); `duplicate` is a second,
@@ -62,7 +66,8 @@ counters! {
     /// Messages accepted but sent to nobody (no peer on the topic, or every peer's queue full);
     /// reported `Sent`: SDS retransmits them until acknowledged.
     published_unrouted,
-    /// Messages refused by the transport or gossipsub (too large, empty): reported `Failed`.
+    /// Messages refused by the transport or gossipsub (too large, empty, too many queued):
+    /// reported `Failed`.
     publish_failed,
     /// Messages not sent at all because of the `loss` fault.
     lost_by_fault,
@@ -124,6 +129,8 @@ pub(crate) struct Shared {
     pub listen: RwLock<Vec<Multiaddr>>,
     pub counters: AtomicCounters,
     pub gauges: Gauges,
+    /// Publishes sent to the node thread and not yet handled by it.
+    pub queued_publishes: AtomicUsize,
 }
 
 impl Shared {
@@ -149,6 +156,7 @@ impl Shared {
             listen: RwLock::new(Vec::new()),
             counters: AtomicCounters::default(),
             gauges: Gauges::default(),
+            queued_publishes: AtomicUsize::new(0),
         })
     }
 }
@@ -236,6 +244,7 @@ impl RelayTransport {
             listen: RwLock::new(Vec::new()),
             counters: AtomicCounters::default(),
             gauges: Gauges::default(),
+            queued_publishes: AtomicUsize::new(0),
         });
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let node_shared = Arc::clone(&shared);
@@ -324,6 +333,10 @@ impl Transport for RelayTransport {
         } else {
             None
         };
+        if self.shared.queued_publishes.fetch_add(1, Ordering::AcqRel) >= MAX_QUEUED_PUBLISHES {
+            self.shared.queued_publishes.fetch_sub(1, Ordering::AcqRel);
+            return self.fail(dispatch_id, format!("relay: {MAX_QUEUED_PUBLISHES} publishes already wait for the network"));
+        }
         if self.shared.send(Command::Publish { dispatch_id, data, hash, duplicate }).is_err() {
             self.fail(dispatch_id, "relay: the node has stopped".to_owned());
         }
