@@ -44,10 +44,11 @@ demo:
 demo-rust:
 	$(CARGO) run --release --example demo
 
-# Node packages of the reference SDS (@waku/sds) used by the interop tests.
+# Node packages of the interop tests: the reference SDS (@waku/sds) and the js-waku relay node.
 interop-deps:
-	@if [ -f tests/interop/package.json ] && [ ! -d tests/interop/node_modules/@waku/sds ]; then \
-		$(NPM) ci --prefix tests/interop --no-audit --no-fund; fi
+	@for d in tests/interop tests/relay_interop; do \
+		if [ -f $$d/package.json ] && [ ! -d $$d/node_modules/@waku/sds ]; then \
+			$(NPM) ci --prefix $$d --no-audit --no-fund; fi; done
 
 test: test-rust test-c test-go test-nim test-install
 

@@ -41,12 +41,7 @@ fn every_spec_tag_is_in_the_map_and_every_mapped_tag_is_used() {
     let mut used = BTreeSet::new();
     walk(&root.join("src"), &mut used);
     let map = std::fs::read_to_string(root.join("docs/spec-map.md")).expect("docs/spec-map.md");
-    let mapped: BTreeSet<String> = map
-        .lines()
-        .filter_map(|l| l.strip_prefix("| `"))
-        .filter_map(|l| l.split('`').next())
-        .map(str::to_owned)
-        .collect();
+    let mapped: BTreeSet<String> = map.lines().filter_map(|l| l.strip_prefix("| `")).filter_map(|l| l.split('`').next()).map(str::to_owned).collect();
     let missing: Vec<_> = used.difference(&mapped).collect();
     let stale: Vec<_> = mapped.difference(&used).collect();
     assert!(missing.is_empty(), "spec tags used in src/ but not in docs/spec-map.md: {missing:?}");

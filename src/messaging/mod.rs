@@ -10,6 +10,8 @@
 
 pub mod host;
 pub mod memory;
+#[cfg(feature = "relay")]
+pub mod relay;
 
 use std::sync::Arc;
 

@@ -1,0 +1,148 @@
+//! The Waku metadata protocol `/vac/waku/metadata/1.0.0` (spec: relay.metadata): each side asks
+//! the other for its cluster id and shards right after connecting. nwaku disconnects peers that
+//! fail it or answer with another cluster; so do we (see `swarm.rs`).
+//!
+//! Wire: one varint-length-prefixed protobuf request, one varint-length-prefixed protobuf
+//! response on the same stream (as nwaku's `writeLp`/`readLp` and js-waku's `it-length-prefixed`).
+
+use std::io;
+
+use libp2p::futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use libp2p::request_response::{self, ProtocolSupport};
+use libp2p::StreamProtocol;
+use prost::Message as _;
+
+/// The metadata protocol id.
+pub const METADATA_PROTOCOL: StreamProtocol = StreamProtocol::new("/vac/waku/metadata/1.0.0");
+
+/// The largest metadata message read (a cluster id and up to 1024 shards fit easily).
+pub const MAX_METADATA_BYTES: usize = 8 * 1024;
+
+/// Bytes of the longest varint length prefix read (enough for [`MAX_METADATA_BYTES`]).
+const MAX_PREFIX_BYTES: usize = 5;
+
+/// `WakuMetadataRequest` and `WakuMetadataResponse` share one shape.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct WakuMetadata {
+    /// The sender's cluster id.
+    #[prost(uint32, optional, tag = "1")]
+    pub cluster_id: Option<u32>,
+    /// The sender's shards, unpacked: deprecated, but the only field js-waku (@waku/proto
+    /// 0.0.15) reads, so it is written too.
+    #[prost(uint32, repeated, packed = "false", tag = "2")]
+    pub shards_unpacked: Vec<u32>,
+    /// The sender's shards, packed (what nwaku reads).
+    #[prost(uint32, repeated, packed = "true", tag = "3")]
+    pub shards: Vec<u32>,
+}
+
+impl WakuMetadata {
+    /// Our announcement (shards in both fields).
+    pub fn ours(cluster_id: u32, shards: &[u32]) -> Self {
+        WakuMetadata { cluster_id: Some(cluster_id), shards_unpacked: shards.to_vec(), shards: shards.to_vec() }
+    }
+}
+
+/// Whether a peer's metadata lets it stay connected: nwaku's rule is that it must report a
+/// cluster id and that cluster id must be ours.
+pub fn acceptable(ours: u32, theirs: &WakuMetadata) -> Result<(), String> {
+    match theirs.cluster_id {
+        Some(c) if c == ours => Ok(()),
+        Some(c) => Err(format!("peer is on cluster {c}, we are on cluster {ours}")),
+        None => Err("peer reported no cluster id".to_owned()),
+    }
+}
+
+/// The request-response codec of the metadata protocol.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MetadataCodec;
+
+/// The metadata protocol behaviour (both sides).
+pub type MetadataBehaviour = request_response::Behaviour<MetadataCodec>;
+
+/// A metadata behaviour answering and asking on [`METADATA_PROTOCOL`].
+pub fn behaviour(timeout: std::time::Duration) -> MetadataBehaviour {
+    request_response::Behaviour::new([(METADATA_PROTOCOL, ProtocolSupport::Full)], request_response::Config::default().with_request_timeout(timeout))
+}
+
+async fn read_lp<T: AsyncRead + Unpin + Send>(io: &mut T) -> io::Result<WakuMetadata> {
+    let mut len: usize = 0;
+    let mut byte = [0u8; 1];
+    for i in 0..=MAX_PREFIX_BYTES {
+        if i == MAX_PREFIX_BYTES {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "metadata length prefix too long"));
+        }
+        io.read_exact(&mut byte).await?;
+        len |= usize::from(byte[0] & 0x7f) << (7 * i);
+        if byte[0] & 0x80 == 0 {
+            break;
+        }
+    }
+    if len > MAX_METADATA_BYTES {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("metadata message of {len} bytes")));
+    }
+    let mut buf = vec![0u8; len];
+    io.read_exact(&mut buf).await?;
+    WakuMetadata::decode(buf.as_slice()).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+async fn write_lp<T: AsyncWrite + Unpin + Send>(io: &mut T, msg: &WakuMetadata) -> io::Result<()> {
+    io.write_all(&msg.encode_length_delimited_to_vec()).await?;
+    io.close().await
+}
+
+impl request_response::Codec for MetadataCodec {
+    type Protocol = StreamProtocol;
+    type Request = WakuMetadata;
+    type Response = WakuMetadata;
+
+    async fn read_request<T: AsyncRead + Unpin + Send>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<WakuMetadata> {
+        read_lp(io).await
+    }
+
+    async fn read_response<T: AsyncRead + Unpin + Send>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<WakuMetadata> {
+        read_lp(io).await
+    }
+
+    async fn write_request<T: AsyncWrite + Unpin + Send>(&mut self, _: &StreamProtocol, io: &mut T, req: WakuMetadata) -> io::Result<()> {
+        write_lp(io, &req).await
+    }
+
+    async fn write_response<T: AsyncWrite + Unpin + Send>(&mut self, _: &StreamProtocol, io: &mut T, res: WakuMetadata) -> io::Result<()> {
+        write_lp(io, &res).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_shape_matches_the_proto() {
+        let m = WakuMetadata::ours(42, &[0, 3]);
+        // field 1 varint 42, field 2 twice (unpacked), field 3 packed [0, 3]
+        assert_eq!(m.encode_to_vec(), vec![0x08, 42, 0x10, 0, 0x10, 3, 0x1a, 2, 0, 3]);
+        let old = WakuMetadata::decode(&[0x08, 7, 0x10, 1, 0x10, 2][..]).unwrap();
+        assert_eq!((old.cluster_id, old.shards_unpacked), (Some(7), vec![1, 2]));
+    }
+
+    #[test]
+    fn length_prefixed_round_trip_and_limits() {
+        let m = WakuMetadata::ours(42, &[1]);
+        let mut buf = Vec::new();
+        libp2p::futures::executor::block_on(write_lp(&mut buf, &m)).unwrap();
+        let back = libp2p::futures::executor::block_on(read_lp(&mut &buf[..])).unwrap();
+        assert_eq!(back, m);
+        let huge = [0xff, 0xff, 0xff, 0x7f];
+        assert!(libp2p::futures::executor::block_on(read_lp(&mut &huge[..])).is_err());
+        let endless = [0x80u8; 16];
+        assert!(libp2p::futures::executor::block_on(read_lp(&mut &endless[..])).is_err());
+    }
+
+    #[test]
+    fn cluster_rule() {
+        assert!(acceptable(42, &WakuMetadata::ours(42, &[])).is_ok());
+        assert!(acceptable(42, &WakuMetadata::ours(1, &[0])).unwrap_err().contains("cluster 1"));
+        assert!(acceptable(42, &WakuMetadata::default()).is_err());
+    }
+}
