@@ -28,14 +28,14 @@ rustflags+=" -Cllvm-args=-sanitizer-coverage-trace-compares --cfg fuzzing -Cllvm
 rustflags+=" -Cllvm-args=-sanitizer-coverage-stack-depth -Cdebug-assertions -Ccodegen-units=${FUZZ_CODEGEN_UNITS:-1}"
 if [ "$sanitizer" != none ]; then rustflags+=" -Zsanitizer=$sanitizer"; fi
 
-# --target keeps build scripts and proc macros uninstrumented; the seed writer is built plainly.
+# --target keeps build scripts and proc macros uninstrumented.
 echo "fuzz: building (sanitizer $sanitizer)"
 RUSTC_BOOTSTRAP=1 RUSTFLAGS="$rustflags" cargo build --locked --release --target "$triple" --target-dir target \
-  --config 'profile.release.debug="line-tables-only"' $(printf -- '--bin %s ' "${targets[@]}")
-cargo run --locked --release --quiet --target-dir target/plain --bin seed -- corpus
+  --config 'profile.release.debug="line-tables-only"' $(printf -- '--bin %s ' seed "${targets[@]}")
 
 bin=target/$triple/release
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_odr_violation=0}
+"$bin/seed" corpus
 failed=()
 for t in "${targets[@]}"; do
   mkdir -p "corpus/$t" "artifacts/$t"
