@@ -7,7 +7,9 @@ use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use prost::Message as _;
 use reliable_channel::wire::bloom::positions;
-use reliable_channel::wire::{BloomView, MessageKind, SdsMessage, MAX_CAUSAL_HISTORY_ENTRIES, MAX_ID_BYTES, MAX_REPAIR_ENTRIES, MAX_RETRIEVAL_HINT_BYTES};
+use reliable_channel::wire::{
+    BloomView, MessageKind, SdsMessage, MAX_CAUSAL_HISTORY_ENTRIES, MAX_ID_BYTES, MAX_REPAIR_ENTRIES, MAX_RETRIEVAL_HINT_BYTES,
+};
 
 fuzz_target!(|data: &[u8]| {
     let Ok((m, kind)) = SdsMessage::decode_bytes(Bytes::copy_from_slice(data)) else { return };

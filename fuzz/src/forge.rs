@@ -6,8 +6,11 @@ use bytes::Bytes;
 use prost::Message as _;
 use reliable_channel::wire::{BloomFilter, HistoryEntry, MessageChunk, MessageHash, SdsMessage, WakuMessage, BLOOM_BYTES, MAX_ID_BYTES, SPEC_MARKER};
 
-use crate::ops::{Bloom, ChannelSel, Chain, Chunk, Content, Entry, Envelope, Forgery, HashSel, Hint, History, Id, Index, Injected, Lamport, Mutation, Order, Prev, Request, Sender, Size, MAX_CHAIN_CHUNKS, MAX_DEEP_HISTORY};
-use crate::{ToyCipher, CHANNEL, CHUNK_SIZE, PUBSUB, TOPIC};
+use crate::ops::{
+    Bloom, Chain, ChannelSel, Chunk, Content, Entry, Envelope, Forgery, HashSel, Hint, History, Id, Index, Injected, Lamport, Mutation, Order, Prev,
+    Request, Sender, MAX_CHAIN_CHUNKS, MAX_DEEP_HISTORY,
+};
+use crate::{ToyCipher, CHANNEL, PUBSUB, TOPIC};
 
 /// Most messages kept for store answers and replays (older ones are simply not retrievable).
 pub const MAX_STORED: usize = 512;
@@ -163,9 +166,7 @@ impl Forge {
     /// History entries naming our latest `n` dispatched ids, with their hashes.
     fn own_acks(&self, n: usize) -> Vec<HistoryEntry> {
         let ids = &self.own_ids[self.own_ids.len().saturating_sub(n)..];
-        ids.iter()
-            .map(|id| HistoryEntry { message_id: id.clone(), retrieval_hint: None, sender_id: Some(self.me.clone()) })
-            .collect()
+        ids.iter().map(|id| HistoryEntry { message_id: id.clone(), retrieval_hint: None, sender_id: Some(self.me.clone()) }).collect()
     }
 
     fn bloom(&mut self, b: &Bloom) -> Option<Bytes> {
@@ -197,16 +198,6 @@ impl Forge {
         }
     }
 
-    fn size(s: Size) -> usize {
-        match s {
-            Size::Tiny(n) => n as usize % 64,
-            Size::Small(n) => n as usize % 4096,
-            Size::Chunk => CHUNK_SIZE,
-            Size::AroundChunk(n) => CHUNK_SIZE - 2 + n as usize % 4,
-            Size::Large => 200_000,
-        }
-    }
-
     fn index(i: &Index) -> u32 {
         match i {
             Index::Small(n) => (n % 8) as u32,
@@ -235,7 +226,7 @@ impl Forge {
             chunk_index: Self::index(&c.index),
             last_chunk_index: Self::index(&c.last),
             request_id: Self::request(&c.request),
-            payload: fill(Self::size(c.size), c.fill),
+            payload: fill(c.size.bytes(), c.fill),
         }
         .encode_to_vec()
     }
@@ -334,7 +325,7 @@ impl Forge {
         let request = Self::request(&c.request);
         let salt = self.fresh();
         let n = 1 + c.chunks as usize % MAX_CHAIN_CHUNKS;
-        let size = Self::size(c.chunk_size).max(1);
+        let size = c.chunk_size.bytes().max(1);
         let last = (n - 1) as u32;
         let base = self.lamport(&c.first_lamport).unwrap_or(1);
         let chunk_id = |k: usize| format!("{salt}-c{k}");
@@ -376,7 +367,11 @@ impl Forge {
                 lamport_timestamp: Some(base.saturating_add(k as u64)),
                 causal_history: prev
                     .iter()
-                    .map(|(id, h)| HistoryEntry { message_id: id.clone(), retrieval_hint: Some(Bytes::copy_from_slice(h)), sender_id: Some(sender.clone()) })
+                    .map(|(id, h)| HistoryEntry {
+                        message_id: id.clone(),
+                        retrieval_hint: Some(Bytes::copy_from_slice(h)),
+                        sender_id: Some(sender.clone()),
+                    })
                     .collect(),
                 bloom_filter: None,
                 repair_request: Vec::new(),

@@ -14,12 +14,12 @@
 //! | `vectors`   | the golden SDS messages and WakuMessages                                       |
 
 pub mod forge;
-pub mod node;
 pub mod ledger;
+pub mod node;
 pub mod ops;
 pub mod pair;
-pub mod victim;
 pub mod vectors;
+pub mod victim;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -37,8 +37,8 @@ pub const PUBSUB: &str = "/waku/2/rs/0/0";
 /// bound derived from it (two maximal messages = 32 messages) is reachable within one input.
 pub const CHUNK_SIZE: usize = 65_536;
 /// Operations executed per input. Each creates at most [`ops::MAX_CHAIN_CHUNKS`] incoming message
-/// keys, far below the reassembler's memory of finished keys (1,024), so the at-most-once checks
-/// of [`ledger::Ledger`] are exact within one input.
+/// keys, below the reassembler's memory of finished keys (1,024), so the at-most-once checks of
+/// [`ledger::Ledger`] are exact within one input.
 pub const MAX_OPS: usize = 96;
 
 /// Knobs of one run, chosen by the fuzzer before its operations.
@@ -60,6 +60,10 @@ pub struct Profile {
     pub seed: u64,
 }
 
+/// Local log of the channels under test: more entries than one input can deliver (at most
+/// [`MAX_OPS`] operations of at most 9 messages), so that SDS dedup spans the whole input and the
+/// at-most-once checks are exact. (Past the log, a replayed message is new to SDS by design.)
+pub const MAX_LOCAL_HISTORY: usize = 1_024;
 /// Acknowledgement timeout of the channels under test (ms).
 pub const ACK_TIMEOUT_MS: u64 = 2_000;
 /// Dependency timeout of the channels under test (ms).
@@ -69,13 +73,13 @@ pub const EPOCH_MS: u64 = 1_000;
 
 impl Profile {
     /// The channel configuration of this run: tight bounds (4 partial messages, 32 waiting SDS
-    /// messages, 128 missing dependencies, 256 log entries, 64 pending chunks) so that inputs of a
-    /// few kilobytes reach every limit.
+    /// messages, 128 missing dependencies, 64 pending chunks) so that inputs of a few kilobytes
+    /// reach every limit.
     pub fn config(&self) -> ChannelConfig {
         let json = format!(
             r#"{{
             "segmentationConfig": {{"chunkSizeBytes": {CHUNK_SIZE}, "reassemblyMaxBytes": 1048576, "reassemblyMaxMessages": 4, "reassemblyExpiryMs": 60000}},
-            "sdsConfig": {{"maxLocalHistory": 256, "dependencyTimeoutMs": {DEPENDENCY_TIMEOUT_MS}, "acknowledgementTimeoutMs": {ACK_TIMEOUT_MS},
+            "sdsConfig": {{"maxLocalHistory": {MAX_LOCAL_HISTORY}, "dependencyTimeoutMs": {DEPENDENCY_TIMEOUT_MS}, "acknowledgementTimeoutMs": {ACK_TIMEOUT_MS},
                           "maxRetransmissions": {}, "causalHistorySize": {}, "syncIntervalMs": 5000}},
             "sendQueue": {{"maxPendingChunks": 64, "maxPendingBytes": 2097152}},
             "rateLimitConfig": {{"enabled": {}, "epochSizeMs": {EPOCH_MS}, "messagesPerEpoch": 5, "accounting": "allMessages"}}

@@ -83,7 +83,10 @@ pub struct Entry {
 pub enum History {
     Entries(Vec<Entry>),
     /// `count % MAX_DEEP_HISTORY` unique bogus ids: missing dependencies in bulk.
-    Deep { count: u16, hinted: bool },
+    Deep {
+        count: u16,
+        hinted: bool,
+    },
     /// Our own latest dispatched ids (an acknowledgement).
     OwnLatest(u8),
 }
@@ -144,6 +147,19 @@ pub enum Size {
     AroundChunk(u8),
     /// 200,000 bytes: over the chunk size.
     Large,
+}
+
+impl Size {
+    /// The size in bytes.
+    pub fn bytes(self) -> usize {
+        match self {
+            Size::Tiny(n) => n as usize % 64,
+            Size::Small(n) => n as usize % 4096,
+            Size::Chunk => crate::CHUNK_SIZE,
+            Size::AroundChunk(n) => crate::CHUNK_SIZE - 2 + n as usize % 4,
+            Size::Large => 200_000,
+        }
+    }
 }
 
 /// A `MessageChunk` frame built field by field.
@@ -267,7 +283,10 @@ pub struct Chain {
 pub enum Mutation {
     None,
     /// Flip bit `bit % 8` of byte `at % len` of the WakuMessage payload.
-    FlipBit { at: u32, bit: u8 },
+    FlipBit {
+        at: u32,
+        bit: u8,
+    },
     /// Keep the first `len % payload length` bytes of the payload.
     Truncate(u32),
     /// Decode the SDS message, replace its sender, re-encode (and re-seal).
@@ -302,19 +321,43 @@ pub enum Op {
     Chain(Box<Chain>),
     /// A golden SDS message (`i` mod their number), retargeted at our channel, with its sender
     /// replaced and its content replaced by a chunk frame when given.
-    Vector { index: u8, sender: Option<Sender>, reframe: Option<Chunk> },
+    Vector {
+        index: u8,
+        sender: Option<Sender>,
+        reframe: Option<Chunk>,
+    },
     /// A WakuMessage with these bytes as payload, marker and topic right.
     Garbage(Vec<u8>),
     /// A WakuMessage decoded from these bytes (when they decode).
     RawWaku(Vec<u8>),
     /// Re-deliver the i-th captured message (ours: an echo; or one injected earlier), changed.
-    Replay { pick: u16, own: bool, mutation: Mutation, hash: HashSel },
+    Replay {
+        pick: u16,
+        own: bool,
+        mutation: Mutation,
+        hash: HashSel,
+    },
     /// A peer acknowledges our latest `n` dispatched messages (causal history, bloom or both).
-    Ack { sender: u8, n: u8, history: bool, bloom: bool, sync: bool },
+    Ack {
+        sender: u8,
+        n: u8,
+        history: bool,
+        bloom: bool,
+        sync: bool,
+    },
     /// Our own send; `reuse` re-sends with an earlier request id (pick % sends).
-    Send { size: Size, ephemeral: bool, reuse: Option<u16> },
+    Send {
+        size: Size,
+        ephemeral: bool,
+        reuse: Option<u16>,
+    },
     /// Report the outcome of the i-th dispatch (or of an unknown token).
-    DispatchResult { pick: u16, ok: bool, hash: bool, unknown: bool },
+    DispatchResult {
+        pick: u16,
+        ok: bool,
+        hash: bool,
+        unknown: bool,
+    },
     /// Answer the oldest store retrieval the channel asked for (when the message is known).
     StoreAnswer,
     Advance(Step),

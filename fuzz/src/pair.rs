@@ -18,7 +18,7 @@ use crate::forge::{fill, Forge, MAX_STORED};
 use crate::ledger::{Ending, Ledger};
 use crate::node::Node;
 use crate::ops::{Injected, Size, Step};
-use crate::victim::{pick_index, send_len, step_ms};
+use crate::victim::{pick_index, step_ms};
 use crate::{Profile, MAX_OPS, PUBSUB, T0};
 
 /// The honest participants' sender ids.
@@ -45,12 +45,24 @@ impl Side {
 /// One operation of `channel_pair`.
 #[derive(Debug, Clone, Arbitrary)]
 pub enum PairOp {
-    Send { from: Side, size: Size, ephemeral: bool },
+    Send {
+        from: Side,
+        size: Size,
+        ephemeral: bool,
+    },
     /// Deliver in-flight message i to its recipient; `keep` leaves it in flight (a duplicate).
-    Deliver { pick: u16, keep: bool },
+    Deliver {
+        pick: u16,
+        keep: bool,
+    },
     /// Deliver in-flight message i back to its sender (a relay echo).
-    Echo { pick: u16, with_hash: bool },
-    Drop { pick: u16 },
+    Echo {
+        pick: u16,
+        with_hash: bool,
+    },
+    Drop {
+        pick: u16,
+    },
     /// Deliver everything in flight, in order.
     Flush,
     /// The next dispatch of this side is reported failed.
@@ -58,9 +70,15 @@ pub enum PairOp {
     /// Answer the oldest store query of this side.
     StoreAnswer(Side),
     /// The adversary injects a message into one side.
-    Adversary { to: Side, message: Box<Injected> },
+    Adversary {
+        to: Side,
+        message: Box<Injected>,
+    },
     /// The adversary replays a message seen on the wire, verbatim, to one side.
-    Replay { to: Side, pick: u16 },
+    Replay {
+        to: Side,
+        pick: u16,
+    },
     Advance(Step),
 }
 
@@ -95,7 +113,15 @@ pub struct Pair {
 impl Pair {
     pub fn new(profile: &Profile) -> Self {
         let nodes = [Node::new(NAMES[0], profile, true), Node::new(NAMES[1], profile, true)];
-        let mut p = Pair { nodes, now: T0, in_flight: Vec::new(), seen: Vec::new(), forge: Forge::new("mallory", profile.encryption), sends: 0, adversary_spoke: false };
+        let mut p = Pair {
+            nodes,
+            now: T0,
+            in_flight: Vec::new(),
+            seen: Vec::new(),
+            forge: Forge::new("mallory", profile.encryption),
+            sends: 0,
+            adversary_spoke: false,
+        };
         p.collect();
         p
     }
@@ -142,7 +168,7 @@ impl Pair {
             PairOp::Send { from, size, ephemeral } => {
                 let i = from.index();
                 let request = format!("{}-{}", NAMES[i], self.sends);
-                let payload = fill(send_len(*size), self.sends as u8);
+                let payload = fill(size.bytes(), self.sends as u8);
                 self.sends += 1;
                 self.nodes[i].send(self.now, &request, &payload, *ephemeral);
             }

@@ -9,8 +9,8 @@ use reliable_channel::wire::WakuMessage;
 
 use crate::forge::{fill, Delivery, Forge, MAX_STORED};
 use crate::node::Node;
-use crate::ops::{Op, Size, Step};
-use crate::{Profile, ACK_TIMEOUT_MS, CHUNK_SIZE, DEPENDENCY_TIMEOUT_MS, EPOCH_MS, MAX_OPS, PUBSUB, T0};
+use crate::ops::{Op, Step};
+use crate::{Profile, ACK_TIMEOUT_MS, DEPENDENCY_TIMEOUT_MS, EPOCH_MS, MAX_OPS, PUBSUB, T0};
 
 /// The channel under test's sender id.
 pub const VICTIM: &str = "victim";
@@ -32,17 +32,6 @@ pub struct Victim {
     /// Own dispatches, for replays.
     dispatched: Vec<WakuMessage>,
     sends: Vec<String>,
-}
-
-/// Payload length of an own send.
-pub fn send_len(size: Size) -> usize {
-    match size {
-        Size::Tiny(n) => n as usize % 64,
-        Size::Small(n) => n as usize % 4096,
-        Size::Chunk => CHUNK_SIZE,
-        Size::AroundChunk(n) => CHUNK_SIZE - 2 + n as usize % 4,
-        Size::Large => 200_000,
-    }
 }
 
 /// How far a [`Step`] moves the clock from `now`, given the next deadline.
@@ -119,7 +108,9 @@ impl Victim {
                 }
             }
             Op::Replay { pick, own, mutation, hash } => {
-                let source = if *own { self.dispatched.get(pick_index(*pick, self.dispatched.len())) } else {
+                let source = if *own {
+                    self.dispatched.get(pick_index(*pick, self.dispatched.len()))
+                } else {
                     self.forge.injected.get(pick_index(*pick, self.forge.injected.len())).map(|d| &d.message)
                 };
                 let Some(m) = source.cloned() else { return };
@@ -136,7 +127,7 @@ impl Victim {
                     Some(i) if !self.sends.is_empty() => self.sends[pick_index(*i, self.sends.len())].clone(),
                     _ => format!("own-{}", self.sends.len()),
                 };
-                let payload = fill(send_len(*size), self.sends.len() as u8);
+                let payload = fill(size.bytes(), self.sends.len() as u8);
                 self.node.send(self.now, &request, &payload, *ephemeral);
                 self.sends.push(request);
             }
