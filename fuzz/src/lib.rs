@@ -24,6 +24,7 @@ pub mod victim;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use reliable_channel::channel::{ChannelConfig, CryptoError, Encryption};
+use sha2::{Digest as _, Sha256};
 
 /// Start of virtual time (Unix ms).
 pub const T0: u64 = 1_700_000_000_000;
@@ -102,23 +103,22 @@ impl Profile {
     }
 }
 
-/// An authenticated toy cipher: XOR with a key byte and a 4-byte FNV-1a tag of the plaintext.
+/// An authenticated toy "cipher": a magic byte, the plaintext, and an 8-byte SHA-256 tag of it.
 /// Mutated ciphertexts fail to decrypt (as with a real AEAD), so garbage exercises the
-/// decryption-failure path; the fuzzer's own messages are sealed with [`ToyCipher::seal`].
+/// decryption-failure path; the fuzzer's own messages are sealed with [`ToyCipher::seal`]. No
+/// byte-wise loops: harness code is instrumented too, and per-byte work would dominate.
 #[derive(Debug)]
 pub struct ToyCipher {
     fail_every: u32,
     calls: AtomicU32,
 }
 
-const TOY_KEY: u8 = 0x5a;
+const TOY_MAGIC: u8 = 0xe7;
+const TOY_TAG: usize = 8;
 
-fn fnv1a(data: &[u8]) -> [u8; 4] {
-    let mut h: u32 = 0x811c_9dc5;
-    for &b in data {
-        h = (h ^ b as u32).wrapping_mul(0x0100_0193);
-    }
-    h.to_le_bytes()
+fn tag(plain: &[u8]) -> [u8; TOY_TAG] {
+    let digest = Sha256::digest(plain);
+    digest[..TOY_TAG].try_into().expect("8 of 32 bytes")
 }
 
 impl ToyCipher {
@@ -129,16 +129,20 @@ impl ToyCipher {
 
     /// Encrypts without counting towards refusals (the fuzzer's own messages).
     pub fn seal(plain: &[u8]) -> Vec<u8> {
-        let mut out: Vec<u8> = plain.iter().map(|b| b ^ TOY_KEY).collect();
-        out.extend_from_slice(&fnv1a(plain));
+        let mut out = Vec::with_capacity(1 + plain.len() + TOY_TAG);
+        out.push(TOY_MAGIC);
+        out.extend_from_slice(plain);
+        out.extend_from_slice(&tag(plain));
         out
     }
 
-    /// Decrypts, checking the tag.
-    pub fn open(cipher: &[u8]) -> Result<Vec<u8>, CryptoError> {
-        let Some(split) = cipher.len().checked_sub(4) else { return Err(CryptoError("too short".into())) };
-        let plain: Vec<u8> = cipher[..split].iter().map(|b| b ^ TOY_KEY).collect();
-        if fnv1a(&plain)[..] != cipher[split..] {
+    /// Decrypts, checking the magic byte and the tag.
+    pub fn open(cipher: &[u8]) -> Result<&[u8], CryptoError> {
+        let (Some((&TOY_MAGIC, rest)), true) = (cipher.split_first(), cipher.len() > TOY_TAG) else {
+            return Err(CryptoError("not sealed".into()));
+        };
+        let (plain, t) = rest.split_at(rest.len() - TOY_TAG);
+        if tag(plain) != t {
             return Err(CryptoError("bad tag".into()));
         }
         Ok(plain)
@@ -155,6 +159,6 @@ impl Encryption for ToyCipher {
     }
 
     fn decrypt(&self, _channel_id: &str, ciphertext: &[u8]) -> Result<Vec<u8>, CryptoError> {
-        Self::open(ciphertext)
+        Self::open(ciphertext).map(<[u8]>::to_vec)
     }
 }

@@ -4,7 +4,6 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use prost::Message as _;
 use reliable_channel::channel::{Channel, ChannelAction};
 use reliable_channel::wire::{MessageChunk, MessageHash, SdsMessage, WakuMessage};
@@ -99,7 +98,7 @@ impl Node {
 
     /// Tells the ledger about a single-chunk frame (see the known issue in `ledger.rs`).
     fn note_single_chunk(&mut self, message: &WakuMessage) {
-        let plain = if self.encrypted { ToyCipher::open(&message.payload).ok().map(Bytes::from) } else { Some(message.payload.clone()) };
+        let plain = if self.encrypted { ToyCipher::open(&message.payload).ok() } else { Some(&message.payload[..]) };
         let Some(sds) = plain.and_then(|p| SdsMessage::decode(p).ok()) else { return };
         let Some(chunk) = sds.content.and_then(|c| MessageChunk::decode(c).ok()) else { return };
         if chunk.chunk_index == 0 && chunk.last_chunk_index == 0 {
