@@ -136,7 +136,8 @@ fn check_channel(json: &str) {
 fn check_manager(json: &str) {
     match ManagerConfig::from_json(Some(json)) {
         Ok(_) => {
-            let Ok(v) = serde_json::from_str::<Value>(json) else {
+            // The parser trims Unicode whitespace (form feeds, no-break spaces) before parsing.
+            let Ok(v) = serde_json::from_str::<Value>(json.trim()) else {
                 assert!(json.trim().is_empty(), "accepted a manager config that is not JSON");
                 return;
             };
