@@ -76,7 +76,7 @@ fuzz:
 	FUZZ_SECONDS=$(FUZZ_SECONDS) fuzz/run.sh $(FUZZ_TARGETS)
 
 fuzz-ci:
-	FUZZ_SECONDS=20 FUZZ_CODEGEN_UNITS=16 fuzz/run.sh
+	FUZZ_SECONDS=15 FUZZ_CODEGEN_UNITS=16 fuzz/run.sh
 
 # Criterion bench of the SDS engine, then the end-to-end bench (writes target/bench/e2e.json).
 bench: bench-sds bench-e2e
