@@ -3,6 +3,7 @@
 #   make test   runs every test (Rust, interop with the reference SDS, C under sanitizers and
 #               valgrind, Go, Nim, install + pkg-config)
 #   make lint   rustfmt, clippy (-D warnings, with and without default features), rustdoc (-D warnings)
+#   make fuzz   runs every fuzz target for FUZZ_SECONDS each (fuzz/README.md)
 CARGO ?= cargo
 NPM ?= npm
 CC ?= cc
@@ -15,7 +16,7 @@ CFLAGS_STRICT := -std=c11 -Wall -Wextra -Werror -I$(CURDIR)/include
 LDLIBS_RC := -L$(LIBDIR) -lreliable_channel -Wl,-rpath,$(LIBDIR) -lpthread -ldl -lm
 
 .PHONY: all lib header examples demo demo-rust test test-rust test-c test-go test-nim test-install \
-        interop-deps lint bench bench-sds bench-e2e bench-wire plot plot-wire install uninstall clean
+        interop-deps lint bench bench-sds bench-e2e bench-wire plot plot-wire install uninstall clean fuzz fuzz-ci
 
 all: lib
 
@@ -74,6 +75,16 @@ test-nim: lib
 
 test-install: lib
 	@if [ -x tests/install/run.sh ]; then tests/install/run.sh; else echo "test-install: not yet"; fi
+
+# libFuzzer targets (fuzz/README.md), built by fuzz/run.sh with cargo-fuzz's flags on the stable
+# toolchain. fuzz: FUZZ_SECONDS per target (FUZZ_TARGETS="a b" for some); fuzz-ci: the short,
+# fixed form CI runs, failing on any crash.
+FUZZ_SECONDS ?= 600
+fuzz:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) fuzz/run.sh $(FUZZ_TARGETS)
+
+fuzz-ci:
+	FUZZ_SECONDS=15 FUZZ_CODEGEN_UNITS=16 fuzz/run.sh
 
 # Criterion bench of the SDS engine, the end-to-end bench (writes target/bench/e2e.json), then
 # the RLN-budget efficiency bench.
