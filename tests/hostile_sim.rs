@@ -3,8 +3,8 @@
 //! and injects crafted WakuMessages, scheduled and in reaction to what she sees.
 //!
 //! The honest side is the sans-I/O [`Channel`] on a virtual clock, as in tests/simulation.rs:
-//! an event queue of sends, deliveries and dispatch results; every WakuMessage hashed, kept in a
-//! store (retrievals are answered from it, with the network's loss) and copied to every honest
+//! an event queue of sends, deliveries and dispatch results; every WakuMessage kept in a store
+//! (retrievals are answered from it, with the network's loss) and copied to every honest
 //! participant, each copy independently lost (≤ 10 %), duplicated, delayed and reordered. Rate
 //! limits: none, the default (100 per 10 min) or small (8–12 per 1–2 s).
 //!
@@ -13,45 +13,54 @@
 //! replays of old messages, content under an honest participant's id (an echo spoof for that
 //! one), lamport 0 / `u64::MAX`, all-ones and saturated bloom filters, phantom dependencies (64 to
 //! 1,024 unknown ids, with and without retrieval hints), oversized and empty-sender messages.
-//! After the workload is quiescent, a *probe* phase sends 1–3 phantom-dependency messages into
-//! the idle channel and counts what the honest participants do about them.
+//! After the workload is quiescent, a *probe round* sends one phantom-dependency message into the
+//! idle channel and counts, until it is quiet again, what the honest participants do about it.
 //!
-//! Invariants among the honest participants, each checked and reported on its own ([`Inv`]):
-//! nothing lost, nothing delivered twice, nothing DELIVERED that no honest peer received, what is
-//! received is what was sent, bounded reaction per hostile message, bounded loss reports, no
-//! echo-spoof stall, bounded lamport clocks, invalid messages refused, memory bounds, the RLN
-//! budget, quiescence, no panic. [`Inv::doc`] says what each one means exactly.
+//! Invariants among the honest participants, each checked and reported on its own ([`Inv`],
+//! [`Inv::doc`] says exactly what each means): nothing lost, nothing delivered twice, nothing
+//! DELIVERED that no honest peer received (the simulation records which honest peer received
+//! which SDS message when), what is received is what was sent, a bounded reaction per hostile
+//! message and bounded loss reports (probe rounds, named constants below), no echo-spoof stall,
+//! bounded lamport clocks, invalid messages refused, memory bounds after every step, the RLN
+//! budget, quiescence, no panic.
 //!
-//! Excluded on purpose, because nothing on the wire authenticates a sender and mallory can
-//! encrypt (here: read and write plaintext) like any participant — no implementation can hold
-//! them, so mallory does not try:
+//! Excluded on purpose: nothing on the wire authenticates a sender, and mallory can encrypt (here:
+//! read and write plaintext) like any participant, so no implementation could hold these, and
+//! mallory does not try them:
 //! * a forged chunk that *can* be linked, accepted before the real one: a forged first chunk of a
 //!   real request id (or a single-chunk message) delivered before the real first chunk, or a
 //!   chunk copying the real predecessor's id with other content. Mallory's duplicate first chunks
 //!   name the real first chunk in their causal history, so SDS delivers them after it, and her
 //!   forged later chunks carry garbage links;
 //! * forged content under a real SDS message id (SDS dedups by id, and ids are not verifiable);
+//! * causal order against copies stripped of their causal history: her copies keep it;
 //! * acknowledging what she received: any participant's acknowledgement ends retransmission. She
 //!   never names a real message in a causal history unless an honest peer already has it;
 //! * messages she makes up under an honest participant's id are RECEIVED by the others as that
 //!   participant's (they are only checked for duplicates, and never delivered to that one);
 //! * filling the reassembly buffer with partials of her own (bounded, but it evicts).
 //!
-//! Seeds run in three families: `Full` (every attack, probe phase), `Chunks` (only forged chunks
-//! and replays: what the segmentation layer must withstand alone) and `Quiet` (no hostile: the
-//! control group, proving the invariants hold for honest traffic). Env: `HOSTILE_SEEDS=n` (Full
-//! seeds, default 1000; Chunks runs half as many), `HOSTILE_SEED_BASE=b`, and to replay one seed
+//! Not covered here (targeted tests elsewhere): a bloom filter saturated by channel age (tens of
+//! thousands of messages), duplicates re-delivered by SDS (the reassembler's memory of finished
+//! messages hides them from the application), the published size limit with maximal ids.
+//!
+//! Three families of seeds: `Full` (every attack, one probe round; each invariant is a test over
+//! one shared run), `Chunks` (forged chunks and replays only: what the segmentation layer must
+//! withstand by itself) and `Quiet` (no mallory: the control group, showing that the invariants
+//! hold for honest traffic). Invariants that fail on this branch because of issue #10's SDS and
+//! channel holes are `#[ignore]`d with the reason; `make test-hostile` runs them too.
+//!
+//! Env: `HOSTILE_SEEDS=n` (Full seeds, default 1000; Chunks runs half, Quiet a fifth as many),
+//! `HOSTILE_SEED_BASE=b`, `HOSTILE_PROBES=n` (probe rounds per Full seed, default 1). One seed:
 //! `HOSTILE_SEED=s HOSTILE_FAMILY=full|chunks|quiet HOSTILE_TRACE=1 cargo test --release --test
-//! hostile_sim replay -- --nocapture`.
+//! hostile_sim -- --exact replay --nocapture`.
 
 // Participants are indices into `HONEST`, the channels and the logs alike.
 #![allow(clippy::needless_range_loop)]
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use prost::Message as _;
@@ -76,10 +85,10 @@ const MAX_VIRTUAL_MS: u64 = 3 * 3_600_000;
 const MAX_STEPS: u64 = 5_000_000;
 
 /// Most WakuMessages an honest participant may publish about one probe message (sent alone into
-/// the idle channel, counted until it is quiet again).
-/// Any content message costs an acknowledgement sync and `idle_sync_rounds` (3) idle syncs, 4 in
-/// all; a hostile one may cost a handful of repair syncs more, backing off, not one per
-/// acknowledgement timeout until the dependency timeout (about 12).
+/// the idle channel, counted until it is quiet again). Any content message costs an
+/// acknowledgement sync and `idle_sync_rounds` (3) idle syncs, 4 in all; a hostile one may cost a
+/// handful of repair syncs more, backing off, but not one per acknowledgement timeout until the
+/// dependency timeout (about 12, what this branch does).
 const MAX_PUBLISHED_PER_HOSTILE_MESSAGE: u64 = 10;
 /// Most store lookups per phantom id with a retrieval hint (backing off within the dependency
 /// timeout, not one per acknowledgement timeout: about 12), and for the probe message itself
@@ -131,22 +140,30 @@ struct RateCfg {
     per_epoch: u32,
 }
 
+/// An honest send: who, when, what.
 struct Planned {
     from: usize,
     at: u64,
+    ephemeral: bool,
     request_id: String,
     payload: Arc<Vec<u8>>,
-    ephemeral: bool,
+}
+
+/// The network's faults, the same for every copy of every message (mallory's too).
+#[derive(Debug)]
+struct Faults {
+    loss: f64,
+    duplicate: f64,
+    /// Chance that a copy is held back 0–3 s more.
+    reorder: f64,
+    delay_ms: (u64, u64),
 }
 
 struct Scenario {
     seed: u64,
     family: Family,
     n: usize,
-    loss: f64,
-    duplicate: f64,
-    reorder: f64,
-    delay_ms: (u64, u64),
+    faults: Faults,
     rate: Option<RateCfg>,
     config: ChannelConfig,
     sends: Vec<Planned>,
@@ -161,11 +178,13 @@ struct Scenario {
 fn scenario(seed: u64, family: Family) -> Scenario {
     let mut rng = SmallRng::seed_from_u64(seed ^ 0x4057_11e5_eed5);
     let n = rng.gen_range(2..=HONEST.len());
-    let loss = rng.gen_range(0.0..=0.10);
-    let duplicate = rng.gen_range(0.0..0.1);
-    let reorder = rng.gen_range(0.0..0.2);
     let lo = rng.gen_range(1..100);
-    let delay_ms = (lo, lo + rng.gen_range(0..300));
+    let faults = Faults {
+        loss: rng.gen_range(0.0..=0.10),
+        duplicate: rng.gen_range(0.0..0.1),
+        reorder: rng.gen_range(0.0..0.2),
+        delay_ms: (lo, lo + rng.gen_range(0..300)),
+    };
     let chunk = [1_024, 2_048, 4_096][rng.gen_range(0..3)];
     let r: f64 = rng.gen();
     let rate = if r < 0.2 {
@@ -222,27 +241,14 @@ fn scenario(seed: u64, family: Family) -> Scenario {
     // One probe round per Full seed: the phantom lists it sends are most of the simulation's
     // time while the victim still retries every acknowledgement timeout (HOSTILE_PROBES=n for more).
     let probes = if family == Family::Full { env_u64("HOSTILE_PROBES").map_or(1, |n| n as u32) } else { 0 };
-    Scenario { seed, family, n, loss, duplicate, reorder, delay_ms, rate, config, sends, attacks, hostile_at, react, probes }
+    Scenario { seed, family, n, faults, rate, config, sends, attacks, hostile_at, react, probes }
 }
 
 impl Scenario {
     fn summary(&self) -> String {
-        let mut s = format!(
-            "seed {} ({:?}): {} honest, loss {:.3}, dup {:.3}, reorder {:.3}, delay {:?} ms, chunk {} B, rate {:?}, attacks {:?} ({} scheduled, react {:.2}), {} probes\n",
-            self.seed,
-            self.family,
-            self.n,
-            self.loss,
-            self.duplicate,
-            self.reorder,
-            self.delay_ms,
-            self.config.chunk_size_bytes,
-            self.rate,
-            self.attacks,
-            self.hostile_at.len(),
-            self.react,
-            self.probes,
-        );
+        let (sc, attacks) = (self, format!("attacks {:?} ({} scheduled, react {:.2})", self.attacks, self.hostile_at.len(), self.react));
+        let head = format!("seed {} ({:?}): {} honest, {:?}, chunk {} B", sc.seed, sc.family, sc.n, sc.faults, sc.config.chunk_size_bytes);
+        let mut s = format!("{head}, rate {:?}, {attacks}, {} probe rounds\n", sc.rate, sc.probes);
         for p in &self.sends {
             let eph = if p.ephemeral { ", ephemeral" } else { "" };
             let _ = writeln!(s, "  +{:>6} ms {} sends {} ({} B{eph})", p.at - T0, HONEST[p.from], p.request_id, p.payload.len());
@@ -382,8 +388,8 @@ struct Sim<'a> {
     sc: &'a Scenario,
     now: u64,
     net: SmallRng,
-    heap: BinaryHeap<Reverse<(u64, u64)>>,
-    pending: HashMap<u64, Ev>,
+    /// Events by (time, sequence number): simultaneous events in the order they were scheduled.
+    queue: BTreeMap<(u64, u64), Ev>,
     seq: u64,
     chans: Vec<Channel>,
     /// Per participant: (time, phase, event). Phase 0 is the workload, phase k > 0 probe round k.
@@ -415,7 +421,7 @@ impl<'a> Sim<'a> {
             .map(|p| Channel::new(CHANNEL, TOPIC, HONEST[p], sc.config.clone(), T0, sc.seed.wrapping_mul(31).wrapping_add(p as u64)))
             .collect();
         let mallory = Mallory {
-            rng: SmallRng::seed_from_u64(sc.seed ^ 0x3a11_0e7),
+            rng: SmallRng::seed_from_u64(sc.seed ^ 0x03a1_10e7),
             seen: Vec::new(),
             seen_ids: HashSet::new(),
             names: 0,
@@ -425,19 +431,18 @@ impl<'a> Sim<'a> {
             sent: BTreeMap::new(),
         };
         let mut sim = Sim {
-            sc,
-            now: T0,
-            net: SmallRng::seed_from_u64(sc.seed ^ 0x0e70_0e70),
-            heap: BinaryHeap::new(),
-            pending: HashMap::new(),
-            seq: 0,
             chans,
             log: vec![Vec::new(); sc.n],
             accepted: vec![false; sc.sends.len()],
+            costs: vec![BTreeMap::new(); sc.n],
+            sc,
+            now: T0,
+            phase: 0,
+            net: SmallRng::seed_from_u64(sc.seed ^ 0x0e70_0e70),
+            queue: BTreeMap::new(),
+            seq: 0,
             store: HashMap::new(),
             serial: 0,
-            costs: vec![BTreeMap::new(); sc.n],
-            phase: 0,
             published: vec![vec![0; 1 + sc.probes as usize]; sc.n],
             lookups: vec![vec![0; 1 + sc.probes as usize]; sc.n],
             arrivals: vec![HashMap::new(); sc.n],
@@ -457,8 +462,7 @@ impl<'a> Sim<'a> {
     }
 
     fn schedule(&mut self, at: u64, ev: Ev) {
-        self.heap.push(Reverse((at, self.seq)));
-        self.pending.insert(self.seq, ev);
+        self.queue.insert((at, self.seq), ev);
         self.seq += 1;
     }
 
@@ -483,11 +487,12 @@ impl<'a> Sim<'a> {
     fn broadcast(&mut self, p: &Arc<Pub>) {
         self.store.insert(p.hash, p.clone());
         for to in 0..self.sc.n {
-            let copies = if self.net.gen_bool(self.sc.loss) { 0 } else { 1 + u32::from(self.net.gen_bool(self.sc.duplicate)) };
+            let f = &self.sc.faults;
+            let copies = if self.net.gen_bool(f.loss) { 0 } else { 1 + u32::from(self.net.gen_bool(f.duplicate)) };
             for _ in 0..copies {
-                let (lo, hi) = self.sc.delay_ms;
+                let (lo, hi) = f.delay_ms;
                 let mut d = self.net.gen_range(lo..=hi);
-                if self.net.gen_bool(self.sc.reorder) {
+                if self.net.gen_bool(f.reorder) {
                     d += self.net.gen_range(0..3_000);
                 }
                 self.schedule(self.now + d, Ev::Deliver { to, p: p.clone(), retrieved: false });
@@ -506,7 +511,7 @@ impl<'a> Sim<'a> {
                     for h in hashes {
                         // Unknown hashes (phantom hints) are store misses.
                         let Some(found) = self.store.get(&h).cloned() else { continue };
-                        if !self.net.gen_bool(self.sc.loss) {
+                        if !self.net.gen_bool(self.sc.faults.loss) {
                             let at = self.now + self.net.gen_range(20..=300);
                             self.schedule(at, Ev::Deliver { to: p, p: found, retrieved: true });
                         }
@@ -578,15 +583,9 @@ impl<'a> Sim<'a> {
             if steps > MAX_STEPS {
                 return Err(format!("no quiescence after {MAX_STEPS} steps"));
             }
-            let mut timer: Option<(u64, usize)> = None;
-            for (p, ch) in self.chans.iter_mut().enumerate() {
-                if let Some(d) = ch.next_deadline() {
-                    if timer.is_none_or(|(t, _)| d < t) {
-                        timer = Some((d, p));
-                    }
-                }
-            }
-            let next_ev = self.heap.peek().map(|Reverse((t, _))| *t);
+            // The earliest timer, the lowest participant first on a tie.
+            let timer = self.chans.iter_mut().enumerate().filter_map(|(p, ch)| ch.next_deadline().map(|d| (d, p))).min();
+            let next_ev = self.queue.first_key_value().map(|(&(t, _), _)| t);
             let at = match (timer, next_ev) {
                 (None, None) => return Ok(()),
                 (Some((t, _)), Some(e)) => t.min(e),
@@ -603,8 +602,8 @@ impl<'a> Sim<'a> {
                 self.step(p);
                 continue;
             }
-            let Reverse((_, seq)) = self.heap.pop().expect("event chosen");
-            match self.pending.remove(&seq).expect("scheduled event") {
+            let (_, ev) = self.queue.pop_first().expect("event chosen");
+            match ev {
                 Ev::Send(i) => {
                     let pl = &self.sc.sends[i];
                     let (p, rid, payload, eph) = (pl.from, pl.request_id.clone(), pl.payload.clone(), pl.ephemeral);
@@ -1026,7 +1025,7 @@ impl Sim<'_> {
 // ---------------------------------------------------------------------------------------------
 // Runs
 
-#[derive(Default, Clone, Copy)]
+#[derive(Clone, Copy)]
 struct Totals {
     published: u64,
     hostile: u64,
@@ -1036,15 +1035,9 @@ struct Totals {
     virtual_ms: u64,
 }
 
-impl Totals {
-    fn add(&mut self, o: &Totals) {
-        self.published += o.published;
-        self.hostile += o.hostile;
-        self.received += o.received;
-        self.chunks_discarded += o.chunks_discarded;
-        self.probes += o.probes;
-        self.virtual_ms += o.virtual_ms;
-    }
+/// The sum of one of the totals over `runs`.
+fn total<'a>(runs: impl IntoIterator<Item = &'a SeedRun>, field: fn(&Totals) -> u64) -> u64 {
+    runs.into_iter().map(|r| field(&r.totals)).sum()
 }
 
 struct SeedRun {
@@ -1102,33 +1095,23 @@ fn env_u64(key: &str) -> Option<u64> {
 
 /// Runs `count` seeds from `base` on all cores, in seed order.
 fn run_family(family: Family, count: u64, base: u64) -> Vec<SeedRun> {
-    let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).min(16);
-    let next = AtomicU64::new(0);
-    let runs = Mutex::new(Vec::new());
-    std::thread::scope(|s| {
-        for _ in 0..threads {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= count {
-                    break;
-                }
-                let run = run_seed(base + i, family, false).0;
-                runs.lock().unwrap().push(run);
-            });
-        }
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).min(16) as u64;
+    // Thread t takes every threads-th seed from base + t: seeds are alike in cost on average.
+    let mut runs: Vec<SeedRun> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads)
+            .map(|t| s.spawn(move || (t..count).step_by(threads as usize).map(|i| run_seed(base + i, family, false).0).collect::<Vec<_>>()))
+            .collect();
+        workers.into_iter().flat_map(|w| w.join().expect("a seed panicked outside its catch_unwind")).collect()
     });
-    let mut runs = runs.into_inner().unwrap();
     runs.sort_by_key(|r| r.seed);
-    let mut t = Totals::default();
-    runs.iter().for_each(|r| t.add(&r.totals));
     println!(
         "hostile_sim {family:?}: {count} seeds from {base}, {:.1} h virtual: {} honest publications, {} hostile messages ({} probes), {} receptions, {} chunks discarded",
-        t.virtual_ms as f64 / 3_600_000.0,
-        t.published,
-        t.hostile,
-        t.probes,
-        t.received,
-        t.chunks_discarded,
+        total(&runs, |t| t.virtual_ms) as f64 / 3_600_000.0,
+        total(&runs, |t| t.published),
+        total(&runs, |t| t.hostile),
+        total(&runs, |t| t.probes),
+        total(&runs, |t| t.received),
+        total(&runs, |t| t.chunks_discarded),
     );
     runs
 }
@@ -1163,7 +1146,7 @@ fn assert_holds(runs: &[&SeedRun], family: Family, inv: Inv) {
         let name = family_name(family);
         let _ = writeln!(
             report,
-            "  replay: HOSTILE_SEED={} HOSTILE_FAMILY={name} HOSTILE_TRACE=1 cargo test --release --test hostile_sim replay -- --nocapture",
+            "  replay: HOSTILE_SEED={} HOSTILE_FAMILY={name} HOSTILE_TRACE=1 cargo test --release --test hostile_sim -- --exact replay --nocapture",
             r.seed
         );
     }
@@ -1210,11 +1193,8 @@ fn forged_chunks_and_replays() {
     for inv in INVARIANTS.into_iter().filter(|&i| i != Inv::EchoSpoof) {
         assert_holds(&runs, Family::Chunks, inv);
     }
-    let t = runs.iter().fold(Totals::default(), |mut t, r| {
-        t.add(&r.totals);
-        t
-    });
-    assert!(t.hostile > 0 && t.chunks_discarded > 0, "mallory forged nothing that reached the reassembler");
+    let (hostile, discarded) = (total(runs.iter().copied(), |t| t.hostile), total(runs.iter().copied(), |t| t.chunks_discarded));
+    assert!(hostile > 0 && discarded > 0, "mallory forged nothing that reached the reassembler");
 }
 
 /// NoLoss in the seeds where no send was DELIVERED before an honest peer had it. A false
@@ -1227,6 +1207,19 @@ fn full_no_loss_without_false_acks() {
     assert_holds(&runs, Family::Full, Inv::NoLoss);
 }
 
+/// Found by this simulation (seed 5455, beyond the default 1,000; 2 of 5,000 seeds without a
+/// false acknowledgement): a flood of phantom ids without retrieval hint crowds out the repair
+/// request for a real missing chunk. A sync's repair request carries the 64 missing ids with the
+/// earliest deadlines; alice missed chunk 6 of dave-0 (its sender, acknowledged by the others, no
+/// longer retransmitted it), thousands of mallory's ids came first, and the chunk was declared
+/// lost before its turn. An SDS repair-scheduling matter (item 6's area), not fixed here.
+#[test]
+#[ignore = "SDS repair requests: phantom ids crowd out a real missing dependency (see the doc comment)"]
+fn phantom_flood_does_not_starve_repair() {
+    let (run, _) = run_seed(5455, Family::Full, false);
+    assert!(!run.violates(Inv::NoLoss), "{}", run.violations.iter().map(|(i, m)| format!("{i:?}: {m}")).collect::<Vec<_>>().join("\n"));
+}
+
 /// Mallory did everything she can, and the probe phase ran.
 #[test]
 fn full_coverage() {
@@ -1237,7 +1230,7 @@ fn full_coverage() {
     }
     let unfinished = |r: &SeedRun| r.violates(Inv::Quiescence) || r.violates(Inv::NoPanic);
     assert!(runs.iter().all(|r| r.totals.probes > 0 || unfinished(r)), "a seed ran without its probe round");
-    assert!(runs.iter().map(|r| r.totals.chunks_discarded).sum::<u64>() > 0, "no forged chunk reached a reassembler");
+    assert!(total(runs.iter().copied(), |t| t.chunks_discarded) > 0, "no forged chunk reached a reassembler");
 }
 
 macro_rules! full_invariant {
