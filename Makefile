@@ -15,7 +15,7 @@ SONAME := libreliable_channel.so.0
 CFLAGS_STRICT := -std=c11 -Wall -Wextra -Werror -I$(CURDIR)/include
 LDLIBS_RC := -L$(LIBDIR) -lreliable_channel -Wl,-rpath,$(LIBDIR) -lpthread -ldl -lm
 
-.PHONY: all lib header examples demo demo-rust test test-rust test-c test-go test-nim test-install \
+.PHONY: all lib header examples demo demo-rust test test-rust test-hostile test-c test-go test-nim test-install \
         interop-deps lint bench bench-sds bench-e2e bench-wire plot plot-wire install uninstall clean fuzz fuzz-ci
 
 all: lib
@@ -63,6 +63,11 @@ test-rust: interop-deps
 	$(CARGO) test --release
 	# Rust users with their own #[global_allocator] build without the mimalloc feature.
 	$(CARGO) check --release --no-default-features --lib
+
+# The hostile-participant simulation with every invariant, those #[ignore]d while a fix is pending too
+# (HOSTILE_SEEDS=n for more seeds).
+test-hostile:
+	$(CARGO) test --release --test hostile_sim -- --include-ignored
 
 test-c: lib
 	@if [ -x tests/c/run.sh ]; then CC=$(CC) LIBDIR=$(LIBDIR) tests/c/run.sh; else echo "test-c: no C tests yet"; fi

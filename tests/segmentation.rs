@@ -307,24 +307,85 @@ fn malformed_chunks_are_discarded() {
 // ---------------------------------------------------------------------------------------------
 // Loss reports
 
+/// Chunk 1 lost by SDS: the chunks after it cannot be linked to chunk 0. They are discarded
+/// alone (a forger could send the same), and the partial ends by expiry, reported once.
+/// (This used to end the partial at once as a "broken chain": see `forged_chunk_never_destroys_a_partial`.)
 #[test]
-fn gap_reports_broken_chain() {
+fn gap_is_discarded_alone_and_the_partial_expires() {
     let (_, cs) = four();
     let mut r = Reassembler::default();
     assert_eq!(r.on_chunk(0, "s", cs[0].clone()), ChunkOutcome::Pending);
-    // Chunk 1 was lost by SDS: chunk 2 arrives next.
-    assert_eq!(r.on_chunk(0, "s", cs[2].clone()), ChunkOutcome::Discarded(DiscardReason::Gap));
+    assert_eq!(r.on_chunk(1, "s", cs[2].clone()), ChunkOutcome::Discarded(DiscardReason::Gap));
+    assert_eq!(r.on_chunk(2, "s", cs[3].clone()), ChunkOutcome::Discarded(DiscardReason::Gap));
+    assert!(r.poll_lost().is_none());
+    assert_eq!((r.len(), r.bytes()), (1, 10));
+    assert_eq!(r.stats().discarded.gap, 2);
+    r.handle_timeout(DEFAULT_REASSEMBLY_EXPIRY_MS);
     let lost = drain_lost(&mut r);
     assert_eq!(
         lost,
-        vec![Lost { sender_id: "s".into(), request_id: "req".into(), reason: LostReason::BrokenChain { received: 1, got: 2, total: 4 } }]
+        vec![Lost {
+            sender_id: "s".into(),
+            request_id: "req".into(),
+            reason: LostReason::Expired { after_ms: DEFAULT_REASSEMBLY_EXPIRY_MS, received: 1, total: 4 }
+        }]
     );
-    assert_eq!(lost[0].reason.to_string(), "broken chain: chunk 2 arrived after 1 of 4 chunks, so chunk 1 was lost");
     assert_eq!((r.len(), r.bytes()), (0, 0));
-    // The rest of the message is discarded without a second report.
-    assert_eq!(r.on_chunk(0, "s", cs[3].clone()), ChunkOutcome::Discarded(DiscardReason::AlreadyFinished));
+    // Reported once: the message is finished now.
+    assert_eq!(r.on_chunk(DEFAULT_REASSEMBLY_EXPIRY_MS, "s", cs[1].clone()), ChunkOutcome::Discarded(DiscardReason::AlreadyFinished));
     assert!(r.poll_lost().is_none());
-    assert_eq!(r.stats().lost.broken_chain, 1);
+    assert_eq!(r.stats().lost.total(), 1);
+}
+
+/// Issue #10 item 7: one chunk with the real request id, `chunk_index = 2` and a garbage
+/// `previous_chunk_id` made the receiver drop the partial as a broken chain and then discard the
+/// real chunks as belonging to a finished message. A chunk whose link cannot be verified is now
+/// discarded alone: the real 3-chunk message still arrives, whatever the forgery's index and
+/// whenever it comes (before the first chunk, between chunks, or many of them).
+#[test]
+fn forged_chunk_never_destroys_a_partial() {
+    let data = payload(25, 7);
+    let cs = chunks(&data, 10, "req", 8);
+    assert_eq!(cs.len(), 3);
+    let forged = |k: u32, prev: &str, len: usize| MessageChunk {
+        chunk_id: format!("forged-{k}-{prev}"),
+        previous_chunk_id: prev.into(),
+        chunk_index: k,
+        last_chunk_index: 2,
+        request_id: "req".into(),
+        payload: Bytes::from(vec![0xee; len]),
+    };
+    // The issue's case: the forgery lands after chunk 0.
+    let mut r = Reassembler::default();
+    assert_eq!(r.on_chunk(0, "alice", cs[0].clone()), ChunkOutcome::Pending);
+    assert_eq!(r.on_chunk(0, "alice", forged(2, "garbage", 5)), ChunkOutcome::Discarded(DiscardReason::Gap));
+    assert_eq!(r.on_chunk(0, "alice", cs[1].clone()), ChunkOutcome::Pending);
+    assert_eq!(complete(r.on_chunk(0, "alice", cs[2].clone())).payload, data);
+    assert!(r.poll_lost().is_none());
+    assert_eq!(r.stats().discarded.total(), 1);
+
+    // Every index, before the first chunk and between each pair of real chunks.
+    let every = |r: &mut Reassembler| {
+        for (k, len) in [(1, 10), (2, 5), (2, 10), (1, 3)] {
+            let out = r.on_chunk(0, "alice", forged(k, "garbage", len));
+            assert!(matches!(out, ChunkOutcome::Discarded(_)), "forged chunk {k} accepted: {out:?}");
+        }
+    };
+    let mut r = Reassembler::default();
+    every(&mut r);
+    assert_eq!(r.stats().discarded.missing_first_chunk, 4);
+    assert_eq!(r.on_chunk(0, "alice", cs[0].clone()), ChunkOutcome::Pending);
+    every(&mut r);
+    assert_eq!(r.on_chunk(0, "alice", cs[1].clone()), ChunkOutcome::Pending);
+    every(&mut r);
+    assert_eq!((r.len(), r.bytes()), (1, 20), "the partial is exactly the real chunks");
+    assert_eq!(complete(r.on_chunk(0, "alice", cs[2].clone())).payload, data);
+    assert!(r.poll_lost().is_none(), "nothing reported lost");
+    assert_eq!(r.stats().lost.total(), 0);
+    // Once complete, forgeries (and replays) are discarded as finished, never delivered.
+    every(&mut r);
+    assert_eq!(r.stats().discarded.already_finished, 4);
+    assert_eq!(r.stats().completed, 1);
 }
 
 #[test]
@@ -338,26 +399,40 @@ fn skipping_chunk_that_does_not_fit_the_message_is_not_a_gap() {
     assert!(r.poll_lost().is_none());
 }
 
+/// A later chunk without its first cannot be linked to anything: discarded alone, not reported
+/// and not remembered, so a first chunk arriving after it still opens the message. (It used to be
+/// reported lost and remembered as finished, which let a forged chunk sent ahead of a real
+/// message destroy it.)
 #[test]
-fn missing_first_chunk_is_reported_once() {
-    let (_, cs) = four();
+fn missing_first_chunk_is_discarded_alone() {
+    let (data, cs) = four();
     let mut r = Reassembler::default();
-    assert_eq!(r.on_chunk(0, "s", cs[1].clone()), ChunkOutcome::Discarded(DiscardReason::MissingFirstChunk));
-    for c in &cs[2..] {
-        assert_eq!(r.on_chunk(0, "s", c.clone()), ChunkOutcome::Discarded(DiscardReason::AlreadyFinished));
+    for c in &cs[1..] {
+        assert_eq!(r.on_chunk(0, "s", c.clone()), ChunkOutcome::Discarded(DiscardReason::MissingFirstChunk));
     }
-    let lost = drain_lost(&mut r);
-    assert_eq!(lost.len(), 1);
-    assert_eq!(lost[0].reason, LostReason::MissingFirstChunk { got: 1, total: 4 });
-    assert_eq!(lost[0].reason.to_string(), "first chunk missing: chunk 1 of a 4-chunk message arrived without it");
-    // A late first chunk does not reopen it.
-    assert_eq!(r.on_chunk(0, "s", cs[0].clone()), ChunkOutcome::Discarded(DiscardReason::AlreadyFinished));
+    assert!(r.poll_lost().is_none());
+    assert_eq!((r.len(), r.bytes()), (0, 0));
+    assert_eq!(r.stats().discarded.missing_first_chunk, 3);
+    // The first chunk still opens it, and the message completes.
+    assert_eq!(complete(feed_all(&mut r, 0, "s", cs.clone())).payload, data);
     // Another sender's message with the same request id is another key.
     assert_eq!(r.on_chunk(0, "t", cs[1].clone()), ChunkOutcome::Discarded(DiscardReason::MissingFirstChunk));
-    assert_eq!(drain_lost(&mut r).len(), 1);
-    assert_eq!(r.stats().lost.missing_first_chunk, 2);
-    assert_eq!(r.stats().discarded.missing_first_chunk, 2);
-    assert_eq!(r.stats().discarded.already_finished, 3);
+    assert_eq!(r.stats().lost.total(), 0);
+}
+
+/// A single-chunk message is remembered like any other: a copy wrapped in another SDS message
+/// (SDS dedups by message id only) is not delivered a second time.
+#[test]
+fn single_chunk_message_is_delivered_once() {
+    let mut r = Reassembler::default();
+    let c = chunks(b"hello", 10, "one", 3).remove(0);
+    assert_eq!(complete(r.on_chunk(0, "s", c.clone())).payload, b"hello");
+    assert_eq!(r.on_chunk(1, "s", c.clone()), ChunkOutcome::Discarded(DiscardReason::AlreadyFinished));
+    let other_payload = MessageChunk { chunk_id: "copy".into(), payload: Bytes::from_static(b"forged"), ..c.clone() };
+    assert_eq!(r.on_chunk(2, "s", other_payload), ChunkOutcome::Discarded(DiscardReason::AlreadyFinished));
+    // Same request id from another sender: another message.
+    assert_eq!(complete(r.on_chunk(3, "t", c)).sender_id, "t");
+    assert_eq!(r.stats().completed, 2);
 }
 
 #[test]
@@ -491,7 +566,7 @@ fn interleaved_senders_and_messages() {
 #[test]
 fn discard_reasons_display() {
     assert_eq!(DiscardReason::ForgedChain.to_string(), "previous_chunk_id does not match the last accepted chunk");
-    assert_eq!(DiscardReason::Gap.to_string(), "chunk skips ahead: its predecessor was lost");
+    assert_eq!(DiscardReason::Gap.to_string(), "chunk skips ahead of the next expected one: its link cannot be verified");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -624,6 +699,60 @@ proptest! {
         while r.poll_lost().is_some() { lost += 1; }
         prop_assert_eq!((r.len(), r.bytes(), r.next_deadline()), (0, 0, None));
         prop_assert_eq!(lost, r.stats().lost.total());
+    }
+
+    /// A forger that knows the sender id and request id (but not the next chunk id) interleaves
+    /// chunks of any index, size and last index, with garbage links, into an honest in-order
+    /// stream: the real message still completes exactly once, byte-identical, nothing is reported
+    /// lost, and no forged chunk is ever accepted. Forged first chunks come only after the real
+    /// one: one accepted before it takes its place, which no rule can tell apart (see the module
+    /// docs of reassembly.rs).
+    #[test]
+    fn forged_chunks_never_stop_a_real_message(
+        (len, chunk_size) in (1usize..200, 1usize..40),
+        forgeries in proptest::collection::vec((0usize..64, 0u32..8, prop_oneof![Just(None), (0u32..8).prop_map(Some)], 0usize..50, "[a-z0-9-]{1,12}"), 0..40),
+        expired_gap in any::<bool>(),
+    ) {
+        let data = payload(len, 5);
+        let cs = chunks(&data, chunk_size, "real", 6);
+        let last = cs[0].last_chunk_index;
+        let mut feed: Vec<(bool, MessageChunk)> = cs.iter().map(|c| (true, c.clone())).collect();
+        // Positions in the honest stream; a forged first chunk only after the real first chunk.
+        let mut forgeries: Vec<_> = forgeries
+            .into_iter()
+            .map(|(pos, k, l, flen, prev)| (if k == 0 { (pos % cs.len()) + 1 } else { pos % (cs.len() + 1) }, k, l, flen, prev))
+            .collect();
+        // Inserted from the back, so that each position still refers to the honest stream.
+        forgeries.sort_by_key(|f| std::cmp::Reverse(f.0));
+        for (pos, k, last_override, flen, prev) in forgeries {
+            let chunk = MessageChunk {
+                chunk_id: format!("f-{prev}"),
+                previous_chunk_id: if k == 0 { String::new() } else { prev },
+                chunk_index: k,
+                last_chunk_index: last_override.unwrap_or(last).max(k),
+                request_id: "real".into(),
+                payload: Bytes::from(vec![0xee; flen]),
+            };
+            feed.insert(pos, (false, chunk));
+        }
+        let mut r = Reassembler::default();
+        let mut completed = 0;
+        for (i, (real, c)) in feed.into_iter().enumerate() {
+            // Optionally let time pass between chunks (never up to the expiry).
+            let now = if expired_gap { i as u64 * 1_000 } else { 0 };
+            match r.on_chunk(now, "alice", c) {
+                ChunkOutcome::Complete(done) => {
+                    prop_assert!(real, "a forged chunk completed a message");
+                    prop_assert_eq!(&done.payload, &data);
+                    completed += 1;
+                }
+                ChunkOutcome::Pending => prop_assert!(real, "a forged chunk was accepted"),
+                ChunkOutcome::Discarded(d) => prop_assert!(!real, "a real chunk was discarded: {}", d),
+            }
+        }
+        prop_assert_eq!(completed, 1);
+        prop_assert!(r.poll_lost().is_none());
+        prop_assert_eq!((r.len(), r.bytes()), (0, 0));
     }
 
     /// Honest messages, delivered each in order (interleaved arbitrarily), all reassemble exactly.

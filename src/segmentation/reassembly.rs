@@ -1,28 +1,46 @@
 //! Incoming side: received `MessageChunk`s → application messages, one reassembler per channel.
 //!
 //! Messages are keyed by (SDS sender_id, request_id). SDS hands us each sender's chunks in causal
-//! order, so a partial message is one growing buffer plus the id of its last accepted chunk:
+//! order, so a partial message is one growing buffer plus the id of its last accepted chunk.
+//!
+//! Nothing on the wire authenticates a chunk: sender ids are not signed, and whoever can encrypt
+//! for the channel can send a chunk with another sender's id and a real request id. So the rules
+//! below only ever let a chunk change state the chunk itself can vouch for:
 //!
 //! * spec: segmentation.chain — chunk `k > 0` is accepted only as the direct successor of the last
 //!   accepted chunk (same key, index `k`, `previous_chunk_id` equal to that chunk's id, same
 //!   `last_chunk_index`, exact size). Anything else is discarded and counted, never buffered.
-//! * spec: segmentation.gap — a chunk that would fit except that it skips ahead means its
-//!   predecessor was lost by SDS: waiting longer cannot help, so the partial is dropped and
-//!   reported [`LostReason::BrokenChain`] at once.
+//! * spec: segmentation.gap — a chunk whose link cannot be verified is discarded *alone*: one that
+//!   skips ahead of the next expected chunk, or a later chunk of a message whose first chunk we do
+//!   not hold. It never finishes, evicts or changes a partial, is not reported and is not
+//!   remembered as finished. An honest one means SDS declared its predecessor lost (SDS reports
+//!   that loss itself); the partial then ends by expiry, reported [`LostReason::Expired`]. Ending
+//!   it at once, as this module once did, let one forged chunk destroy another sender's message
+//!   and discard its real chunks as belonging to a finished one (tests/segmentation.rs
+//!   `forged_chunk_never_destroys_a_partial`).
 //! * spec: segmentation.bounds — payload bytes and open partials are capped per channel; making
 //!   room evicts the oldest partials (by first-chunk time, then arrival) and reports each lost.
 //!   A partial also expires `expiry_ms` after its first chunk.
+//! * spec: segmentation.once — every finished message (completed, single-chunk ones too, or
+//!   reported lost) is remembered in a bounded FIFO ([`FINISHED_KEYS_MEMORY`]): its later chunks,
+//!   replays and copies re-wrapped into other SDS messages (which SDS cannot recognise: it dedups
+//!   by message id) are discarded, so a message is delivered or reported at most once.
 //!
-//! Loss reports are queued for [`Reassembler::poll_lost`]; each (sender, request_id) is reported at
-//! most once, thanks to a bounded FIFO memory of finished keys ([`FINISHED_KEYS_MEMORY`]).
+//! What no rule can stop without sender authentication, and tests/hostile_sim.rs therefore
+//! excludes: a forged first chunk (or a forged chunk that copies the real predecessor's id)
+//! accepted before the real one takes the real one's place; opening many partials evicts others.
+//!
+//! Loss reports are queued for [`Reassembler::poll_lost`].
 //!
 //! Costs: a chunk costs one hash lookup and a copy of its payload into its partial's buffer
 //! (amortised doubling, capped at the message's maximum size so a buffer never holds more than
-//! twice its accounted bytes). Ordered structures (a `BTreeMap` by first-chunk time) drive every
-//! iteration, so outputs never depend on hash order. Nothing panics on any input.
+//! twice its accounted bytes); a finished message one 64-bit fingerprint. Ordered structures (a
+//! `BTreeMap` by first-chunk time) drive every iteration, so outputs never depend on hash order.
+//! Nothing panics on any input.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
 use super::{
@@ -78,17 +96,14 @@ pub struct Lost {
     pub reason: LostReason,
 }
 
-/// Why a message was given up. Counts are chunks; indices are 0-based `chunk_index` values.
+/// Why a message was given up. Counts are chunks. Only a partial message (opened by its first
+/// chunk) is ever given up: a chunk that cannot be linked to one is discarded, never reported.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LostReason {
     /// Dropped to make room for newer chunks (the buffer's byte or message cap was reached).
     Evicted { received: u64, total: u64 },
-    /// Still incomplete `after_ms` after its first chunk.
+    /// Still incomplete `after_ms` after its first chunk (e.g. SDS declared a chunk lost).
     Expired { after_ms: u64, received: u64, total: u64 },
-    /// Chunk `got` arrived after only `received` chunks: the ones in between were lost by SDS.
-    BrokenChain { received: u64, got: u32, total: u64 },
-    /// Chunk `got` arrived but the first chunk never did.
-    MissingFirstChunk { got: u32, total: u64 },
 }
 
 impl fmt::Display for LostReason {
@@ -99,12 +114,6 @@ impl fmt::Display for LostReason {
             }
             LostReason::Expired { after_ms, received, total } => {
                 write!(f, "reassembly expired after {after_ms} ms with {received} of {total} chunks")
-            }
-            LostReason::BrokenChain { received, got, total } => {
-                write!(f, "broken chain: chunk {got} arrived after {received} of {total} chunks, so chunk {received} was lost")
-            }
-            LostReason::MissingFirstChunk { got, total } => {
-                write!(f, "first chunk missing: chunk {got} of a {total}-chunk message arrived without it")
             }
         }
     }
@@ -122,9 +131,10 @@ pub enum DiscardReason {
     NoRoom,
     /// A first chunk for a message already open.
     DuplicateFirstChunk,
-    /// A chunk of a message already completed or reported lost.
+    /// A chunk of a message already completed or reported lost (or a copy of one).
     AlreadyFinished,
-    /// A later chunk of a message whose first chunk was never accepted.
+    /// A later chunk of a message whose first chunk we do not hold: its link cannot be verified.
+    /// Discarded alone; a first chunk arriving later still opens the message.
     MissingFirstChunk,
     /// A chunk already accepted, or an older one (a replay).
     UnexpectedIndex,
@@ -134,7 +144,8 @@ pub enum DiscardReason {
     WrongSize,
     /// `previous_chunk_id` is not the id of the last accepted chunk.
     ForgedChain,
-    /// Skips ahead of the next expected chunk; the partial was reported [`LostReason::BrokenChain`].
+    /// Skips ahead of the next expected chunk: its link cannot be verified (its predecessor was
+    /// lost by SDS, or it is forged). Discarded alone; the partial is left as it was.
     Gap,
 }
 
@@ -146,12 +157,12 @@ impl fmt::Display for DiscardReason {
             DiscardReason::NoRoom => "message cannot fit in the reassembly buffer",
             DiscardReason::DuplicateFirstChunk => "duplicate first chunk",
             DiscardReason::AlreadyFinished => "chunk of a message already completed or lost",
-            DiscardReason::MissingFirstChunk => "chunk without an accepted first chunk",
+            DiscardReason::MissingFirstChunk => "chunk without an accepted first chunk: its link cannot be verified",
             DiscardReason::UnexpectedIndex => "chunk already received (replay)",
             DiscardReason::MismatchedLastIndex => "last_chunk_index differs from the first chunk's",
             DiscardReason::WrongSize => "payload size inconsistent with the chunk size",
             DiscardReason::ForgedChain => "previous_chunk_id does not match the last accepted chunk",
-            DiscardReason::Gap => "chunk skips ahead: its predecessor was lost",
+            DiscardReason::Gap => "chunk skips ahead of the next expected one: its link cannot be verified",
         })
     }
 }
@@ -240,21 +251,17 @@ impl DiscardCounts {
 pub struct LostCounts {
     pub evicted: u64,
     pub expired: u64,
-    pub broken_chain: u64,
-    pub missing_first_chunk: u64,
 }
 
 impl LostCounts {
     /// All messages reported lost.
     pub fn total(&self) -> u64 {
-        self.evicted + self.expired + self.broken_chain + self.missing_first_chunk
+        self.evicted + self.expired
     }
     fn bump(&mut self, reason: &LostReason) {
         let slot = match reason {
             LostReason::Evicted { .. } => &mut self.evicted,
             LostReason::Expired { .. } => &mut self.expired,
-            LostReason::BrokenChain { .. } => &mut self.broken_chain,
-            LostReason::MissingFirstChunk { .. } => &mut self.missing_first_chunk,
         };
         *slot = slot.saturating_add(1);
     }
@@ -296,7 +303,6 @@ impl Partial {
 /// What to do with chunk `k > 0` of an open partial; decided before any mutation.
 enum Verdict {
     Discard(DiscardReason),
-    Gap,
     Append { age: Age, len: usize },
     Finish { age: Age },
 }
@@ -311,7 +317,10 @@ pub struct Reassembler {
     /// Open partials oldest first; drives eviction and expiry.
     by_age: BTreeMap<Age, Arc<Key>>,
     bytes: usize,
-    finished: BoundedSet<Arc<Key>>,
+    /// Fingerprints of finished keys (see [`Reassembler::fingerprint`]).
+    finished: BoundedSet<u64>,
+    /// Seeds the fingerprints; random per reassembler, so peers cannot aim at collisions.
+    fingerprints: foldhash::fast::RandomState,
     lost: VecDeque<Lost>,
     stats: ReassemblyStats,
 }
@@ -344,6 +353,7 @@ impl Reassembler {
             by_age: BTreeMap::new(),
             bytes: 0,
             finished: BoundedSet::new(FINISHED_KEYS_MEMORY),
+            fingerprints: foldhash::fast::RandomState::default(),
             lost: VecDeque::new(),
             stats: ReassemblyStats::default(),
         }
@@ -372,16 +382,16 @@ impl Reassembler {
     }
 
     /// Processes one chunk received (through SDS) from `sender_id`. Expired partials are given up
-    /// first; evictions and broken chains are queued for [`Reassembler::poll_lost`].
+    /// first; they and evictions are queued for [`Reassembler::poll_lost`].
     pub fn on_chunk(&mut self, now: u64, sender_id: &str, mut chunk: MessageChunk) -> ChunkOutcome {
         self.advance(now);
         if let Err(reason) = check_structure(sender_id, &chunk) {
             return self.discard(reason);
         }
-        let key: Key = (sender_id.to_owned(), std::mem::take(&mut chunk.request_id));
-        if self.finished.contains(&key) {
+        if self.finished.contains(&self.fingerprint(sender_id, &chunk.request_id)) {
             return self.discard(DiscardReason::AlreadyFinished);
         }
+        let key: Key = (sender_id.to_owned(), std::mem::take(&mut chunk.request_id));
         if chunk.chunk_index == 0 {
             self.on_first(key, chunk)
         } else {
@@ -431,6 +441,8 @@ impl Reassembler {
                 return self.discard(DiscardReason::TooLarge);
             }
             self.stats.completed = self.stats.completed.saturating_add(1);
+            // spec: segmentation.once — a copy in another SDS message is not delivered again.
+            self.remember(&key);
             let (sender_id, request_id) = key;
             return ChunkOutcome::Complete(Completed { sender_id, request_id, payload: chunk.payload.to_vec() });
         }
@@ -482,54 +494,42 @@ impl Reassembler {
     fn on_later(&mut self, key: Key, chunk: MessageChunk) -> ChunkOutcome {
         let k = chunk.chunk_index;
         let len = chunk.payload.len();
-        let verdict = match self.partials.get(&key) {
-            None => {
-                // spec: segmentation.missing-first — reported once per key (then remembered).
-                let reason = LostReason::MissingFirstChunk { got: k, total: u64::from(chunk.last_chunk_index) + 1 };
-                self.give_up(Arc::new(key), reason);
-                return self.discard(DiscardReason::MissingFirstChunk);
-            }
-            Some(p) => {
-                let size_ok = if k < p.last_index { len == p.chunk_size } else { (1..=p.chunk_size).contains(&len) };
-                if chunk.last_chunk_index != p.last_index {
-                    Verdict::Discard(DiscardReason::MismatchedLastIndex)
-                } else if !size_ok {
-                    Verdict::Discard(DiscardReason::WrongSize)
-                } else if k == p.last_index && len > p.last_chunk_max {
-                    // spec: segmentation.max-size — the whole message stays within the maximum.
-                    Verdict::Discard(DiscardReason::TooLarge)
-                } else if k < p.next_index {
-                    Verdict::Discard(DiscardReason::UnexpectedIndex)
-                } else if k > p.next_index {
-                    Verdict::Gap
-                } else if chunk.previous_chunk_id != p.last_chunk_id {
-                    // spec: segmentation.chain — unverifiable linkage MUST be discarded.
-                    Verdict::Discard(DiscardReason::ForgedChain)
-                } else if k == p.last_index {
-                    Verdict::Finish { age: p.age }
-                } else {
-                    Verdict::Append { age: p.age, len }
-                }
-            }
+        let Some(p) = self.partials.get(&key) else {
+            // spec: segmentation.gap — nothing to link it to: discarded alone, neither reported
+            // nor remembered, so a forged one cannot finish the real message before it arrives.
+            return self.discard(DiscardReason::MissingFirstChunk);
+        };
+        let size_ok = if k < p.last_index { len == p.chunk_size } else { (1..=p.chunk_size).contains(&len) };
+        let verdict = if chunk.last_chunk_index != p.last_index {
+            Verdict::Discard(DiscardReason::MismatchedLastIndex)
+        } else if !size_ok {
+            Verdict::Discard(DiscardReason::WrongSize)
+        } else if k == p.last_index && len > p.last_chunk_max {
+            // spec: segmentation.max-size — the whole message stays within the maximum.
+            Verdict::Discard(DiscardReason::TooLarge)
+        } else if k < p.next_index {
+            Verdict::Discard(DiscardReason::UnexpectedIndex)
+        } else if k > p.next_index {
+            // spec: segmentation.gap — its predecessor is not the chunk we hold, so its link
+            // cannot be verified: discarded alone, the partial untouched (it may be forged).
+            Verdict::Discard(DiscardReason::Gap)
+        } else if chunk.previous_chunk_id != p.last_chunk_id {
+            // spec: segmentation.chain — unverifiable linkage MUST be discarded.
+            Verdict::Discard(DiscardReason::ForgedChain)
+        } else if k == p.last_index {
+            Verdict::Finish { age: p.age }
+        } else {
+            Verdict::Append { age: p.age, len }
         };
         match verdict {
             Verdict::Discard(reason) => self.discard(reason),
-            Verdict::Gap => {
-                // spec: segmentation.gap — the chunk fits the message but skips ahead: SDS lost
-                // its predecessor, so the message can never complete.
-                if let Some((key, p)) = self.partials.get(&key).map(|p| p.age).and_then(|age| self.remove(age)) {
-                    let reason = LostReason::BrokenChain { received: u64::from(p.next_index), got: k, total: p.total() };
-                    self.give_up(key, reason);
-                }
-                self.discard(DiscardReason::Gap)
-            }
             Verdict::Finish { age } => {
                 let Some((key, mut p)) = self.remove(age) else {
                     return self.discard(DiscardReason::MissingFirstChunk);
                 };
                 append(&mut p.payload, &chunk.payload, p.max_len);
                 self.stats.completed = self.stats.completed.saturating_add(1);
-                self.remember(key.clone());
+                self.remember(&key);
                 let (sender_id, request_id) = Arc::try_unwrap(key).unwrap_or_else(|k| (*k).clone());
                 ChunkOutcome::Complete(Completed { sender_id, request_id, payload: p.payload })
             }
@@ -585,13 +585,21 @@ impl Reassembler {
             self.lost.pop_front();
             self.stats.lost_reports_dropped = self.stats.lost_reports_dropped.saturating_add(1);
         }
+        self.remember(&key);
         self.lost.push_back(Lost { sender_id: key.0.clone(), request_id: key.1.clone(), reason });
-        self.remember(key);
     }
 
     /// Adds a key to the bounded FIFO memory of finished messages.
-    fn remember(&mut self, key: Arc<Key>) {
-        self.finished.insert(key);
+    fn remember(&mut self, key: &Key) {
+        self.finished.insert(self.fingerprint(&key.0, &key.1));
+    }
+
+    /// A key's 64-bit fingerprint, for the memory of finished messages: no allocation per message,
+    /// 8 bytes per key remembered. Seeded at random per reassembler, so peers cannot choose
+    /// colliding keys; an accidental collision (probability about [`FINISHED_KEYS_MEMORY`] / 2^64
+    /// per message) would discard a message as already finished.
+    fn fingerprint(&self, sender_id: &str, request_id: &str) -> u64 {
+        self.fingerprints.hash_one((sender_id, request_id))
     }
 
     fn discard(&mut self, reason: DiscardReason) -> ChunkOutcome {
@@ -658,24 +666,39 @@ mod tests {
             o => panic!("{o:?}"),
         }
         assert_eq!(r.bytes(), 0);
-        assert!(r.finished.contains(&("s".to_string(), "r".to_string())));
+        assert!(r.finished.contains(&r.fingerprint("s", "r")));
     }
 
     #[test]
     fn finished_memory_is_bounded() {
         let mut r = Reassembler::default();
         for i in 0..(FINISHED_KEYS_MEMORY + 10) {
-            r.on_chunk(0, "s", chunk("x", "w", 1, 1, &format!("r{i}"), b"z"));
+            assert!(matches!(r.on_chunk(0, "s", chunk("x", "", 0, 0, &format!("r{i}"), b"z")), ChunkOutcome::Complete(_)));
         }
         assert_eq!(r.finished.len(), FINISHED_KEYS_MEMORY);
-        assert_eq!(r.stats().lost.missing_first_chunk, (FINISHED_KEYS_MEMORY + 10) as u64);
+        // The oldest keys are forgotten, the newest still discard their copies.
+        assert!(matches!(r.on_chunk(0, "s", chunk("x", "", 0, 0, "r0", b"z")), ChunkOutcome::Complete(_)));
+        let last = format!("r{}", FINISHED_KEYS_MEMORY + 9);
+        assert_eq!(r.on_chunk(0, "s", chunk("y", "", 0, 0, &last, b"z")), ChunkOutcome::Discarded(DiscardReason::AlreadyFinished));
+    }
+
+    #[test]
+    fn unlinked_chunks_are_not_remembered() {
+        let mut r = Reassembler::default();
+        for i in 0..(FINISHED_KEYS_MEMORY + 10) {
+            let rid = format!("r{i}");
+            assert_eq!(r.on_chunk(0, "s", chunk("x", "w", 1, 1, &rid, b"z")), ChunkOutcome::Discarded(DiscardReason::MissingFirstChunk));
+        }
+        assert_eq!(r.finished.len(), 0);
+        assert!(r.poll_lost().is_none());
     }
 
     #[test]
     fn lost_queue_is_bounded() {
-        let mut r = Reassembler::default();
-        for i in 0..(MAX_QUEUED_LOST + 3) {
-            r.on_chunk(0, "s", chunk("x", "w", 1, 1, &format!("r{i}"), b"z"));
+        // One partial at a time: each new first chunk evicts the previous partial.
+        let mut r = Reassembler::new(ReassemblyConfig { max_messages: 1, ..ReassemblyConfig::default() });
+        for i in 0..(MAX_QUEUED_LOST + 4) {
+            assert_eq!(r.on_chunk(0, "s", chunk("x", "", 0, 1, &format!("r{i}"), b"z")), ChunkOutcome::Pending);
         }
         assert_eq!(r.lost.len(), MAX_QUEUED_LOST);
         assert_eq!(r.stats().lost_reports_dropped, 3);
