@@ -10,14 +10,10 @@
 //! * backpressure: `pending()` equals the chunks and bytes of the sends not yet final;
 //! * every bound of `Channel::bounds()` holds.
 //!
-//! Known issue, tolerated unless `RC_FUZZ_STRICT=1` (see `fuzz/README.md`, "Known issues"): a
-//! key that ever came as a *single-chunk* message may end twice. The reassembler completes
-//! single-chunk messages without remembering their key (`segmentation/reassembly.rs`, `on_first`),
-//! so only SDS dedup stands between them and a second RECEIVED, and SDS dedups content and
-//! ephemeral messages apart and by message id only. Input: `fuzz/known/channel_ingest/`.
+//! The single-chunk message this target once found RECEIVED twice is replayed from
+//! `fuzz/regressions/channel_ingest/` on every run.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::OnceLock;
+use std::collections::HashMap;
 
 use reliable_channel::channel::{Channel, ChannelEvent, SendError};
 use reliable_channel::segmentation::chunk_count;
@@ -49,10 +45,6 @@ pub struct Ledger {
     pub sends: HashMap<String, SendRecord>,
     /// Incoming (sender, request id) → how it ended.
     pub incoming: HashMap<(String, String), Ending>,
-    /// Incoming keys that came (at least once) as a single-chunk frame.
-    pub single_chunk: HashSet<(String, String)>,
-    /// Second endings of such keys let through (the known issue).
-    pub tolerated: u64,
     pub received: u64,
     pub delivered: u64,
     pub send_errors: u64,
@@ -119,13 +111,9 @@ impl Ledger {
         }
     }
 
-    /// An incoming key ends at most once (but see the known issue in the module docs).
+    /// An incoming key ends at most once.
     fn check_first_ending(&mut self, key: &(String, String), what: &str) {
         let Some(before) = self.incoming.get(key) else { return };
-        if self.single_chunk.contains(key) && !strict() {
-            self.tolerated += 1;
-            return;
-        }
         panic!("{what} {key:?} although it already ended as {}", before_name(before));
     }
 
@@ -144,12 +132,6 @@ impl Ledger {
         let (chunks, bytes) = self.sends.values().filter(|s| !s.done).fold((0, 0), |(c, b), s| (c + s.chunks, b + s.payload.len()));
         assert_eq!(ch.pending(), (chunks, bytes), "pending() differs from the sends not yet final (chunks, bytes)");
     }
-}
-
-/// `RC_FUZZ_STRICT=1`: no known issue is tolerated.
-fn strict() -> bool {
-    static STRICT: OnceLock<bool> = OnceLock::new();
-    *STRICT.get_or_init(|| std::env::var_os("RC_FUZZ_STRICT").is_some_and(|v| v == "1"))
 }
 
 fn before_name(e: &Ending) -> &'static str {

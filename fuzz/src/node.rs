@@ -4,12 +4,11 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use prost::Message as _;
 use reliable_channel::channel::{Channel, ChannelAction};
-use reliable_channel::wire::{MessageChunk, MessageHash, SdsMessage, WakuMessage};
+use reliable_channel::wire::{MessageHash, WakuMessage};
 
 use crate::ledger::Ledger;
-use crate::{Profile, ToyCipher, CHANNEL, PUBSUB, T0, TOPIC};
+use crate::{Profile, CHANNEL, PUBSUB, T0, TOPIC};
 
 /// Rounds of "fire due timers" per clock step at most (each must move the deadline forward).
 const MAX_TIMER_ROUNDS: usize = 64;
@@ -28,17 +27,13 @@ pub struct Node {
     pub outbox: Vec<WakuMessage>,
     /// Report the next automatic dispatch outcome as a failure.
     pub fail_next: bool,
-    /// The channel decrypts with [`ToyCipher`].
-    encrypted: bool,
 }
 
 impl Node {
     /// A channel with `sender` as its sender id, configured by `profile`.
     pub fn new(sender: &str, profile: &Profile, auto_dispatch: bool) -> Self {
         let mut ch = Channel::new(CHANNEL, TOPIC, sender, profile.config(), T0, profile.seed ^ sender.len() as u64);
-        let cipher = profile.cipher();
-        let encrypted = cipher.is_some();
-        if let Some(c) = cipher {
+        if let Some(c) = profile.cipher() {
             ch.set_encryption(Some(Arc::new(c)));
         }
         let mut n = Node {
@@ -49,7 +44,6 @@ impl Node {
             retrievals: VecDeque::new(),
             outbox: Vec::new(),
             fail_next: false,
-            encrypted,
         };
         n.settle(T0);
         n
@@ -91,19 +85,8 @@ impl Node {
 
     /// Delivers a message from the network.
     pub fn deliver(&mut self, now: u64, message: &WakuMessage, hash: Option<MessageHash>) {
-        self.note_single_chunk(message);
         self.ch.on_message(now, message, hash);
         self.settle(now);
-    }
-
-    /// Tells the ledger about a single-chunk frame (see the known issue in `ledger.rs`).
-    fn note_single_chunk(&mut self, message: &WakuMessage) {
-        let plain = if self.encrypted { ToyCipher::open(&message.payload).ok() } else { Some(&message.payload[..]) };
-        let Some(sds) = plain.and_then(|p| SdsMessage::decode(p).ok()) else { return };
-        let Some(chunk) = sds.content.and_then(|c| MessageChunk::decode(c).ok()) else { return };
-        if chunk.chunk_index == 0 && chunk.last_chunk_index == 0 {
-            self.ledger.single_chunk.insert((sds.sender_id, chunk.request_id));
-        }
     }
 
     /// An own send, recorded in the ledger.
