@@ -16,7 +16,7 @@ CFLAGS_STRICT := -std=c11 -Wall -Wextra -Werror -I$(CURDIR)/include
 LDLIBS_RC := -L$(LIBDIR) -lreliable_channel -Wl,-rpath,$(LIBDIR) -lpthread -ldl -lm
 
 .PHONY: all lib header examples demo demo-rust test test-rust test-hostile test-c test-go test-nim test-install \
-        interop-deps lint bench bench-sds bench-e2e bench-wire plot plot-wire install uninstall clean fuzz fuzz-ci
+        interop-deps lint bench bench-sds bench-e2e bench-wire bench-durable plot plot-wire install uninstall clean fuzz fuzz-ci
 
 all: lib
 
@@ -91,9 +91,9 @@ fuzz:
 fuzz-ci:
 	FUZZ_SECONDS=15 FUZZ_CODEGEN_UNITS=16 fuzz/run.sh
 
-# Criterion bench of the SDS engine, the end-to-end bench (writes target/bench/e2e.json), then
-# the RLN-budget efficiency bench.
-bench: bench-sds bench-e2e bench-wire
+# Criterion bench of the SDS engine, the end-to-end bench (writes target/bench/e2e.json), the
+# RLN-budget efficiency bench, then durable channels against memory ones.
+bench: bench-sds bench-e2e bench-wire bench-durable
 
 bench-sds:
 	$(CARGO) bench --bench sds_engine
@@ -105,6 +105,11 @@ bench-e2e:
 # a virtual clock: table on stdout, target/bench/wire.json (see BENCHMARKS.md).
 bench-wire:
 	$(CARGO) bench --bench wire
+
+# Durable channels (storage, historyBackend "sqlite") against memory ones: throughput, send-call
+# latency, 1 MiB sends; target/bench/durable.json.
+bench-durable:
+	$(CARGO) bench --bench durable
 
 # Throughput-vs-size plot (docs/throughput.png) from target/bench/e2e.json; needs matplotlib.
 plot:

@@ -132,7 +132,9 @@ typedef enum {
    */
   RC_ERR_STOPPED = 8,
   /**
-   * The history backend failed.
+   * The manager's database failed or was refused: opened by another manager, not ours, of a
+   * newer version, full, I/O error. `rc_last_error()` has SQLite's message. After a failed
+   * commit, durable channels refuse every send with it until the manager is restarted.
    */
   RC_ERR_STORAGE = 9,
   /**
@@ -216,6 +218,15 @@ typedef struct {
    * SEND_ERROR and MESSAGE_LOST: the reason; otherwise NULL.
    */
   const char *error;
+  /**
+   * The event's sequence number, from 1: strictly increasing per manager and, with
+   * `storage`, per database across restarts; within a channel, strictly increasing in delivery
+   * order. An event of a durable channel (`historyBackend: "sqlite"`) is stored until this
+   * callback returned; one delivered again (after a crash, or when its channel was closed
+   * before delivery and is reopened) keeps its first `seq`. Store the last `seq` handled per
+   * channel in the application's own transaction and skip events at or below it: exactly once.
+   */
+  uint64_t seq;
 } rc_event;
 
 /**
@@ -354,7 +365,10 @@ rc_status rc_set_log_callback(rc_log_fn callback, void *user_data, rc_log_level 
 
 /**
  * Creates a manager from a JSON configuration (NULL = defaults; unknown keys are refused
- * with `RC_ERR_CONFIG` naming the key) and starts its runtime and event threads.
+ * with `RC_ERR_CONFIG` naming the key) and starts its runtime and event threads. With
+ * `storage.path`, first opens the manager's database: `RC_ERR_STORAGE` when it is in use by
+ * another manager (of this or another process), is not a SQLite database, belongs to another
+ * application, has a newer schema version, or cannot be created; a refused file is left as it was.
  * On success `*out` receives the handle, owned by the caller until `rc_manager_free`.
  *
  * # Safety
@@ -392,6 +406,13 @@ rc_status rc_set_event_callback(rc_manager *mgr, rc_event_fn callback, void *use
  * Opens a channel on `content_topic` with our `sender_id`. `channel_config_json` (NULL =
  * `channelDefaults`) overrides the defaults key by key. Callable from callbacks.
  *
+ * A durable channel (`sdsConfig.historyBackend: "sqlite"`, which needs the manager's
+ * `storage.path`, else `RC_ERR_CONFIG`) returns once it is stored. One stored before resumes:
+ * `RC_ERR_CONFIG` when `sender_id` or `content_topic` differ from the stored ones (purge it to
+ * start over); its events not yet delivered are delivered again first, with their `seq`.
+ * `RC_ERR_STORAGE` once the storage failed; `RC_ERR_REENTRANT` from the encryption or transport
+ * callbacks (durable channels only).
+ *
  * # Safety
  *
  * `mgr` is NULL (refused) or a handle from `rc_manager_new` not yet passed to `rc_manager_free`;
@@ -400,8 +421,10 @@ rc_status rc_set_event_callback(rc_manager *mgr, rc_event_fn callback, void *use
 rc_status rc_open_channel(rc_manager *mgr, const char *channel_id, const char *content_topic, const char *sender_id, const char *channel_config_json);
 
 /**
- * Closes a channel and releases its state. No event of the channel is delivered after it
- * returns (from inside the event callback: after the current callback). Callable from callbacks.
+ * Closes a channel and releases its state in memory. No event of the channel is delivered after
+ * it returns (from inside the event callback: after the current callback). Callable from
+ * callbacks. A durable channel's stored state is kept: reopening it resumes it (its events not
+ * delivered are delivered then); `rc_channel_purge` deletes it.
  *
  * # Safety
  *
@@ -418,6 +441,12 @@ rc_status rc_close_channel(rc_manager *mgr, const char *channel_id);
  * (20 hex chars + NUL) to `request_id_out`. `flags`: `RC_SEND_EPHEMERAL` or 0. Callable from
  * callbacks.
  *
+ * On a durable channel `rc_send` returns once the send is committed to the manager's database
+ * (concurrent senders share one commit): `RC_OK` means it survives a crash. `RC_ERR_STORAGE`
+ * (with SQLite's message in `rc_last_error`) when the commit failed, and for every send after
+ * it; `RC_ERR_REENTRANT` from the encryption or transport callbacks (they run on the thread
+ * that commits).
+ *
  * # Safety
  *
  * `mgr` is NULL (refused) or a handle from `rc_manager_new` not yet passed to `rc_manager_free`;
@@ -426,6 +455,20 @@ rc_status rc_close_channel(rc_manager *mgr, const char *channel_id);
  * NULL (refused) or writable for `RC_REQUEST_ID_LEN + 1` bytes.
  */
 rc_status rc_send(rc_manager *mgr, const char *channel_id, const uint8_t *payload, size_t payload_len, uint32_t flags, char *request_id_out);
+
+/**
+ * Deletes the stored state of a durable channel that is not open (its record and its events
+ * not yet delivered), in one transaction: reopening the id starts afresh, with any sender id and
+ * content topic. `RC_ERR_CHANNEL_EXISTS` while the channel is open (close it first); `RC_OK`
+ * when nothing is stored under the id, and on a manager without `storage`. `RC_ERR_STORAGE`
+ * when the database fails; `RC_ERR_REENTRANT` from the encryption or transport callbacks.
+ *
+ * # Safety
+ *
+ * `mgr` is NULL (refused) or a handle from `rc_manager_new` not yet passed to `rc_manager_free`;
+ * `channel_id` is NULL (refused) or NUL-terminated.
+ */
+rc_status rc_channel_purge(rc_manager *mgr, const char *channel_id);
 
 /**
  * The counters of a channel as a JSON object; `*json_out` receives a string to release with

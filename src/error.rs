@@ -27,7 +27,7 @@ pub enum Error {
     /// The manager is shutting down or stopped.
     #[error("manager stopped")]
     Stopped,
-    /// The history backend failed.
+    /// The manager's database failed or was refused (see `rc_status::RC_ERR_STORAGE`).
     #[error("storage error: {0}")]
     Storage(String),
     /// The transport refused the call (unknown dispatch id, wrong transport kind, ...).

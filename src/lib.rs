@@ -8,11 +8,12 @@
 //! | [`sds`], [`segmentation`], [`ratelimit`] | Scalable Data Sync, chunking and reassembly, the RLN budget |
 //! | [`channel`]      | one reliable channel: the sans-I/O pipeline tying the three together    |
 //! | [`messaging`]    | the transport seam and its implementations (memory network, host)      |
+//! | [`storage`]      | durable channels: the manager's database (SQLite), the group commit    |
 //! | [`runtime`]      | [`Manager`]: threads, clocks, timers and queues driving the channels    |
 //! | [`ffi`]          | the C ABI over the manager (`include/reliable_channel.h`)              |
 //!
 //! `wire` through `channel` are the sans-I/O core: they take `now` and inputs and return outputs;
-//! they never name `messaging`, `runtime` or `ffi`. Crate-private helpers below every layer:
+//! they never name `messaging`, `storage`, `runtime` or `ffi`. Crate-private helpers below every layer:
 //! `collections` (bounded maps and sets), `json_config` (the configuration JSON readers) and
 //! `logging` (every layer logs through the `log` facade: levels and conventions there).
 
@@ -33,6 +34,7 @@ pub mod ratelimit;
 pub mod runtime;
 pub mod sds;
 pub mod segmentation;
+pub mod storage;
 pub mod wire;
 
 pub use error::Error;

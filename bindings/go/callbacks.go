@@ -47,6 +47,7 @@ func rcgoEvent(ev *C.rc_event, h C.uintptr_t) {
 		ContentTopic: goStr(ev.content_topic),
 		Payload:      goBytes(ev.payload, ev.payload_len),
 		Reason:       goStr(ev.error),
+		Seq:          uint64(ev.seq),
 	})
 }
 

@@ -87,6 +87,13 @@ type Event struct {
 	Payload []byte
 	// Reason: SendError and MessageLost only.
 	Reason string
+	// Seq numbers the manager's events from 1, strictly increasing (with "storage": per
+	// database, across restarts); within a channel it grows in delivery order. An event of a
+	// durable channel (historyBackend "sqlite") delivered again after a restart or a reopen keeps
+	// its first Seq: store the last Seq handled per channel with the application's own state and
+	// skip events at or below it. Such an event counts as delivered once the handler of
+	// SetEventHandler returned, or once it was queued for Events().
+	Seq uint64
 }
 
 // WakuMessage is a message exchanged with the host's Waku node (host transport).
@@ -339,7 +346,10 @@ func (m *Manager) dispatch(e Event) {
 }
 
 // OpenChannel opens channel channelID on contentTopic with our senderID. channelConfigJSON
-// overrides the manager's channelDefaults key by key ("" = the defaults).
+// overrides the manager's channelDefaults key by key ("" = the defaults). A durable channel
+// (`{"sdsConfig":{"historyBackend":"sqlite"}}`, with the manager's "storage") stored before
+// resumes: its events not yet delivered come first, with their Seq; another senderID or
+// contentTopic than the stored ones is ErrConfig.
 func (m *Manager) OpenChannel(channelID, contentTopic, senderID, channelConfigJSON string) error {
 	args := [4]*C.char{}
 	defer func() {
@@ -361,8 +371,9 @@ func (m *Manager) OpenChannel(channelID, contentTopic, senderID, channelConfigJS
 	})
 }
 
-// CloseChannel closes a channel and releases its state; no event of the channel is delivered
-// after it returns (from inside an event handler: after the current event).
+// CloseChannel closes a channel and releases its state in memory; no event of the channel is
+// delivered after it returns (from inside an event handler: after the current event). A durable
+// channel's stored state is kept: OpenChannel resumes it, PurgeChannel deletes it.
 func (m *Manager) CloseChannel(channelID string) error {
 	cid, err := cString("channelID", channelID, false)
 	if err != nil {
@@ -374,10 +385,24 @@ func (m *Manager) CloseChannel(channelID string) error {
 	})
 }
 
+// PurgeChannel deletes the stored state of a durable channel that is not open (ErrChannelExists
+// while it is); nothing stored, or a manager without storage, is not an error.
+func (m *Manager) PurgeChannel(channelID string) error {
+	cid, err := cString("channelID", channelID, false)
+	if err != nil {
+		return err
+	}
+	defer cFree(cid)
+	return m.call(func(p *C.rc_manager, msg **C.char) C.rc_status {
+		return C.rcgo_channel_purge(p, cid, msg)
+	})
+}
+
 // Send sends payload (copied before Send returns; 1 byte to 1 MiB) on a channel and returns
 // its request id at once; MessageSent, then MessageDelivered or SendError follow as events.
 // An ephemeral message is not retransmitted nor acknowledged. ErrQueueFull is backpressure:
-// retry later.
+// retry later. On a durable channel Send returns once the send is committed to the manager's
+// database; ErrStorage once the database failed.
 func (m *Manager) Send(channelID string, payload []byte, ephemeral bool) (string, error) {
 	cid, err := cString("channelID", channelID, false)
 	if err != nil {

@@ -73,6 +73,10 @@ rc_status rcgo_close_channel(rc_manager *mgr, const char *channel_id, char **err
     return check(rc_close_channel(mgr, channel_id), err);
 }
 
+rc_status rcgo_channel_purge(rc_manager *mgr, const char *channel_id, char **err) {
+    return check(rc_channel_purge(mgr, channel_id), err);
+}
+
 rc_status rcgo_send(rc_manager *mgr, const char *channel_id, const uint8_t *payload, size_t payload_len,
                     uint32_t flags, char *request_id_out, char **err) {
     return check(rc_send(mgr, channel_id, payload, payload_len, flags, request_id_out), err);

@@ -28,6 +28,7 @@ rc_status rcgo_set_event_callback(rc_manager *mgr, uintptr_t handle, char **err)
 rc_status rcgo_open_channel(rc_manager *mgr, const char *channel_id, const char *content_topic,
                             const char *sender_id, const char *channel_config_json, char **err);
 rc_status rcgo_close_channel(rc_manager *mgr, const char *channel_id, char **err);
+rc_status rcgo_channel_purge(rc_manager *mgr, const char *channel_id, char **err);
 rc_status rcgo_send(rc_manager *mgr, const char *channel_id, const uint8_t *payload, size_t payload_len,
                     uint32_t flags, char *request_id_out, char **err);
 rc_status rcgo_channel_stats_json(rc_manager *mgr, const char *channel_id, char **json_out, char **err);

@@ -70,6 +70,7 @@ type
     payload*: ptr UncheckedArray[byte]
     payload_len*: csize_t
     error*: cstring
+    seq*: uint64
   rc_waku_message* {.bycopy.} = object
     content_topic*: cstring
     payload*: ptr UncheckedArray[byte]
@@ -108,6 +109,7 @@ proc rc_set_event_callback*(mgr: ptr rc_manager; callback: rc_event_fn; user_dat
 proc rc_open_channel*(mgr: ptr rc_manager; channel_id, content_topic, sender_id,
                       channel_config_json: cstring): rc_status
 proc rc_close_channel*(mgr: ptr rc_manager; channel_id: cstring): rc_status
+proc rc_channel_purge*(mgr: ptr rc_manager; channel_id: cstring): rc_status
 proc rc_send*(mgr: ptr rc_manager; channel_id: cstring; payload: pointer; payload_len: csize_t;
               flags: uint32; request_id_out: cstring): rc_status
 proc rc_channel_stats_json*(mgr: ptr rc_manager; channel_id: cstring; json_out: ptr cstring): rc_status
@@ -184,6 +186,9 @@ type
     contentTopic*: string
     payload*: seq[byte]   ## ekReceived only
     error*: string        ## ekSendError and ekLost only
+    seq*: uint64          ## from 1, strictly increasing per manager (per database across
+                          ## restarts with "storage"), per channel in delivery order; an event of
+                          ## a durable channel delivered again keeps its first `seq`
 
   WakuMessage* = object
     ## A message exchanged with the host's Waku node (host transport).
@@ -289,7 +294,7 @@ proc deliverEvent(st: ptr State; ev: ptr rc_event) {.noinline, gcsafe, raises: [
   let e = Event(kind: EventKind(ev.kind), channelId: toStr(ev.channel_id),
                 requestId: toStr(ev.request_id), senderId: toStr(ev.sender_id),
                 contentTopic: toStr(ev.content_topic), payload: toBytes(ev.payload, ev.payload_len),
-                error: toStr(ev.error))
+                error: toStr(ev.error), seq: ev.seq)
   var h: EventHandler
   withLock st.lock:
     h = st.handler
@@ -470,8 +475,14 @@ proc openChannel*(m: Handle; channelId, contentTopic, senderId: string; channelC
                         arg("senderId", senderId), optArg("channelConfigJson", channelConfigJson))
 
 proc closeChannel*(m: Handle; channelId: string) =
-  ## Closes a channel; no event of it is delivered after this returns.
+  ## Closes a channel; no event of it is delivered after this returns. A durable channel's
+  ## stored state is kept: `openChannel` resumes it, `purgeChannel` deletes it.
   check rc_close_channel(m.state.handle, arg("channelId", channelId))
+
+proc purgeChannel*(m: Handle; channelId: string) =
+  ## Deletes the stored state of a durable channel that is not open (`rcChannelExists` while it
+  ## is); nothing stored, or a manager without storage, is fine.
+  check rc_channel_purge(m.state.handle, arg("channelId", channelId))
 
 proc send*(m: Handle; channelId: string; payload: openArray[byte]; ephemeral = false): string =
   ## Sends `payload` (1 byte .. 1 MiB, copied) and returns its request id at once; `ekSent`,

@@ -23,6 +23,16 @@ pub const MAX_CAUSAL_HISTORY_SIZE: usize = 64;
 /// Longest channel id, content topic or sender id accepted.
 pub const MAX_NAME_BYTES: usize = MAX_ID_BYTES;
 
+/// `sdsConfig.historyBackend`: where the channel's state lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HistoryBackend {
+    /// In memory only: gone when the channel closes or the process ends.
+    #[default]
+    Memory,
+    /// In the manager's database (`storage.path`), resumed when the channel is reopened.
+    Sqlite,
+}
+
 /// Per-channel configuration (`channelDefaults`, or the JSON given when opening a channel).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChannelConfig {
@@ -38,6 +48,8 @@ pub struct ChannelConfig {
     pub max_pending_chunks: usize,
     /// `sendQueue.maxPendingBytes`: payload bytes accepted by `send` and not yet final.
     pub max_pending_bytes: usize,
+    /// `sdsConfig.historyBackend` (the runtime checks that the manager has storage for it).
+    pub history_backend: HistoryBackend,
 }
 
 impl Default for ChannelConfig {
@@ -51,6 +63,7 @@ impl Default for ChannelConfig {
             rate_limit: RateLimitConfig::default(),
             max_pending_chunks,
             max_pending_bytes,
+            history_backend: HistoryBackend::Memory,
         };
         c.derive_bounds();
         c
@@ -157,9 +170,16 @@ pub(crate) fn apply_channel(cfg: &mut ChannelConfig, v: &Value, path: &str) -> R
             ],
         )?;
         if let Some(b) = get_str(o, &p, "historyBackend")? {
-            if b != "memory" {
-                return Err(ConfigError::invalid(&join(&p, "historyBackend"), format!("unsupported backend {b:?} (available: \"memory\")")));
-            }
+            cfg.history_backend = match b {
+                "memory" => HistoryBackend::Memory,
+                "sqlite" => HistoryBackend::Sqlite,
+                _ => {
+                    return Err(ConfigError::invalid(
+                        &join(&p, "historyBackend"),
+                        format!("unsupported backend {b:?} (expected \"memory\" or \"sqlite\")"),
+                    ))
+                }
+            };
         }
         let s = &mut cfg.sds;
         s.acknowledgement_timeout_ms = get_u64(o, &p, "acknowledgementTimeoutMs", 1, 3_600_000)?.unwrap_or(s.acknowledgement_timeout_ms);

@@ -72,6 +72,13 @@ pub struct rc_event {
     pub payload_len: usize,
     /// SEND_ERROR and MESSAGE_LOST: the reason; otherwise NULL.
     pub error: *const c_char,
+    /// The event's sequence number, from 1: strictly increasing per manager and, with
+    /// `storage`, per database across restarts; within a channel, strictly increasing in delivery
+    /// order. An event of a durable channel (`historyBackend: "sqlite"`) is stored until this
+    /// callback returned; one delivered again (after a crash, or when its channel was closed
+    /// before delivery and is reopened) keeps its first `seq`. Store the last `seq` handled per
+    /// channel in the application's own transaction and skip events at or below it: exactly once.
+    pub seq: u64,
 }
 
 /// Event callback. Runs on the library's event thread; events of one channel arrive in order.
@@ -85,7 +92,10 @@ fn cstring(s: &str) -> CString {
 }
 
 /// Creates a manager from a JSON configuration (NULL = defaults; unknown keys are refused
-/// with `RC_ERR_CONFIG` naming the key) and starts its runtime and event threads.
+/// with `RC_ERR_CONFIG` naming the key) and starts its runtime and event threads. With
+/// `storage.path`, first opens the manager's database: `RC_ERR_STORAGE` when it is in use by
+/// another manager (of this or another process), is not a SQLite database, belongs to another
+/// application, has a newer schema version, or cannot be created; a refused file is left as it was.
 /// On success `*out` receives the handle, owned by the caller until `rc_manager_free`.
 ///
 /// # Safety
@@ -177,6 +187,7 @@ fn deliver(f: EventCallback, ud: &UserData, e: &Event<'_>) {
         payload: if payload.is_empty() { std::ptr::null() } else { payload.as_ptr() },
         payload_len: payload.len(),
         error: ptr(&error),
+        seq: e.seq,
     };
     // SAFETY: the callback receives pointers valid for the duration of the call.
     unsafe { f(&ev, ud.ptr) };
@@ -184,6 +195,13 @@ fn deliver(f: EventCallback, ud: &UserData, e: &Event<'_>) {
 
 /// Opens a channel on `content_topic` with our `sender_id`. `channel_config_json` (NULL =
 /// `channelDefaults`) overrides the defaults key by key. Callable from callbacks.
+///
+/// A durable channel (`sdsConfig.historyBackend: "sqlite"`, which needs the manager's
+/// `storage.path`, else `RC_ERR_CONFIG`) returns once it is stored. One stored before resumes:
+/// `RC_ERR_CONFIG` when `sender_id` or `content_topic` differ from the stored ones (purge it to
+/// start over); its events not yet delivered are delivered again first, with their `seq`.
+/// `RC_ERR_STORAGE` once the storage failed; `RC_ERR_REENTRANT` from the encryption or transport
+/// callbacks (durable channels only).
 ///
 /// # Safety
 ///
@@ -203,8 +221,10 @@ pub unsafe extern "C" fn rc_open_channel(
     })
 }
 
-/// Closes a channel and releases its state. No event of the channel is delivered after it
-/// returns (from inside the event callback: after the current callback). Callable from callbacks.
+/// Closes a channel and releases its state in memory. No event of the channel is delivered after
+/// it returns (from inside the event callback: after the current callback). Callable from
+/// callbacks. A durable channel's stored state is kept: reopening it resumes it (its events not
+/// delivered are delivered then); `rc_channel_purge` deletes it.
 ///
 /// # Safety
 ///
@@ -224,6 +244,12 @@ pub unsafe extern "C" fn rc_close_channel(mgr: *mut rc_manager, channel_id: *con
 /// waiting for the pipeline, which runs on the runtime thread. On success writes the RequestId
 /// (20 hex chars + NUL) to `request_id_out`. `flags`: `RC_SEND_EPHEMERAL` or 0. Callable from
 /// callbacks.
+///
+/// On a durable channel `rc_send` returns once the send is committed to the manager's database
+/// (concurrent senders share one commit): `RC_OK` means it survives a crash. `RC_ERR_STORAGE`
+/// (with SQLite's message in `rc_last_error`) when the commit failed, and for every send after
+/// it; `RC_ERR_REENTRANT` from the encryption or transport callbacks (they run on the thread
+/// that commits).
 ///
 /// # Safety
 ///
@@ -255,6 +281,24 @@ pub unsafe extern "C" fn rc_send(
         // SAFETY: RC_REQUEST_ID_LEN + 1 writable bytes (the caller's contract); only on success.
         unsafe { out.write_str(&rid) };
         Ok(())
+    })
+}
+
+/// Deletes the stored state of a durable channel that is not open (its record and its events
+/// not yet delivered), in one transaction: reopening the id starts afresh, with any sender id and
+/// content topic. `RC_ERR_CHANNEL_EXISTS` while the channel is open (close it first); `RC_OK`
+/// when nothing is stored under the id, and on a manager without `storage`. `RC_ERR_STORAGE`
+/// when the database fails; `RC_ERR_REENTRANT` from the encryption or transport callbacks.
+///
+/// # Safety
+///
+/// `mgr` is NULL (refused) or a handle from `rc_manager_new` not yet passed to `rc_manager_free`;
+/// `channel_id` is NULL (refused) or NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn rc_channel_purge(mgr: *mut rc_manager, channel_id: *const c_char) -> rc_status {
+    ffi_boundary!({
+        let m = try_manager!(mgr);
+        m.purge_channel(try_str!(channel_id))
     })
 }
 

@@ -34,7 +34,9 @@ pub enum rc_status {
     RC_ERR_QUEUE_FULL = 7,
     /// The manager is shutting down.
     RC_ERR_STOPPED = 8,
-    /// The history backend failed.
+    /// The manager's database failed or was refused: opened by another manager, not ours, of a
+    /// newer version, full, I/O error. `rc_last_error()` has SQLite's message. After a failed
+    /// commit, durable channels refuse every send with it until the manager is restarted.
     RC_ERR_STORAGE = 9,
     /// Host transport misuse: unknown or repeated dispatch id, wrong transport kind.
     RC_ERR_TRANSPORT = 10,

@@ -1,18 +1,21 @@
-//! The manager configuration: the JSON layout of README.md "Configuration reference" — the transport and
-//! the `channelDefaults` (parsed by `channel/config.rs`). Every error names the full path of the
-//! offending key; unknown keys are refused.
+//! The manager configuration: the JSON layout of README.md "Configuration reference" — the transport,
+//! the storage and the `channelDefaults` (parsed by `channel/config.rs`). Every error names the
+//! full path of the offending key; unknown keys are refused.
 
 use serde_json::Value;
 
-use crate::channel::config::apply_channel;
+use crate::channel::config::{apply_channel, HistoryBackend};
 use crate::channel::{ChannelConfig, ConfigError};
 use crate::json_config::{as_object, check_keys, get_f64, get_str, get_u64, parse_root};
 use crate::messaging::memory::{MemoryNetworkConfig, DEFAULT_PUBSUB_TOPIC};
+use crate::storage::{Durability, StorageConfig};
 
 /// Largest `transport.delayMs` bound accepted (10 minutes).
 pub const MAX_MEMORY_DELAY_MS: u64 = 600_000;
 /// Largest `transport.storeCapacity` accepted.
 pub const MAX_MEMORY_STORE_CAPACITY: u64 = 1 << 20;
+/// Smallest `storage.maxSizeBytes` accepted (1 MiB: the schema and one largest message).
+pub const MIN_STORAGE_BYTES: u64 = 1 << 20;
 
 /// Which transport a manager uses.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,6 +36,8 @@ impl Default for TransportConfig {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ManagerConfig {
     pub transport: TransportConfig,
+    /// `storage`: the database of the channels with `historyBackend: "sqlite"`; `None`: none.
+    pub storage: Option<StorageConfig>,
     pub channel_defaults: ChannelConfig,
 }
 
@@ -42,15 +47,46 @@ impl ManagerConfig {
         let mut cfg = ManagerConfig::default();
         let Some(v) = parse_root(json)? else { return Ok(cfg) };
         let obj = as_object(&v, "config")?;
-        check_keys(obj, "", &["transport", "channelDefaults"])?;
+        check_keys(obj, "", &["transport", "storage", "channelDefaults"])?;
         if let Some(t) = obj.get("transport") {
             cfg.transport = parse_transport(t)?;
+        }
+        if let Some(s) = obj.get("storage") {
+            cfg.storage = Some(parse_storage(s)?);
         }
         if let Some(d) = obj.get("channelDefaults") {
             apply_channel(&mut cfg.channel_defaults, d, "channelDefaults")?;
         }
+        cfg.check_backend(&cfg.channel_defaults, "channelDefaults")?;
         Ok(cfg)
     }
+
+    /// A channel configuration (found at `path`) asking for `historyBackend: "sqlite"` needs the
+    /// manager's `storage`.
+    pub(crate) fn check_backend(&self, channel: &ChannelConfig, path: &str) -> Result<(), ConfigError> {
+        if channel.history_backend == HistoryBackend::Sqlite && self.storage.is_none() {
+            let why = "\"sqlite\" needs the manager's storage.path (the database of the manager's durable channels)";
+            return Err(ConfigError::invalid(&format!("{path}.sdsConfig.historyBackend"), why));
+        }
+        Ok(())
+    }
+}
+
+/// `storage`: `{"path": "<file>", "durability": "process" | "power", "maxSizeBytes": n}`.
+fn parse_storage(v: &Value) -> Result<StorageConfig, ConfigError> {
+    let path = "storage";
+    let obj = as_object(v, path)?;
+    check_keys(obj, path, &["path", "durability", "maxSizeBytes"])?;
+    let file = get_str(obj, path, "path")?
+        .filter(|p| !p.is_empty())
+        .ok_or_else(|| ConfigError::invalid("storage.path", "a non-empty file name is required"))?;
+    let durability = match get_str(obj, path, "durability")?.unwrap_or("process") {
+        "process" => Durability::Process,
+        "power" => Durability::Power,
+        other => return Err(ConfigError::invalid("storage.durability", format!("unknown durability {other:?} (expected \"process\" or \"power\")"))),
+    };
+    let max_size_bytes = get_u64(obj, path, "maxSizeBytes", MIN_STORAGE_BYTES, u64::MAX >> 1)?;
+    Ok(StorageConfig { path: file.into(), durability, max_size_bytes })
 }
 
 fn parse_transport(v: &Value) -> Result<TransportConfig, ConfigError> {

@@ -4,14 +4,18 @@
 //! Per message the work is O(1) in the number of channels: incoming messages are routed by
 //! content topic, dispatch outcomes by dispatch id, and timers live in one ordered index keyed
 //! by (deadline, channel).
+//!
+//! Commands are handled in batches; what a batch produces leaves the process when the batch ends,
+//! after its commit (`batch.rs`: the write-ahead rule and the group commit).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use tokio::sync::mpsc::UnboundedReceiver;
 
+use super::batch::{Committer, Reply};
 use super::config::TransportConfig;
-use super::dispatcher::{DispatchItem, EventQueue};
+use super::dispatcher::EventQueue;
 use super::manager::{ChannelHandle, Shared};
 use super::Clock;
 use crate::channel::{Channel, ChannelAction, ChannelEvent, ChannelStats, Encryption, PreparedSend};
@@ -20,25 +24,40 @@ use crate::error::Error;
 use crate::messaging::host::{HostBridge, HostTransport};
 use crate::messaging::memory::MemoryTransport;
 use crate::messaging::{DispatchId, Transport, TransportEvent, TransportSink};
+use crate::storage::{ChannelKey, ChannelRecord, Store};
 
 /// Times the runtime re-checks its queue (yielding the CPU in between) before it parks.
 const BUSY_POLLS: u32 = 8;
 /// While commands keep arriving, due timers are fired after this many of them.
 const TIMER_CHECK_EVERY: u32 = 64;
+/// While commands keep arriving, the batch ends (is committed and released) after this many: a
+/// steady stream must not hold back what earlier commands produced.
+const MAX_BATCH_COMMANDS: u32 = 256;
 
 /// What the API threads and the transport ask of the runtime.
 pub(crate) enum Command {
-    /// A channel created on the API thread (with its outbox already in the handle).
+    /// A channel created on the API thread (with its outbox already in the handle). A durable
+    /// one is checked against its stored record and answered after the commit that stores it.
     Open {
         handle: Arc<ChannelHandle>,
         channel: Box<Channel>,
+        reply: Option<Reply>,
     },
     Close(Arc<str>),
-    /// A send reserved and prepared on the API thread; dropping it gives its room back.
+    /// A send reserved and prepared on the API thread; dropping it gives its room back. One on a
+    /// durable channel is answered after the commit of the batch that handled it.
     Send {
         handle: Arc<ChannelHandle>,
         prepared: PreparedSend,
+        reply: Option<Reply>,
     },
+    /// Deletes the stored state of a channel that is not open.
+    Purge {
+        channel: Arc<str>,
+        reply: Reply,
+    },
+    /// The dispatcher delivered events of durable channels: their rows are to be deleted.
+    Delivered,
     SetEncryption {
         channel: Option<Arc<str>>,
         enc: Option<Arc<dyn Encryption>>,
@@ -91,6 +110,8 @@ struct Slot {
     handle: Arc<ChannelHandle>,
     deadline: Option<u64>,
     has_own_encryption: bool,
+    /// The channel's key in the store: durable channels only.
+    key: Option<ChannelKey>,
 }
 
 struct Driver {
@@ -104,17 +125,26 @@ struct Driver {
     transport: Box<dyn Transport>,
     default_encryption: Option<Arc<dyn Encryption>>,
     events: Arc<EventQueue>,
-    /// Events produced since the last hand-over to the dispatcher (one batch per wake-up).
-    pending_events: Vec<DispatchItem>,
+    /// The store and the batch in progress: what leaves the process waits here for the commit.
+    committer: Committer,
+    shared: Arc<Shared>,
 }
 
-pub(crate) fn run(shared: Arc<Shared>, mut rx: UnboundedReceiver<Command>, transport: Box<dyn Transport>, events: Arc<EventQueue>) {
+/// The runtime thread's body. Returns the store, for the last deletions once the dispatcher
+/// has delivered everything (see `Manager::shutdown`).
+pub(crate) fn run(
+    shared: Arc<Shared>,
+    mut rx: UnboundedReceiver<Command>,
+    transport: Box<dyn Transport>,
+    events: Arc<EventQueue>,
+    store: Option<Box<dyn Store>>,
+) -> Option<Box<dyn Store>> {
     shared.mark_runtime_thread();
     let rt = match tokio::runtime::Builder::new_current_thread().enable_time().build() {
         Ok(rt) => rt,
         Err(_) => {
             events.close();
-            return;
+            return store;
         }
     };
     let mut d = Driver {
@@ -127,16 +157,18 @@ pub(crate) fn run(shared: Arc<Shared>, mut rx: UnboundedReceiver<Command>, trans
         transport,
         default_encryption: None,
         events,
-        pending_events: Vec::new(),
+        committer: Committer::new(store),
+        shared,
     };
     rt.block_on(async move {
         loop {
-            let wake = d.timers.first().map(|(t, _)| tokio::time::Instant::from_std(d.clock.instant_of(*t)));
+            let next = [d.timers.first().map(|(t, _)| *t), d.committer.deadline()].into_iter().flatten().min();
+            let wake = next.map(|t| tokio::time::Instant::from_std(d.clock.instant_of(t)));
             tokio::select! {
                 biased;
                 cmd = rx.recv() => {
                     let Some(cmd) = cmd else { break };
-                    if !d.handle(cmd) { break; }
+                    if !d.handle(cmd) { d.end_batch(); break; }
                     // Drain what is already queued before looking at timers again. When the queue
                     // runs dry, yield a few times before parking: under load the next command
                     // arrives within microseconds, and a park/wake costs more than the check.
@@ -153,30 +185,34 @@ pub(crate) fn run(shared: Arc<Shared>, mut rx: UnboundedReceiver<Command>, trans
                                 if handled.is_multiple_of(TIMER_CHECK_EVERY) {
                                     d.fire_timers();
                                 }
+                                if handled.is_multiple_of(MAX_BATCH_COMMANDS) {
+                                    d.end_batch();
+                                }
                             }
                             Err(_) => {
                                 if idle == 0 {
                                     d.fire_timers();
-                                    d.flush_events();
+                                    d.end_batch();
                                 }
                                 idle += 1;
                                 std::thread::yield_now();
                             }
                         }
                     }
-                    d.flush_events();
+                    d.end_batch();
                     if stop { break; }
                 }
                 _ = async { match wake { Some(w) => tokio::time::sleep_until(w).await, None => std::future::pending().await } } => {
                     d.fire_timers();
-                    d.flush_events();
+                    d.end_batch();
                 }
             }
         }
         d.transport.shutdown();
-        d.flush_events();
+        d.end_batch();
         d.events.close();
-    });
+        d.committer.into_store()
+    })
 }
 
 impl Driver {
@@ -184,29 +220,66 @@ impl Driver {
     fn handle(&mut self, cmd: Command) -> bool {
         let now = self.clock.now_ms();
         match cmd {
-            Command::Open { handle, mut channel } => {
+            Command::Open { handle, mut channel, reply } => {
+                let key = if handle.durable {
+                    match self.open_durable(&handle) {
+                        Ok(key) => Some(key),
+                        Err(e) => {
+                            if let Some(r) = reply {
+                                let _ = r.send(Err(e));
+                            }
+                            return true;
+                        }
+                    }
+                } else {
+                    None
+                };
                 channel.set_encryption(self.default_encryption.clone());
                 self.transport.subscribe(&handle.topic);
                 self.by_topic.entry(handle.topic.clone()).or_default().push(handle.id.clone());
-                log::info!("channel {} opened on {} as {}", handle.id, handle.topic, handle.outbox.sender_id());
+                log::info!(
+                    "channel {} opened on {} as {}{}",
+                    handle.id,
+                    handle.topic,
+                    handle.outbox.sender_id(),
+                    if key.is_some() { " (durable)" } else { "" }
+                );
                 let id = handle.id.clone();
-                self.channels.insert(id.clone(), Slot { channel, handle, deadline: None, has_own_encryption: false });
+                self.channels.insert(id.clone(), Slot { channel, handle, deadline: None, has_own_encryption: false, key });
+                if let Some(r) = reply {
+                    self.committer.reply_after_commit(r);
+                }
                 self.pump(&id);
             }
             Command::Close(id) => self.close(&id),
-            Command::Send { handle, prepared } => {
+            Command::Send { handle, prepared, reply } => {
                 // The channel may have been closed (and even re-opened) since: match the handle.
-                let Some(slot) = self.channels.get_mut(&handle.id).filter(|s| Arc::ptr_eq(&s.handle, &handle)) else { return true };
+                let Some(slot) = self.channels.get_mut(&handle.id).filter(|s| Arc::ptr_eq(&s.handle, &handle)) else {
+                    if let Some(r) = reply {
+                        let why =
+                            self.committer.failure().map_or_else(|| Error::UnknownChannel(handle.id.to_string()), |f| Error::Storage(f.to_owned()));
+                        let _ = r.send(Err(why));
+                    }
+                    return true;
+                };
                 let request_id = prepared.request_id().to_owned();
                 // Refused only for a send prepared elsewhere or a request id in use: neither
                 // happens to one prepared by `Manager::send`; reported rather than dropped.
                 if let Err(e) = slot.channel.send_prepared(now, prepared) {
                     let ev = ChannelEvent::SendError { request_id, error: e.to_string() };
-                    self.pending_events.push(DispatchItem { handle: handle.clone(), event: ev });
+                    let key = slot.key;
+                    self.committer.event(&handle, ev, key);
+                }
+                if let Some(r) = reply {
+                    self.committer.reply_after_commit(r);
                 }
                 let id = handle.id.clone();
                 self.pump(&id);
             }
+            Command::Purge { channel, reply } => {
+                let _ = reply.send(self.purge(&channel));
+            }
+            Command::Delivered => {}
             Command::SetEncryption { channel: Some(id), enc } => {
                 if let Some(slot) = self.channels.get_mut(&id) {
                     slot.has_own_encryption = enc.is_some();
@@ -227,6 +300,62 @@ impl Driver {
             Command::Shutdown => return false,
         }
         true
+    }
+
+    /// Checks a durable channel against its stored record, or allocates one: the key. Its outbox
+    /// (events stored and not yet delivered) is delivered again first.
+    fn open_durable(&mut self, handle: &Arc<ChannelHandle>) -> Result<ChannelKey, Error> {
+        // Rows of the channel's previous opening may be in this batch: commit them first.
+        self.end_batch();
+        let settled = self.events.delivered.settled();
+        let store = self.committer.store()?;
+        let (id, sender) = (&handle.id, handle.outbox.sender_id());
+        let Some(rec) = store.load_channel(id)? else {
+            let key = store.allocate_key();
+            let record = ChannelRecord { key, channel_id: id.to_string(), sender_id: sender.to_string(), content_topic: handle.topic.to_string() };
+            self.committer.new_channel(record);
+            return Ok(key);
+        };
+        for (what, stored, given) in [("sender id", &*rec.sender_id, &**sender), ("content topic", &*rec.content_topic, &*handle.topic)] {
+            if stored != given {
+                return Err(Error::Config(format!(
+                    "channel {id} is stored with {what} {stored:?}, opened with {given:?} (rc_channel_purge deletes the stored channel)"
+                )));
+            }
+        }
+        let outbox = store.load_events(rec.key)?;
+        let n = outbox.len();
+        for e in outbox.into_iter().filter(|e| !settled.contains(&e.seq)) {
+            self.committer.redeliver(handle, e.event, e.seq);
+        }
+        log::info!("channel {id} resumed from storage ({n} stored events to deliver)");
+        Ok(rec.key)
+    }
+
+    /// Deletes the stored state of a channel that is not open, after committing the batch (which
+    /// may still hold rows of its last opening).
+    fn purge(&mut self, id: &Arc<str>) -> Result<(), Error> {
+        if self.channels.contains_key(id) {
+            return Err(Error::ChannelExists(id.to_string()));
+        }
+        self.end_batch();
+        if self.committer.store()?.purge(id)? {
+            log::info!("channel {id}: stored state purged");
+        }
+        Ok(())
+    }
+
+    /// Ends the batch (see `batch.rs`); after a failed commit, stops every durable channel: its
+    /// state in memory is ahead of the disk, and nothing of it may leave the process any more.
+    fn end_batch(&mut self) {
+        let now = self.clock.now_ms();
+        if let Some(e) = self.committer.end(now, &self.events, &mut *self.transport, &mut self.dispatches) {
+            self.shared.set_storage_failure(e.to_string());
+            let durable: Vec<Arc<str>> = self.channels.iter().filter(|(_, s)| s.key.is_some()).map(|(id, _)| id.clone()).collect();
+            for id in durable {
+                self.close(&id);
+            }
+        }
     }
 
     fn close(&mut self, id: &Arc<str>) {
@@ -270,10 +399,6 @@ impl Driver {
         }
     }
 
-    fn flush_events(&mut self) {
-        self.events.push_batch(&mut self.pending_events);
-    }
-
     fn fire_timers(&mut self) {
         let now = self.clock.now_ms();
         while self.timers.first().is_some_and(|(t, _)| *t <= now) {
@@ -291,19 +416,22 @@ impl Driver {
         loop {
             let Some(slot) = self.channels.get_mut(id) else { return };
             let Some(action) = slot.channel.poll_action() else { break };
+            let key = slot.key;
             match action {
                 ChannelAction::Dispatch { token, message } => {
                     let dispatch_id = self.next_dispatch;
                     self.next_dispatch += 1;
                     self.dispatches.insert(dispatch_id, (id.clone(), token));
-                    self.transport.publish(dispatch_id, message);
+                    self.committer.publish(dispatch_id, message, key.is_some());
                 }
+                // A query, not a fact about the channel: nothing to commit first.
                 ChannelAction::Retrieve { hashes } => {
                     let topic = slot.handle.topic.clone();
                     self.transport.retrieve(&topic, &hashes);
                 }
                 ChannelAction::Event(event) => {
-                    self.pending_events.push(DispatchItem { handle: slot.handle.clone(), event });
+                    let handle = slot.handle.clone();
+                    self.committer.event(&handle, event, key);
                 }
             }
         }

@@ -1,7 +1,7 @@
 //! [`Manager`]: the public Rust API, a thin validating front over the runtime thread.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::thread::{JoinHandle, ThreadId};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -12,18 +12,25 @@ use super::config::ManagerConfig;
 use super::dispatcher::{self, EventQueue};
 use super::driver::{self, Command};
 use super::Clock;
-use crate::channel::config::MAX_NAME_BYTES;
+use crate::channel::config::{HistoryBackend, MAX_NAME_BYTES};
 use crate::channel::{Channel, ChannelEvent, ChannelStats, Encryption, Outbox, Reservation};
 use crate::collections::FastMap;
 use crate::error::Error;
 use crate::messaging::host::{HostBridge, HostRetriever, HostSender};
 use crate::messaging::{DispatchId, MessageHash};
 use crate::segmentation::new_request_id;
+use crate::storage::{Batch, SqliteStore, Store};
 use crate::wire::WakuMessage;
 
 /// An event as handed to the application: borrowed for the duration of the callback.
 #[derive(Debug, Clone, Copy)]
 pub struct Event<'a> {
+    /// The event's sequence number: strictly increasing per manager (per database, across
+    /// restarts, for a manager with storage), and within a channel in delivery order. An event of a
+    /// durable channel delivered again after a restart or a reopen keeps its first `seq`: an
+    /// application that stores the last `seq` it handled per channel, in its own transaction,
+    /// handles every event exactly once.
+    pub seq: u64,
     pub channel_id: &'a str,
     pub content_topic: &'a str,
     /// Our own sender id on this channel.
@@ -44,11 +51,16 @@ pub(crate) struct ChannelHandle {
     /// The channel's sending side: its configuration, our sender id, the one check of a send
     /// and the pending counts it reserves, the chunk ids' clock.
     pub outbox: Arc<Outbox>,
+    /// `historyBackend: "sqlite"`: stored in the manager's database; sends and opens wait for
+    /// their commit.
+    pub durable: bool,
 }
 
 impl ChannelHandle {
+    /// Sequentially consistent, as its store in `close_channel`: the dispatcher marks an event
+    /// in flight before it reads the flag (see `dispatcher::Delivered`).
     pub fn is_open(&self) -> bool {
-        self.open.load(Ordering::Acquire)
+        self.open.load(Ordering::SeqCst)
     }
 }
 
@@ -63,9 +75,23 @@ pub(crate) struct Shared {
     handler: RwLock<Option<EventHandler>>,
     runtime_thread: Mutex<Option<ThreadId>>,
     dispatcher_thread: Mutex<Option<ThreadId>>,
+    /// Set by the runtime when a commit failed: durable channels refuse from then on.
+    storage_failure: OnceLock<String>,
 }
 
 impl Shared {
+    pub(crate) fn set_storage_failure(&self, why: String) {
+        let _ = self.storage_failure.set(why);
+    }
+    /// `Err(Storage)` once the manager's storage failed.
+    fn check_storage(&self) -> Result<(), Error> {
+        self.storage_failure.get().map_or(Ok(()), |f| Err(Error::Storage(format!("the manager's storage failed earlier: {f}"))))
+    }
+    /// Waits for the runtime's answer to a command; durable operations only, never on the
+    /// runtime thread (which would wait for itself).
+    fn wait(&self, rx: &crossbeam_channel::Receiver<Result<(), Error>>) -> Result<(), Error> {
+        rx.recv().unwrap_or(Err(Error::Stopped))
+    }
     pub fn handler(&self) -> Option<EventHandler> {
         self.handler.read().clone()
     }
@@ -104,14 +130,21 @@ impl Shared {
 pub struct Manager {
     shared: Arc<Shared>,
     config: ManagerConfig,
-    runtime: Option<JoinHandle<()>>,
+    /// The runtime thread; it gives the store back when it ends.
+    runtime: Option<JoinHandle<Option<Box<dyn Store>>>>,
+    events: Arc<EventQueue>,
     dispatcher: Option<JoinHandle<()>>,
     host: Option<Arc<HostBridge>>,
 }
 
 impl Manager {
-    /// Starts a manager.
+    /// Starts a manager. With `storage`, opens (creates, validates, locks) its database first:
+    /// [`Error::Storage`] when it cannot.
     pub fn new(config: ManagerConfig) -> Result<Manager, Error> {
+        let store: Option<Box<dyn Store>> = match &config.storage {
+            Some(s) => Some(Box::new(SqliteStore::open(s)?)),
+            None => None,
+        };
         let (cmd_tx, cmd_rx) = tokio::sync::mpsc::unbounded_channel();
         let events = Arc::new(EventQueue::default());
         let shared = Arc::new(Shared {
@@ -122,6 +155,7 @@ impl Manager {
             handler: RwLock::new(None),
             runtime_thread: Mutex::new(None),
             dispatcher_thread: Mutex::new(None),
+            storage_failure: OnceLock::new(),
         });
         let driver::MadeTransport { transport, host } = driver::make_transport(&config.transport, &shared)?;
         let s = shared.clone();
@@ -129,15 +163,18 @@ impl Manager {
             .name("rc-runtime".into())
             .spawn({
                 let events = events.clone();
-                move || driver::run(s, cmd_rx, transport, events)
+                move || driver::run(s, cmd_rx, transport, events, store)
             })
             .map_err(|e| Error::Storage(format!("cannot spawn the runtime thread: {e}")))?;
         let s = shared.clone();
         let dispatcher = std::thread::Builder::new()
             .name("rc-events".into())
-            .spawn(move || dispatcher::run(s, events))
+            .spawn({
+                let events = events.clone();
+                move || dispatcher::run(s, events)
+            })
             .map_err(|e| Error::Storage(format!("cannot spawn the event thread: {e}")))?;
-        Ok(Manager { shared, config, runtime: Some(runtime), dispatcher: Some(dispatcher), host })
+        Ok(Manager { shared, config, runtime: Some(runtime), events, dispatcher: Some(dispatcher), host })
     }
 
     /// Starts a manager from the JSON configuration (`None` = defaults).
@@ -161,6 +198,11 @@ impl Manager {
     }
 
     /// Opens a channel. The channel JSON overrides `channelDefaults` field by field.
+    ///
+    /// A durable channel (`historyBackend: "sqlite"`) stored before resumes: its sender id and
+    /// content topic must be the stored ones ([`Error::Config`] otherwise), and its events not
+    /// yet delivered are delivered again first, with their `seq`. Returns once the channel is
+    /// stored; not callable from the encryption or transport callbacks ([`Error::Reentrant`]).
     pub fn open_channel(&self, channel_id: &str, content_topic: &str, sender_id: &str, channel_config_json: Option<&str>) -> Result<(), Error> {
         for (what, v) in [("channel_id", channel_id), ("content_topic", content_topic), ("sender_id", sender_id)] {
             if v.is_empty() || v.len() > MAX_NAME_BYTES {
@@ -169,6 +211,11 @@ impl Manager {
         }
         let config = self.config.channel_defaults.with_json(channel_config_json)?;
         config.check_fits("channel", content_topic.len())?;
+        self.config.check_backend(&config, "channel")?;
+        let durable = config.history_backend == HistoryBackend::Sqlite;
+        if durable {
+            self.durable_call("opening a durable channel")?;
+        }
         let seed = rand::thread_rng().next_u64();
         let channel = Box::new(Channel::new(channel_id, content_topic, sender_id, config, self.shared.clock.now_ms(), seed));
         let handle = Arc::new(ChannelHandle {
@@ -177,14 +224,63 @@ impl Manager {
             open: AtomicBool::new(true),
             gate: RwLock::new(()),
             outbox: channel.outbox().clone(),
+            durable,
         });
-        let mut reg = self.shared.registry.lock();
-        if reg.contains_key(channel_id) {
-            return Err(Error::ChannelExists(channel_id.to_owned()));
+        let (reply, answer) = if durable {
+            let (tx, rx) = crossbeam_channel::bounded(1);
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
+        {
+            let mut reg = self.shared.registry.lock();
+            if reg.contains_key(channel_id) {
+                return Err(Error::ChannelExists(channel_id.to_owned()));
+            }
+            self.shared.submit(Command::Open { handle: handle.clone(), channel, reply })?;
+            reg.insert(handle.id.clone(), handle.clone());
         }
-        self.shared.submit(Command::Open { handle: handle.clone(), channel })?;
-        reg.insert(handle.id.clone(), handle);
-        Ok(())
+        let Some(answer) = answer else { return Ok(()) };
+        let result = self.shared.wait(&answer);
+        if result.is_err() {
+            // Refused by the runtime (stored with another sender, storage failed): not open.
+            let mut reg = self.shared.registry.lock();
+            if reg.get(channel_id).is_some_and(|h| Arc::ptr_eq(h, &handle)) {
+                reg.remove(channel_id);
+            }
+            handle.open.store(false, Ordering::SeqCst);
+        }
+        result
+    }
+
+    /// The checks of a call that waits for the runtime's commit: not from the runtime thread's
+    /// callbacks (it would wait for itself), not once the storage failed.
+    fn durable_call(&self, what: &str) -> Result<(), Error> {
+        if self.shared.on_runtime_thread() {
+            return Err(Error::Reentrant(format!("{what} from inside an encryption or transport callback")));
+        }
+        self.shared.check_storage()
+    }
+
+    /// Deletes the stored state of a channel that is not open (its record, its undelivered
+    /// events), in one transaction: reopening it starts afresh. [`Error::ChannelExists`] while it
+    /// is open; nothing to delete (or a manager without storage) is fine. Not callable from the
+    /// encryption or transport callbacks ([`Error::Reentrant`]).
+    pub fn purge_channel(&self, channel_id: &str) -> Result<(), Error> {
+        if self.config.storage.is_none() {
+            return Ok(());
+        }
+        self.durable_call("purging a channel")?;
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        {
+            let reg = self.shared.registry.lock();
+            if reg.contains_key(channel_id) {
+                return Err(Error::ChannelExists(channel_id.to_owned()));
+            }
+            // Under the registry lock: an open of the same id queues after it.
+            self.shared.submit(Command::Purge { channel: channel_id.into(), reply: tx })?;
+        }
+        self.shared.wait(&rx)
     }
 
     /// Closes a channel: releases its state; no event of it is delivered after this returns
@@ -193,7 +289,7 @@ impl Manager {
         let handle = {
             let mut reg = self.shared.registry.lock();
             let h = reg.remove(channel_id).ok_or_else(|| Error::UnknownChannel(channel_id.to_owned()))?;
-            h.open.store(false, Ordering::Release);
+            h.open.store(false, Ordering::SeqCst);
             // Submitted under the registry lock so that a re-open of the same id queues after it.
             let _ = self.shared.submit(Command::Close(h.id.clone()));
             h
@@ -218,8 +314,15 @@ impl Manager {
     /// user expects: unknown channel, empty, too large (over 1 MiB), queue full. On success the
     /// room stays reserved until the permit is used or dropped. Split from [`Self::send`] for
     /// callers that must validate a length before they may read the payload (the C ABI).
+    ///
+    /// On a durable channel, a send returns once it is committed (concurrent senders share one
+    /// commit): [`Error::Storage`] once the storage failed, [`Error::Reentrant`] from the
+    /// encryption or transport callbacks (which run on the thread that commits).
     pub fn reserve_send(&self, channel_id: &str, len: usize) -> Result<SendPermit<'_>, Error> {
         let handle = self.shared.registry.lock().get(channel_id).cloned().ok_or_else(|| Error::UnknownChannel(channel_id.to_owned()))?;
+        if handle.durable {
+            self.durable_call("a send on a durable channel")?;
+        }
         let reservation = handle.outbox.reserve(len)?;
         Ok(SendPermit { shared: &self.shared, handle, reservation })
     }
@@ -240,8 +343,9 @@ impl Manager {
         if self.shared.on_runtime_thread() {
             return Err(Error::Reentrant("channel stats from inside an encryption or transport callback".into()));
         }
-        if !self.shared.registry.lock().contains_key(channel_id) {
-            return Err(Error::UnknownChannel(channel_id.to_owned()));
+        let durable = self.shared.registry.lock().get(channel_id).ok_or_else(|| Error::UnknownChannel(channel_id.to_owned()))?.durable;
+        if durable {
+            self.shared.check_storage()?;
         }
         let (tx, rx) = crossbeam_channel::bounded(1);
         self.shared.submit(Command::Stats { channel: channel_id.into(), reply: tx })?;
@@ -266,11 +370,19 @@ impl Manager {
             return Ok(());
         }
         let _ = self.shared.cmd.send(Command::Shutdown);
-        if let Some(t) = self.runtime.take() {
-            let _ = t.join();
-        }
+        let store = self.runtime.take().and_then(|t| t.join().ok()).flatten();
         if let Some(t) = self.dispatcher.take() {
             let _ = t.join();
+        }
+        // The rows of the events the dispatcher delivered last: otherwise delivered again by the
+        // next opening (with their seq).
+        if let Some(mut store) = store.filter(|_| self.shared.storage_failure.get().is_none()) {
+            let delivered = self.events.delivered.take();
+            if !delivered.is_empty() {
+                if let Err(e) = store.commit(&Batch { delivered, ..Batch::default() }) {
+                    log::error!("storage: the last deliveries could not be recorded (they will be delivered again): {e}");
+                }
+            }
         }
         *self.shared.handler.write() = None;
         self.shared.registry.lock().clear();
@@ -339,7 +451,14 @@ impl SendPermit<'_> {
         let request_id = new_request_id(&mut rand::thread_rng());
         let now_ns = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
         let prepared = self.reservation.prepare(now_ns, &request_id, payload, ephemeral, &mut rand::thread_rng())?;
-        self.shared.submit(Command::Send { handle: self.handle, prepared })?;
+        if !self.handle.durable {
+            self.shared.submit(Command::Send { handle: self.handle, prepared, reply: None })?;
+            return Ok(request_id);
+        }
+        // spec: durability — accepted means committed: wait for the batch's commit.
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.shared.submit(Command::Send { handle: self.handle, prepared, reply: Some(tx) })?;
+        self.shared.wait(&rx)?;
         Ok(request_id)
     }
 }

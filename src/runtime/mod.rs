@@ -13,17 +13,20 @@
 //! [`crate::channel::Outbox`] stays shared with the API threads. `send` checks once in the
 //! caller's thread (unknown channel, empty, too large, queue full: [`Manager::reserve_send`]),
 //! segments the payload and computes the chunks' SDS ids there (the Keccak pass over the payload
-//! then runs in parallel with the runtime thread), and enqueues: it never waits for the pipeline.
-//! Events reach the application from a separate thread so that a slow application cannot stall
-//! timers; per channel they keep their order.
+//! then runs in parallel with the runtime thread), and enqueues: it never waits for the pipeline
+//! (on a durable channel it waits for the commit of the runtime batch that took the send, see
+//! `batch.rs`). Events reach the application from a separate thread so that a slow application
+//! cannot stall timers; per channel they keep their order.
 //!
 //! | file            | concern                                                          |
 //! |-----------------|------------------------------------------------------------------|
-//! | `config.rs`     | the manager's JSON configuration: transport, channel defaults     |
+//! | `config.rs`     | the manager's JSON configuration: transport, storage, defaults    |
 //! | `manager.rs`    | [`Manager`], the public API: validation, the channel registry     |
 //! | `driver.rs`     | the runtime thread: channels, timers, the transport               |
+//! | `batch.rs`      | the write-ahead rule: a batch's output waits for its commit       |
 //! | `dispatcher.rs` | the event thread: hands events to the application                 |
 
+mod batch;
 mod config;
 mod dispatcher;
 mod driver;

@@ -119,6 +119,7 @@ typedef struct {
     uint8_t *payload;
     size_t len;
     char *error; /* NULL when NULL */
+    uint64_t seq;
 } rec_event;
 
 typedef struct recorder recorder;
@@ -141,6 +142,12 @@ struct recorder {
     atomic_int after_close;       /* events of closed_channel after that: must stay 0 */
     atomic_int in_callback;       /* > 1 would mean concurrent callbacks */
     atomic_int concurrent_calls;
+    /* The last seq seen per channel (the first 16 channels): seq grows in delivery order. */
+    struct {
+        char channel[64];
+        uint64_t seq;
+    } last_seq[16];
+    int seq_errors;
 };
 
 static int is_hex20(const char *s) {
@@ -208,6 +215,21 @@ static void rec_on_event(const rc_event *e, void *user_data) {
         rec_event *x = &r->ev[r->n++];
         memset(x, 0, sizeof *x);
         x->kind = e->kind;
+        x->seq = e->seq;
+        /* seq starts at 1 and grows strictly within a channel, in delivery order. */
+        if (e->seq == 0) r->seq_errors++;
+        for (size_t k = 0; k < sizeof r->last_seq / sizeof r->last_seq[0]; k++) {
+            if (r->last_seq[k].channel[0] == 0) {
+                snprintf(r->last_seq[k].channel, sizeof r->last_seq[k].channel, "%s", e->channel_id);
+                r->last_seq[k].seq = e->seq;
+                break;
+            }
+            if (strcmp(r->last_seq[k].channel, e->channel_id) == 0) {
+                if (e->seq <= r->last_seq[k].seq) r->seq_errors++;
+                r->last_seq[k].seq = e->seq;
+                break;
+            }
+        }
         snprintf(x->channel, sizeof x->channel, "%s", e->channel_id);
         snprintf(x->request_id, sizeof x->request_id, "%s", e->request_id ? e->request_id : "");
         snprintf(x->sender, sizeof x->sender, "%s", e->sender_id ? e->sender_id : "");

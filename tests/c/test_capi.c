@@ -57,6 +57,7 @@ static void pair_open(pair *p, const char *channel, const char *cfg) {
 
 static void rec_finish(recorder *r) {
     CHECK_MSG(r->shape_errors == 0, "%s: %d events with a wrong shape", r->name, r->shape_errors);
+    CHECK_MSG(r->seq_errors == 0, "%s: %d events whose seq did not grow", r->name, r->seq_errors);
     CHECK_MSG(atomic_load(&r->concurrent_calls) == 0, "%s: concurrent event callbacks", r->name);
     CHECK_MSG(atomic_load(&r->after_free) == 0, "%s: %d events after rc_manager_free returned", r->name,
               atomic_load(&r->after_free));

@@ -1,0 +1,248 @@
+//! Durable channels against memory channels (issue #11), ratios measured in one run.
+//!
+//! Two managers on the embedded memory network (no faults, rate limit off, acknowledgements as in
+//! `benches/e2e.rs`), both channels of the same backend: `memory`, `sqlite` with
+//! `durability: "process"`, `sqlite` with `"power"`. Databases live in `target/bench/durable/`
+//! (on the machine's disk, not a tmpfs).
+//!
+//! * throughput — 1 KiB messages sent by `SENDERS` threads (a durable `send` waits for its
+//!   commit: concurrent senders share one group commit per runtime batch), window of
+//!   `WINDOW` messages in flight, until the receiver has every one: messages/s, median of 3;
+//! * latency — the duration of one `send` call, unloaded (one message in flight): p50 / p99;
+//! * large — the duration of a 1 MiB `send` call: median.
+//!
+//! Phase A stores the events (the outbox) and answers `send` after the commit of the batch that
+//! took it; the channel's own state (the send's chunks) joins those commits in phase B, so these
+//! numbers are a lower bound of the cost of durability.
+//!
+//! `DURABLE_MESSAGES` overrides the messages per throughput run. Writes `target/bench/durable.json`.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::Thread;
+use std::time::{Duration, Instant};
+
+use reliable_channel::channel::ChannelEvent;
+use reliable_channel::{Error, Event, Manager};
+
+const TOPIC: &str = "/bench/1/durable/proto";
+const SMALL: usize = 1024;
+const LARGE: usize = 1 << 20;
+const SENDERS: usize = 8;
+const WINDOW: u64 = 512;
+const REPEATS: usize = 3;
+const LATENCY_SENDS: usize = 2_000;
+const LARGE_SENDS: usize = 20;
+const RUN_TIMEOUT: Duration = Duration::from_secs(300);
+
+#[derive(Clone, Copy, PartialEq)]
+enum Backend {
+    Memory,
+    Process,
+    Power,
+}
+
+impl Backend {
+    fn name(self) -> &'static str {
+        match self {
+            Backend::Memory => "memory",
+            Backend::Process => "sqlite/process",
+            Backend::Power => "sqlite/power",
+        }
+    }
+}
+
+struct Probe {
+    received: AtomicU64,
+    problems: AtomicU64,
+    wake_at: AtomicU64,
+    waiter: Thread,
+}
+
+struct Pair {
+    a: Manager,
+    _b: Manager,
+    probe: Arc<Probe>,
+}
+
+fn dir() -> PathBuf {
+    let d = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench/durable");
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn remove_db(p: &std::path::Path) {
+    for ext in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{ext}", p.display()));
+    }
+}
+
+impl Pair {
+    fn new(backend: Backend, run: &str) -> Pair {
+        let network = format!("durable-{run}");
+        let config = |who: &str| {
+            let storage = match backend {
+                Backend::Memory => String::new(),
+                Backend::Process | Backend::Power => {
+                    let path = dir().join(format!("{run}-{who}.db"));
+                    remove_db(&path);
+                    let d = if backend == Backend::Power { "power" } else { "process" };
+                    format!(r#""storage": {{"path": "{}", "durability": "{d}"}},"#, path.display())
+                }
+            };
+            let backend = if backend == Backend::Memory { "memory" } else { "sqlite" };
+            format!(
+                r#"{{"transport": {{"kind": "memory", "network": "{network}"}}, {storage}
+                  "channelDefaults": {{"sdsConfig": {{"historyBackend": "{backend}", "acknowledgementTimeoutMs": 500, "syncIntervalMs": 0}},
+                  "rateLimitConfig": {{"enabled": false}},
+                  "sendQueue": {{"maxPendingChunks": 1048576, "maxPendingBytes": 17179869184}}}}}}"#
+            )
+        };
+        let probe = Arc::new(Probe {
+            received: AtomicU64::new(0),
+            problems: AtomicU64::new(0),
+            wake_at: AtomicU64::new(u64::MAX),
+            waiter: std::thread::current(),
+        });
+        let a = Manager::from_json(Some(&config("a"))).expect("manager a");
+        let b = Manager::from_json(Some(&config("b"))).expect("manager b");
+        let p = probe.clone();
+        a.set_event_handler(Some(Arc::new(move |e: &Event<'_>| {
+            if matches!(e.event, ChannelEvent::SendError { .. } | ChannelEvent::Lost { .. }) {
+                p.problems.fetch_add(1, Ordering::Relaxed);
+            }
+        })))
+        .unwrap();
+        let p = probe.clone();
+        b.set_event_handler(Some(Arc::new(move |e: &Event<'_>| match e.event {
+            ChannelEvent::Received { .. } => {
+                let n = p.received.fetch_add(1, Ordering::SeqCst) + 1;
+                if n >= p.wake_at.load(Ordering::SeqCst) {
+                    p.waiter.unpark();
+                }
+            }
+            ChannelEvent::SendError { .. } | ChannelEvent::Lost { .. } => {
+                p.problems.fetch_add(1, Ordering::Relaxed);
+            }
+            _ => {}
+        })))
+        .unwrap();
+        a.open_channel("c", TOPIC, "alice", None).unwrap();
+        b.open_channel("c", TOPIC, "bob", None).unwrap();
+        a.channel_stats("c").unwrap();
+        b.channel_stats("c").unwrap();
+        Pair { a, _b: b, probe }
+    }
+
+    /// Waits until `n` messages were received.
+    fn wait_received(&self, n: u64, t0: Instant) {
+        self.probe.wake_at.store(n, Ordering::SeqCst);
+        while self.probe.received.load(Ordering::SeqCst) < n {
+            assert!(t0.elapsed() < RUN_TIMEOUT, "run timed out");
+            std::thread::park_timeout(Duration::from_millis(50));
+        }
+        self.probe.wake_at.store(u64::MAX, Ordering::SeqCst);
+    }
+
+    fn send(&self, payload: &[u8]) {
+        loop {
+            match self.a.send("c", payload, false) {
+                Ok(_) => return,
+                Err(Error::QueueFull(_)) => std::thread::yield_now(),
+                Err(e) => panic!("send: {e}"),
+            }
+        }
+    }
+}
+
+/// Messages per second of `n` 1 KiB messages from `SENDERS` threads, `WINDOW` in flight.
+fn throughput(backend: Backend, run: &str, n: u64) -> f64 {
+    let pair = Pair::new(backend, run);
+    let next = AtomicU64::new(0);
+    let t0 = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..SENDERS {
+            s.spawn(|| {
+                let payload = vec![0x5a; SMALL];
+                loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    if i >= n {
+                        return;
+                    }
+                    while i >= pair.probe.received.load(Ordering::SeqCst) + WINDOW {
+                        assert!(t0.elapsed() < RUN_TIMEOUT, "run timed out");
+                        std::thread::yield_now();
+                    }
+                    pair.send(&payload);
+                }
+            });
+        }
+    });
+    pair.wait_received(n, t0);
+    let rate = n as f64 / t0.elapsed().as_secs_f64();
+    assert_eq!(pair.probe.problems.load(Ordering::Relaxed), 0, "no send error or loss");
+    rate
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// Durations (µs) of `sends` send calls of `size` bytes, one message in flight at a time.
+fn call_durations(backend: Backend, run: &str, size: usize, sends: usize) -> Vec<f64> {
+    let pair = Pair::new(backend, run);
+    let payload = vec![0xa5; size];
+    let mut out = Vec::with_capacity(sends);
+    let t0 = Instant::now();
+    for i in 0..sends {
+        let t = Instant::now();
+        pair.send(&payload);
+        out.push(t.elapsed().as_secs_f64() * 1e6);
+        pair.wait_received(i as u64 + 1, t0);
+    }
+    out.sort_by(f64::total_cmp);
+    out
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() {
+    let n: u64 = std::env::var("DURABLE_MESSAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(30_000);
+    let backends = [Backend::Memory, Backend::Process, Backend::Power];
+    let mut json = String::from("{");
+    println!("durable: 1 KiB end to end, {SENDERS} sender threads, window {WINDOW}, {n} messages, median of {REPEATS}");
+    let mut rates = Vec::new();
+    for b in backends {
+        let runs: Vec<f64> = (0..REPEATS).map(|r| throughput(b, &format!("tp-{}-{r}", b.name().replace('/', "-")), n)).collect();
+        let m = median(runs.clone());
+        rates.push(m);
+        println!("  {:<16} {:>9.0} msg/s   (runs {:?})", b.name(), m, runs.iter().map(|r| r.round()).collect::<Vec<_>>());
+        json += &format!("\"throughput_{}\": {m:.0}, ", b.name().replace('/', "_"));
+    }
+    println!("  ratio process / memory: {:.2}  (goal >= 0.5)", rates[1] / rates[0]);
+    println!("  power: {:.0} durable sends/s  (goal >= 1000)", rates[2]);
+    println!("durable: send call, 1 KiB, unloaded ({LATENCY_SENDS} sends)");
+    for b in backends {
+        let d = call_durations(b, &format!("lat-{}", b.name().replace('/', "-")), SMALL, LATENCY_SENDS);
+        let (p50, p99) = (percentile(&d, 0.5), percentile(&d, 0.99));
+        println!("  {:<16} p50 {:>7.0} µs   p99 {:>7.0} µs", b.name(), p50, p99);
+        json += &format!("\"send_p50_us_{0}\": {p50:.0}, \"send_p99_us_{0}\": {p99:.0}, ", b.name().replace('/', "_"));
+    }
+    println!("durable: send call, 1 MiB ({LARGE_SENDS} sends)");
+    for b in [Backend::Memory, Backend::Process] {
+        let d = call_durations(b, &format!("large-{}", b.name().replace('/', "-")), LARGE, LARGE_SENDS);
+        let m = percentile(&d, 0.5);
+        println!("  {:<16} median {:>7.1} ms  (goal <= 30 ms with process)", b.name(), m / 1000.0);
+        json += &format!("\"large_send_ms_{}\": {:.1}, ", b.name().replace('/', "_"), m / 1000.0);
+    }
+    json.truncate(json.len() - 2);
+    json += "}\n";
+    let out = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench/durable.json");
+    std::fs::write(&out, json).unwrap();
+    let _ = std::fs::remove_dir_all(dir());
+    println!("wrote {}", out.display());
+}

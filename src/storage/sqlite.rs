@@ -1,0 +1,360 @@
+//! [`SqliteStore`]: the manager's database file.
+//!
+//! Open, in this order, refusing before anything is written (a refused file is left byte for
+//! byte as it was):
+//! 1. the lock: `flock` on the database file, taken without waiting. The kernel releases it when
+//!    the process dies (`kill -9` included) and it is per open file, so a second manager of the
+//!    same process is refused too. SQLite's own locks are `fcntl` locks, which `flock` does not
+//!    touch; the locked descriptor stays open until after the connection is closed (closing
+//!    another descriptor of the file would drop SQLite's `fcntl` locks).
+//! 2. the header, read as bytes: an empty file is a new database; otherwise the SQLite magic, our
+//!    [`APPLICATION_ID`] (an empty SQLite database without one is adopted, any other is foreign),
+//!    and `user_version` ([`SCHEMA_VERSION`]; newer is refused, older is migrated when a migration
+//!    exists, else refused).
+//! 3. SQLite: the tables are read (a damaged file fails here), a new database gets its schema
+//!    (16 KiB pages: 1 MiB payloads in few pages) in one transaction, then WAL and `synchronous`
+//!    per [`Durability`].
+//!
+//! Commits use cached prepared statements in one `BEGIN IMMEDIATE` transaction per batch.
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::Read;
+use std::path::Path;
+
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
+
+use super::{event_columns, event_from_columns, Batch, ChannelKey, ChannelRecord, Durability, StorageConfig, StorageError, Store, StoredEvent};
+
+/// `PRAGMA application_id` of a reliable-channel database ("RlCh").
+pub const APPLICATION_ID: u32 = 0x526C_4368;
+/// `PRAGMA user_version` this library writes and reads.
+pub const SCHEMA_VERSION: u32 = 1;
+/// Page size of a new database: a 1 MiB payload takes 64 pages.
+const PAGE_SIZE: i64 = 16 * 1024;
+/// Prepared statements kept (the commit path uses five).
+const STATEMENT_CACHE: usize = 32;
+
+/// The first bytes of every SQLite database file.
+const MAGIC: &[u8; 16] = b"SQLite format 3\0";
+/// Size of the database header.
+const HEADER_BYTES: usize = 100;
+
+/// Migrations from an older schema: `MIGRATIONS[i]` takes version `i + 1` to `i + 2`. Phase B of
+/// issue #11 adds the channel state's tables as version 2.
+const MIGRATIONS: &[&str] = &[];
+
+/// The schema of [`SCHEMA_VERSION`]. `seq` is the rowid (the natural key); `meta` is keyed by name.
+const SCHEMA: &str = "
+CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE channels (
+    key INTEGER PRIMARY KEY,
+    channel_id TEXT NOT NULL UNIQUE,
+    sender_id TEXT NOT NULL,
+    content_topic TEXT NOT NULL
+);
+CREATE TABLE events (
+    seq INTEGER PRIMARY KEY,
+    channel INTEGER NOT NULL,
+    kind INTEGER NOT NULL,
+    request_id TEXT,
+    sender_id TEXT,
+    payload BLOB,
+    error TEXT
+);
+";
+
+/// What the header says about a file.
+#[derive(Debug, PartialEq, Eq)]
+enum Header {
+    /// Empty file, or an empty SQLite database without an application id: ours to initialise.
+    New,
+    /// A reliable-channel database of this schema version.
+    Ours { version: u32 },
+}
+
+/// Classifies a file from its first bytes (at most [`HEADER_BYTES`]), refusing what is not ours.
+fn classify(header: &[u8], file_len: u64, path: &Path) -> Result<Header, StorageError> {
+    let p = path.display();
+    if header.is_empty() {
+        return Ok(Header::New);
+    }
+    if header.len() < HEADER_BYTES || &header[..16] != MAGIC {
+        return Err(StorageError(format!("{p} is not a SQLite database (refused, left untouched)")));
+    }
+    let be = |at: usize| u32::from_be_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]]);
+    let (user_version, application_id) = (be(60), be(68));
+    // Offset 16: the page size, big endian, 1 meaning 65536.
+    let page_size = match u16::from_be_bytes([header[16], header[17]]) {
+        1 => 65_536,
+        n => u64::from(n),
+    };
+    // An empty database (a single page: the schema table, no table has a root page of its own)
+    // is adopted: what an application that "creates the file first" leaves.
+    if application_id == 0 && user_version == 0 && file_len <= page_size {
+        return Ok(Header::New);
+    }
+    if application_id != APPLICATION_ID {
+        return Err(StorageError(format!(
+            "{p} is a SQLite database of another application (application_id 0x{application_id:08x}, expected 0x{APPLICATION_ID:08x}): refused, left untouched"
+        )));
+    }
+    if user_version > SCHEMA_VERSION {
+        return Err(StorageError(format!(
+            "{p} has schema version {user_version}, written by a newer version of the library (this one reads up to {SCHEMA_VERSION}): refused, left untouched"
+        )));
+    }
+    if user_version == 0 || (user_version < SCHEMA_VERSION && MIGRATIONS.len() < (SCHEMA_VERSION - 1) as usize) {
+        return Err(StorageError(format!("{p} has schema version {user_version}, which this library cannot migrate: refused, left untouched")));
+    }
+    Ok(Header::Ours { version: user_version })
+}
+
+fn sql_err<'a>(what: &str, path: &'a Path) -> impl Fn(rusqlite::Error) -> StorageError + 'a {
+    let what = what.to_owned();
+    move |e| StorageError(format!("{}: {what}: {e}", path.display()))
+}
+
+/// The manager's SQLite database. See the module docs.
+pub struct SqliteStore {
+    // Field order is drop order: the connection closes before the lock's descriptor.
+    conn: Connection,
+    _lock: File,
+    path: std::path::PathBuf,
+    seq_bound: u64,
+    last_key: ChannelKey,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").field("path", &self.path).field("seq_bound", &self.seq_bound).finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (or creates) the database of `cfg`: locks it, validates it, migrates it; see the
+    /// module docs. Every refusal is a [`StorageError`] naming the file and the reason.
+    pub fn open(cfg: &StorageConfig) -> Result<SqliteStore, StorageError> {
+        let path = cfg.path.as_path();
+        let p = path.display();
+        let mut lock = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(|e| StorageError(format!("cannot open {p}: {e}")))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                return Err(StorageError(format!("{p} is in use by another manager (of this or another process)")));
+            }
+            Err(TryLockError::Error(e)) => return Err(StorageError(format!("cannot lock {p}: {e}"))),
+        }
+        let mut header = Vec::with_capacity(HEADER_BYTES);
+        (&mut lock).take(HEADER_BYTES as u64).read_to_end(&mut header).map_err(|e| StorageError(format!("cannot read {p}: {e}")))?;
+        let file_len = lock.metadata().map_err(|e| StorageError(format!("cannot read {p}: {e}")))?.len();
+        let kind = classify(&header, file_len, path)?;
+
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let mut conn = Connection::open_with_flags(path, flags).map_err(sql_err("open", path))?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        // Per connection, nothing written: the lock above is the only arbiter, never a wait.
+        let sync = match cfg.durability {
+            Durability::Process => "NORMAL",
+            Durability::Power => "FULL",
+        };
+        conn.pragma_update(None, "synchronous", sync).map_err(sql_err("PRAGMA synchronous", path))?;
+        match kind {
+            Header::New => Self::create_schema(&mut conn, path)?,
+            Header::Ours { version } => Self::migrate(&mut conn, path, version)?,
+        }
+        // Reading the tables is where a damaged file shows, before anything else is written.
+        let seq_bound: Option<i64> =
+            conn.query_row("SELECT value FROM meta WHERE key = 'seq_bound'", [], |r| r.get(0)).optional().map_err(sql_err("reading meta", path))?;
+        let last_key: Option<i64> = conn.query_row("SELECT max(key) FROM channels", [], |r| r.get(0)).map_err(sql_err("reading channels", path))?;
+        let max_seq: Option<i64> = conn.query_row("SELECT max(seq) FROM events", [], |r| r.get(0)).map_err(sql_err("reading events", path))?;
+        let seq_bound = seq_bound.unwrap_or(1).max(max_seq.map_or(1, |s| s + 1)).max(1) as u64;
+        let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0)).map_err(sql_err("PRAGMA journal_mode", path))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StorageError(format!("{p}: cannot use WAL (journal_mode is {mode})")));
+        }
+        if let Some(max) = cfg.max_size_bytes {
+            let page: i64 = conn.pragma_query_value(None, "page_size", |r| r.get(0)).map_err(sql_err("PRAGMA page_size", path))?;
+            let pages = i64::try_from(max.div_ceil(page.max(1) as u64).max(1)).unwrap_or(i64::MAX);
+            conn.pragma_update(None, "max_page_count", pages).map_err(sql_err("PRAGMA max_page_count", path))?;
+        }
+        Ok(SqliteStore { conn, _lock: lock, path: path.to_owned(), seq_bound, last_key: last_key.unwrap_or(0) })
+    }
+
+    /// A new database: page size, identity, version and tables in one transaction, so that a
+    /// crash leaves either an empty file or a complete schema.
+    fn create_schema(conn: &mut Connection, path: &Path) -> Result<(), StorageError> {
+        // Before the first table: the page size of an empty database can still change.
+        conn.pragma_update(None, "page_size", PAGE_SIZE).map_err(sql_err("PRAGMA page_size", path))?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql_err("creating the schema", path))?;
+        tx.pragma_update(None, "application_id", APPLICATION_ID as i32).map_err(sql_err("PRAGMA application_id", path))?;
+        tx.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(sql_err("PRAGMA user_version", path))?;
+        tx.execute_batch(SCHEMA).map_err(sql_err("creating the schema", path))?;
+        tx.commit().map_err(sql_err("creating the schema", path))
+    }
+
+    /// Brings a database of an older `version` to [`SCHEMA_VERSION`], one transaction per step.
+    fn migrate(conn: &mut Connection, path: &Path, version: u32) -> Result<(), StorageError> {
+        for v in version..SCHEMA_VERSION {
+            let sql = MIGRATIONS[(v - 1) as usize];
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql_err("migrating", path))?;
+            tx.execute_batch(sql).map_err(sql_err(&format!("migrating from version {v}"), path))?;
+            tx.pragma_update(None, "user_version", v + 1).map_err(sql_err("PRAGMA user_version", path))?;
+            tx.commit().map_err(sql_err("migrating", path))?;
+        }
+        Ok(())
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Fault injection for tests: `PRAGMA query_only`, after which every write fails as on a
+    /// read-only file system (root ignores `chmod`, so tests cannot rely on file modes).
+    pub fn set_query_only(&mut self, on: bool) -> Result<(), StorageError> {
+        self.conn.pragma_update(None, "query_only", on).map_err(sql_err("PRAGMA query_only", &self.path))
+    }
+
+    fn write_batch(&mut self, batch: &Batch<'_>) -> rusqlite::Result<()> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        if !batch.new_channels.is_empty() {
+            let mut st = tx.prepare_cached("INSERT INTO channels (key, channel_id, sender_id, content_topic) VALUES (?1, ?2, ?3, ?4)")?;
+            for c in &batch.new_channels {
+                st.execute(params![c.key, c.channel_id, c.sender_id, c.content_topic])?;
+            }
+        }
+        if !batch.events.is_empty() {
+            let mut st = tx.prepare_cached(
+                "INSERT INTO events (seq, channel, kind, request_id, sender_id, payload, error) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?;
+            for e in &batch.events {
+                let (kind, request_id, sender_id, payload, error) = event_columns(e.event);
+                st.execute(params![seq_i64(e.seq)?, e.channel, kind, request_id, sender_id, payload, error])?;
+            }
+        }
+        if !batch.delivered.is_empty() {
+            let mut st = tx.prepare_cached("DELETE FROM events WHERE seq = ?1")?;
+            for &seq in &batch.delivered {
+                st.execute([seq_i64(seq)?])?;
+            }
+        }
+        if let Some(b) = batch.seq_bound {
+            let mut st =
+                tx.prepare_cached("INSERT INTO meta (key, value) VALUES ('seq_bound', ?1) ON CONFLICT (key) DO UPDATE SET value = excluded.value")?;
+            st.execute([seq_i64(b)?])?;
+        }
+        tx.commit()
+    }
+}
+
+/// A sequence number as SQLite's signed integer (they start at 1 and grow by one per event:
+/// 2^63 is never reached, but a damaged value must not wrap silently).
+fn seq_i64(seq: u64) -> rusqlite::Result<i64> {
+    i64::try_from(seq).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
+}
+
+impl Store for SqliteStore {
+    fn seq_bound(&self) -> u64 {
+        self.seq_bound
+    }
+
+    fn allocate_key(&mut self) -> ChannelKey {
+        self.last_key += 1;
+        self.last_key
+    }
+
+    fn commit(&mut self, batch: &Batch<'_>) -> Result<(), StorageError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.write_batch(batch).map_err(|e| StorageError(format!("{}: commit failed: {e}", self.path.display())))?;
+        if let Some(b) = batch.seq_bound {
+            self.seq_bound = b;
+        }
+        Ok(())
+    }
+
+    fn load_channel(&mut self, channel_id: &str) -> Result<Option<ChannelRecord>, StorageError> {
+        let path = &self.path;
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT key, sender_id, content_topic FROM channels WHERE channel_id = ?1")
+            .map_err(sql_err("reading channels", path))?;
+        st.query_row([channel_id], |r| {
+            Ok(ChannelRecord { key: r.get(0)?, channel_id: channel_id.to_owned(), sender_id: r.get(1)?, content_topic: r.get(2)? })
+        })
+        .optional()
+        .map_err(sql_err("reading channels", path))
+    }
+
+    fn load_events(&mut self, key: ChannelKey) -> Result<Vec<StoredEvent>, StorageError> {
+        let path = &self.path;
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT seq, kind, request_id, sender_id, payload, error FROM events WHERE channel = ?1 ORDER BY seq")
+            .map_err(sql_err("reading events", path))?;
+        let rows = st
+            .query_map([key], |r| Ok((r.get::<_, i64>(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))
+            .map_err(sql_err("reading events", path))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (seq, kind, request_id, sender_id, payload, error) = row.map_err(sql_err("reading events", path))?;
+            match event_from_columns(kind, request_id, sender_id, payload, error) {
+                Some(event) if seq > 0 => out.push(StoredEvent { seq: seq as u64, event }),
+                _ => log::warn!("{}: skipped a damaged event row (seq {seq}, kind {kind})", path.display()),
+            }
+        }
+        Ok(out)
+    }
+
+    fn purge(&mut self, channel_id: &str) -> Result<bool, StorageError> {
+        let path = self.path.clone();
+        let Some(rec) = self.load_channel(channel_id)? else { return Ok(false) };
+        let run = |conn: &mut Connection| -> rusqlite::Result<()> {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.execute("DELETE FROM events WHERE channel = ?1", [rec.key])?;
+            tx.execute("DELETE FROM channels WHERE key = ?1", [rec.key])?;
+            tx.commit()
+        };
+        run(&mut self.conn).map_err(sql_err(&format!("purging channel {channel_id}"), &path))?;
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(app: u32, version: u32) -> Vec<u8> {
+        let mut h = vec![0u8; HEADER_BYTES];
+        h[..16].copy_from_slice(MAGIC);
+        h[16..18].copy_from_slice(&4096u16.to_be_bytes());
+        h[60..64].copy_from_slice(&version.to_be_bytes());
+        h[68..72].copy_from_slice(&app.to_be_bytes());
+        h
+    }
+
+    #[test]
+    fn the_header_decides_what_is_ours() {
+        let p = Path::new("x.db");
+        assert_eq!(classify(&[], 0, p), Ok(Header::New));
+        assert_eq!(classify(&header(0, 0), 4096, p), Ok(Header::New), "an empty SQLite database is adopted");
+        assert_eq!(classify(&header(APPLICATION_ID, SCHEMA_VERSION), 9 * 4096, p), Ok(Header::Ours { version: SCHEMA_VERSION }));
+        let refused = |h: &[u8], len: u64, what: &str| {
+            let e = classify(h, len, p).unwrap_err().0;
+            assert!(e.contains(what) && e.contains("x.db"), "{e}");
+        };
+        refused(b"hello", 5, "not a SQLite database");
+        refused(&[7u8; 100], 200, "not a SQLite database");
+        refused(&header(0, 0), 3 * 4096, "another application");
+        refused(&header(0x1234, 1), 4096, "application_id 0x00001234");
+        refused(&header(APPLICATION_ID, SCHEMA_VERSION + 1), 9 * 4096, "newer version");
+        refused(&header(APPLICATION_ID, 0), 9 * 4096, "cannot migrate");
+    }
+}

@@ -1,0 +1,380 @@
+//! The storage layer on its own: `SqliteStore` against `MemoryStore` (same batches, same loaded
+//! state, also after a reopen), the open-time refusals (each leaves the file byte for byte as it
+//! was), the lock (a second store in this process; a killed process's lock), and failing writes
+//! (a full database, a read-only one) that change nothing.
+
+use std::path::{Path, PathBuf};
+
+use proptest::prelude::*;
+use reliable_channel::channel::ChannelEvent;
+use reliable_channel::storage::{
+    Batch, ChannelKey, ChannelRecord, Durability, EventRow, MemoryStore, SqliteStore, StorageConfig, Store, StoredEvent, APPLICATION_ID,
+    SCHEMA_VERSION,
+};
+
+/// A fresh directory for one test (removed when dropped).
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let d = std::env::temp_dir().join(format!("rc-storage-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        TempDir(d)
+    }
+    fn file(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn cfg(path: &Path) -> StorageConfig {
+    StorageConfig { path: path.to_owned(), durability: Durability::Process, max_size_bytes: None }
+}
+
+fn record(store: &mut dyn Store, id: &str) -> ChannelRecord {
+    ChannelRecord { key: store.allocate_key(), channel_id: id.into(), sender_id: format!("{id}-me"), content_topic: format!("/app/1/{id}/proto") }
+}
+
+fn received(n: usize, len: usize) -> ChannelEvent {
+    ChannelEvent::Received { request_id: format!("r{n}"), sender_id: "bob".into(), payload: vec![n as u8; len] }
+}
+
+/// What a store hands back about one channel id: its record and outbox, if stored.
+type Loaded = Option<(ChannelRecord, Vec<StoredEvent>)>;
+
+/// Everything a store hands back about `ids`, and its sequence bound.
+fn loaded(store: &mut dyn Store, ids: &[&str]) -> (Vec<Loaded>, u64) {
+    let per = ids
+        .iter()
+        .map(|id| {
+            let rec = store.load_channel(id).unwrap()?;
+            let events = store.load_events(rec.key).unwrap();
+            Some((rec, events))
+        })
+        .collect();
+    (per, store.seq_bound())
+}
+
+#[test]
+fn a_stored_channel_and_its_outbox_survive_a_reopen() {
+    let dir = TempDir::new("reopen");
+    let path = dir.file("m.db");
+    let events = [received(1, 10), ChannelEvent::Delivered { request_id: "x".into() }, received(2, 100_000)];
+    let key;
+    {
+        let mut s = SqliteStore::open(&cfg(&path)).unwrap();
+        assert_eq!(s.seq_bound(), 1, "a new database starts at seq 1");
+        let rec = record(&mut s, "room");
+        key = rec.key;
+        let rows: Vec<EventRow<'_>> = events.iter().enumerate().map(|(i, e)| EventRow { seq: 10 + i as u64, channel: key, event: e }).collect();
+        s.commit(&Batch { new_channels: vec![rec], events: rows, delivered: vec![], seq_bound: Some(100) }).unwrap();
+        s.commit(&Batch { delivered: vec![11], ..Batch::default() }).unwrap();
+    }
+    let mut s = SqliteStore::open(&cfg(&path)).unwrap();
+    assert_eq!(s.seq_bound(), 100);
+    let rec = s.load_channel("room").unwrap().expect("stored");
+    assert_eq!((rec.key, rec.sender_id.as_str(), rec.content_topic.as_str()), (key, "room-me", "/app/1/room/proto"));
+    let back = s.load_events(key).unwrap();
+    assert_eq!(back, vec![StoredEvent { seq: 10, event: events[0].clone() }, StoredEvent { seq: 12, event: events[2].clone() }]);
+    assert_eq!(s.load_channel("other").unwrap(), None);
+    assert!(s.purge("room").unwrap());
+    assert!(!s.purge("room").unwrap(), "nothing left to purge");
+    assert_eq!(s.load_channel("room").unwrap(), None);
+    assert!(s.load_events(key).unwrap().is_empty());
+}
+
+/// One step of the property test, applied alike to both stores.
+#[derive(Debug, Clone)]
+enum Op {
+    Open(usize),
+    Events(usize, Vec<usize>),
+    Deliver(usize),
+    Purge(usize),
+}
+
+const NAMES: [&str; 3] = ["a", "b", "c"];
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        (0..NAMES.len()).prop_map(Op::Open),
+        (0..NAMES.len(), prop::collection::vec(0..3000usize, 0..4)).prop_map(|(c, l)| Op::Events(c, l)),
+        (0..64usize).prop_map(Op::Deliver),
+        (0..NAMES.len()).prop_map(Op::Purge),
+    ]
+}
+
+/// Applies `ops` to `store` as the runtime would: keys allocated at open, seqs handed out in
+/// order with the bound raised ahead of them, deliveries of existing seqs.
+fn apply(store: &mut dyn Store, ops: &[Op]) {
+    let mut next_seq = store.seq_bound();
+    let mut stored: Vec<u64> = Vec::new();
+    for op in ops {
+        match op {
+            Op::Open(c) => {
+                if store.load_channel(NAMES[*c]).unwrap().is_none() {
+                    let rec = record(store, NAMES[*c]);
+                    store.commit(&Batch { new_channels: vec![rec], ..Batch::default() }).unwrap();
+                }
+            }
+            Op::Events(c, lens) => {
+                let Some(rec) = store.load_channel(NAMES[*c]).unwrap() else { continue };
+                let events: Vec<ChannelEvent> = lens.iter().map(|&l| received(l, l)).collect();
+                let rows: Vec<EventRow<'_>> = events
+                    .iter()
+                    .map(|e| {
+                        next_seq += 1;
+                        stored.push(next_seq - 1);
+                        EventRow { seq: next_seq - 1, channel: rec.key, event: e }
+                    })
+                    .collect();
+                let seq_bound = (next_seq >= store.seq_bound()).then_some(next_seq + 8);
+                store.commit(&Batch { events: rows, seq_bound, ..Batch::default() }).unwrap();
+            }
+            Op::Deliver(i) => {
+                if !stored.is_empty() {
+                    let seq = stored.remove(i % stored.len());
+                    store.commit(&Batch { delivered: vec![seq], ..Batch::default() }).unwrap();
+                }
+            }
+            Op::Purge(c) => {
+                store.purge(NAMES[*c]).unwrap();
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// The memory store is a faithful model of the SQLite one: the same batches leave the same
+    /// loaded state, and the SQLite one keeps it across a reopen.
+    #[test]
+    fn the_same_batches_give_the_same_state_in_both_stores(ops in prop::collection::vec(op(), 1..40)) {
+        let dir = TempDir::new("prop");
+        let path = dir.file("p.db");
+        let mut mem = MemoryStore::new();
+        apply(&mut mem, &ops);
+        let want = loaded(&mut mem, &NAMES);
+        {
+            let mut sql = SqliteStore::open(&cfg(&path)).unwrap();
+            apply(&mut sql, &ops);
+            prop_assert_eq!(&loaded(&mut sql, &NAMES), &want);
+        }
+        let mut sql = SqliteStore::open(&cfg(&path)).unwrap();
+        let (per, bound) = loaded(&mut sql, &NAMES);
+        prop_assert_eq!(&per, &want.0);
+        // After a reopen the bound covers every seq ever stored.
+        prop_assert!(bound >= want.1);
+    }
+}
+
+#[test]
+fn a_failed_commit_changes_nothing_in_either_store() {
+    let dir = TempDir::new("atomic");
+    let mut sql = SqliteStore::open(&cfg(&dir.file("a.db"))).unwrap();
+    let mut mem = MemoryStore::new();
+    let stores: [&mut dyn Store; 2] = [&mut sql, &mut mem];
+    for s in stores {
+        let rec = record(s, "room");
+        let key = rec.key;
+        let e = received(1, 10);
+        s.commit(&Batch { new_channels: vec![rec], events: vec![EventRow { seq: 1, channel: key, event: &e }], ..Batch::default() }).unwrap();
+        // A batch whose second row repeats a seq fails as a whole: its first row is not stored.
+        let rows = vec![EventRow { seq: 2, channel: key, event: &e }, EventRow { seq: 1, channel: key, event: &e }];
+        let err = s.commit(&Batch { events: rows, seq_bound: Some(50), ..Batch::default() }).unwrap_err();
+        assert!(err.0.contains("UNIQUE"), "{err}");
+        assert_eq!(s.load_events(key).unwrap().iter().map(|e| e.seq).collect::<Vec<_>>(), vec![1]);
+        assert_ne!(s.seq_bound(), 50);
+    }
+}
+
+#[test]
+fn a_full_database_fails_the_commit_and_keeps_what_was_committed() {
+    let dir = TempDir::new("full");
+    let path = dir.file("f.db");
+    let mut c = cfg(&path);
+    c.max_size_bytes = Some(1 << 20);
+    let mut s = SqliteStore::open(&c).unwrap();
+    let rec = record(&mut s, "room");
+    let key = rec.key;
+    s.commit(&Batch { new_channels: vec![rec], ..Batch::default() }).unwrap();
+    let e = received(7, 200_000);
+    let mut committed = 0;
+    let err = loop {
+        let row = EventRow { seq: committed + 1, channel: key, event: &e };
+        match s.commit(&Batch { events: vec![row], ..Batch::default() }) {
+            Ok(()) => committed += 1,
+            Err(err) => break err,
+        }
+        assert!(committed < 10, "a 1 MiB database cannot take 10 rows of 200 kB");
+    };
+    assert!(err.0.contains("full") && err.0.contains("f.db"), "SQLite's message and the file: {err}");
+    assert!(committed >= 1);
+    assert_eq!(s.load_events(key).unwrap().len() as u64, committed);
+    // Deleting still works, and makes room again.
+    s.commit(&Batch { delivered: (1..=committed).collect(), ..Batch::default() }).unwrap();
+    s.commit(&Batch { events: vec![EventRow { seq: 100, channel: key, event: &e }], ..Batch::default() }).unwrap();
+}
+
+#[test]
+fn a_read_only_database_fails_every_write() {
+    let dir = TempDir::new("ro");
+    let mut s = SqliteStore::open(&cfg(&dir.file("r.db"))).unwrap();
+    let rec = record(&mut s, "room");
+    s.commit(&Batch { new_channels: vec![rec.clone()], ..Batch::default() }).unwrap();
+    s.set_query_only(true).unwrap();
+    let e = received(1, 1);
+    let err = s.commit(&Batch { events: vec![EventRow { seq: 1, channel: rec.key, event: &e }], ..Batch::default() }).unwrap_err();
+    assert!(err.0.contains("readonly") || err.0.contains("read-only") || err.0.contains("query_only"), "{err}");
+    assert!(s.purge("room").is_err());
+    // Reading still works.
+    assert!(s.load_channel("room").unwrap().is_some());
+    s.set_query_only(false).unwrap();
+    assert!(s.purge("room").unwrap());
+}
+
+/// Opens `path` expecting a refusal mentioning `why`, and checks that the file is unchanged.
+fn refused_untouched(path: &Path, why: &str) {
+    let before = std::fs::read(path).unwrap();
+    let err = SqliteStore::open(&cfg(path)).unwrap_err();
+    assert!(err.0.contains(why), "{err}");
+    assert!(err.0.contains(&path.display().to_string()), "names the file: {err}");
+    assert!(std::fs::read(path).unwrap() == before, "a refused file is left byte for byte as it was");
+}
+
+#[test]
+fn foreign_corrupt_and_newer_files_are_refused_and_left_untouched() {
+    let dir = TempDir::new("refuse");
+    // Not a database at all.
+    let text = dir.file("notes.txt");
+    std::fs::write(&text, "my notes, not a database\n".repeat(20)).unwrap();
+    refused_untouched(&text, "not a SQLite database");
+    let short = dir.file("short");
+    std::fs::write(&short, b"SQLite format 3\0").unwrap();
+    refused_untouched(&short, "not a SQLite database");
+
+    // Another application's database.
+    let foreign = dir.file("foreign.db");
+    {
+        let c = rusqlite::Connection::open(&foreign).unwrap();
+        c.execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (1);").unwrap();
+    }
+    refused_untouched(&foreign, "another application");
+    let other_id = dir.file("other_id.db");
+    {
+        let c = rusqlite::Connection::open(&other_id).unwrap();
+        c.execute_batch("PRAGMA application_id = 42; CREATE TABLE t (x);").unwrap();
+    }
+    refused_untouched(&other_id, "application_id 0x0000002a");
+
+    // Ours, written by a newer version.
+    let newer = dir.file("newer.db");
+    drop(SqliteStore::open(&cfg(&newer)).unwrap());
+    {
+        let c = rusqlite::Connection::open(&newer).unwrap();
+        c.pragma_update(None, "user_version", SCHEMA_VERSION + 1).unwrap();
+        c.pragma_update(None, "journal_mode", "DELETE").unwrap();
+    }
+    refused_untouched(&newer, "newer version");
+
+    // Ours, damaged past the header: SQLite's own message.
+    let damaged = dir.file("damaged.db");
+    {
+        let mut s = SqliteStore::open(&cfg(&damaged)).unwrap();
+        let rec = record(&mut s, "room");
+        s.commit(&Batch { new_channels: vec![rec], ..Batch::default() }).unwrap();
+    }
+    let mut bytes = std::fs::read(&damaged).unwrap();
+    assert!(bytes.len() > 16_384, "more than the first page");
+    for b in &mut bytes[16_384..] {
+        *b = 0xA5;
+    }
+    std::fs::write(&damaged, &bytes).unwrap();
+    refused_untouched(&damaged, "malformed");
+
+    // An empty SQLite database (no application id, no table) is adopted.
+    let empty = dir.file("empty.db");
+    {
+        let c = rusqlite::Connection::open(&empty).unwrap();
+        c.execute_batch("VACUUM").unwrap();
+    }
+    let s = SqliteStore::open(&cfg(&empty)).unwrap();
+    drop(s);
+    let c = rusqlite::Connection::open(&empty).unwrap();
+    let app: u32 = c.pragma_query_value(None, "application_id", |r| r.get(0)).unwrap();
+    assert_eq!(app, APPLICATION_ID);
+}
+
+#[test]
+fn a_second_store_on_one_file_is_refused_until_the_first_is_closed() {
+    let dir = TempDir::new("lock");
+    let path = dir.file("l.db");
+    let first = SqliteStore::open(&cfg(&path)).unwrap();
+    let err = SqliteStore::open(&cfg(&path)).unwrap_err();
+    assert!(err.0.contains("in use by another manager"), "{err}");
+    drop(first);
+    SqliteStore::open(&cfg(&path)).unwrap();
+}
+
+/// Run by `a_killed_process_leaves_no_lock_behind` in a child process: holds the database open
+/// until killed. Ignored in a normal run (it would wait forever).
+#[test]
+#[ignore]
+fn child_holds_the_lock_until_killed() {
+    let Ok(path) = std::env::var("RC_STORAGE_LOCK_CHILD") else { return };
+    let mut s = SqliteStore::open(&cfg(Path::new(&path))).unwrap();
+    let rec = record(&mut s, "room");
+    s.commit(&Batch { new_channels: vec![rec], seq_bound: Some(77), ..Batch::default() }).unwrap();
+    println!("LOCKED");
+    use std::io::Write;
+    std::io::stdout().flush().unwrap();
+    loop {
+        std::thread::park();
+    }
+}
+
+#[test]
+fn a_killed_process_leaves_no_lock_behind() {
+    use std::io::{BufRead, BufReader};
+    let dir = TempDir::new("killed");
+    let path = dir.file("k.db");
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--ignored", "--exact", "child_holds_the_lock_until_killed", "--nocapture", "--test-threads=1"])
+        .env("RC_STORAGE_LOCK_CHILD", &path)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert!(out.read_line(&mut line).unwrap() > 0, "the child exited before it locked the database");
+        if line.contains("LOCKED") {
+            break;
+        }
+    }
+    let err = SqliteStore::open(&cfg(&path)).unwrap_err();
+    assert!(err.0.contains("in use"), "held by the child: {err}");
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let mut s = SqliteStore::open(&cfg(&path)).expect("the kernel released the dead process's lock");
+    assert_eq!(s.seq_bound(), 77, "and what it committed is there");
+    assert!(s.load_channel("room").unwrap().is_some());
+}
+
+#[test]
+fn power_durability_and_a_size_limit_are_accepted() {
+    let dir = TempDir::new("power");
+    let c = StorageConfig { path: dir.file("p.db"), durability: Durability::Power, max_size_bytes: Some(1 << 30) };
+    let mut s = SqliteStore::open(&c).unwrap();
+    let rec: ChannelRecord = record(&mut s, "x");
+    let key: ChannelKey = rec.key;
+    s.commit(&Batch { new_channels: vec![rec], ..Batch::default() }).unwrap();
+    assert_eq!(s.load_channel("x").unwrap().map(|r| r.key), Some(key));
+}
