@@ -295,6 +295,7 @@ impl Channel {
 
     fn not_admitted(&mut self, now: u64, item: Queued, why: &str) {
         self.stats.rate_limit_dropped += 1;
+        log::debug!("channel {}: rate limiter did not admit a {:?} message: {why}", self.channel_id, item.class());
         match item {
             Queued::Wrapped(Outgoing { kind: Kind::Chunk { id, retransmission: true, .. }, .. }) => {
                 // Counts as an attempt: the acknowledgement timer keeps running towards give-up.
@@ -356,7 +357,10 @@ impl Channel {
                             let n = self.sends.get(&request).map_or(0, |s| s.total());
                             self.fail_send(&request, format!("chunk {index} of {n}: encryption failed: {e}"));
                         }
-                        Kind::Sync | Kind::Rebroadcast => self.stats.dispatch_failures += 1,
+                        Kind::Sync | Kind::Rebroadcast => {
+                            self.stats.dispatch_failures += 1;
+                            log::warn!("channel {}: a sync message was not sent: encryption failed: {e}", self.channel_id);
+                        }
                     }
                     return;
                 }
@@ -371,8 +375,12 @@ impl Channel {
             rate_limit_proof: None,
             ephemeral: matches!(kind, Kind::Ephemeral { .. }).then_some(true),
         };
+        log::trace!("channel {}: publishing {}", self.channel_id, ByteSummary(&message.payload));
         match &kind {
-            Kind::Chunk { retransmission: true, .. } => self.stats.retransmissions += 1,
+            Kind::Chunk { retransmission: true, id, .. } => {
+                self.stats.retransmissions += 1;
+                log::debug!("channel {}: retransmitting message {id}", self.channel_id);
+            }
             Kind::Chunk { retransmission: false, .. } | Kind::Ephemeral { .. } => self.stats.chunks_sent += 1,
             Kind::Sync => self.stats.syncs_sent += 1,
             Kind::Rebroadcast => self.stats.rebroadcasts += 1,
@@ -411,6 +419,7 @@ impl Channel {
             (Kind::Chunk { request, index, id, retransmission }, Err(e)) => {
                 self.stats.dispatch_failures += 1;
                 if retransmission {
+                    log::debug!("channel {}: retransmission of {id} not published: {e}", self.channel_id);
                     self.sds.on_dispatched(now, &id, None);
                 } else {
                     let n = self.sends.get(&request).map_or(0, |s| s.total());
@@ -434,7 +443,10 @@ impl Channel {
                 self.fail_send(&request, format!("dispatch failed: {e}"));
             }
             (Kind::Sync | Kind::Rebroadcast, Ok(_)) => {}
-            (Kind::Sync | Kind::Rebroadcast, Err(_)) => self.stats.dispatch_failures += 1,
+            (Kind::Sync | Kind::Rebroadcast, Err(e)) => {
+                self.stats.dispatch_failures += 1;
+                log::debug!("channel {}: a sync or rebroadcast was not published: {e}", self.channel_id);
+            }
         }
         self.drain_sds(now);
         self.release(now);
@@ -460,6 +472,7 @@ impl Channel {
         // Its queued chunks (never wrapped, or cancelled above) are dropped.
         self.limiter.remove_into(&mut |it| it.request().is_some_and(|r| &**r == request), &mut Discard);
         self.stats.send_errors += 1;
+        log::warn!("channel {}: send {} given up: {error}", self.channel_id, s.request_id);
         self.emit(ChannelEvent::SendError { request_id: s.request_id.to_string(), error });
     }
 
@@ -478,6 +491,7 @@ impl Channel {
                 }
                 self.stats.messages_sent += 1;
                 self.stats.messages_delivered += 1;
+                log::debug!("channel {}: send {request_id} delivered (every chunk acknowledged)", self.channel_id);
                 self.emit(ChannelEvent::Delivered { request_id });
             }
         }
@@ -502,6 +516,7 @@ impl Channel {
         // Our own message coming back (relay echoes it): no need to decrypt it to know.
         if hash.is_some_and(|h| self.own_hashes.contains(&h)) {
             self.stats.echoes += 1;
+            log::debug!("channel {}: dropped the echo of one of our messages", self.channel_id);
             return;
         }
         let plain = match &self.encryption {
@@ -525,7 +540,10 @@ impl Channel {
                 self.stats.dropped_invalid += 1;
                 log::warn!("channel {}: dropped a message of {} bytes that is not a valid SDS message: {e}", self.channel_id, msg.payload.len());
             }
-            ReceiveOutcome::BufferFull => self.stats.dropped_buffer_full += 1,
+            ReceiveOutcome::BufferFull => {
+                self.stats.dropped_buffer_full += 1;
+                log::warn!("channel {}: dropped a message: the buffer of messages waiting for their dependencies is full", self.channel_id);
+            }
             ReceiveOutcome::Duplicate | ReceiveOutcome::Delivered | ReceiveOutcome::Buffered | ReceiveOutcome::Sync | ReceiveOutcome::Ephemeral => {}
         }
         self.drain_sds(now);
@@ -552,6 +570,7 @@ impl Channel {
                     self.stats.dependencies_lost += 1;
                     self.stats.messages_lost += 1;
                     let error = format!("message {} lost: not received within {} ms", d.message_id, self.config().sds.dependency_timeout_ms);
+                    log::warn!("channel {}: dependency declared lost: {error}", self.channel_id);
                     self.emit(ChannelEvent::Lost { request_id: None, sender_id: d.sender_id, error });
                 }
                 SdsEvent::Retransmit { message_id, bytes, .. } => match self.chunk_owner.get(&message_id) {
@@ -579,14 +598,25 @@ impl Channel {
     /// spec: segmentation.chain + reassembly — a delivered SDS content is one chunk.
     fn on_chunk(&mut self, now: u64, sender_id: &str, content: Bytes) {
         match MessageChunk::decode_bytes(content) {
-            Err(_) => self.stats.dropped_invalid += 1,
+            Err(e) => {
+                self.stats.dropped_invalid += 1;
+                log::warn!("channel {}: dropped a message from {sender_id} whose content is not a valid chunk: {e}", self.channel_id);
+            }
             Ok(chunk) => match self.reassembler.on_chunk(now, sender_id, chunk) {
                 ChunkOutcome::Complete(c) => {
                     self.stats.messages_received += 1;
+                    log::debug!("channel {}: received message {} from {} ({} bytes)", self.channel_id, c.request_id, c.sender_id, c.payload.len());
                     self.emit(ChannelEvent::Received { request_id: c.request_id, sender_id: c.sender_id, payload: c.payload });
                 }
                 ChunkOutcome::Pending => {}
-                ChunkOutcome::Discarded(_) => self.stats.chunks_discarded += 1,
+                ChunkOutcome::Discarded(reason) => {
+                    self.stats.chunks_discarded += 1;
+                    if reason.is_suspect() {
+                        log::warn!("channel {}: discarded a chunk from {sender_id}: {reason}", self.channel_id);
+                    } else {
+                        log::debug!("channel {}: discarded a chunk from {sender_id}: {reason}", self.channel_id);
+                    }
+                }
             },
         }
         self.drain_lost();
@@ -596,6 +626,7 @@ impl Channel {
         while let Some(l) = self.reassembler.poll_lost() {
             self.stats.messages_lost += 1;
             let error = l.reason.to_string();
+            log::warn!("channel {}: message {} from {} lost: {error}", self.channel_id, l.request_id, l.sender_id);
             self.emit(ChannelEvent::Lost { request_id: Some(l.request_id), sender_id: Some(l.sender_id), error });
         }
     }

@@ -174,6 +174,10 @@ impl Manager {
                 move || dispatcher::run(s, events)
             })
             .map_err(|e| Error::Storage(format!("cannot spawn the event thread: {e}")))?;
+        match &config.storage {
+            Some(s) => log::info!("manager started, storage {} ({:?} durability)", s.path.display(), s.durability),
+            None => log::info!("manager started, no storage"),
+        }
         Ok(Manager { shared, config, runtime: Some(runtime), events, dispatcher: Some(dispatcher), host })
     }
 
