@@ -30,7 +30,7 @@ use crate::logging::ByteSummary;
 use crate::ratelimit::{Admit, Discard, MessageClass, RateLimiter};
 use crate::sds::{MessageId, ReceiveOutcome, SdsEngine, SdsEvent};
 use crate::segmentation::{ChunkOutcome, Reassembler};
-use crate::wire::{MessageChunk, MessageHash, WakuMessage, BLOOM_BYTES, SPEC_MARKER};
+use crate::wire::{MessageChunk, MessageHash, WakuMessage, BLOOM_BYTES, MAX_WAKU_MESSAGE_BYTES, SPEC_MARKER};
 
 /// What the channel asks its driver to do.
 #[derive(Debug, Clone, PartialEq)]
@@ -499,6 +499,14 @@ impl Channel {
             );
             return;
         }
+        // spec: channel.ingest-size — nothing larger than the network carries is held (the relay
+        // refuses it too; a host transport or store may not).
+        let size = prost::Message::encoded_len(msg);
+        if size > MAX_WAKU_MESSAGE_BYTES {
+            self.stats.dropped_invalid += 1;
+            log::warn!("channel {}: dropped a message of {size} bytes, over the {MAX_WAKU_MESSAGE_BYTES}-byte WakuMessage limit", self.channel_id);
+            return;
+        }
         // Our own message coming back (relay echoes it): no need to decrypt it to know.
         if hash.is_some_and(|h| self.own_hashes.contains(&h)) {
             self.stats.echoes += 1;
@@ -526,7 +534,12 @@ impl Channel {
                 log::warn!("channel {}: dropped a message of {} bytes that is not a valid SDS message: {e}", self.channel_id, msg.payload.len());
             }
             ReceiveOutcome::BufferFull => self.stats.dropped_buffer_full += 1,
-            ReceiveOutcome::Duplicate | ReceiveOutcome::Delivered | ReceiveOutcome::Buffered | ReceiveOutcome::Sync | ReceiveOutcome::Ephemeral => {}
+            ReceiveOutcome::Duplicate
+            | ReceiveOutcome::Delivered
+            | ReceiveOutcome::Buffered
+            | ReceiveOutcome::Sync
+            | ReceiveOutcome::Ephemeral
+            | ReceiveOutcome::Spoofed => {}
         }
         self.drain_sds(now);
         self.release(now);
@@ -687,6 +700,9 @@ impl Channel {
         let mut s = self.stats.clone();
         let sds = self.sds.stats();
         s.duplicates = sds.duplicates;
+        s.echo_spoofs = sds.echo_spoofs;
+        s.lamport_clamped = sds.lamport_clamped;
+        s.bloom_rejected = sds.bloom_rejected;
         s.rate_limit_queued = self.limiter.queue_len() as u64;
         s.rate_limit_used_in_epoch = self.limiter.used(self.now) as u64;
         s.reassembly_bytes = self.reassembler.bytes() as u64;
