@@ -342,6 +342,7 @@ impl<H: HistoryStore> SdsEngine<H> {
         };
         if msg.channel_id != self.channel_id {
             self.stats.wrong_channel += 1;
+            log::debug!("channel {}: dropped a message of channel {:?}", self.channel_id, msg.channel_id);
             return ReceiveOutcome::WrongChannel;
         }
         if msg.sender_id.is_empty() {
@@ -427,6 +428,7 @@ impl<H: HistoryStore> SdsEngine<H> {
         let c = &self.config;
         if !self.incoming.has_room(size, check.new_missing.len(), c.max_incoming_messages, c.max_incoming_bytes, c.max_missing) {
             self.stats.dropped_buffer_full += 1;
+            log::warn!("channel {}: dropped {id} from {:?}: the buffer of messages waiting for dependencies is full", self.channel_id, msg.sender_id);
             return ReceiveOutcome::BufferFull;
         }
         remember(self);
@@ -436,6 +438,7 @@ impl<H: HistoryStore> SdsEngine<H> {
         self.bloom_news = self.config.possible_acks_threshold;
         self.note_missing(&check.new_missing, now);
         let deadline = now.saturating_add(self.config.dependency_timeout_ms);
+        log::debug!("channel {}: {id} from {:?} buffered, waiting for {} dependencies", self.channel_id, msg.sender_id, check.unresolved.len());
         self.incoming.push(id, msg, hint, size, &check, deadline);
         ReceiveOutcome::Buffered
     }
@@ -486,6 +489,7 @@ impl<H: HistoryStore> SdsEngine<H> {
     fn answer_repair_request(&mut self, now: u64, msg: &SdsMessage) {
         if let Some(hints) = self.repair.answer(now, msg, &self.config) {
             self.stats.repairs += 1;
+            log::debug!("channel {}: answering a repair request of {:?} with {} hints", self.channel_id, msg.sender_id, hints.len());
             self.send_sync_with(now, hints);
         }
     }
@@ -655,10 +659,12 @@ impl<H: HistoryStore> SdsEngine<H> {
             match e {
                 Expired::Retransmit { id, bytes, attempt } => {
                     self.stats.retransmissions += 1;
+                    log::debug!("channel {}: {id} unacknowledged: retransmission {attempt}", self.channel_id);
                     self.events.push_back(SdsEvent::Retransmit { message_id: id, bytes, attempt });
                 }
                 Expired::GaveUp { id } => {
                     self.stats.gave_up += 1;
+                    log::warn!("channel {}: gave up {id}: unacknowledged after {} retransmissions", self.channel_id, self.config.max_retransmissions);
                     self.events.push_back(SdsEvent::GaveUp { message_id: id });
                 }
             }
@@ -667,6 +673,12 @@ impl<H: HistoryStore> SdsEngine<H> {
         self.incoming.expire(now, &mut lost, &mut forced);
         for dep in lost {
             self.stats.dependencies_lost += 1;
+            log::warn!(
+                "channel {}: dependency {} lost: not received within {} ms",
+                self.channel_id,
+                dep.message_id,
+                self.config.dependency_timeout_ms
+            );
             let id = dep.message_id.clone();
             self.events.push_back(SdsEvent::DependencyLost(dep));
             self.release(now, &id);
@@ -708,6 +720,7 @@ impl<H: HistoryStore> SdsEngine<H> {
         for m in missing {
             if let Some(dep) = self.incoming.declare_lost(&m) {
                 self.stats.dependencies_lost += 1;
+                log::warn!("channel {}: dependency {m} lost: {id} waited {} ms for it", self.channel_id, self.config.dependency_timeout_ms);
                 self.events.push_back(SdsEvent::DependencyLost(dep));
                 self.release(now, &m);
             }
@@ -770,6 +783,7 @@ impl<H: HistoryStore> SdsEngine<H> {
         self.bloom_news = self.bloom_news.saturating_sub(1);
         self.to_ack.clear();
         self.stats.syncs_sent += 1;
+        log::debug!("channel {}: sync {id} ({} history entries, {} repair requests)", self.channel_id, refs.len(), repair.len());
         self.sync.on_sync_sent(now, self.config.acknowledgement_timeout_ms, &mut self.rng);
         self.events.push_back(SdsEvent::SendSync { message_id: id, bytes });
     }
