@@ -41,8 +41,9 @@
 //! * filling the reassembly buffer with partials of her own (bounded, but it evicts).
 //!
 //! Not covered here (targeted tests elsewhere): a bloom filter saturated by channel age (tens of
-//! thousands of messages), duplicates re-delivered by SDS (the reassembler's memory of finished
-//! messages hides them from the application), the published size limit with maximal ids.
+//! thousands of messages) and duplicates re-delivered by SDS (the reassembler's memory of finished
+//! messages hides them from the application), both in tests/protocol_hardening.rs; the published
+//! size limit with maximal ids.
 //!
 //! Three families of seeds: `Full` (every attack, one probe round; each invariant is a test over
 //! one shared run), `Chunks` (forged chunks and replays only: what the segmentation layer must

@@ -325,7 +325,7 @@ fn the_channel_refuses_oversized_and_senderless_messages() {
     use reliable_channel::wire::MAX_WAKU_MESSAGE_BYTES;
     let mut ch = Channel::new(CHANNEL, "/hardening/1/chat/proto", "victim", ChannelConfig::default(), T0, 1);
     let mut received = Vec::new();
-    let mut pump = |ch: &mut Channel, received: &mut Vec<String>| {
+    let pump = |ch: &mut Channel, received: &mut Vec<String>| {
         while let Some(a) = ch.poll_action() {
             if let ChannelAction::Event(ChannelEvent::Received { sender_id, .. }) = a {
                 received.push(sender_id);

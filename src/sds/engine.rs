@@ -404,7 +404,8 @@ impl<H: HistoryStore> SdsEngine<H> {
             self.sync.owe_ack_round(now, self.config.acknowledgement_timeout_ms, &mut self.rng);
             return ReceiveOutcome::Duplicate;
         }
-        let view = self.evidence(&msg);
+        // The filter only matters while we await acknowledgements (skip the bit count otherwise).
+        let view = if self.outgoing.len() > 0 { self.evidence(&msg) } else { None };
         self.review_acks(&msg, view);
         let check = self.incoming.check(id, &msg.causal_history, &|i| self.history.contains(i));
         let id: MessageId = msg.message_id.as_str().into();
