@@ -30,7 +30,7 @@ use crate::logging::ByteSummary;
 use crate::ratelimit::{Admit, Discard, MessageClass, RateLimiter};
 use crate::sds::{MessageId, ReceiveOutcome, SdsEngine, SdsEvent};
 use crate::segmentation::{ChunkOutcome, Reassembler};
-use crate::wire::{MessageChunk, MessageHash, WakuMessage, BLOOM_BYTES, SPEC_MARKER};
+use crate::wire::{MessageChunk, MessageHash, WakuMessage, BLOOM_BYTES, MAX_WAKU_MESSAGE_BYTES, SPEC_MARKER};
 
 /// What the channel asks its driver to do.
 #[derive(Debug, Clone, PartialEq)]
@@ -377,10 +377,7 @@ impl Channel {
         };
         log::trace!("channel {}: publishing {}", self.channel_id, ByteSummary(&message.payload));
         match &kind {
-            Kind::Chunk { retransmission: true, id, .. } => {
-                self.stats.retransmissions += 1;
-                log::debug!("channel {}: retransmitting message {id}", self.channel_id);
-            }
+            Kind::Chunk { retransmission: true, .. } => self.stats.retransmissions += 1,
             Kind::Chunk { retransmission: false, .. } | Kind::Ephemeral { .. } => self.stats.chunks_sent += 1,
             Kind::Sync => self.stats.syncs_sent += 1,
             Kind::Rebroadcast => self.stats.rebroadcasts += 1,
@@ -513,6 +510,14 @@ impl Channel {
             );
             return;
         }
+        // spec: channel.ingest-size — nothing larger than the network carries is held (the relay
+        // refuses it too; a host transport or store may not).
+        let size = prost::Message::encoded_len(msg);
+        if size > MAX_WAKU_MESSAGE_BYTES {
+            self.stats.dropped_invalid += 1;
+            log::warn!("channel {}: dropped a message of {size} bytes, over the {MAX_WAKU_MESSAGE_BYTES}-byte WakuMessage limit", self.channel_id);
+            return;
+        }
         // Our own message coming back (relay echoes it): no need to decrypt it to know.
         if hash.is_some_and(|h| self.own_hashes.contains(&h)) {
             self.stats.echoes += 1;
@@ -540,11 +545,14 @@ impl Channel {
                 self.stats.dropped_invalid += 1;
                 log::warn!("channel {}: dropped a message of {} bytes that is not a valid SDS message: {e}", self.channel_id, msg.payload.len());
             }
-            ReceiveOutcome::BufferFull => {
-                self.stats.dropped_buffer_full += 1;
-                log::warn!("channel {}: dropped a message: the buffer of messages waiting for their dependencies is full", self.channel_id);
-            }
-            ReceiveOutcome::Duplicate | ReceiveOutcome::Delivered | ReceiveOutcome::Buffered | ReceiveOutcome::Sync | ReceiveOutcome::Ephemeral => {}
+            // Logged by the SDS engine.
+            ReceiveOutcome::BufferFull => self.stats.dropped_buffer_full += 1,
+            ReceiveOutcome::Duplicate
+            | ReceiveOutcome::Delivered
+            | ReceiveOutcome::Buffered
+            | ReceiveOutcome::Sync
+            | ReceiveOutcome::Ephemeral
+            | ReceiveOutcome::Spoofed => {}
         }
         self.drain_sds(now);
         self.release(now);
@@ -570,7 +578,6 @@ impl Channel {
                     self.stats.dependencies_lost += 1;
                     self.stats.messages_lost += 1;
                     let error = format!("message {} lost: not received within {} ms", d.message_id, self.config().sds.dependency_timeout_ms);
-                    log::warn!("channel {}: dependency declared lost: {error}", self.channel_id);
                     self.emit(ChannelEvent::Lost { request_id: None, sender_id: d.sender_id, error });
                 }
                 SdsEvent::Retransmit { message_id, bytes, .. } => match self.chunk_owner.get(&message_id) {
@@ -718,6 +725,9 @@ impl Channel {
         let mut s = self.stats.clone();
         let sds = self.sds.stats();
         s.duplicates = sds.duplicates;
+        s.echo_spoofs = sds.echo_spoofs;
+        s.lamport_clamped = sds.lamport_clamped;
+        s.bloom_rejected = sds.bloom_rejected;
         s.rate_limit_queued = self.limiter.queue_len() as u64;
         s.rate_limit_used_in_epoch = self.limiter.used(self.now) as u64;
         s.reassembly_bytes = self.reassembler.bytes() as u64;
