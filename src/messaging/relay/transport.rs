@@ -57,6 +57,13 @@ macro_rules! counters {
                 RelayCounters { $($name: self.$name.load(Ordering::Relaxed),)* }
             }
         }
+
+        impl RelayCounters {
+            /// Every counter with its name (snake_case, as the field).
+            pub fn named(&self) -> Vec<(&'static str, u64)> {
+                vec![$((stringify!($name), self.$name),)*]
+            }
+        }
     };
 }
 
@@ -116,6 +123,38 @@ pub struct RelayStats {
     pub topic_peers: usize,
     /// Cumulative counters.
     pub counters: RelayCounters,
+}
+
+impl RelayStats {
+    /// The stats as the JSON object of the `"relay"` key of the channel stats
+    /// (`rc_channel_stats_json`): camelCase names, `connectedPeers`, `meshPeers`, `topicPeers`
+    /// and every counter.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut o = serde_json::Map::new();
+        o.insert("connectedPeers".into(), self.connected_peers.into());
+        o.insert("meshPeers".into(), self.mesh_peers.into());
+        o.insert("topicPeers".into(), self.topic_peers.into());
+        for (name, v) in self.counters.named() {
+            o.insert(camel_case(name), v.into());
+        }
+        serde_json::Value::Object(o)
+    }
+}
+
+fn camel_case(snake: &str) -> String {
+    let mut out = String::with_capacity(snake.len());
+    let mut upper = false;
+    for c in snake.chars() {
+        if c == '_' {
+            upper = true;
+        } else if upper {
+            out.push(c.to_ascii_uppercase());
+            upper = false;
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// State shared by the transport, the handles and the node thread.
