@@ -344,7 +344,11 @@ impl Node {
                         let _ = self.swarm.disconnect_peer_id(peer_id);
                         return;
                     }
-                    log::debug!("relay: connected to {peer_id} at {}", endpoint.get_remote_address());
+                    // INFO: lifecycle (src/logging.rs); the first peer means the transport is connected.
+                    log::info!("relay: peer connected: {peer_id} at {} ({connected} connected)", endpoint.get_remote_address());
+                    if connected == 1 {
+                        log::info!("relay: transport connected");
+                    }
                     // spec: relay.metadata — ask every new peer for its cluster.
                     let ours = WakuMetadata::ours(self.cluster_id, &self.shards);
                     self.swarm.behaviour_mut().metadata.send_request(&peer_id, ours);
@@ -356,6 +360,7 @@ impl Node {
                 self.refresh_gauges();
             }
             SwarmEvent::ConnectionClosed { peer_id, num_established: 0, cause, .. } => {
+                log::info!("relay: peer disconnected: {peer_id}");
                 self.budgets.forget(&peer_id);
                 self.refused.remove(&peer_id);
                 if let Some(w) = self.wanted.get_mut(&peer_id) {
