@@ -6,8 +6,8 @@
 #   star    a hub and three leaves; every participant sends 2 texts and a 1 MiB message
 #   line    four in a line (three hops end to end), 10 % of what each publishes lost (the relay
 #           transport's test fault): SDS repairs it
-#   rejoin  dave (durable channel) leaves after the first texts; the others go on; dave restarts with
-#           the same database and catches up through SDS
+#   rejoin  dave leaves (its process ends) after the first texts; the others go on sending; dave
+#           comes back (a new process) and catches up on what it missed through SDS
 #
 # Each participant checks that every message of every other participant arrived exactly once, in
 # order, byte-identical, and that every send of its own was DELIVERED. Output ends with
@@ -63,13 +63,13 @@ scenario_rejoin() {
     p bob --peer-of alice --expect alice,dave --texts 3 --big 262144 --hold-until "$DIR/dave.left"
     # dave's first life: sends its first text, receives the others' first texts, leaves.
     "$BIN" --name dave --dir "$DIR" --peer-of alice --expect alice,bob --texts 3 --big 262144 \
-        --storage "$DIR/dave.db" --leave-after-first >>"$DIR/dave.log" 2>&1
+        --leave-after-first >>"$DIR/dave.log" 2>&1
     local first=$?
     if [ $first -ne 0 ]; then echo "dave's first life failed ($first)" >>"$DIR/dave.log"; return 1; fi
     # While dave is away, alice and bob send the rest; dave comes back later and catches up.
     sleep 2
     rm -f "$DIR/dave.addr"
-    p dave --peer-of alice --expect alice,bob --texts 3 --big 262144 --storage "$DIR/dave.db" --skip-first
+    p dave --peer-of alice --expect alice,bob --texts 3 --big 262144 --skip-first
 }
 
 for s in ${RELAY_PROC_ONLY:-star line rejoin}; do
