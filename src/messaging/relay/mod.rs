@@ -19,6 +19,10 @@
 //!   for the peer's cluster; another (or no) cluster in a response, or another cluster in a
 //!   request, disconnects the peer (and forgets it if it was configured), as nwaku does. Peers
 //!   that do not speak it (js-waku without the metadata service) are tolerated.
+//! * Store `/vac/waku/store-query/3.0.0` (`store.rs`), lookups by message hash only: every node
+//!   keeps a bounded cache of the messages it relayed or published and answers peers' queries
+//!   from it; SDS's retrievals of missing dependencies (by their Waku hash) ask the connected
+//!   peers. This is what brings a late joiner, or a node back from a partition, what it missed.
 //! * Publishing never sends an empty payload or content topic (js-waku penalises that) and
 //!   never more than 150 KiB: those fail at once. A message gossipsub accepts but can send to
 //!   nobody (no peer yet, queues full) is reported `Sent` and counted as `published_unrouted`:
@@ -65,6 +69,7 @@ mod config;
 mod gossip;
 mod metadata;
 mod node;
+mod store;
 mod transport;
 
 pub use config::{
@@ -74,6 +79,7 @@ pub use config::{
 pub use gossip::{gossipsub_config, message_id, peer_score, MAX_FRAME_BYTES, RELAY_PING_CONTENT_TOPIC, RELAY_PROTOCOL};
 pub use metadata::{WakuMetadata, METADATA_PROTOCOL};
 pub use node::{REDIAL_INITIAL, REDIAL_MAX};
+pub use store::{MAX_HASHES_PER_QUERY, STORE_CACHE_BYTES, STORE_CACHE_MESSAGES, STORE_PROTOCOL};
 pub use transport::{RelayCounters, RelayHandle, RelayStats, RelayTransport, MAX_QUEUED_PUBLISHES};
 
 /// The libp2p crate this transport is built on (its `Multiaddr` and `PeerId` appear in the API;

@@ -31,7 +31,13 @@ pub(crate) enum Command {
         data: Vec<u8>,
         hash: MessageHash,
         duplicate: Option<Vec<u8>>,
+        /// The message itself, kept in the node's store cache.
+        message: WakuMessage,
+        /// The `loss` fault: cached (so that peers can retrieve it) but not sent.
+        lost: bool,
     },
+    /// Fetch these messages from the peers' stores (SDS retrieval hints).
+    Retrieve(Vec<MessageHash>),
     Subscribe(String),
     Unsubscribe(String),
     Connect(Multiaddr, PeerId),
@@ -100,6 +106,14 @@ counters! {
     dial_failures,
     /// Peers disconnected because the metadata protocol showed another (or no) cluster.
     metadata_rejected,
+    /// Store queries sent to peers for missing messages (SDS retrieval hints).
+    store_queries,
+    /// Messages fetched from a peer's store and delivered to the sink.
+    store_retrieved,
+    /// Messages served from our cache to peers' store queries.
+    store_served,
+    /// Store responses or messages dropped: not asked for, hash mismatch, malformed.
+    store_rejected,
     /// Inbound peers disconnected because the node had `max_peers` peers.
     peers_refused,
 }
@@ -362,11 +376,10 @@ impl Transport for RelayTransport {
         }
         let hash = message.hash(&self.shared.pubsub_topic);
         let counters = &self.shared.counters;
-        if self.loss > 0.0 && self.rng.gen::<f64>() < self.loss {
-            counters.lost_by_fault.fetch_add(1, Ordering::Relaxed);
-            return self.shared.emit(TransportEvent::Sent { dispatch_id, message_hash: Some(hash) });
-        }
-        let duplicate = if self.duplicate > 0.0 && self.rng.gen::<f64>() < self.duplicate {
+        // A message lost by the fault is still kept in the node's store cache (as a message lost
+        // on its way is still in the network's stores): peers retrieve it by its hash.
+        let lost = self.loss > 0.0 && self.rng.gen::<f64>() < self.loss;
+        let duplicate = if !lost && self.duplicate > 0.0 && self.rng.gen::<f64>() < self.duplicate {
             counters.duplicated_by_fault.fetch_add(1, Ordering::Relaxed);
             Some(duplicate_copy(&data))
         } else {
@@ -376,13 +389,21 @@ impl Transport for RelayTransport {
             self.shared.queued_publishes.fetch_sub(1, Ordering::AcqRel);
             return self.fail(dispatch_id, format!("relay: {MAX_QUEUED_PUBLISHES} publishes already wait for the network"));
         }
-        if self.shared.send(Command::Publish { dispatch_id, data, hash, duplicate }).is_err() {
+        if self.shared.send(Command::Publish { dispatch_id, data, hash, duplicate, message, lost }).is_err() {
             self.fail(dispatch_id, "relay: the node has stopped".to_owned());
         }
     }
 
     fn subscribe(&mut self, content_topic: &str) {
         let _ = self.shared.send(Command::Subscribe(content_topic.to_owned()));
+    }
+
+    /// Asks the connected peers' stores for these messages (`store.rs`); found ones arrive as
+    /// `Received`. Repeated requests for a hash are throttled by the node.
+    fn retrieve(&mut self, _content_topic: &str, hashes: &[MessageHash]) {
+        if !hashes.is_empty() {
+            let _ = self.shared.send(Command::Retrieve(hashes.to_vec()));
+        }
     }
 
     fn unsubscribe(&mut self, content_topic: &str) {
