@@ -15,11 +15,13 @@
  * - Every participant in --expect must deliver exactly its texts then its big message, once each,
  *   in order (a duplicate, a reordering or a corrupted payload fails at once); every send of ours
  *   must end DELIVERED (SEND_ERROR fails).
- * - --leave-after-first: once the first text of every expected participant arrived, write
- *   DIR/NAME.left and exit 0 (the "leaves" half of a rejoin). --skip-first: this is the rejoin, a
- *   new process: everyone's text 0 was handled in the first life (SDS may bring it again, as the
- *   first message of its sender, or not), our own text 0 is not sent again; everything sent while
- *   we were away must arrive, once, in order.
+ * - --leave-after-first: send nothing; once the first text of every expected participant arrived,
+ *   write DIR/NAME.left and exit 0 (the "leaves" half of a rejoin). --skip-first: this is the
+ *   rejoin, a new process: everyone's text 0 was handled in the first life (SDS may bring it again,
+ *   as the first message of its sender, or not); everything sent while we were away must arrive,
+ *   once, in order; we send all our messages. (The first life sends nothing: a restarted SDS with
+ *   an empty log takes its own earlier messages for echoes and could never resolve a dependency on
+ *   them.)
  * - When done, writes DIR/NAME.done and stays (answering syncs and repairs) until DIR/X.done exists
  *   for every expected X, then prints a one-line summary and exits 0. Exits 1 on any failure or
  *   after --timeout-s (default 150).
@@ -339,8 +341,8 @@ int main(int argc, char **argv) {
         return 1;
     }
 
-    int next_text = skip_first ? 1 : 0, big_sent = 0, done_written = 0, rc = 1;
-    if (!skip_first) send_text(m, next_text++);
+    int next_text = 0, big_sent = 0, done_written = 0, rc = 1;
+    if (!leave_after_first) send_text(m, next_text++);
     while (now_s() < deadline && !atomic_load(&failed)) {
         int held = hold_until && !exists(hold_until);
         if (!held && !leave_after_first) {
@@ -352,13 +354,13 @@ int main(int argc, char **argv) {
                 big_sent = 1;
             }
         }
-        if (leave_after_first && first_of_everyone() && atomic_load(&n_delivered) >= 1) {
-            say("leaving (first texts received, ours delivered)");
+        if (leave_after_first && first_of_everyone()) {
+            say("leaving (everyone's first text received)");
             touch(name, "left");
             rc = 0;
             break;
         }
-        int mine = (texts - (skip_first ? 1 : 0)) + (big > 0 ? 1 : 0);
+        int mine = texts + (big > 0 ? 1 : 0);
         if (!done_written && !leave_after_first && received_everything() && atomic_load(&n_delivered) >= mine) {
             say("done: everything received once and in order, %d sends delivered", atomic_load(&n_delivered));
             touch(name, "done");

@@ -61,7 +61,7 @@ scenario_line() {
 scenario_rejoin() {
     p alice --expect bob,dave --texts 3 --big 262144 --hold-until "$DIR/dave.left"
     p bob --peer-of alice --expect alice,dave --texts 3 --big 262144 --hold-until "$DIR/dave.left"
-    # dave's first life: sends its first text, receives the others' first texts, leaves.
+    # dave's first life: receives the others' first texts and leaves (it sends in its second life).
     "$BIN" --name dave --dir "$DIR" --peer-of alice --expect alice,bob --texts 3 --big 262144 \
         --leave-after-first >>"$DIR/dave.log" 2>&1
     local first=$?
