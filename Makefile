@@ -127,6 +127,11 @@ bench-wire:
 bench-durable:
 	$(CARGO) bench --bench durable
 
+# The relay transport: two processes on loopback, the whole stack against bare rust-libp2p gossipsub
+# with the same configuration, in one run (table, target/bench/relay.json; see BENCHMARKS.md).
+bench-relay:
+	$(CARGO) bench --bench relay_e2e
+
 # Throughput-vs-size plot (docs/throughput.png) from target/bench/e2e.json; needs matplotlib.
 plot:
 	python3 benches/plot_throughput.py

@@ -106,6 +106,8 @@ fn faults_lose_or_duplicate_what_a_node_publishes() {
 
     let lost = message(CONTENT_TOPIC, b"never sent");
     let id = lossy.publish(lost.clone());
+    // Reported by the node thread, which keeps the lost message in its store cache.
+    wait_for("the lost message's outcome", || lossy.outcome(id).is_some());
     assert_eq!(lossy.outcome(id), Some(TransportEvent::Sent { dispatch_id: id, message_hash: Some(lost.hash(&topic)) }));
     assert_eq!(lossy.stats().counters.lost_by_fault, 1);
 
@@ -221,6 +223,7 @@ fn missed_messages_are_retrieved_from_peers_stores() {
     let topic = a.handle.pubsub_topic().to_owned();
     let m = message(CONTENT_TOPIC, b"lost on its way");
     let id = a.publish(m.clone());
+    wait_for("the lost message's outcome", || a.outcome(id).is_some());
     assert!(matches!(a.outcome(id), Some(TransportEvent::Sent { .. })));
     let hash = m.hash(&topic);
     // b asks its peers (a has it in its cache).
