@@ -353,15 +353,18 @@ fn js_waku_in_the_mesh_of_two_managers() {
         let mesh = js.call(json!({"cmd": "state"}))["mesh"].clone();
         mesh.as_array().is_some_and(|m| ids.iter().all(|id| m.contains(id)))
     });
-    let next = |rx: &mpsc::Receiver<ChannelEvent>, what: &str, pred: &dyn Fn(&ChannelEvent) -> bool| -> ChannelEvent {
+    // Waits until every predicate matched some event (events arrive in any order between them).
+    let all = |rx: &mpsc::Receiver<ChannelEvent>, what: &str, preds: &[&dyn Fn(&ChannelEvent) -> bool]| -> Vec<ChannelEvent> {
         let end = std::time::Instant::now() + TIMEOUT;
-        loop {
+        let mut found: Vec<Option<ChannelEvent>> = vec![None; preds.len()];
+        while found.iter().any(Option::is_none) {
             let left = end.saturating_duration_since(std::time::Instant::now());
             let e = rx.recv_timeout(left).unwrap_or_else(|_| panic!("timed out waiting for {what}"));
-            if pred(&e) {
-                return e;
+            if let Some(i) = (0..preds.len()).find(|&i| found[i].is_none() && preds[i](&e)) {
+                found[i] = Some(e);
             }
         }
+        found.into_iter().flatten().collect()
     };
     let received = |sender: &'static str, text: &'static [u8]| move |e: &ChannelEvent| matches!(e, ChannelEvent::Received { sender_id, payload, .. } if sender_id == sender && payload == text);
 
@@ -369,11 +372,10 @@ fn js_waku_in_the_mesh_of_two_managers() {
     let (alice, arx) = &managers[0];
     let (bob, brx) = &managers[1];
     let rid = alice.send(CHANNEL, b"hello bob, via js-waku", false).unwrap();
-    next(brx, "bob to receive alice's message", &received("alice", b"hello bob, via js-waku"));
     let rid2 = bob.send(CHANNEL, b"hello alice", false).unwrap();
-    next(arx, "alice to receive bob's message", &received("bob", b"hello alice"));
-    next(arx, "alice's send DELIVERED", &|e| matches!(e, ChannelEvent::Delivered { request_id } if *request_id == rid));
-    next(brx, "bob's send DELIVERED", &|e| matches!(e, ChannelEvent::Delivered { request_id } if *request_id == rid2));
+    let delivered = |rid: String| move |e: &ChannelEvent| matches!(e, ChannelEvent::Delivered { request_id } if *request_id == rid);
+    all(brx, "bob to receive alice's message, his send DELIVERED", &[&received("alice", b"hello bob, via js-waku"), &delivered(rid2)]);
+    all(arx, "alice to receive bob's message, her send DELIVERED", &[&received("bob", b"hello alice"), &delivered(rid)]);
     let seen = js.wait_received(2);
     let ours: Vec<&Value> = seen.iter().filter(|g| g["sds"]["decodes"] == true && g["sds"]["channelId"] == CHANNEL).collect();
     assert!(ours.iter().any(|g| g["sds"]["senderId"] == "alice"), "js-waku decoded alice's SDS message: {seen:?}");
@@ -388,8 +390,8 @@ fn js_waku_in_the_mesh_of_two_managers() {
                            "meta": hex::encode(SPEC_MARKER), "timestampNs": ts.to_string()}));
     assert_eq!(r["recipients"], 2, "{r}");
     for (_, rx) in &managers {
-        let e = next(rx, "the js-waku message", &received("carol-js", b"hello from js-waku"));
-        assert!(matches!(e, ChannelEvent::Received { request_id, .. } if request_id == "0123456789abcdef0123"));
+        let e = all(rx, "the js-waku message", &[&received("carol-js", b"hello from js-waku")]);
+        assert!(matches!(&e[0], ChannelEvent::Received { request_id, .. } if request_id == "0123456789abcdef0123"));
     }
     let s = alice.relay_stats_json().unwrap();
     assert_eq!(s["rejectedMalformed"].as_u64().unwrap() + s["rejectedInvalid"].as_u64().unwrap(), 0, "{s}");
