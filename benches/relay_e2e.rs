@@ -10,6 +10,10 @@
 //! (latency without queueing: p50, p99 from the send timestamp in the payload, one host clock),
 //! 100 KiB messages as fast as possible (MB/s). CPU per message (user + system, each process) and
 //! peak RSS of each process. Results: a table on stdout and `target/bench/relay.json`.
+//!
+//! As in `benches/e2e.rs`, the sender's send queue is unbounded (`sendQueue`: a send stays pending
+//! until acknowledged, and the receiver acknowledges with a sync 0.25–0.5 × the acknowledgement
+//! timeout later): the bench measures the pipeline, not the backpressure window.
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
@@ -174,7 +178,7 @@ fn receiver(role: &str) {
         });
     } else {
         let cfg = r#"{"transport": {"kind": "relay", "listen": ["/ip4/127.0.0.1/tcp/0"], "peerMessagesPerSec": 0, "peerBytesPerSec": 0},
-                      "channelDefaults": {"rateLimitConfig": {"enabled": false}}}"#;
+                      "channelDefaults": {"rateLimitConfig": {"enabled": false}, "sdsConfig": {"acknowledgementTimeoutMs": 2000}}}"#;
         let m = Manager::from_json(Some(cfg)).unwrap();
         let r = Arc::clone(&rec);
         m.set_event_handler(Some(Arc::new(move |e: &reliable_channel::Event<'_>| {
@@ -252,7 +256,7 @@ fn run(setup: &'static str, mut send: impl FnMut(&str) -> Box<dyn FnMut(Vec<u8>)
 
 fn raw_sender(addr: &str) -> Box<dyn FnMut(Vec<u8>)> {
     let target: Multiaddr = addr.parse().unwrap();
-    let (tx, rx) = crossbeam_channel::bounded::<Vec<u8>>(256);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
     let (ready_tx, ready_rx) = crossbeam_channel::bounded(1);
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
@@ -260,9 +264,10 @@ fn raw_sender(addr: &str) -> Box<dyn FnMut(Vec<u8>)> {
             let (mut swarm, topic) = raw_swarm();
             swarm.dial(target).unwrap();
             let mut ready = Some(ready_tx);
-            let mut tick = tokio::time::interval(Duration::from_micros(200));
-            let mut pending: Option<Vec<u8>> = None;
-            // Runs until the process exits.
+            // Published as soon as handed over; a full gossipsub queue is retried every
+            // millisecond (backpressure), in order.
+            let mut backlog: std::collections::VecDeque<Vec<u8>> = std::collections::VecDeque::new();
+            let mut retry = tokio::time::interval(Duration::from_millis(1));
             loop {
                 tokio::select! {
                     ev = swarm.select_next_some() => {
@@ -270,15 +275,16 @@ fn raw_sender(addr: &str) -> Box<dyn FnMut(Vec<u8>)> {
                             if let Some(r) = ready.take() { let _ = r.send(()); }
                         }
                     }
-                    _ = tick.tick() => {
-                        // Publish what is queued; a full gossipsub queue is retried (backpressure).
-                        loop {
-                            let Some(d) = pending.take().or_else(|| rx.try_recv().ok()) else { break };
-                            if let Err(PublishError::AllQueuesFull(_)) = swarm.behaviour_mut().publish(topic.clone(), d.clone()) {
-                                pending = Some(d);
-                                break;
-                            }
-                        }
+                    d = rx.recv() => match d {
+                        Some(d) => backlog.push_back(d),
+                        None => break,
+                    },
+                    _ = retry.tick(), if !backlog.is_empty() => {}
+                }
+                while let Some(d) = backlog.pop_front() {
+                    if let Err(PublishError::AllQueuesFull(_)) = swarm.behaviour_mut().publish(topic.clone(), d.clone()) {
+                        backlog.push_front(d);
+                        break;
                     }
                 }
             }
@@ -291,7 +297,8 @@ fn raw_sender(addr: &str) -> Box<dyn FnMut(Vec<u8>)> {
 fn rc_sender(addr: &str) -> Box<dyn FnMut(Vec<u8>)> {
     let cfg = format!(
         r#"{{"transport": {{"kind": "relay", "listen": ["/ip4/127.0.0.1/tcp/0"], "peers": ["{addr}"], "peerMessagesPerSec": 0, "peerBytesPerSec": 0}},
-            "channelDefaults": {{"rateLimitConfig": {{"enabled": false}}}}}}"#
+            "channelDefaults": {{"rateLimitConfig": {{"enabled": false}}, "sdsConfig": {{"acknowledgementTimeoutMs": 2000}},
+                                 "sendQueue": {{"maxPendingChunks": 1048576, "maxPendingBytes": 17179869184}}}}}}"#
     );
     let m = Manager::from_json(Some(&cfg)).unwrap();
     m.open_channel("bench", CONTENT_TOPIC, "sender", None).unwrap();
