@@ -457,19 +457,25 @@ impl Manager {
     /// port 0 was asked).
     pub fn relay_listen_addresses(&self) -> Result<Vec<String>, Error> {
         #[cfg(feature = "relay")]
-        return Ok(self.relay()?.listen_addresses().iter().map(ToString::to_string).collect());
+        {
+            Ok(self.relay()?.listen_addresses().iter().map(ToString::to_string).collect())
+        }
         #[cfg(not(feature = "relay"))]
-        Err(no_relay())
+        {
+            Err(no_relay())
+        }
     }
 
     /// Dials a peer (a multiaddr ending in `/p2p/<peer id>`) and keeps it connected: an
     /// unreachable peer is retried with backoff and logged, never an error here.
     pub fn relay_connect(&self, multiaddr: &str) -> Result<(), Error> {
         #[cfg(feature = "relay")]
-        return self.relay()?.connect(multiaddr).map_err(|e| match e {
-            crate::messaging::relay::RelayError::Config { reason, .. } => Error::InvalidArgument(format!("multiaddr: {reason}")),
-            other => other.into(),
-        });
+        {
+            self.relay()?.connect(multiaddr).map_err(|e| match e {
+                crate::messaging::relay::RelayError::Config { reason, .. } => Error::InvalidArgument(format!("multiaddr: {reason}")),
+                other => other.into(),
+            })
+        }
         #[cfg(not(feature = "relay"))]
         {
             let _ = multiaddr;
@@ -480,9 +486,13 @@ impl Manager {
     /// The relay node's peers, mesh and counters as a JSON object; `None` for other transports.
     pub fn relay_stats_json(&self) -> Option<serde_json::Value> {
         #[cfg(feature = "relay")]
-        return self.relay.as_ref().map(|r| r.stats().to_json());
+        {
+            self.relay.as_ref().map(|r| r.stats().to_json())
+        }
         #[cfg(not(feature = "relay"))]
-        None
+        {
+            None
+        }
     }
 }
 
