@@ -492,7 +492,7 @@ impl Node {
                 None => missing.push(*h),
             }
         }
-        let ask = self.cache.to_ask(&missing, now);
+        let ask = self.cache.due_queries(&missing, now);
         if ask.is_empty() {
             return;
         }

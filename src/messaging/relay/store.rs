@@ -163,7 +163,7 @@ impl MessageCache {
 
     /// The hashes of `wanted` to ask peers for now: not cached, not asked within
     /// [`REQUERY_INTERVAL_MS`]; marks them asked at `now_ms`.
-    pub fn to_ask(&mut self, wanted: &[MessageHash], now_ms: u64) -> Vec<MessageHash> {
+    pub fn due_queries(&mut self, wanted: &[MessageHash], now_ms: u64) -> Vec<MessageHash> {
         let mut out = Vec::new();
         for h in wanted {
             if self.messages.contains_key(h) || self.asked.get(h).is_some_and(|t| now_ms < t + REQUERY_INTERVAL_MS) {
@@ -260,9 +260,9 @@ mod tests {
     fn asks_again_only_after_the_interval() {
         let mut c = MessageCache::default();
         let h = [1u8; 32];
-        assert_eq!(c.to_ask(&[h], 0), vec![h]);
-        assert!(c.to_ask(&[h], REQUERY_INTERVAL_MS - 1).is_empty());
-        assert_eq!(c.to_ask(&[h], REQUERY_INTERVAL_MS), vec![h]);
+        assert_eq!(c.due_queries(&[h], 0), vec![h]);
+        assert!(c.due_queries(&[h], REQUERY_INTERVAL_MS - 1).is_empty());
+        assert_eq!(c.due_queries(&[h], REQUERY_INTERVAL_MS), vec![h]);
         assert!(c.was_asked(&h));
         c.found(&h);
         assert!(!c.was_asked(&h));
