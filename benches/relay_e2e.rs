@@ -15,6 +15,10 @@
 //! until acknowledged, and the receiver acknowledges with a sync 0.25–0.5 × the acknowledgement
 //! timeout later): the bench measures the pipeline, not the backpressure window.
 
+mod relay_common;
+
+use relay_common::raw_swarm;
+
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,13 +27,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use libp2p::futures::StreamExt;
-use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageAuthenticity, PublishError};
+use libp2p::gossipsub::{self, MessageAcceptance, PublishError};
 use libp2p::swarm::SwarmEvent;
-use libp2p::{noise, tcp, yamux, Multiaddr, Swarm};
+use libp2p::Multiaddr;
 use parking_lot::Mutex;
 use prost::Message as _;
 use reliable_channel::channel::ChannelEvent;
-use reliable_channel::messaging::relay::{gossipsub_config, MAX_FRAME_BYTES};
 use reliable_channel::wire::WakuMessage;
 use reliable_channel::{Error, Manager};
 
@@ -128,19 +131,6 @@ impl Recorder {
     }
 }
 
-fn raw_swarm() -> (Swarm<gossipsub::Behaviour>, IdentTopic) {
-    let mut swarm = libp2p::SwarmBuilder::with_new_identity()
-        .with_tokio()
-        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
-        .unwrap()
-        .with_behaviour(|_| gossipsub::Behaviour::new(MessageAuthenticity::Anonymous, gossipsub_config(MAX_FRAME_BYTES)).unwrap())
-        .unwrap()
-        .build();
-    let topic = IdentTopic::new(TOPIC);
-    swarm.behaviour_mut().subscribe(&topic).unwrap();
-    (swarm, topic)
-}
-
 fn waku(p: Vec<u8>) -> Vec<u8> {
     WakuMessage { payload: Bytes::from(p), content_topic: CONTENT_TOPIC.into(), timestamp: Some(unix_ns() as i64), ..Default::default() }
         .encode_to_vec()
@@ -157,7 +147,7 @@ fn receiver(role: &str) {
     if role == "raw" {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(async move {
-            let (mut swarm, _) = raw_swarm();
+            let (mut swarm, _) = raw_swarm(TOPIC);
             swarm.listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap()).unwrap();
             loop {
                 match swarm.select_next_some().await {
@@ -261,7 +251,7 @@ fn raw_sender(addr: &str) -> Box<dyn FnMut(Vec<u8>)> {
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(async move {
-            let (mut swarm, topic) = raw_swarm();
+            let (mut swarm, topic) = raw_swarm(TOPIC);
             swarm.dial(target).unwrap();
             let mut ready = Some(ready_tx);
             // Published as soon as handed over; a full gossipsub queue is retried every
