@@ -25,12 +25,15 @@
 //! | `driver.rs`     | the runtime thread: channels, timers, the transport               |
 //! | `batch.rs`      | the write-ahead rule: a batch's output waits for its commit       |
 //! | `dispatcher.rs` | the event thread: hands events to the application                 |
+//! | `relay.rs`      | the relay transport's node: built from the config, its node key   |
 
 mod batch;
 mod config;
 mod dispatcher;
 mod driver;
 mod manager;
+#[cfg(feature = "relay")]
+mod relay;
 
 pub use config::{ManagerConfig, TransportConfig};
 pub use manager::{Event, EventHandler, Manager, SendPermit};
