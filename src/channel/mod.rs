@@ -23,9 +23,9 @@ pub use config::{ChannelConfig, ConfigError};
 pub use crypto::{CryptoError, Encryption};
 pub use events::ChannelEvent;
 pub use outbox::{Outbox, PreparedChunk, PreparedSend, Reservation};
+pub use pipeline::Channel;
 pub use pipeline::{
     Change, ChannelAction, ChannelChanges, ChannelSnapshot, ClockBounds, SendError, StoredChunk, StoredIncoming, StoredPartialChunk, StoredSend,
     LAMPORT_RESERVE, WRAP_RESERVE_NS,
 };
-pub use pipeline::Channel;
 pub use stats::ChannelStats;

@@ -15,7 +15,8 @@
 mod snapshot;
 
 pub use snapshot::{
-    Change, ChannelChanges, ChannelSnapshot, ClockBounds, StoredChunk, StoredIncoming, StoredPartialChunk, StoredSend, LAMPORT_RESERVE, WRAP_RESERVE_NS,
+    Change, ChannelChanges, ChannelSnapshot, ClockBounds, StoredChunk, StoredIncoming, StoredPartialChunk, StoredSend, LAMPORT_RESERVE,
+    WRAP_RESERVE_NS,
 };
 
 use std::collections::VecDeque;
@@ -342,7 +343,12 @@ impl Channel {
         match self.sds.wrap_content(now, frame, Some(id)) {
             Ok(w) => {
                 if let Some(j) = self.journal.as_deref_mut() {
-                    j.push(snapshot::Change::ChunkWrapped { request: request.clone(), index, lamport: self.sds.lamport_timestamp(), bytes: w.bytes.clone() });
+                    j.push(snapshot::Change::ChunkWrapped {
+                        request: request.clone(),
+                        index,
+                        lamport: self.sds.lamport_timestamp(),
+                        bytes: w.bytes.clone(),
+                    });
                 }
                 self.chunk_owner.insert(w.message_id.clone(), (request.clone(), index));
                 if let Some(s) = self.sends.get_mut(request) {
