@@ -467,7 +467,11 @@ fn clocks_never_go_back_across_a_restart() {
         }
         let changes = node.channel.take_changes().unwrap();
         node.store.commit(&Batch { channels: &[(node.key, changes)], ..Batch::default() }).unwrap();
+        let (wrap, lamport) = (node.channel.sds().wrap_clock().last(), node.channel.sds().lamport_timestamp());
         node.restart(T0);
+        // Ids embed the wrap time: the next stamp is later than every one before the restart.
+        assert!(node.channel.sds().wrap_clock().stamp(0) > wrap, "the wrap clock went back");
+        assert!(node.channel.sds().lamport_timestamp() >= lamport, "the lamport clock went back");
     }
     assert_eq!(ids.len(), 60);
 }
