@@ -23,8 +23,9 @@
 use std::sync::Arc;
 
 use super::dispatcher::{DispatchItem, EventQueue};
+use super::fault::{self, Point};
 use super::manager::ChannelHandle;
-use crate::channel::{ChannelChanges, ChannelEvent};
+use crate::channel::{Change, ChannelChanges, ChannelEvent};
 use crate::collections::FastMap;
 use crate::error::Error;
 use crate::messaging::{DispatchId, Transport};
@@ -199,8 +200,15 @@ impl Committer {
         let b = &self.batch;
         let events = b.rows.iter().map(|&(i, channel)| EventRow { seq: b.events[i].seq, channel, event: &b.events[i].event }).collect();
         let batch = storage::Batch { new_channels: b.new_channels.clone(), events, delivered, seq_bound, channels: &b.changes };
+        fault::hit(Point::CommitBefore);
         match store.commit(&batch) {
             Ok(()) => {
+                fault::hit(Point::CommitAfter);
+                if fault::is_armed(Point::Partial)
+                    && b.changes.iter().any(|(_, c)| c.changes.iter().any(|x| matches!(x, Change::PartialChunk { .. })))
+                {
+                    fault::hit(Point::Partial);
+                }
                 self.deletions_due = None;
                 Ok(())
             }

@@ -25,11 +25,13 @@
 //! | `driver.rs`     | the runtime thread: channels, timers, the transport               |
 //! | `batch.rs`      | the write-ahead rule: a batch's output waits for its commit       |
 //! | `dispatcher.rs` | the event thread: hands events to the application                 |
+//! | `fault.rs`      | `RC_FAULT`: kills the process at a commit point (crash tests)     |
 
 mod batch;
 mod config;
 mod dispatcher;
 mod driver;
+mod fault;
 mod manager;
 
 pub use config::{ManagerConfig, TransportConfig};
