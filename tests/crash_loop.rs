@@ -113,9 +113,10 @@ fn complete(log: &Log, n: u32) -> bool {
         let acc = log.accepted.get(*who).map_or(&[][..], |v| v.as_slice());
         let max = acc.iter().map(|a| a.0 + 1).max().unwrap_or(0);
         let peer = if *who == "alice" { "bob" } else { "alice" };
-        let finals: HashSet<&str> = log.events.get(*who).map_or(HashSet::new(), |ev| {
-            ev.values().filter(|e| e.kind == DELIVERED || e.kind == SEND_ERROR).map(|e| e.request.as_str()).collect()
-        });
+        let finals: HashSet<&str> = log
+            .events
+            .get(*who)
+            .map_or(HashSet::new(), |ev| ev.values().filter(|e| e.kind == DELIVERED || e.kind == SEND_ERROR).map(|e| e.request.as_str()).collect());
         let received: HashSet<&str> = log
             .events
             .get(peer)
