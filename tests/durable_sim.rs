@@ -62,11 +62,11 @@ fn config() -> ChannelConfig {
 fn plan(seed: u64, n: usize) -> Vec<Planned> {
     let mut rng = SmallRng::seed_from_u64(seed);
     let mut v = Vec::new();
-    for from in 0..n {
+    for (from, name) in NAMES.iter().enumerate().take(n) {
         for i in 0..4 {
             let len = if rng.gen_bool(0.4) { rng.gen_range(1_025..3_500) } else { rng.gen_range(1..600) };
             let payload = (0..len).map(|_| rng.gen()).collect();
-            v.push(Planned { at: T0 + 100 + rng.gen_range(0..8_000), from, request_id: format!("{}-{i}", NAMES[from]), payload });
+            v.push(Planned { at: T0 + 100 + rng.gen_range(0..8_000), from, request_id: format!("{name}-{i}"), payload });
         }
     }
     v.sort_by_key(|p| (p.at, p.from));
@@ -278,8 +278,8 @@ impl Sim {
         }
         let k = self.commits;
         self.commits += 1;
-        if let Some(m) = self.every.filter(|m| (k + 1) % m == 0 && now < CRASHES_UNTIL) {
-            self.cut = Some(if (k / m) % 2 == 0 { Cut::AfterCommit(k) } else { Cut::AfterRelease(k) });
+        if let Some(m) = self.every.filter(|m| (k + 1).is_multiple_of(*m) && now < CRASHES_UNTIL) {
+            self.cut = Some(if (k / m).is_multiple_of(2) { Cut::AfterCommit(k) } else { Cut::AfterRelease(k) });
         }
         if std::env::var_os("DSIM_TRACE").is_some() && matches!(self.cut, Some(Cut::AfterCommit(c) | Cut::AfterRelease(c)) if c == k) {
             eprintln!("   CUT {:?}", self.cut);
