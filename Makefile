@@ -15,7 +15,7 @@ SONAME := libreliable_channel.so.0
 CFLAGS_STRICT := -std=c11 -Wall -Wextra -Werror -I$(CURDIR)/include
 LDLIBS_RC := -L$(LIBDIR) -lreliable_channel -Wl,-rpath,$(LIBDIR) -lpthread -ldl -lm
 
-.PHONY: all lib header examples demo demo-rust test test-rust test-hostile test-c test-go test-nim test-install \
+.PHONY: all lib header examples demo demo-rust test test-rust test-hostile test-c test-c-crash test-crash test-go test-nim test-install \
         interop-deps lint bench bench-sds bench-e2e bench-wire bench-durable plot plot-wire install uninstall clean fuzz fuzz-ci \
         demo-relay test-relay test-relay-proc test-relay-netns bench-relay
 
@@ -57,7 +57,7 @@ interop-deps:
 		if [ -f $$d/package.json ] && [ ! -d $$d/node_modules/@waku/sds ]; then \
 			$(NPM) ci --prefix $$d --no-audit --no-fund; fi; done
 
-test: test-rust test-c test-go test-nim test-install test-relay
+test: test-rust test-c test-c-crash test-go test-nim test-install test-relay
 
 lint:
 	$(CARGO) fmt --all --check
@@ -77,6 +77,19 @@ test-hostile:
 
 test-c: lib
 	@if [ -x tests/c/run.sh ]; then CC=$(CC) LIBDIR=$(LIBDIR) tests/c/run.sh; else echo "test-c: no C tests yet"; fi
+
+# The SIGKILL loop through the C ABI (tests/crash_loop.rs driving tests/c/crash_child.c): 50 kills
+# in `make test` (about 15 s), 500 in `make test-crash` (RC_CRASH_KILLS, RC_CRASH_SEED to vary).
+CRASH_CHILD := $(CURDIR)/build/tests-c/crash_child
+$(CRASH_CHILD): tests/c/crash_child.c include/reliable_channel.h lib
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_STRICT) -O1 -o $@ tests/c/crash_child.c $(LDLIBS_RC)
+
+test-c-crash: $(CRASH_CHILD)
+	RC_CRASH_CHILD=$(CRASH_CHILD) RC_CRASH_KILLS=$${RC_CRASH_KILLS:-50} $(CARGO) test --release --test crash_loop -- --nocapture
+
+test-crash: $(CRASH_CHILD)
+	RC_CRASH_CHILD=$(CRASH_CHILD) RC_CRASH_KILLS=$${RC_CRASH_KILLS:-500} $(CARGO) test --release --test crash_loop -- --nocapture
 
 test-go: lib
 	@if [ -x bindings/go/run_tests.sh ]; then LIBDIR=$(LIBDIR) bindings/go/run_tests.sh; else echo "test-go: no Go binding yet"; fi

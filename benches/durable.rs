@@ -11,9 +11,8 @@
 //! * latency — the duration of one `send` call, unloaded (one message in flight): p50 / p99;
 //! * large — the duration of a 1 MiB `send` call: median.
 //!
-//! Phase A stores the events (the outbox) and answers `send` after the commit of the batch that
-//! took it; the channel's own state (the send's chunks) joins those commits in phase B, so these
-//! numbers are a lower bound of the cost of durability.
+//! A durable `send` returns after the commit of the batch that took it; that commit holds the
+//! events (the outbox) and the channel's own state (the send's chunks, the log, the clocks).
 //!
 //! `DURABLE_MESSAGES` overrides the messages per throughput run. Writes `target/bench/durable.json`.
 

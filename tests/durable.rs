@@ -1,7 +1,8 @@
-//! Durable channels through the manager (issue #11, phase A): `storage` and `historyBackend`
+//! Durable channels through the manager (issue #11): `storage` and `historyBackend`
 //! configuration, event sequence numbers, the outbox (events not delivered are delivered again on
-//! reopen, with their `seq`), close/reopen checks, purge, the database lock between managers, and
-//! the failure behaviour (a full database stops durable channels, never a silent fallback).
+//! reopen, with their `seq`), close/reopen checks, purge, the database lock between managers, the
+//! failure behaviour (a full database stops durable channels, never a silent fallback), and the
+//! channel's own state across a restart (a pending send completes, nothing is received twice).
 //!
 //! Real threads and real time on the embedded network: waits are bounded by generous timeouts,
 //! nothing is asserted about speed.
@@ -150,8 +151,7 @@ impl Pair {
         let db = dir.db("bob.db");
         let network = format!("d-{name}");
         let a = Manager::from_json(Some(&config(&network, None))).unwrap();
-        // No retransmission during a test: bob's channel does not store its SDS log yet (phase
-        // B), a retransmission would reach it as a new message.
+        // No retransmission during a test: the events each test expects are exact.
         a.open_channel("room", TOPIC, "alice", Some(r#"{"sdsConfig": {"acknowledgementTimeoutMs": 600000}}"#)).unwrap();
         Pair { _dir: dir, db, network, a }
     }
@@ -182,13 +182,47 @@ fn delivered_events_are_not_delivered_again_after_a_restart_and_seq_continues() 
     let rx = recorder(&bob);
     bob.open_channel("room", TOPIC, "bob", Some(SQLITE)).unwrap();
     p.a.send("room", b"after the restart", false).unwrap();
-    // Phase A does not store the SDS log yet: the restarted channel may receive alice's earlier
-    // messages again from the network (as new events, with new seqs) before this one.
+    // The restarted channel's log holds alice's earlier messages: the first message it
+    // receives is the new one.
     let e = wait_for(&rx, |e| {
         assert!(e.seq > max_seq, "nothing re-delivered from the outbox, seq continues: {} after {max_seq}", e.seq);
-        payload(e).is_some_and(|p| p == b"after the restart")
+        payload(e).is_some()
     });
-    assert!(e.seq > max_seq);
+    assert_eq!(payload(&e).unwrap(), b"after the restart");
+}
+
+/// Alice's durable channel accepts a send nobody hears (bob is not subscribed yet), and her
+/// manager shuts down before any acknowledgement. Restarted, it sends the stored chunks again:
+/// bob, now listening, receives the message once, and alice's new manager reports exactly one
+/// DELIVERED for the request id of before the restart.
+#[test]
+fn a_pending_send_completes_after_a_restart() {
+    let dir = TempDir::new("pending");
+    let network = "d-pending";
+    let storage = format!(r#"{{"path": "{}"}}"#, dir.db("alice.db"));
+    let alice_cfg = r#"{"sdsConfig": {"historyBackend": "sqlite", "acknowledgementTimeoutMs": 300}}"#;
+    let payload_sent = vec![7u8; 250_000];
+    let request_id = {
+        let alice = Manager::from_json(Some(&config(network, Some(&storage)))).unwrap();
+        alice.open_channel("room", TOPIC, "alice", Some(alice_cfg)).unwrap();
+        alice.send("room", &payload_sent, false).unwrap()
+    };
+    let bob = Manager::from_json(Some(&config(network, None))).unwrap();
+    let bob_rx = recorder(&bob);
+    bob.open_channel("room", TOPIC, "bob", Some(r#"{"sdsConfig": {"acknowledgementTimeoutMs": 300}}"#)).unwrap();
+    let alice = Manager::from_json(Some(&config(network, Some(&storage)))).unwrap();
+    let alice_rx = recorder(&alice);
+    alice.open_channel("room", TOPIC, "alice", Some(alice_cfg)).unwrap();
+    let got = wait_for(&bob_rx, |e| payload(e).is_some());
+    assert_eq!(payload(&got).unwrap(), payload_sent);
+    let done = wait_for(&alice_rx, |e| matches!(&e.event, ChannelEvent::Delivered { .. } | ChannelEvent::SendError { .. }));
+    assert_eq!(done.event, ChannelEvent::Delivered { request_id: request_id.to_string() });
+    // Nothing more: no second RECEIVED at bob, no second final event at alice.
+    alice.send("room", b"marker", false).unwrap();
+    let next = wait_for(&bob_rx, |e| payload(e).is_some());
+    assert_eq!(payload(&next).unwrap(), b"marker");
+    let next = wait_for(&alice_rx, |e| matches!(&e.event, ChannelEvent::Delivered { .. } | ChannelEvent::SendError { .. }));
+    assert_ne!(next.event, done.event);
 }
 
 /// Bob's handler closes the channel from inside the first RECEIVED once alice's five messages

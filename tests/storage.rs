@@ -73,7 +73,7 @@ fn a_stored_channel_and_its_outbox_survive_a_reopen() {
         let rec = record(&mut s, "room");
         key = rec.key;
         let rows: Vec<EventRow<'_>> = events.iter().enumerate().map(|(i, e)| EventRow { seq: 10 + i as u64, channel: key, event: e }).collect();
-        s.commit(&Batch { new_channels: vec![rec], events: rows, delivered: vec![], seq_bound: Some(100) }).unwrap();
+        s.commit(&Batch { new_channels: vec![rec], events: rows, delivered: vec![], seq_bound: Some(100), channels: &[] }).unwrap();
         s.commit(&Batch { delivered: vec![11], ..Batch::default() }).unwrap();
     }
     let mut s = SqliteStore::open(&cfg(&path)).unwrap();

@@ -8,6 +8,7 @@
 //! | `outbox.rs`    | the sending side shared with the API threads: the one check of a send, its pending counts, segmentation and chunk ids |
 //! | `send_state.rs`| per-send state machine: one RequestId, one entry per chunk            |
 //! | `pipeline.rs`  | the sans-I/O [`Channel`] tying segmentation, SDS and rate limiting    |
+//! | `pipeline/snapshot.rs` | a durable channel's changes and snapshot as plain data, its restore |
 //! | `stats.rs`     | per-channel counters                                                  |
 
 pub mod config;
@@ -22,5 +23,9 @@ pub use config::{ChannelConfig, ConfigError};
 pub use crypto::{CryptoError, Encryption};
 pub use events::ChannelEvent;
 pub use outbox::{Outbox, PreparedChunk, PreparedSend, Reservation};
-pub use pipeline::{Channel, ChannelAction, SendError};
+pub use pipeline::Channel;
+pub use pipeline::{
+    Change, ChannelAction, ChannelChanges, ChannelSnapshot, ClockBounds, SendError, StoredChunk, StoredIncoming, StoredPartialChunk, StoredSend,
+    LAMPORT_RESERVE, WRAP_RESERVE_NS,
+};
 pub use stats::ChannelStats;

@@ -81,6 +81,14 @@ impl Outbox {
         *pending = (pending_chunks + chunks, pending_bytes + len);
         Ok(Reservation { outbox: self.clone(), chunks, bytes: len })
     }
+
+    /// The room of a send accepted before a restart (a durable channel's restore): taken even
+    /// beyond the bounds, which only refuse new sends.
+    pub(super) fn reserve_restored(self: &Arc<Self>, chunks: usize, bytes: usize) -> Reservation {
+        let mut pending = self.pending.lock();
+        *pending = (pending.0 + chunks, pending.1 + bytes);
+        Reservation { outbox: self.clone(), chunks, bytes }
+    }
 }
 
 /// Room for one send in its channel's pending bounds, given back when dropped.

@@ -12,6 +12,13 @@
 //! a wrapped message); what the limiter releases becomes an [`Outgoing`] message, the only thing
 //! `dispatch` takes.
 
+mod snapshot;
+
+pub use snapshot::{
+    Change, ChannelChanges, ChannelSnapshot, ClockBounds, StoredChunk, StoredIncoming, StoredPartialChunk, StoredSend, LAMPORT_RESERVE,
+    WRAP_RESERVE_NS,
+};
+
 use std::collections::VecDeque;
 use std::sync::Arc;
 
@@ -28,7 +35,7 @@ use super::stats::ChannelStats;
 use crate::collections::{BoundedSet, FastMap};
 use crate::logging::ByteSummary;
 use crate::ratelimit::{Admit, Discard, MessageClass, RateLimiter};
-use crate::sds::{MessageId, ReceiveOutcome, SdsEngine, SdsEvent};
+use crate::sds::{JournaledHistory, MessageId, ReceiveOutcome, SdsEngine, SdsEvent};
 use crate::segmentation::{ChunkOutcome, Reassembler};
 use crate::wire::{MessageChunk, MessageHash, WakuMessage, BLOOM_BYTES, MAX_WAKU_MESSAGE_BYTES, SPEC_MARKER};
 
@@ -135,7 +142,7 @@ pub struct Channel {
     /// The sending side, shared with the threads that call `send`: the configuration, the
     /// pending counts and the wrap clock (the SDS engine's) live there.
     outbox: Arc<Outbox>,
-    sds: SdsEngine,
+    sds: SdsEngine<JournaledHistory>,
     reassembler: Reassembler,
     limiter: RateLimiter<Queued>,
     sends: FastMap<Arc<str>, SendState>,
@@ -153,6 +160,9 @@ pub struct Channel {
     now: u64,
     /// Waku hashes of our own recent dispatches: their echoes are dropped before decryption.
     own_hashes: BoundedSet<MessageHash>,
+    /// A durable channel's record of what changed since its driver last stored it (see
+    /// `pipeline/snapshot.rs`); `None` for a `memory` channel.
+    journal: Option<Box<snapshot::Journal>>,
 }
 
 /// How many of our own dispatch hashes are remembered to drop echoes early (the SDS layer still
@@ -164,7 +174,8 @@ impl Channel {
     pub fn new(channel_id: &str, content_topic: &str, sender_id: &str, mut config: ChannelConfig, now: u64, seed: u64) -> Self {
         // Configs built in code (not parsed) get the same incoming bounds as parsed ones.
         config.raise_incoming_bounds();
-        let sds = SdsEngine::new(channel_id, sender_id, config.sds.clone(), now, seed ^ 0x5d5);
+        let history = JournaledHistory::new(config.sds.max_local_history);
+        let sds = SdsEngine::with_history(channel_id, sender_id, config.sds.clone(), history, now, seed ^ 0x5d5);
         Channel {
             channel_id: channel_id.to_owned(),
             content_topic: content_topic.to_owned(),
@@ -184,6 +195,7 @@ impl Channel {
             stats: ChannelStats::default(),
             now,
             own_hashes: BoundedSet::new(OWN_HASH_MEMORY),
+            journal: None,
         }
     }
 
@@ -208,7 +220,7 @@ impl Channel {
         self.outbox.pending()
     }
     /// The SDS engine (read-only), for inspection.
-    pub fn sds(&self) -> &SdsEngine {
+    pub fn sds(&self) -> &SdsEngine<JournaledHistory> {
         &self.sds
     }
 
@@ -261,6 +273,9 @@ impl Channel {
             return Err(SendError::DuplicateRequestId(request.to_string()));
         }
         let n = chunks.len();
+        if let Some(j) = self.journal.as_deref_mut() {
+            j.accepted(&request, ephemeral, reservation.bytes(), &chunks);
+        }
         let mut state = SendState::new(request.clone(), reservation);
         let mut items = Vec::with_capacity(n);
         for (index, chunk) in (0u32..).zip(chunks) {
@@ -328,6 +343,14 @@ impl Channel {
         let total = self.sends.get(request)?.total();
         match self.sds.wrap_content(now, frame, Some(id)) {
             Ok(w) => {
+                if let Some(j) = self.journal.as_deref_mut() {
+                    j.push(snapshot::Change::ChunkWrapped {
+                        request: request.clone(),
+                        index,
+                        lamport: self.sds.lamport_timestamp(),
+                        bytes: w.bytes.clone(),
+                    });
+                }
                 self.chunk_owner.insert(w.message_id.clone(), (request.clone(), index));
                 if let Some(s) = self.sends.get_mut(request) {
                     s.chunks.push(w.message_id.clone());
@@ -406,6 +429,9 @@ impl Channel {
                         if s.all_confirmed() && !s.sent_emitted {
                             s.sent_emitted = true;
                             sent = Some(s.request_id.to_string());
+                            if let Some(j) = self.journal.as_deref_mut() {
+                                j.push(snapshot::Change::SendSent { request: request.clone() });
+                            }
                         }
                     }
                     if let Some(request_id) = sent {
@@ -454,6 +480,9 @@ impl Channel {
     fn finish(&mut self, request: &str) -> Option<SendState> {
         // Dropping the state (by the caller) gives its reservation back to the outbox.
         let s = self.sends.remove(request)?;
+        if let Some(j) = self.journal.as_deref_mut() {
+            j.push(snapshot::Change::SendFinished { request: s.request_id.clone() });
+        }
         for id in &s.chunks {
             self.chunk_owner.remove(id);
         }
@@ -475,7 +504,10 @@ impl Channel {
 
     fn acknowledged(&mut self, id: &MessageId) {
         self.stats.acks += 1;
-        let Some((request, _)) = self.chunk_owner.remove(id) else { return };
+        let Some((request, index)) = self.chunk_owner.remove(id) else { return };
+        if let Some(j) = self.journal.as_deref_mut() {
+            j.push(snapshot::Change::ChunkAcked { request: request.clone(), index });
+        }
         let done = self.sends.get_mut(&request).is_some_and(|s| {
             s.acked += 1;
             s.all_acked()
@@ -537,22 +569,30 @@ impl Channel {
                 }
             },
         };
-        match self.sds.receive(now, plain, hash.map(|h| Bytes::copy_from_slice(&h))) {
+        self.receive_plain(now, plain, hash.map(|h| Bytes::copy_from_slice(&h)));
+    }
+
+    /// A decrypted SDS message (from the network, or a durable channel's incoming buffer on restore).
+    fn receive_plain(&mut self, now: u64, plain: Bytes, hint: Option<Bytes>) {
+        // A durable channel stores what waits for dependencies: the bytes, kept only if it waits.
+        let kept = self.journal.is_some().then(|| (plain.clone(), hint.clone()));
+        let size = plain.len();
+        match self.sds.receive(now, plain, hint) {
             // Duplicates are counted by the SDS engine (see `stats`).
             ReceiveOutcome::Echo => self.stats.echoes += 1,
             ReceiveOutcome::WrongChannel => self.stats.dropped_foreign += 1,
             ReceiveOutcome::Invalid(e) => {
                 self.stats.dropped_invalid += 1;
-                log::warn!("channel {}: dropped a message of {} bytes that is not a valid SDS message: {e}", self.channel_id, msg.payload.len());
+                log::warn!("channel {}: dropped a message of {size} bytes that is not a valid SDS message: {e}", self.channel_id);
             }
             // Logged by the SDS engine.
             ReceiveOutcome::BufferFull => self.stats.dropped_buffer_full += 1,
-            ReceiveOutcome::Duplicate
-            | ReceiveOutcome::Delivered
-            | ReceiveOutcome::Buffered
-            | ReceiveOutcome::Sync
-            | ReceiveOutcome::Ephemeral
-            | ReceiveOutcome::Spoofed => {}
+            ReceiveOutcome::Buffered => {
+                if let (Some(j), Some((bytes, hint))) = (self.journal.as_deref_mut(), kept) {
+                    j.buffered(now, bytes, hint);
+                }
+            }
+            ReceiveOutcome::Duplicate | ReceiveOutcome::Delivered | ReceiveOutcome::Sync | ReceiveOutcome::Ephemeral | ReceiveOutcome::Spoofed => {}
         }
         self.drain_sds(now);
         self.release(now);
@@ -561,7 +601,12 @@ impl Channel {
     fn drain_sds(&mut self, now: u64) {
         while let Some(ev) = self.sds.poll_event() {
             match ev {
-                SdsEvent::Delivered(d) => self.on_chunk(now, &d.sender_id, d.content),
+                SdsEvent::Delivered(d) => {
+                    if let Some(j) = self.journal.as_deref_mut() {
+                        j.delivered(&d.message_id);
+                    }
+                    self.on_chunk(now, &d.sender_id, d.content)
+                }
                 SdsEvent::EphemeralDelivered { sender_id, content } => self.on_chunk(now, &sender_id, content),
                 SdsEvent::Acknowledged { message_id } => self.acknowledged(&message_id),
                 SdsEvent::PossiblyAcknowledged { .. } => {}
@@ -604,6 +649,7 @@ impl Channel {
 
     /// spec: segmentation.chain + reassembly — a delivered SDS content is one chunk.
     fn on_chunk(&mut self, now: u64, sender_id: &str, content: Bytes) {
+        let frame = self.journal.is_some().then(|| content.clone());
         match MessageChunk::decode_bytes(content) {
             Err(e) => {
                 self.stats.dropped_invalid += 1;
@@ -611,11 +657,18 @@ impl Channel {
             }
             Ok(chunk) => match self.reassembler.on_chunk(now, sender_id, chunk) {
                 ChunkOutcome::Complete(c) => {
+                    if let Some(j) = self.journal.as_deref_mut() {
+                        j.partial_done(&c.sender_id, &c.request_id);
+                    }
                     self.stats.messages_received += 1;
                     log::debug!("channel {}: received message {} from {} ({} bytes)", self.channel_id, c.request_id, c.sender_id, c.payload.len());
                     self.emit(ChannelEvent::Received { request_id: c.request_id, sender_id: c.sender_id, payload: c.payload });
                 }
-                ChunkOutcome::Pending => {}
+                ChunkOutcome::Pending => {
+                    if let (Some(j), Some(frame)) = (self.journal.as_deref_mut(), frame) {
+                        j.partial_chunk(now, sender_id, frame);
+                    }
+                }
                 ChunkOutcome::Discarded(reason) => {
                     self.stats.chunks_discarded += 1;
                     if reason.is_suspect() {
@@ -631,6 +684,9 @@ impl Channel {
 
     fn drain_lost(&mut self) {
         while let Some(l) = self.reassembler.poll_lost() {
+            if let Some(j) = self.journal.as_deref_mut() {
+                j.partial_done(&l.sender_id, &l.request_id);
+            }
             self.stats.messages_lost += 1;
             let error = l.reason.to_string();
             log::warn!("channel {}: message {} from {} lost: {error}", self.channel_id, l.request_id, l.sender_id);

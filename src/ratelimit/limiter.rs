@@ -161,6 +161,22 @@ impl<T> RateLimiter<T> {
         }
     }
 
+    /// The epoch last charged and what it was charged (to store the usage of a durable channel).
+    pub fn usage(&self) -> (u64, u32) {
+        (self.epoch, self.used)
+    }
+
+    /// Restore: `used` was already charged in `epoch` (before a restart). Ignored for an epoch
+    /// older than the current one; never lowers the usage.
+    pub fn restore_usage(&mut self, epoch: u64, used: u32) {
+        if epoch > self.epoch {
+            (self.epoch, self.used) = (epoch, used);
+        } else if epoch == self.epoch {
+            self.used = self.used.max(used);
+        }
+        self.stats.max_epoch_used = self.stats.max_epoch_used.max(self.used);
+    }
+
     /// Budget left in the epoch of `now` for items that may wait (content chunks, retransmissions).
     pub fn remaining(&self, now: u64) -> u32 {
         self.config.messages_per_epoch.saturating_sub(self.used(now))

@@ -5,7 +5,9 @@
 //! to publish, events for the application, replies to `send` / `open_channel` callers waiting for
 //! durability — is held in [`Batch`] until the batch ends; then what durable channels changed is
 //! written to the [`Store`] in one transaction (the group commit: every concurrent sender of the
-//! batch shares it), and only after it succeeded is the rest released. A manager without storage
+//! batch shares it), together with what the batch changed in the durable channels' own state
+//! (`Channel::take_changes`, collected by the driver at the end of the batch), and only after it
+//! succeeded is the rest released. A manager without storage
 //! releases at the same point, without a commit.
 //!
 //! A failed commit is final for the manager's storage: the error is logged, the callers waiting
@@ -21,8 +23,9 @@
 use std::sync::Arc;
 
 use super::dispatcher::{DispatchItem, EventQueue};
+use super::fault::{self, Point};
 use super::manager::ChannelHandle;
-use crate::channel::ChannelEvent;
+use crate::channel::{Change, ChannelChanges, ChannelEvent};
 use crate::collections::FastMap;
 use crate::error::Error;
 use crate::messaging::{DispatchId, Transport};
@@ -51,6 +54,8 @@ pub(crate) struct Batch {
     rows: Vec<(usize, ChannelKey)>,
     replies: Vec<Reply>,
     new_channels: Vec<ChannelRecord>,
+    /// What durable channels changed in their own state.
+    changes: Vec<(ChannelKey, ChannelChanges)>,
     /// Holds something of a durable channel: commit before release.
     durable: bool,
 }
@@ -131,6 +136,14 @@ impl Committer {
         self.batch.new_channels.push(record);
     }
 
+    /// What a durable channel changed in its own state (nothing to do when empty).
+    pub fn channel_changes(&mut self, key: ChannelKey, changes: ChannelChanges) {
+        if !changes.is_empty() {
+            self.batch.durable = true;
+            self.batch.changes.push((key, changes));
+        }
+    }
+
     /// Ends the batch: commits what must be, then releases what the commit covers. Returns the
     /// error of a commit that just failed (the driver then stops its durable channels).
     pub fn end(
@@ -161,6 +174,7 @@ impl Committer {
             let _ = r.send(self.failure.as_ref().map_or(Ok(()), |f| Err(Error::Storage(f.clone()))));
         }
         b.new_channels.clear();
+        b.changes.clear();
         b.durable = false;
         failed_now
     }
@@ -185,9 +199,16 @@ impl Committer {
         let delivered = queue.delivered.take();
         let b = &self.batch;
         let events = b.rows.iter().map(|&(i, channel)| EventRow { seq: b.events[i].seq, channel, event: &b.events[i].event }).collect();
-        let batch = storage::Batch { new_channels: b.new_channels.clone(), events, delivered, seq_bound };
+        let batch = storage::Batch { new_channels: b.new_channels.clone(), events, delivered, seq_bound, channels: &b.changes };
+        fault::hit(Point::CommitBefore);
         match store.commit(&batch) {
             Ok(()) => {
+                fault::hit(Point::CommitAfter);
+                if fault::is_armed(Point::Partial)
+                    && b.changes.iter().any(|(_, c)| c.changes.iter().any(|x| matches!(x, Change::PartialChunk { .. })))
+                {
+                    fault::hit(Point::Partial);
+                }
                 self.deletions_due = None;
                 Ok(())
             }

@@ -18,7 +18,7 @@ use super::config::{ManagerConfig, TransportConfig};
 use super::dispatcher::EventQueue;
 use super::manager::{ChannelHandle, Shared};
 use super::Clock;
-use crate::channel::{Channel, ChannelAction, ChannelEvent, ChannelStats, Encryption, PreparedSend};
+use crate::channel::{Channel, ChannelAction, ChannelEvent, ChannelSnapshot, ChannelStats, Encryption, PreparedSend};
 use crate::collections::FastMap;
 use crate::error::Error;
 use crate::messaging::host::{HostBridge, HostTransport};
@@ -126,6 +126,8 @@ struct Slot {
     has_own_encryption: bool,
     /// The channel's key in the store: durable channels only.
     key: Option<ChannelKey>,
+    /// In `Driver::dirty`: its changes are taken at the end of the batch.
+    dirty: bool,
 }
 
 struct Driver {
@@ -141,6 +143,8 @@ struct Driver {
     events: Arc<EventQueue>,
     /// The store and the batch in progress: what leaves the process waits here for the commit.
     committer: Committer,
+    /// Durable channels touched in this batch: their changes go into its commit.
+    dirty: Vec<Arc<str>>,
     shared: Arc<Shared>,
 }
 
@@ -172,6 +176,7 @@ pub(crate) fn run(
         default_encryption: None,
         events,
         committer: Committer::new(store),
+        dirty: Vec::new(),
         shared,
     };
     rt.block_on(async move {
@@ -236,7 +241,7 @@ impl Driver {
         match cmd {
             Command::Open { handle, mut channel, reply } => {
                 let key = if handle.durable {
-                    match self.open_durable(&handle) {
+                    match self.open_durable(&handle, &mut channel) {
                         Ok(key) => Some(key),
                         Err(e) => {
                             if let Some(r) = reply {
@@ -259,7 +264,7 @@ impl Driver {
                     if key.is_some() { " (durable)" } else { "" }
                 );
                 let id = handle.id.clone();
-                self.channels.insert(id.clone(), Slot { channel, handle, deadline: None, has_own_encryption: false, key });
+                self.channels.insert(id.clone(), Slot { channel, handle, deadline: None, has_own_encryption: false, key, dirty: false });
                 if let Some(r) = reply {
                     self.committer.reply_after_commit(r);
                 }
@@ -317,8 +322,9 @@ impl Driver {
     }
 
     /// Checks a durable channel against its stored record, or allocates one: the key. Its outbox
-    /// (events stored and not yet delivered) is delivered again first.
-    fn open_durable(&mut self, handle: &Arc<ChannelHandle>) -> Result<ChannelKey, Error> {
+    /// (events stored and not yet delivered) is delivered again first, and its stored protocol
+    /// state is restored into `channel` (which starts recording its changes).
+    fn open_durable(&mut self, handle: &Arc<ChannelHandle>, channel: &mut Channel) -> Result<ChannelKey, Error> {
         // Rows of the channel's previous opening may be in this batch: commit them first.
         self.end_batch();
         let settled = self.events.delivered.settled();
@@ -328,6 +334,7 @@ impl Driver {
             let key = store.allocate_key();
             let record = ChannelRecord { key, channel_id: id.to_string(), sender_id: sender.to_string(), content_topic: handle.topic.to_string() };
             self.committer.new_channel(record);
+            channel.restore(self.clock.now_ms(), ChannelSnapshot::default());
             return Ok(key);
         };
         for (what, stored, given) in [("sender id", &*rec.sender_id, &**sender), ("content topic", &*rec.content_topic, &*handle.topic)] {
@@ -338,6 +345,11 @@ impl Driver {
             }
         }
         let outbox = store.load_events(rec.key)?;
+        let started = std::time::Instant::now();
+        let snapshot = store.load_snapshot(rec.key)?;
+        let (log, sends) = (snapshot.log.len(), snapshot.sends.len());
+        channel.restore(self.clock.now_ms(), snapshot);
+        log::info!("channel {id}: restored {log} log entries and {sends} pending sends in {:?}", started.elapsed());
         let n = outbox.len();
         for e in outbox.into_iter().filter(|e| !settled.contains(&e.seq)) {
             self.committer.redeliver(handle, e.event, e.seq);
@@ -362,6 +374,14 @@ impl Driver {
     /// Ends the batch (see `batch.rs`); after a failed commit, stops every durable channel: its
     /// state in memory is ahead of the disk, and nothing of it may leave the process any more.
     fn end_batch(&mut self) {
+        for id in std::mem::take(&mut self.dirty) {
+            if let Some(slot) = self.channels.get_mut(&id) {
+                slot.dirty = false;
+                if let (Some(key), Some(changes)) = (slot.key, slot.channel.take_changes()) {
+                    self.committer.channel_changes(key, changes);
+                }
+            }
+        }
         let now = self.clock.now_ms();
         if let Some(e) = self.committer.end(now, &self.events, &mut *self.transport, &mut self.dispatches) {
             self.shared.set_storage_failure(e.to_string());
@@ -375,6 +395,10 @@ impl Driver {
     fn close(&mut self, id: &Arc<str>) {
         let Some(mut slot) = self.channels.remove(id) else { return };
         log::info!("channel {id} closed");
+        // What it changed last goes into this batch's commit (the stored state stays).
+        if let (Some(key), Some(changes)) = (slot.key, slot.channel.take_changes()) {
+            self.committer.channel_changes(key, changes);
+        }
         if let Some(d) = slot.deadline.take() {
             self.timers.remove(&(d, id.clone()));
         }
@@ -450,6 +474,10 @@ impl Driver {
             }
         }
         let Some(slot) = self.channels.get_mut(id) else { return };
+        if slot.key.is_some() && !slot.dirty {
+            slot.dirty = true;
+            self.dirty.push(id.clone());
+        }
         let next = slot.channel.next_deadline();
         if next != slot.deadline {
             if let Some(old) = slot.deadline.take() {

@@ -26,11 +26,13 @@
 //! | `batch.rs`      | the write-ahead rule: a batch's output waits for its commit       |
 //! | `dispatcher.rs` | the event thread: hands events to the application                 |
 //! | `relay.rs`      | the relay transport's node: built from the config, its node key   |
+//! | `fault.rs`      | `RC_FAULT`: kills the process at a commit point (crash tests)     |
 
 mod batch;
 mod config;
 mod dispatcher;
 mod driver;
+mod fault;
 mod manager;
 #[cfg(feature = "relay")]
 mod relay;

@@ -7,6 +7,8 @@
 //! (`RepairResponder`). The engine itself keeps the lamport clock, the bloom filter, the heads and
 //! acknowledgements a sync carries, and our latest message; `crate::wire` writes the bytes.
 
+mod snapshot;
+
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::sync::Arc;

@@ -31,6 +31,16 @@ impl WrapClock {
             }
         }
     }
+
+    /// The latest stamp handed out (0 before the first).
+    pub fn last(&self) -> u64 {
+        self.last_ns.load(Ordering::Relaxed)
+    }
+
+    /// Restore: every later stamp is above `ns` (a stored bound; never lowers the clock).
+    pub fn raise_to(&self, ns: u64) {
+        self.last_ns.fetch_max(ns, Ordering::Relaxed);
+    }
 }
 
 /// spec: sds.message-id — the id of a content or ephemeral message: keccak256 of the sender id,

@@ -11,6 +11,7 @@
 //! | `events.rs`   | what the engine reports: events, wrap/receive results, counters        |
 //! | `id.rs`       | message ids: content/ephemeral ids, the wrap clock, sync ids           |
 //! | `history.rs`  | the local log behind the [`HistoryStore`] storage seam, causal history |
+//! | `durable.rs`  | the log of a durable channel: records its changes for storage          |
 //! | `outgoing.rs` | unacknowledged own messages: acks, retransmission, give-up             |
 //! | `incoming.rs` | messages waiting for causal dependencies, missing/lost tracking        |
 //! | `sync.rs`     | when to send sync messages                                             |
@@ -21,6 +22,7 @@
 //! [`crate::wire::SdsMessageRef`] the fields borrowed from its state.
 
 mod config;
+mod durable;
 mod engine;
 mod events;
 mod history;
@@ -31,6 +33,7 @@ mod repair;
 mod sync;
 
 pub use config::{MessageIdScheme, SdsConfig, DEFAULT_MAX_CLOCK_SKEW_MS, MAX_CLOCK_SKEW_LIMIT_MS};
+pub use durable::{JournaledHistory, LogChange};
 pub use engine::SdsEngine;
 pub use events::{Delivered, MissingDependency, ReceiveOutcome, SdsError, SdsEvent, SdsStats, Wrapped};
 pub use history::{HistoryStore, LogEntry, MemoryHistory};

@@ -15,26 +15,36 @@
 //! | `channels` | one per stored channel: its key, id, our sender id, the content topic       |
 //! | `events`   | the outbox: events of durable channels not yet handed to the application    |
 //!
-//! The channel's own protocol state (the SDS log, outgoing and incoming buffers, partial
-//! reassemblies, send states, the rate limiter's epoch usage and queue, the clocks) is added by
-//! the second phase of issue #11 as further tables filled from `Channel::take_changes()` in
-//! [`Batch`] and read back by [`Store::load_channel`] into the channel's snapshot.
+//! The channel's own protocol state (version 2), written from `Channel::take_changes()` in
+//! [`Batch::channels`] and read back by [`Store::load_snapshot`] into a `ChannelSnapshot`; one
+//! row per entry, inserted, updated and deleted as the channel changes (never a growing blob):
+//!
+//! | table           | rows                                                                  |
+//! |-----------------|-----------------------------------------------------------------------|
+//! | `channel_state` | per channel: reserved bounds of the lamport and wrap clocks, RLN usage |
+//! | `log`           | the SDS log (the duplicate window), in insertion (rowid) order         |
+//! | `sends`         | sends not yet final: request id, ephemeral, size, SENT emitted         |
+//! | `send_chunks`   | their chunks: SDS id, the frame until wrapped, the SDS bytes until acknowledged |
+//! | `incoming`      | received messages waiting for dependencies: their decrypted SDS bytes  |
+//! | `partials`      | chunks of partial incoming messages, one row per chunk                 |
 //!
 //! | file        | what                                                                      |
 //! |-------------|---------------------------------------------------------------------------|
 //! | `mod.rs`    | the [`Store`] trait, [`Batch`], records, [`StorageConfig`]                  |
 //! | `sqlite.rs` | [`SqliteStore`]: the file, its lock, open-time validation, the statements   |
+//! | `sqlite_state.rs` | the channel-state tables: their statements and the snapshot read |
 //! | `memory.rs` | [`MemoryStore`]: the same tables in memory (tests, crash simulation)        |
 
 mod memory;
 mod sqlite;
+mod sqlite_state;
 
 use std::path::PathBuf;
 
 pub use memory::MemoryStore;
 pub use sqlite::{SqliteStore, APPLICATION_ID, SCHEMA_VERSION};
 
-use crate::channel::ChannelEvent;
+use crate::channel::{ChannelChanges, ChannelEvent, ChannelSnapshot};
 
 /// How hard a commit is pushed to the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -103,12 +113,18 @@ pub struct Batch<'a> {
     pub delivered: Vec<u64>,
     /// A new [`Store::seq_bound`], when the batch hands out sequence numbers at or beyond the old.
     pub seq_bound: Option<u64>,
+    /// What durable channels changed in their own state (applied in order).
+    pub channels: &'a [(ChannelKey, ChannelChanges)],
 }
 
 impl Batch<'_> {
     /// Nothing to write.
     pub fn is_empty(&self) -> bool {
-        self.new_channels.is_empty() && self.events.is_empty() && self.delivered.is_empty() && self.seq_bound.is_none()
+        self.new_channels.is_empty()
+            && self.events.is_empty()
+            && self.delivered.is_empty()
+            && self.seq_bound.is_none()
+            && self.channels.iter().all(|(_, c)| c.is_empty())
     }
 }
 
@@ -141,6 +157,9 @@ pub trait Store: Send {
 
     /// The outbox of a channel: its events not yet handed to the application, by `seq`.
     fn load_events(&mut self, key: ChannelKey) -> Result<Vec<StoredEvent>, StorageError>;
+
+    /// The protocol state of a stored channel (empty for a channel without any).
+    fn load_snapshot(&mut self, key: ChannelKey) -> Result<ChannelSnapshot, StorageError>;
 
     /// Deletes everything stored about `channel_id`, in one transaction. `Ok(false)` when nothing
     /// was stored.

@@ -21,14 +21,16 @@ use std::fs::{File, OpenOptions, TryLockError};
 use std::io::Read;
 use std::path::Path;
 
+use crate::channel::ChannelSnapshot;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 
+use super::sqlite_state::{self, STATE_TABLES, STATE_TABLE_NAMES};
 use super::{event_columns, event_from_columns, Batch, ChannelKey, ChannelRecord, Durability, StorageConfig, StorageError, Store, StoredEvent};
 
 /// `PRAGMA application_id` of a reliable-channel database ("RlCh").
 pub const APPLICATION_ID: u32 = 0x526C_4368;
 /// `PRAGMA user_version` this library writes and reads.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 /// Page size of a new database: a 1 MiB payload takes 64 pages.
 const PAGE_SIZE: i64 = 16 * 1024;
 /// Prepared statements kept (the commit path uses five).
@@ -39,11 +41,12 @@ const MAGIC: &[u8; 16] = b"SQLite format 3\0";
 /// Size of the database header.
 const HEADER_BYTES: usize = 100;
 
-/// Migrations from an older schema: `MIGRATIONS[i]` takes version `i + 1` to `i + 2`. Phase B of
-/// issue #11 adds the channel state's tables as version 2.
-const MIGRATIONS: &[&str] = &[];
+/// Migrations from an older schema: `MIGRATIONS[i]` takes version `i + 1` to `i + 2`. Version 2
+/// adds the channel state's tables (`sqlite_state.rs`).
+const MIGRATIONS: &[&str] = &[STATE_TABLES];
 
-/// The schema of [`SCHEMA_VERSION`]. `seq` is the rowid (the natural key); `meta` is keyed by name.
+/// The schema of version 1; a new database gets it and then every migration, in the same
+/// transaction. `seq` is the rowid (the natural key); `meta` is keyed by name.
 const SCHEMA: &str = "
 CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE channels (
@@ -195,6 +198,9 @@ impl SqliteStore {
         tx.pragma_update(None, "application_id", APPLICATION_ID as i32).map_err(sql_err("PRAGMA application_id", path))?;
         tx.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(sql_err("PRAGMA user_version", path))?;
         tx.execute_batch(SCHEMA).map_err(sql_err("creating the schema", path))?;
+        for m in MIGRATIONS {
+            tx.execute_batch(m).map_err(sql_err("creating the schema", path))?;
+        }
         tx.commit().map_err(sql_err("creating the schema", path))
     }
 
@@ -248,6 +254,9 @@ impl SqliteStore {
             let mut st =
                 tx.prepare_cached("INSERT INTO meta (key, value) VALUES ('seq_bound', ?1) ON CONFLICT (key) DO UPDATE SET value = excluded.value")?;
             st.execute([seq_i64(b)?])?;
+        }
+        for (key, changes) in batch.channels {
+            sqlite_state::write_changes(&tx, *key, changes)?;
         }
         tx.commit()
     }
@@ -313,12 +322,19 @@ impl Store for SqliteStore {
         Ok(out)
     }
 
+    fn load_snapshot(&mut self, key: ChannelKey) -> Result<ChannelSnapshot, StorageError> {
+        sqlite_state::load_snapshot(&self.conn, key).map_err(sql_err("reading the channel state", &self.path))
+    }
+
     fn purge(&mut self, channel_id: &str) -> Result<bool, StorageError> {
         let path = self.path.clone();
         let Some(rec) = self.load_channel(channel_id)? else { return Ok(false) };
         let run = |conn: &mut Connection| -> rusqlite::Result<()> {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             tx.execute("DELETE FROM events WHERE channel = ?1", [rec.key])?;
+            for t in STATE_TABLE_NAMES {
+                tx.execute(&format!("DELETE FROM {t} WHERE channel = ?1"), [rec.key])?;
+            }
             tx.execute("DELETE FROM channels WHERE key = ?1", [rec.key])?;
             tx.commit()
         };
