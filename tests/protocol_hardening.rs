@@ -273,7 +273,10 @@ fn saturated_and_all_ones_filters_acknowledge_nothing() {
         alice.receive(T0 + 1, sync_with_bloom("mallory", &format!("sync-{k}"), bloom), None);
     }
     assert!(acked(&drain(&mut alice)).is_empty());
-    assert_eq!(alice.stats().bloom_rejected, 4);
+    // Counted where a filter would have acknowledged something: the all-ones ones always, the
+    // 75 % ones only when they happen to hit one of the six (0.75^10 per message).
+    let rejected = alice.stats().bloom_rejected;
+    assert!((2..=4).contains(&rejected), "{rejected}");
     assert!(sent.iter().all(|w| alice.is_outstanding(&w.message_id)));
     // An honest filter still acknowledges: bob received all six (his sync names them too).
     for w in &sent {
@@ -284,7 +287,7 @@ fn saturated_and_all_ones_filters_acknowledge_nothing() {
         alice.receive(T0 + 3, s, None);
     }
     assert_eq!(acked(&drain(&mut alice)).len(), 6);
-    assert_eq!(alice.stats().bloom_rejected, 4);
+    assert_eq!(alice.stats().bloom_rejected, rejected);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -22,7 +22,8 @@ pub struct ChannelStats {
     pub echo_spoofs: u64,
     /// Received lamport timestamps beyond now + `maxClockSkewMs` (counted as that bound).
     pub lamport_clamped: u64,
-    /// Received bloom filters with more bits set than an honest one can have (acknowledge nothing).
+    /// Received bloom filters with more bits set than an honest one can have, ignored where they
+    /// would have acknowledged one of our messages.
     pub bloom_rejected: u64,
     pub dropped_foreign: u64,
     pub dropped_invalid: u64,

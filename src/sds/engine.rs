@@ -382,9 +382,8 @@ impl<H: HistoryStore> SdsEngine<H> {
             }
             MessageKind::Sync => {
                 self.stats.syncs_received += 1;
-                let view = self.evidence(&msg);
-                self.review_acks(&msg, view);
-                self.rebroadcast_if_lacking(now, view);
+                self.review_acks(&msg);
+                self.rebroadcast_if_lacking(now, &msg);
                 self.answer_repair_request(now, &msg);
                 let check = self.incoming.check(&msg.message_id, &msg.causal_history, &|id| self.history.contains(id));
                 self.note_missing(&check.new_missing, now);
@@ -406,9 +405,7 @@ impl<H: HistoryStore> SdsEngine<H> {
             self.sync.owe_ack_round(now, self.config.acknowledgement_timeout_ms, &mut self.rng);
             return ReceiveOutcome::Duplicate;
         }
-        // The filter only matters while we await acknowledgements (skip the bit count otherwise).
-        let view = if self.outgoing.len() > 0 { self.evidence(&msg) } else { None };
-        self.review_acks(&msg, view);
+        self.review_acks(&msg);
         let check = self.incoming.check(id, &msg.causal_history, &|i| self.history.contains(i));
         let id: MessageId = msg.message_id.as_str().into();
         let remember = |e: &mut Self| {
@@ -471,9 +468,10 @@ impl<H: HistoryStore> SdsEngine<H> {
     /// it then finds missing through our causal chain): send it again, at most once per
     /// acknowledgement timeout. Unacknowledged messages are covered by retransmission instead.
     /// A message that has left our own filter's window has left everyone's: not rebroadcast.
-    fn rebroadcast_if_lacking(&mut self, now: u64, view: Option<BloomView<'_>>) {
+    /// (A filter's missing bit is evidence whatever its other bits: no plausibility check here.)
+    fn rebroadcast_if_lacking(&mut self, now: u64, msg: &SdsMessage) {
         let (Some(own), Some(bytes)) = (&self.last_own, &self.last_own_bytes) else { return };
-        let Some(view) = view else { return };
+        let Some(view) = msg.bloom_filter.as_deref().and_then(BloomView::new) else { return };
         if self.outgoing.contains(&own.message_id) || !self.bloom.contains(&own.message_id) {
             return;
         }
@@ -548,26 +546,8 @@ impl<H: HistoryStore> SdsEngine<H> {
         }
     }
 
-    /// spec: sds.bloom.plausible — the received filter, if any and if it can be an honest one:
-    /// a saturated or all-ones filter "contains" everything, so it is evidence of nothing
-    /// (counted, and then ignored).
-    fn evidence<'m>(&mut self, msg: &'m SdsMessage) -> Option<BloomView<'m>> {
-        let view = msg.bloom_filter.as_deref().and_then(BloomView::new)?;
-        if view.is_plausible() {
-            return Some(view);
-        }
-        self.stats.bloom_rejected += 1;
-        log::debug!(
-            "channel {}: bloom filter of {:?} rejected: {} bits set, more than an honest filter has",
-            self.channel_id,
-            msg.sender_id,
-            view.ones()
-        );
-        None
-    }
-
     /// spec: sds.ack — causal history acknowledges; bloom hits acknowledge at the threshold.
-    fn review_acks(&mut self, msg: &SdsMessage, view: Option<BloomView<'_>>) {
+    fn review_acks(&mut self, msg: &SdsMessage) {
         for e in &msg.causal_history {
             if self.outgoing.remove(&e.message_id) {
                 self.stats.acknowledged += 1;
@@ -577,15 +557,27 @@ impl<H: HistoryStore> SdsEngine<H> {
         if self.outgoing.len() == 0 {
             return;
         }
-        let Some(view) = view else { return };
-        let events = &mut self.events;
+        let Some(view) = msg.bloom_filter.as_deref().and_then(BloomView::new) else { return };
         let stats = &mut self.stats;
-        let mut acked = |id: MessageId| {
-            stats.acknowledged += 1;
-            events.push_back(SdsEvent::Acknowledged { message_id: id });
+        // spec: sds.bloom.plausible — a saturated or all-ones filter "contains" everything, so it
+        // is evidence of nothing: checked (a count of its bits) only once it would acknowledge.
+        let (channel_id, sender) = (&self.channel_id, &msg.sender_id);
+        let mut plausible = || {
+            let ok = view.is_plausible();
+            if !ok {
+                stats.bloom_rejected += 1;
+                log::debug!("channel {channel_id}: bloom filter of {sender:?} rejected: {} bits set, more than an honest filter has", view.ones());
+            }
+            ok
         };
         let mut possibly = Vec::new();
-        self.outgoing.review_bloom(view, self.config.possible_acks_threshold, &mut acked, &mut |id, count| possibly.push((id, count)));
+        let mut acked = Vec::new();
+        let threshold = self.config.possible_acks_threshold;
+        self.outgoing.review_bloom(view, threshold, &mut plausible, &mut |id| acked.push(id), &mut |id, count| possibly.push((id, count)));
+        for message_id in acked {
+            self.stats.acknowledged += 1;
+            self.events.push_back(SdsEvent::Acknowledged { message_id });
+        }
         for (message_id, count) in possibly {
             self.events.push_back(SdsEvent::PossiblyAcknowledged { message_id, count });
         }

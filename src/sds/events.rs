@@ -128,6 +128,7 @@ pub struct SdsStats {
     pub lamport_clamped: u64,
     /// Content messages under our sender id that we never sent (recorded as seen, not delivered).
     pub echo_spoofs: u64,
-    /// Received bloom filters with more bits set than an honest one can have (ignored).
+    /// Received bloom filters with more bits set than an honest one can have, ignored where they
+    /// would have acknowledged one of our messages.
     pub bloom_rejected: u64,
 }

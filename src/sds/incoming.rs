@@ -327,3 +327,26 @@ impl IncomingBuffer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(id: &str) -> HistoryEntry {
+        HistoryEntry { message_id: id.to_owned(), retrieval_hint: None, sender_id: None }
+    }
+
+    #[test]
+    fn repeated_ids_count_once_in_short_and_long_histories() {
+        let buf = IncomingBuffer::new(16);
+        for len in [LINEAR_DEDUP_MAX, crate::wire::MAX_CAUSAL_HISTORY_ENTRIES] {
+            // Every id twice, plus our own id and a delivered one.
+            let mut history: Vec<HistoryEntry> = (0..len / 2).flat_map(|i| [entry(&format!("d{i}")), entry(&format!("d{i}"))]).collect();
+            history.push(entry("me"));
+            history.push(entry("done"));
+            let check = buf.check("me", &history, &|id| id == "done");
+            assert_eq!(check.unresolved.len(), len / 2, "history of {len}");
+            assert_eq!(check.new_missing.len(), len / 2);
+        }
+    }
+}

@@ -114,17 +114,26 @@ impl OutgoingBuffer {
 
     /// spec: sds.ack.bloom — counts a hit for every dispatched message the filter may contain;
     /// calls `acked` for those reaching `threshold` (removed) and `possibly` for the others.
+    /// `plausible` is asked once, at the first hit: when it says no, the filter counts for nothing.
     pub fn review_bloom(
         &mut self,
         filter: BloomView<'_>,
         threshold: u32,
+        plausible: &mut dyn FnMut() -> bool,
         acked: &mut dyn FnMut(MessageId),
         possibly: &mut dyn FnMut(MessageId, u32),
     ) {
         let mut done = Vec::new();
+        let mut checked = false;
         for (&seq, e) in self.entries.iter_mut() {
             if !e.dispatched_once || !filter.contains_positions(&e.positions) {
                 continue;
+            }
+            if !checked {
+                if !plausible() {
+                    return;
+                }
+                checked = true;
             }
             e.possible_acks += 1;
             if e.possible_acks >= threshold {
