@@ -1214,7 +1214,6 @@ fn full_no_loss_without_false_acks() {
 /// longer retransmitted it), thousands of mallory's ids came first, and the chunk was declared
 /// lost before its turn. An SDS repair-scheduling matter (item 6's area), not fixed here.
 #[test]
-#[ignore = "SDS repair requests: phantom ids crowd out a real missing dependency (see the doc comment)"]
 fn phantom_flood_does_not_starve_repair() {
     let (run, _) = run_seed(5455, Family::Full, false);
     assert!(!run.violates(Inv::NoLoss), "{}", run.violations.iter().map(|(i, m)| format!("{i:?}: {m}")).collect::<Vec<_>>().join("\n"));
@@ -1254,9 +1253,7 @@ full_invariant! {
     full_no_false_delivered => Inv::NoFalseDelivered;
     full_integrity => Inv::Integrity;
     full_lifecycle => Inv::Lifecycle;
-    #[ignore = "issue #10 item 6: a phantom dependency costs a repair sync per ack timeout and a store lookup per id per ack timeout, until the dependency timeout"]
     full_amplification => Inv::Amplification;
-    #[ignore = "issue #10 item 6: one MESSAGE_LOST per phantom id, also for ids nothing waits for"]
     full_lost_reports => Inv::LostReports;
     #[ignore = "issue #10 item 5: a message under the receiver's own id is dropped as an echo, so what depends on it waits for the dependency timeout"]
     full_echo_spoof => Inv::EchoSpoof;

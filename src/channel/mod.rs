@@ -8,6 +8,7 @@
 //! | `outbox.rs`    | the sending side shared with the API threads: the one check of a send, its pending counts, segmentation and chunk ids |
 //! | `send_state.rs`| per-send state machine: one RequestId, one entry per chunk            |
 //! | `pipeline.rs`  | the sans-I/O [`Channel`] tying segmentation, SDS and rate limiting    |
+//! | `retrieval.rs` | store lookups of missing dependencies: batches, backoff, cap per minute |
 //! | `stats.rs`     | per-channel counters                                                  |
 
 pub mod config;
@@ -15,6 +16,7 @@ mod crypto;
 mod events;
 mod outbox;
 mod pipeline;
+mod retrieval;
 mod send_state;
 mod stats;
 
@@ -23,4 +25,5 @@ pub use crypto::{CryptoError, Encryption};
 pub use events::ChannelEvent;
 pub use outbox::{Outbox, PreparedChunk, PreparedSend, Reservation};
 pub use pipeline::{Channel, ChannelAction, SendError};
+pub use retrieval::{CROWDED_MISSING, MAX_CROWDED_LOOKUPS_PER_MINUTE, MAX_STORE_LOOKUPS_PER_MINUTE, MAX_STORE_LOOKUP_BATCH};
 pub use stats::ChannelStats;

@@ -123,7 +123,17 @@ impl<'a> From<&'a HistoryEntry> for HistoryEntryRef<'a> {
     }
 }
 
+/// Encoded bytes of `e` as one entry of a causal history or repair request (key, length, body).
+pub fn entry_field_len(e: &HistoryEntry) -> usize {
+    opt_field_len(Some(e.encoded_len()))
+}
+
 impl HistoryEntryRef<'_> {
+    /// Encoded bytes of this entry in a causal history (key, length, body).
+    pub fn field_len(&self) -> usize {
+        opt_field_len(Some(self.body_len()))
+    }
+
     /// Encoded length of the `HistoryEntry` body.
     fn body_len(&self) -> usize {
         opt_field_len((!self.message_id.is_empty()).then_some(self.message_id.len()))
