@@ -753,7 +753,9 @@ impl<H: HistoryStore> SdsEngine<H> {
         let id = sync_id(&mut self.rng);
         debug_assert_eq!(id.len(), SYNC_ID_SIZED.len(), "the sync was sized for another id length");
         // spec: sds.repair — ask for what we miss without a retrieval hint (what is due of it).
-        let (repair, urgent) = self.requests.take(now, &self.incoming, MAX_REPAIR_ENTRIES, room, self.config.acknowledgement_timeout_ms);
+        let (repair, urgent, requests_left_out) =
+            self.requests.take(now, &self.incoming, MAX_REPAIR_ENTRIES, room, self.config.acknowledgement_timeout_ms);
+        self.stats.sync_entries_left_out += requests_left_out as u64;
         if !repair.is_empty() {
             self.sync.on_repair_sent(now, urgent);
             log::debug!("channel {}: sync asks for {} missing messages", self.channel_id, repair.len());

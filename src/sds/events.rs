@@ -120,7 +120,8 @@ pub struct SdsStats {
     /// waiting for them already had a loss reported (see `SdsEvent::DependencyLost`).
     pub losses_unreported: u64,
     pub forced_deliveries: u64,
-    /// Causal-history entries left out of syncs to keep them within the published size limit.
+    /// Causal-history entries and repair requests left out of syncs to keep them within the
+    /// published size limit.
     pub sync_entries_left_out: u64,
     pub rebroadcasts: u64,
     /// Syncs sent answering a peer's repair request (carrying the hints it asked for).

@@ -42,11 +42,11 @@ pub(super) struct RepairRequests {
 impl RepairRequests {
     /// Up to `max` ids to ask for now (see the module docs for the order), at most `max_bytes`
     /// of encoded entries; each is recorded as asked. Forgets ids no longer missing. Also says
-    /// whether an urgent id is among them.
-    pub fn take(&mut self, now: u64, incoming: &IncomingBuffer, max: usize, max_bytes: usize, ack: u64) -> (Vec<HistoryEntry>, bool) {
+    /// whether an urgent id is among them, and how many due ids `max_bytes` left out.
+    pub fn take(&mut self, now: u64, incoming: &IncomingBuffer, max: usize, max_bytes: usize, ack: u64) -> (Vec<HistoryEntry>, bool, usize) {
         if incoming.unhinted_missing() == 0 {
             self.asked.clear();
-            return (Vec::new(), false);
+            return (Vec::new(), false, 0);
         }
         self.asked.retain(|id, _| incoming.is_missing(id));
         // (asked, nothing waits, fewest unresolved of its waiters, deadline, id, sender)
@@ -71,7 +71,8 @@ impl RepairRequests {
             let e = HistoryEntry { message_id: d.4.to_string(), retrieval_hint: None, sender_id: d.5.cloned() };
             bytes += entry_field_len(&e);
             if bytes > max_bytes {
-                break;
+                let left_out = due.len() - out.len();
+                return (out, any_urgent, left_out);
             }
             let urgent = !d.1 && d.2 <= MAX_URGENT_UNRESOLVED;
             any_urgent |= urgent;
@@ -85,7 +86,7 @@ impl RepairRequests {
             slot.1 = now.saturating_add(wait);
             out.push(e);
         }
-        (out, any_urgent)
+        (out, any_urgent, 0)
     }
 
     /// When an id missing without hint may next be asked for (`now` if one never was); `None`
