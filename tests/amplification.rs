@@ -214,10 +214,10 @@ fn steady_hostile_stream_stays_within_the_control_share_and_displaces_no_send() 
     while v.now < start + 3 * epoch {
         let t = start + k * 2_000;
         v.run_until(t);
-        let ids = phantoms(&mut rng, 64, k % 2 == 0);
+        let ids = phantoms(&mut rng, 64, k.is_multiple_of(2));
         let id = format!("hostile-{k}");
         v.feed(&sds("mallory", &id, v.now, ids, Some(chunk(&id)), vec![]));
-        if k % 5 == 0 {
+        if k.is_multiple_of(5) {
             let rid = format!("own-{k}");
             v.ch.send(v.now, &rid, b"a real message", false).expect("send accepted");
             sends.push(v.now);

@@ -643,8 +643,8 @@ impl<H: HistoryStore> SdsEngine<H> {
             log::debug!("channel {}: dependency {} lost, {} waiting (already reported)", self.channel_id, dep.message_id, waiters.len());
             return;
         }
-        for w in waiters.to_vec() {
-            self.loss_reported.insert(w);
+        for w in waiters {
+            self.loss_reported.insert(w.clone());
         }
         log::warn!("channel {}: dependency {} declared lost", self.channel_id, dep.message_id);
         self.events.push_back(SdsEvent::DependencyLost(dep));

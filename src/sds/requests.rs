@@ -33,6 +33,9 @@ pub fn backoff(ack: u64, n: u32) -> u64 {
     ack.saturating_mul(1 << n.saturating_sub(1).min(MAX_REPAIR_BACKOFF_DOUBLINGS))
 }
 
+/// A due id: (times asked, nothing waits for it, fewest unresolved of its waiters, deadline, id, sender).
+type Candidate<'a> = (u32, bool, u32, u64, &'a MessageId, Option<&'a String>);
+
 /// Per missing id: how often we asked for it, and when we may ask again.
 #[derive(Debug, Default)]
 pub(super) struct RepairRequests {
@@ -49,8 +52,7 @@ impl RepairRequests {
             return (Vec::new(), false, 0);
         }
         self.asked.retain(|id, _| incoming.is_missing(id));
-        // (asked, nothing waits, fewest unresolved of its waiters, deadline, id, sender)
-        let mut due: Vec<(u32, bool, u32, u64, &MessageId, Option<&String>)> = Vec::new();
+        let mut due: Vec<Candidate<'_>> = Vec::new();
         let asked = &self.asked;
         incoming.for_each_unhinted(&mut |id, dep, deadline, fewest| {
             let (n, at) = asked.get(id).copied().unwrap_or((0, 0));
@@ -59,7 +61,7 @@ impl RepairRequests {
             }
         });
         // Partial selection first: the candidates may be thousands, the answer is 64.
-        let key = |d: &(u32, bool, u32, u64, &MessageId, Option<&String>)| (d.0, d.1, d.2, d.3, d.4.clone());
+        let key = |d: &Candidate<'_>| (d.0, d.1, d.2, d.3, d.4.clone());
         if due.len() > max {
             due.select_nth_unstable_by_key(max, key);
             due.truncate(max);
