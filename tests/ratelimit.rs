@@ -265,7 +265,7 @@ fn sync_and_ephemeral_dropped_at_the_approach_threshold() {
 #[test]
 fn sync_traffic_capped_at_the_control_share() {
     // Budget 20, control share 0.3 → 6 syncs per epoch, whatever else is left.
-    let mut rl = limiter(20);
+    let mut rl: RateLimiter<u32> = RateLimiter::new(RateLimitConfig { control_share: 0.3, ..cfg(20) });
     assert_eq!(rl.config().control_limit(), 6);
     for i in 0..6 {
         assert_eq!(rl.offer(0, i, 1, MessageClass::Sync), Admit::Now(i));
@@ -287,11 +287,11 @@ fn sync_traffic_capped_at_the_control_share() {
 #[test]
 fn control_share_limits() {
     let cfg = |share: f64, l: u32| RateLimitConfig { control_share: share, messages_per_epoch: l, ..Default::default() };
-    assert_eq!(RateLimitConfig::default().control_limit(), 30);
+    assert_eq!(RateLimitConfig::default().control_limit(), 50);
     assert_eq!(cfg(0.3, 3).control_limit(), 1, "at least one sync per epoch");
     assert_eq!(cfg(0.0, 100).control_limit(), 0, "0 turns syncs off");
     assert_eq!(cfg(1.0, 7).control_limit(), 7);
-    assert_eq!(cfg(f64::NAN, 100).control_limit(), 30);
+    assert_eq!(cfg(f64::NAN, 100).control_limit(), 50);
     assert!(cfg(1.5, 10).validate().is_err());
     assert!(cfg(f64::NAN, 10).validate().is_err());
 }

@@ -13,7 +13,7 @@ pub const DEFAULT_APPROACH_THRESHOLD: f64 = 0.9;
 /// Default fraction of `messages_per_epoch` that sync traffic (acknowledgement, idle and repair
 /// syncs, repair answers, rebroadcasts) may spend per epoch: the rest is kept for content and
 /// retransmissions, whatever a hostile peer makes us want to say (issue #10 item 6).
-pub const DEFAULT_CONTROL_SHARE: f64 = 0.3;
+pub const DEFAULT_CONTROL_SHARE: f64 = 0.5;
 /// Default bound on items waiting for a later epoch.
 pub const DEFAULT_MAX_QUEUED_ITEMS: usize = 4_096;
 /// Default bound on bytes waiting for a later epoch.
@@ -159,8 +159,8 @@ impl RateLimitConfig {
 
     /// spec: ratelimit.control-share — the most budget sync traffic may spend in one epoch:
     /// `floor(control_share × messages_per_epoch)`, rounded and clamped like
-    /// [`Self::approach_limit`] (NaN counts as the default 0.3), but at least 1 when the share is
-    /// above 0 (a small budget still lets one sync out per epoch). Defaults: 30 of 100.
+    /// [`Self::approach_limit`] (NaN counts as the default 0.5), but at least 1 when the share is
+    /// above 0 (a small budget still lets one sync out per epoch). Defaults: 50 of 100.
     pub fn control_limit(&self) -> u32 {
         let limit = share_of(self.messages_per_epoch, self.control_share, DEFAULT_CONTROL_SHARE);
         if self.control_share > 0.0 || self.control_share.is_nan() {

@@ -24,7 +24,7 @@
 //!   `messages_per_epoch − approach_limit` messages of each epoch for reliable content.
 //! - spec: ratelimit.control-share — sync traffic (class [`MessageClass::Sync`]: syncs, repair
 //!   answers, rebroadcasts) is also admitted only while the epoch's sync spending stays within
-//!   `control_limit = floor(control_share × messages_per_epoch)` (30 of 100 by default), so that
+//!   `control_limit = floor(control_share × messages_per_epoch)` (50 of 100 by default), so that
 //!   however much a peer makes us want to repair, content and retransmissions keep the rest.
 //! - spec: ratelimit.enabled — `enabled: false` admits everything at once; usage is still
 //!   counted in [`RateLimitStats`].

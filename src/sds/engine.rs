@@ -382,6 +382,7 @@ impl<H: HistoryStore> SdsEngine<H> {
             }
             MessageKind::Sync => {
                 self.stats.syncs_received += 1;
+                self.suppress_acks(&msg);
                 self.review_acks(&msg);
                 self.rebroadcast_if_lacking(now, &msg);
                 self.answer_repair_request(now, &msg);
@@ -403,6 +404,7 @@ impl<H: HistoryStore> SdsEngine<H> {
             return ReceiveOutcome::Duplicate;
         }
         self.review_acks(&msg);
+        self.suppress_acks(&msg);
         let check = self.incoming.check(id, &msg.causal_history, &|i| self.history.contains(i));
         let id: MessageId = msg.message_id.as_str().into();
         let remember = |e: &mut Self| {
@@ -486,6 +488,22 @@ impl<H: HistoryStore> SdsEngine<H> {
         match self.heads.get_key_value(sender) {
             Some((k, _)) => k.clone(),
             None => sender.into(),
+        }
+    }
+
+    /// spec: sds.sync.suppress — what `msg` (from another participant) names in its causal
+    /// history its senders will take as acknowledged: we need not acknowledge it again. When that
+    /// covers everything we owe an ack for, our acknowledgement sync is cancelled.
+    fn suppress_acks(&mut self, msg: &SdsMessage) {
+        if self.to_ack.is_empty() || msg.causal_history.is_empty() {
+            return;
+        }
+        let by = msg.sender_id.as_str();
+        self.to_ack.retain(|e| e.sender_id.as_deref() == Some(by) || !msg.causal_history.iter().any(|h| *h.message_id == *e.message_id));
+        if self.to_ack.is_empty() {
+            self.stats.acks_suppressed += 1;
+            log::debug!("channel {}: acknowledgement sync suppressed: {by} acknowledged the same messages", self.channel_id);
+            self.sync.acks_covered(self.config.causal_history_size.max(MAX_SYNC_ACKS));
         }
     }
 

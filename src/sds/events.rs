@@ -120,6 +120,8 @@ pub struct SdsStats {
     /// waiting for them already had a loss reported (see `SdsEvent::DependencyLost`).
     pub losses_unreported: u64,
     pub forced_deliveries: u64,
+    /// Acknowledgement syncs cancelled because another participant acknowledged the same messages.
+    pub acks_suppressed: u64,
     /// Causal-history entries and repair requests left out of syncs to keep them within the
     /// published size limit.
     pub sync_entries_left_out: u64,

@@ -2,10 +2,14 @@
 //!
 //! spec: sds.sync —
 //! * ack sync: after content is delivered, unless we send something ourselves first, a sync goes
-//!   out after a random 0.25–0.5 × `acknowledgement_timeout_ms`, so that the sender sees its ack
+//!   out after a random 0.5–0.75 × `acknowledgement_timeout_ms`, so that the sender sees its ack
 //!   before it retransmits. A burst larger than the causal-history window needs
 //!   `possible_acks_threshold` messages from us (bloom hits), so that many rounds are scheduled.
 //!   A duplicate (a peer retransmitting: our ack did not reach it) schedules one more round.
+//!   spec: sds.sync.suppress — the delay is drawn late in the window (0.5–0.75 ×) so that our own
+//!   content, due soon, carries the acknowledgement instead; and as in SRM, a message from
+//!   another participant whose causal history already names everything we owe an ack for (its
+//!   senders will see it) cancels our acknowledgement sync.
 //! * idle sync: at most one per randomised `sync_interval_ms` (×0.75–1.25), for `idle_sync_rounds`
 //!   intervals after the log last changed, so that peers who missed the latest messages learn of
 //!   them even over lossy links; then the channel goes quiet and arms no timer. An idle sync is
@@ -51,6 +55,11 @@ pub(super) struct SyncScheduler {
     last_sent_at: Option<u64>,
 }
 
+/// When an acknowledgement sync goes out after a delivery, as fractions of the ack timeout: late
+/// enough for our own content or another participant's acknowledgement to make it unnecessary,
+/// early enough to reach the sender before it retransmits.
+const ACK_DELAY: (f64, f64) = (0.5, 0.75);
+
 fn jitter(rng: &mut impl Rng, base: u64, lo: f64, hi: f64) -> u64 {
     (base as f64 * rng.gen_range(lo..hi)) as u64
 }
@@ -58,7 +67,16 @@ fn jitter(rng: &mut impl Rng, base: u64, lo: f64, hi: f64) -> u64 {
 impl SyncScheduler {
     fn arm_ack(&mut self, now: u64, ack_timeout: u64, rng: &mut impl Rng) {
         if self.ack_at.is_none() {
-            self.ack_at = Some(now.saturating_add(jitter(rng, ack_timeout, 0.25, 0.5)));
+            self.ack_at = Some(now.saturating_add(jitter(rng, ack_timeout, ACK_DELAY.0, ACK_DELAY.1)));
+        }
+    }
+
+    /// spec: sds.sync.suppress — another participant acknowledged everything we owe an ack for:
+    /// no acknowledgement sync, unless we received more than `window` (a sync names only that many).
+    pub fn acks_covered(&mut self, window: usize) {
+        if self.delivered_since_send <= window {
+            self.rounds = 0;
+            self.ack_at = None;
         }
     }
 
