@@ -88,7 +88,7 @@ const MAX_STEPS: u64 = 5_000_000;
 /// the idle channel, counted until it is quiet again). Any content message costs an
 /// acknowledgement sync and `idle_sync_rounds` (3) idle syncs, 4 in all; a hostile one may cost a
 /// handful of repair syncs more, backing off, but not one per acknowledgement timeout until the
-/// dependency timeout (about 12, what this branch does).
+/// dependency timeout (about 12, before issue #10 item 6 was fixed).
 const MAX_PUBLISHED_PER_HOSTILE_MESSAGE: u64 = 10;
 /// Most store lookups per phantom id with a retrieval hint (backing off within the dependency
 /// timeout, not one per acknowledgement timeout: about 12), and for the probe message itself
@@ -1212,7 +1212,8 @@ fn full_no_loss_without_false_acks() {
 /// request for a real missing chunk. A sync's repair request carries the 64 missing ids with the
 /// earliest deadlines; alice missed chunk 6 of dave-0 (its sender, acknowledged by the others, no
 /// longer retransmitted it), thousands of mallory's ids came first, and the chunk was declared
-/// lost before its turn. An SDS repair-scheduling matter (item 6's area), not fixed here.
+/// lost before its turn. Fixed by the order in which a sync picks the ids it asks for
+/// (src/sds/requests.rs: asked fewest times, waited for, by a message missing few, first).
 #[test]
 fn phantom_flood_does_not_starve_repair() {
     let (run, _) = run_seed(5455, Family::Full, false);

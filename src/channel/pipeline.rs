@@ -294,6 +294,7 @@ impl Channel {
 
     fn not_admitted(&mut self, now: u64, item: Queued, why: &str) {
         self.stats.rate_limit_dropped += 1;
+        log::debug!("channel {}: {why}", self.channel_id);
         match item {
             Queued::Wrapped(Outgoing { kind: Kind::Chunk { id, retransmission: true, .. }, .. }) => {
                 // Counts as an attempt: the acknowledgement timer keeps running towards give-up.

@@ -462,6 +462,7 @@ impl<H: HistoryStore> SdsEngine<H> {
     fn answer_repair_request(&mut self, now: u64, msg: &SdsMessage) {
         if let Some(hints) = self.repair.answer(now, msg, &self.config) {
             self.stats.repairs += 1;
+            log::debug!("channel {}: answering {}'s repair request with {} hints", self.channel_id, msg.sender_id, hints.len());
             self.send_sync_with(now, hints);
         }
     }
@@ -622,10 +623,16 @@ impl<H: HistoryStore> SdsEngine<H> {
             match e {
                 Expired::Retransmit { id, bytes, attempt } => {
                     self.stats.retransmissions += 1;
+                    log::debug!("channel {}: retransmitting {id} (attempt {attempt}): unacknowledged", self.channel_id);
                     self.events.push_back(SdsEvent::Retransmit { message_id: id, bytes, attempt });
                 }
                 Expired::GaveUp { id } => {
                     self.stats.gave_up += 1;
+                    log::warn!(
+                        "channel {}: gave up on {id}: unacknowledged after {} retransmissions",
+                        self.channel_id,
+                        self.config.max_retransmissions
+                    );
                     self.events.push_back(SdsEvent::GaveUp { message_id: id });
                 }
             }
@@ -786,6 +793,7 @@ impl<H: HistoryStore> SdsEngine<H> {
         self.bloom_news = self.bloom_news.saturating_sub(1);
         self.to_ack.clear();
         self.stats.syncs_sent += 1;
+        log::debug!("channel {}: sync {id} ({} history entries, {} repair requests)", self.channel_id, refs.len(), repair.len());
         self.sync.on_sync_sent(now, self.config.acknowledgement_timeout_ms, &mut self.rng);
         self.events.push_back(SdsEvent::SendSync { message_id: id, bytes });
     }
