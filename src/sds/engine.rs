@@ -25,7 +25,7 @@ use super::sync::{earliest, Due, SyncScheduler};
 use super::{Delivered, MessageId, MissingDependency, ReceiveOutcome, SdsConfig, SdsError, SdsEvent, SdsStats, Wrapped};
 use crate::collections::{BoundedSet, FastMap};
 use crate::wire::{
-    entry_field_len, BloomFilter, BloomView, HistoryEntry, HistoryEntryRef, MessageKind, SdsMessage, SdsMessageRef, MAX_PUBLISHED_SDS_BYTES,
+    fit_entries, BloomFilter, BloomView, HistoryEntry, HistoryEntryRef, MessageKind, SdsMessage, SdsMessageRef, MAX_PUBLISHED_SDS_BYTES,
     MAX_REPAIR_ENTRIES,
 };
 
@@ -743,25 +743,7 @@ impl<H: HistoryStore> SdsEngine<H> {
         let mut history = self.sync_history();
         let base = SdsMessageRef { lamport_timestamp: Some(u64::MAX), bloom_filter: Some(self.bloom.as_bytes()), ..self.envelope(SYNC_ID_SIZED) };
         let mut room = MAX_PUBLISHED_SDS_BYTES.saturating_sub(base.encoded_len());
-        let mut keep = history.len();
-        while keep > 0 && entry_field_len(&history[keep - 1]) <= room {
-            room -= entry_field_len(&history[keep - 1]);
-            keep -= 1;
-        }
-        let mut left_out = keep;
-        history.drain(..keep);
-        for e in extra {
-            if history.iter().any(|h| h.message_id == e.message_id) {
-                continue;
-            }
-            let len = entry_field_len(&e);
-            if len > room {
-                left_out += 1;
-                continue;
-            }
-            room -= len;
-            history.push(e);
-        }
+        let left_out = fit_entries(&mut history, extra, &mut room);
         if left_out > 0 {
             self.stats.sync_entries_left_out += left_out as u64;
             log::debug!("channel {}: {left_out} entries left out of a sync to fit the size limit", self.channel_id);

@@ -19,7 +19,7 @@ pub mod waku_message;
 
 pub use bloom::{BloomFilter, BloomView, BLOOM_BITS, BLOOM_BYTES, BLOOM_HASHES};
 pub use chunk::MessageChunk;
-pub use sds_message::{entry_field_len, HistoryEntry, HistoryEntryRef, MessageKind, SdsMessage, SdsMessageRef};
+pub use sds_message::{entry_field_len, fit_entries, HistoryEntry, HistoryEntryRef, MessageKind, SdsMessage, SdsMessageRef};
 pub use waku_message::{message_hash, MessageHash, WakuMessage, SPEC_MARKER};
 
 /// Longest message id, sender id or channel id accepted from the wire, in bytes. Ids are opaque
