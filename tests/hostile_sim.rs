@@ -89,7 +89,7 @@ const MAX_STEPS: u64 = 5_000_000;
 /// the idle channel, counted until it is quiet again). Any content message costs an
 /// acknowledgement sync and `idle_sync_rounds` (3) idle syncs, 4 in all; a hostile one may cost a
 /// handful of repair syncs more, backing off, but not one per acknowledgement timeout until the
-/// dependency timeout (about 12, what this branch does).
+/// dependency timeout (about 12, before issue #10 item 6 was fixed).
 const MAX_PUBLISHED_PER_HOSTILE_MESSAGE: u64 = 10;
 /// Most store lookups per phantom id with a retrieval hint (backing off within the dependency
 /// timeout, not one per acknowledgement timeout: about 12), and for the probe message itself
@@ -1210,15 +1210,13 @@ fn full_no_loss_outside_repair_starvation() {
     assert_holds(&runs, Family::Full, Inv::NoLoss);
 }
 
-/// Found by this simulation (seed 5455, beyond the default 1,000; seed 340 once false
-/// acknowledgements were gone): a flood of phantom ids without retrieval hint crowds out the
-/// repair request for a real missing chunk. A sync's repair request carries the 64 missing ids
-/// with the earliest deadlines; alice missed chunk 6 of dave-0 (its sender, acknowledged by the
-/// others, no longer retransmitted it), thousands of mallory's ids came first, and the chunk was
-/// declared lost before its turn (seed 340: bob and chunk 13 of alice-1, the store answer to its
-/// one lookup lost). An SDS repair-scheduling matter (item 6's area), not fixed here.
+/// Found by this simulation (seeds 5455 and 340): a flood of phantom ids without retrieval hint crowds out the repair
+/// request for a real missing chunk. A sync's repair request carries the 64 missing ids with the
+/// earliest deadlines; alice missed chunk 6 of dave-0 (its sender, acknowledged by the others, no
+/// longer retransmitted it), thousands of mallory's ids came first, and the chunk was declared
+/// lost before its turn. Fixed by the order in which a sync picks the ids it asks for
+/// (src/sds/requests.rs: asked fewest times, waited for, by a message missing few, first).
 #[test]
-#[ignore = "SDS repair requests: phantom ids crowd out a real missing dependency (see the doc comment)"]
 fn phantom_flood_does_not_starve_repair() {
     for seed in REPAIR_STARVED_SEEDS {
         let (run, _) = run_seed(seed, Family::Full, false);
@@ -1260,9 +1258,7 @@ full_invariant! {
     full_no_false_delivered => Inv::NoFalseDelivered;
     full_integrity => Inv::Integrity;
     full_lifecycle => Inv::Lifecycle;
-    #[ignore = "issue #10 item 6: a phantom dependency costs a repair sync per ack timeout and a store lookup per id per ack timeout, until the dependency timeout"]
     full_amplification => Inv::Amplification;
-    #[ignore = "issue #10 item 6: one MESSAGE_LOST per phantom id, also for ids nothing waits for"]
     full_lost_reports => Inv::LostReports;
     full_echo_spoof => Inv::EchoSpoof;
     full_lamport => Inv::Lamport;

@@ -263,6 +263,40 @@ fn sync_and_ephemeral_dropped_at_the_approach_threshold() {
 }
 
 #[test]
+fn sync_traffic_capped_at_the_control_share() {
+    // Budget 20, control share 0.3 → 6 syncs per epoch, whatever else is left.
+    let mut rl: RateLimiter<u32> = RateLimiter::new(RateLimitConfig { control_share: 0.3, ..cfg(20) });
+    assert_eq!(rl.config().control_limit(), 6);
+    for i in 0..6 {
+        assert_eq!(rl.offer(0, i, 1, MessageClass::Sync), Admit::Now(i));
+    }
+    assert!(!rl.admits_control(0, 1));
+    assert_eq!(rl.offer(0, 6, 1, MessageClass::Sync), Admit::Dropped(6), "control share spent");
+    assert_eq!(rl.stats().dropped_sync, 1);
+    // Ephemeral and content traffic do not count against it, nor are they limited by it.
+    assert_eq!(rl.offer(0, 7, 1, MessageClass::Ephemeral { first: true }), Admit::Now(7));
+    for i in 8..21 {
+        assert_eq!(rl.offer(0, i, 1, FIRST), Admit::Now(i));
+    }
+    assert_eq!(rl.used(0), 20);
+    // A new epoch: the share is back.
+    assert_eq!(rl.control_used(EPOCH), 0);
+    assert_eq!(rl.offer(EPOCH, 30, 1, MessageClass::Sync), Admit::Now(30));
+}
+
+#[test]
+fn control_share_limits() {
+    let cfg = |share: f64, l: u32| RateLimitConfig { control_share: share, messages_per_epoch: l, ..Default::default() };
+    assert_eq!(RateLimitConfig::default().control_limit(), 50);
+    assert_eq!(cfg(0.3, 3).control_limit(), 1, "at least one sync per epoch");
+    assert_eq!(cfg(0.0, 100).control_limit(), 0, "0 turns syncs off");
+    assert_eq!(cfg(1.0, 7).control_limit(), 7);
+    assert_eq!(cfg(f64::NAN, 100).control_limit(), 50);
+    assert!(cfg(1.5, 10).validate().is_err());
+    assert!(cfg(f64::NAN, 10).validate().is_err());
+}
+
+#[test]
 fn droppable_traffic_dropped_while_anything_is_queued() {
     // Budget 3, approach limit floor(2.7) = 2.
     let mut rl = limiter(3);
@@ -507,6 +541,7 @@ fn config() -> impl Strategy<Value = RateLimitConfig> {
             messages_per_epoch: limit,
             accounting,
             approach_threshold: t,
+            control_share: 1.0,
             max_queued_items: items,
             max_queued_bytes: bytes,
         })

@@ -30,6 +30,7 @@ const CHANNEL_KEYS: &[&str] = &[
     "rateLimitConfig.messagesPerEpoch",
     "rateLimitConfig.accounting",
     "rateLimitConfig.approachThreshold",
+    "rateLimitConfig.controlShare",
     "sendQueue.maxPendingChunks",
     "sendQueue.maxPendingBytes",
 ];

@@ -15,7 +15,7 @@ use crate::segmentation::{ReassemblyConfig, DEFAULT_CHUNK_SIZE_BYTES, MAX_PAYLOA
 use crate::wire::{BLOOM_BYTES, MAX_ID_BYTES, MAX_RETRIEVAL_HINT_BYTES, MAX_WAKU_MESSAGE_BYTES};
 
 /// Bytes reserved for the host's encryption hook to expand one message (nonce, tag, framing).
-pub const ENCRYPTION_OVERHEAD_BUDGET: usize = 1_024;
+pub const ENCRYPTION_OVERHEAD_BUDGET: usize = crate::wire::ENCRYPTION_OVERHEAD_BUDGET;
 /// Smallest chunk size accepted.
 pub const MIN_CHUNK_SIZE_BYTES: usize = 1_024;
 /// Most entries `causalHistorySize` may ask for.
@@ -196,12 +196,13 @@ pub(crate) fn apply_channel(cfg: &mut ChannelConfig, v: &Value, path: &str) -> R
     if let Some(s) = obj.get("rateLimitConfig") {
         let p = join(path, "rateLimitConfig");
         let o = as_object(s, &p)?;
-        check_keys(o, &p, &["enabled", "epochSizeMs", "messagesPerEpoch", "accounting", "approachThreshold"])?;
+        check_keys(o, &p, &["enabled", "epochSizeMs", "messagesPerEpoch", "accounting", "approachThreshold", "controlShare"])?;
         let r = &mut cfg.rate_limit;
         r.enabled = get_bool(o, &p, "enabled")?.unwrap_or(r.enabled);
         r.epoch_size_ms = get_u64(o, &p, "epochSizeMs", 1, 86_400_000)?.unwrap_or(r.epoch_size_ms);
         r.messages_per_epoch = get_u64(o, &p, "messagesPerEpoch", 1, u32::MAX as u64)?.map_or(r.messages_per_epoch, |n| n as u32);
         r.approach_threshold = get_f64(o, &p, "approachThreshold", 0.0, 1.0)?.unwrap_or(r.approach_threshold);
+        r.control_share = get_f64(o, &p, "controlShare", 0.0, 1.0)?.unwrap_or(r.control_share);
         if let Some(a) = get_str(o, &p, "accounting")? {
             r.accounting = match a {
                 "firstChunk" => Accounting::FirstChunk,

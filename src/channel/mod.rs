@@ -9,6 +9,7 @@
 //! | `send_state.rs`| per-send state machine: one RequestId, one entry per chunk            |
 //! | `pipeline.rs`  | the sans-I/O [`Channel`] tying segmentation, SDS and rate limiting    |
 //! | `pipeline/snapshot.rs` | a durable channel's changes and snapshot as plain data, its restore |
+//! | `retrieval.rs` | store lookups of missing dependencies: batches, backoff, cap per minute |
 //! | `stats.rs`     | per-channel counters                                                  |
 
 pub mod config;
@@ -16,6 +17,7 @@ mod crypto;
 mod events;
 mod outbox;
 mod pipeline;
+mod retrieval;
 mod send_state;
 mod stats;
 
@@ -28,4 +30,5 @@ pub use pipeline::{
     Change, ChannelAction, ChannelChanges, ChannelSnapshot, ClockBounds, SendError, StoredChunk, StoredIncoming, StoredPartialChunk, StoredSend,
     LAMPORT_RESERVE, WRAP_RESERVE_NS,
 };
+pub use retrieval::{CROWDED_MISSING, MAX_CROWDED_LOOKUPS_PER_MINUTE, MAX_STORE_LOOKUPS_PER_MINUTE, MAX_STORE_LOOKUP_BATCH};
 pub use stats::ChannelStats;

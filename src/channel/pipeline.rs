@@ -30,6 +30,7 @@ use super::config::ChannelConfig;
 use super::crypto::Encryption;
 use super::events::ChannelEvent;
 use super::outbox::{Outbox, PreparedSend};
+use super::retrieval::Retrievals;
 use super::send_state::SendState;
 use super::stats::ChannelStats;
 use crate::collections::{BoundedSet, FastMap};
@@ -150,9 +151,8 @@ pub struct Channel {
     chunk_owner: FastMap<MessageId, (Arc<str>, u32)>,
     in_flight: FastMap<u64, Kind>,
     next_token: u64,
-    /// Missing dependencies being fetched from the store: id → hash, with retry times in order.
-    retrievals: FastMap<MessageId, MessageHash>,
-    retrieval_timers: VecDeque<(u64, MessageId)>,
+    /// Missing dependencies being fetched from the store.
+    retrievals: Retrievals,
     encryption: Option<Arc<dyn Encryption>>,
     actions: VecDeque<ChannelAction>,
     rng: SmallRng,
@@ -187,8 +187,7 @@ impl Channel {
             chunk_owner: FastMap::default(),
             in_flight: FastMap::default(),
             next_token: 1,
-            retrievals: FastMap::default(),
-            retrieval_timers: VecDeque::new(),
+            retrievals: Retrievals::default(),
             encryption: None,
             actions: VecDeque::new(),
             rng: SmallRng::seed_from_u64(seed),
@@ -611,12 +610,8 @@ impl Channel {
                 SdsEvent::Acknowledged { message_id } => self.acknowledged(&message_id),
                 SdsEvent::PossiblyAcknowledged { .. } => {}
                 SdsEvent::Missing(deps) => {
-                    for d in deps {
-                        let Some(hash) = d.retrieval_hint.as_deref().and_then(|h| <MessageHash>::try_from(h).ok()) else { continue };
-                        if self.retrievals.insert(d.message_id.clone(), hash).is_none() {
-                            self.retrieval_timers.push_back((now, d.message_id));
-                        }
-                    }
+                    let hinted = deps.into_iter().filter_map(|d| Some((d.message_id, <MessageHash>::try_from(d.retrieval_hint.as_deref()?).ok()?)));
+                    self.retrievals.add(now, hinted.collect());
                 }
                 SdsEvent::DependencyLost(d) => {
                     self.retrievals.remove(&d.message_id);
@@ -715,7 +710,7 @@ impl Channel {
     /// Earliest time at which [`Self::handle_timeout`] has work.
     pub fn next_deadline(&mut self) -> Option<u64> {
         let now = self.now;
-        [self.sds.next_deadline(), self.reassembler.next_deadline(), self.limiter.next_deadline(now), self.retrieval_timers.front().map(|t| t.0)]
+        [self.sds.next_deadline(), self.reassembler.next_deadline(), self.limiter.next_deadline(now), self.retrievals.next_deadline()]
             .into_iter()
             .flatten()
             .min()
@@ -732,23 +727,12 @@ impl Channel {
         self.release(now);
     }
 
-    /// Store queries for missing dependencies, retried every acknowledgement timeout while missing.
+    /// spec: retrieval.backoff — store queries for missing dependencies (see `retrieval.rs`).
     fn retry_retrievals(&mut self, now: u64) {
-        let mut hashes = Vec::new();
-        while let Some(&(t, _)) = self.retrieval_timers.front() {
-            if t > now {
-                break;
-            }
-            let (_, id) = self.retrieval_timers.pop_front().expect("front exists");
-            let Some(&hash) = self.retrievals.get(&id) else { continue };
-            if !self.sds.is_missing(&id) {
-                self.retrievals.remove(&id);
-                continue;
-            }
-            hashes.push(hash);
-            self.retrieval_timers.push_back((now + self.config().sds.acknowledgement_timeout_ms, id));
-        }
-        if !hashes.is_empty() {
+        let sds = &self.sds;
+        let ack = self.outbox.config().sds.acknowledgement_timeout_ms;
+        for hashes in self.retrievals.take_due(now, ack, &|id| sds.is_missing(id)) {
+            log::debug!("channel {}: store lookup of {} missing messages", self.channel_id, hashes.len());
             self.stats.retrievals_requested += hashes.len() as u64;
             self.actions.push_back(ChannelAction::Retrieve { hashes });
         }

@@ -10,6 +10,10 @@ pub const DEFAULT_EPOCH_SIZE_MS: u64 = 600_000;
 pub const DEFAULT_MESSAGES_PER_EPOCH: u32 = 100;
 /// Default fraction of the budget above which droppable traffic (sync, ephemeral) is refused.
 pub const DEFAULT_APPROACH_THRESHOLD: f64 = 0.9;
+/// Default fraction of `messages_per_epoch` that sync traffic (acknowledgement, idle and repair
+/// syncs, repair answers, rebroadcasts) may spend per epoch: the rest is kept for content and
+/// retransmissions, whatever a hostile peer makes us want to say (issue #10 item 6).
+pub const DEFAULT_CONTROL_SHARE: f64 = 0.5;
 /// Default bound on items waiting for a later epoch.
 pub const DEFAULT_MAX_QUEUED_ITEMS: usize = 4_096;
 /// Default bound on bytes waiting for a later epoch.
@@ -78,6 +82,9 @@ pub enum RateLimitConfigError {
     /// The threshold is a fraction of the budget.
     #[error("approach_threshold must be within [0, 1], got {0}")]
     ThresholdOutOfRange(f64),
+    /// The control share is a fraction of the budget.
+    #[error("control_share must be within [0, 1], got {0}")]
+    ControlShareOutOfRange(f64),
 }
 
 /// Configuration of one [`RateLimiter`](super::RateLimiter). Every limit is here, named.
@@ -94,6 +101,9 @@ pub struct RateLimitConfig {
     /// Fraction of `messages_per_epoch` usable by droppable traffic (sync, ephemeral): see
     /// [`RateLimitConfig::approach_limit`].
     pub approach_threshold: f64,
+    /// spec: ratelimit.control-share — fraction of `messages_per_epoch` sync traffic may spend in
+    /// one epoch (`rateLimitConfig.controlShare`): see [`RateLimitConfig::control_limit`].
+    pub control_share: f64,
     /// Most items waiting for a later epoch.
     pub max_queued_items: usize,
     /// Most bytes (as reported by the caller per item) waiting for a later epoch.
@@ -108,6 +118,7 @@ impl Default for RateLimitConfig {
             messages_per_epoch: DEFAULT_MESSAGES_PER_EPOCH,
             accounting: Accounting::FirstChunk,
             approach_threshold: DEFAULT_APPROACH_THRESHOLD,
+            control_share: DEFAULT_CONTROL_SHARE,
             max_queued_items: DEFAULT_MAX_QUEUED_ITEMS,
             max_queued_bytes: DEFAULT_MAX_QUEUED_BYTES,
         }
@@ -127,6 +138,9 @@ impl RateLimitConfig {
             // Also catches NaN, which is in no range.
             return Err(RateLimitConfigError::ThresholdOutOfRange(self.approach_threshold));
         }
+        if !(0.0..=1.0).contains(&self.control_share) {
+            return Err(RateLimitConfigError::ControlShareOutOfRange(self.control_share));
+        }
         Ok(())
     }
 
@@ -140,16 +154,33 @@ impl RateLimitConfig {
     /// within `[0, messages_per_epoch]`. A threshold below 0 counts as 0, above 1 as 1, and NaN as
     /// the default 0.9. Defaults: `floor(0.9 × 100) = 90`.
     pub fn approach_limit(&self) -> u32 {
-        let limit = self.messages_per_epoch;
-        let t = if self.approach_threshold.is_nan() { DEFAULT_APPROACH_THRESHOLD } else { self.approach_threshold };
-        if t <= 0.0 {
-            return 0;
-        }
-        if t >= 1.0 {
-            return limit;
-        }
-        let v = (t * f64::from(limit) + THRESHOLD_EPSILON).floor();
-        // `as` saturates; the min keeps the result within the budget whatever the rounding.
-        (v as u32).min(limit)
+        share_of(self.messages_per_epoch, self.approach_threshold, DEFAULT_APPROACH_THRESHOLD)
     }
+
+    /// spec: ratelimit.control-share — the most budget sync traffic may spend in one epoch:
+    /// `floor(control_share × messages_per_epoch)`, rounded and clamped like
+    /// [`Self::approach_limit`] (NaN counts as the default 0.5), but at least 1 when the share is
+    /// above 0 (a small budget still lets one sync out per epoch). Defaults: 50 of 100.
+    pub fn control_limit(&self) -> u32 {
+        let limit = share_of(self.messages_per_epoch, self.control_share, DEFAULT_CONTROL_SHARE);
+        if self.control_share > 0.0 || self.control_share.is_nan() {
+            limit.max(1).min(self.messages_per_epoch)
+        } else {
+            limit
+        }
+    }
+}
+
+/// `floor(t × limit)` within `[0, limit]`, `t` NaN counting as `default`.
+fn share_of(limit: u32, t: f64, default: f64) -> u32 {
+    let t = if t.is_nan() { default } else { t };
+    if t <= 0.0 {
+        return 0;
+    }
+    if t >= 1.0 {
+        return limit;
+    }
+    let v = (t * f64::from(limit) + THRESHOLD_EPSILON).floor();
+    // `as` saturates; the min keeps the result within the budget whatever the rounding.
+    (v as u32).min(limit)
 }

@@ -96,12 +96,16 @@ pub struct RateLimiter<T> {
     epoch_ms: u64,
     /// `config.approach_limit()`.
     approach_limit: u32,
+    /// `config.control_limit()`.
+    control_limit: u32,
     /// Latest `now` seen by a mutating call.
     now: u64,
     /// The epoch `used` belongs to.
     epoch: u64,
     /// Budget charged in `epoch`.
     used: u32,
+    /// Of which by sync traffic.
+    control_used: u32,
     queue: VecDeque<Queued<T>>,
     queued_bytes: usize,
     stats: RateLimitStats,
@@ -114,7 +118,10 @@ impl<T> RateLimiter<T> {
     pub fn new(config: RateLimitConfig) -> Self {
         let epoch_ms = config.effective_epoch_size_ms();
         let approach_limit = config.approach_limit();
+        let control_limit = config.control_limit();
         RateLimiter {
+            control_limit,
+            control_used: 0,
             config,
             epoch_ms,
             approach_limit,
@@ -195,6 +202,21 @@ impl<T> RateLimiter<T> {
         cost == 0 || u64::from(self.used(now)) + u64::from(cost) <= u64::from(self.approach_limit)
     }
 
+    /// spec: ratelimit.control-share — would sync traffic of cost `cost` stay within the epoch's
+    /// control share? (Also subject to [`Self::admits_droppable`].)
+    pub fn admits_control(&self, now: u64, cost: u32) -> bool {
+        !self.config.enabled || cost == 0 || u64::from(self.control_used(now)) + u64::from(cost) <= u64::from(self.control_limit)
+    }
+
+    /// Budget spent by sync traffic in the epoch of `now`.
+    pub fn control_used(&self, now: u64) -> u32 {
+        if self.epoch(now.max(self.now)) == self.epoch {
+            self.control_used
+        } else {
+            0
+        }
+    }
+
     /// Can `items` more items totalling `bytes` be queued without exceeding the queue bounds?
     pub fn has_room(&self, items: usize, bytes: usize) -> bool {
         self.queue.len().saturating_add(items) <= self.config.max_queued_items
@@ -225,6 +247,7 @@ impl<T> RateLimiter<T> {
         if epoch != self.epoch {
             self.epoch = epoch;
             self.used = 0;
+            self.control_used = 0;
         }
     }
 
@@ -245,7 +268,8 @@ impl<T> RateLimiter<T> {
     ///
     /// - disabled: always [`Admit::Now`];
     /// - spec: ratelimit.approach — droppable (`Sync`, `Ephemeral`): `Now` iff the queue is empty
-    ///   and (`cost == 0` or `used + cost <= approach_limit`), else [`Admit::Dropped`];
+    ///   and (`cost == 0` or `used + cost <= approach_limit`) and, for `Sync`, the control share
+    ///   allows it ([`Self::admits_control`]), else [`Admit::Dropped`];
     /// - spec: ratelimit.delay — other classes: `Now` iff the queue is empty and
     ///   `used + cost <= messages_per_epoch`; else [`Admit::Queued`] (strict FIFO, even at cost 0)
     ///   when `has_room(1, bytes)`, else [`Admit::Full`].
@@ -253,8 +277,12 @@ impl<T> RateLimiter<T> {
         self.tick(now);
         let cost = self.cost(class);
         if class.is_droppable() {
-            if self.admits_droppable(self.now, cost) {
+            let control = class == MessageClass::Sync;
+            if self.admits_droppable(self.now, cost) && (!control || self.admits_control(self.now, cost)) {
                 self.charge(cost);
+                if control {
+                    self.control_used = self.control_used.saturating_add(cost);
+                }
                 self.stats.admitted += 1;
                 return Admit::Now(item);
             }

@@ -22,6 +22,10 @@
 //!   where `approach_limit = floor(approach_threshold × messages_per_epoch)` (90 of 100 by
 //!   default); otherwise it is handed back as [`Admit::Dropped`] and counted. This keeps the last
 //!   `messages_per_epoch − approach_limit` messages of each epoch for reliable content.
+//! - spec: ratelimit.control-share — sync traffic (class [`MessageClass::Sync`]: syncs, repair
+//!   answers, rebroadcasts) is also admitted only while the epoch's sync spending stays within
+//!   `control_limit = floor(control_share × messages_per_epoch)` (50 of 100 by default), so that
+//!   however much a peer makes us want to repair, content and retransmissions keep the rest.
 //! - spec: ratelimit.enabled — `enabled: false` admits everything at once; usage is still
 //!   counted in [`RateLimitStats`].
 //!
@@ -37,7 +41,7 @@ mod config;
 mod limiter;
 
 pub use config::{
-    Accounting, ParseAccountingError, RateLimitConfig, RateLimitConfigError, DEFAULT_APPROACH_THRESHOLD, DEFAULT_EPOCH_SIZE_MS,
-    DEFAULT_MAX_QUEUED_BYTES, DEFAULT_MAX_QUEUED_ITEMS, DEFAULT_MESSAGES_PER_EPOCH,
+    Accounting, ParseAccountingError, RateLimitConfig, RateLimitConfigError, DEFAULT_APPROACH_THRESHOLD, DEFAULT_CONTROL_SHARE,
+    DEFAULT_EPOCH_SIZE_MS, DEFAULT_MAX_QUEUED_BYTES, DEFAULT_MAX_QUEUED_ITEMS, DEFAULT_MESSAGES_PER_EPOCH,
 };
 pub use limiter::{Admit, Discard, MessageClass, RateLimitStats, RateLimiter};

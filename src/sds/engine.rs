@@ -22,11 +22,13 @@ use super::id::{message_id, sync_id, WrapClock};
 use super::incoming::IncomingBuffer;
 use super::outgoing::{Expired, OutgoingBuffer};
 use super::repair::RepairResponder;
-use super::sync::{earliest, SyncScheduler};
+use super::requests::{RepairRequests, MAX_URGENT_UNRESOLVED};
+use super::sync::{earliest, Due, SyncScheduler};
 use super::{Delivered, MessageId, MissingDependency, ReceiveOutcome, SdsConfig, SdsError, SdsEvent, SdsStats, Wrapped};
 use crate::collections::{BoundedSet, FastMap};
 use crate::wire::{
-    BloomFilter, BloomView, HistoryEntry, HistoryEntryRef, MessageKind, RollingBloom, SdsMessage, SdsMessageRef, WireError, MAX_REPAIR_ENTRIES,
+    fit_entries, BloomFilter, BloomView, HistoryEntry, HistoryEntryRef, MessageKind, RollingBloom, SdsMessage, SdsMessageRef, WireError,
+    MAX_PUBLISHED_SDS_BYTES, MAX_REPAIR_ENTRIES,
 };
 
 /// Most senders whose latest message is remembered for sync heads.
@@ -35,8 +37,12 @@ pub const MAX_TRACKED_SENDERS: usize = 256;
 /// one sync then acknowledges a whole burst (a 1 MiB file is 11 chunks) by causal history,
 /// instead of needing `possible_acks_threshold` bloom hits before the sender retransmits.
 pub const MAX_SYNC_ACKS: usize = 64;
+/// As long as a sync id (`id.rs`): sizes a sync before its id is drawn.
+const SYNC_ID_SIZED: &str = "sync-00000000000";
 /// Ephemeral message ids remembered to drop network duplicates.
 pub const MAX_SEEN_EPHEMERAL: usize = 4_096;
+/// Waiting messages remembered as having had a lost dependency reported (one report each).
+pub const MAX_LOSS_REPORTED: usize = 4_096;
 
 /// One participant's SDS state for one channel. See the module docs of [`crate::sds`].
 pub struct SdsEngine<H: HistoryStore = MemoryHistory> {
@@ -62,6 +68,10 @@ pub struct SdsEngine<H: HistoryStore = MemoryHistory> {
     heads: FastMap<MessageId, LogEntry>,
     /// spec: sds.repair — answers peers' repair requests with the hints we know.
     repair: RepairResponder,
+    /// spec: sds.repair.backoff — what our syncs ask for, and when.
+    requests: RepairRequests,
+    /// spec: sds.lost — waiting messages for which a lost dependency was already reported.
+    loss_reported: BoundedSet<MessageId>,
     /// spec: sds.ephemeral — ids of ephemeral messages already delivered (bounded FIFO).
     seen_ephemeral: BoundedSet<MessageId>,
     /// spec: sds.bloom.news — content messages still to carry the bloom filter. Peers use our
@@ -107,6 +117,8 @@ impl<H: HistoryStore> SdsEngine<H> {
             last_rebroadcast_at: None,
             heads: FastMap::default(),
             repair: RepairResponder::default(),
+            requests: RepairRequests::default(),
+            loss_reported: BoundedSet::new(MAX_LOSS_REPORTED),
             seen_ephemeral: BoundedSet::new(MAX_SEEN_EPHEMERAL),
             bloom_news: 0,
             to_ack: VecDeque::new(),
@@ -382,11 +394,12 @@ impl<H: HistoryStore> SdsEngine<H> {
             }
             MessageKind::Sync => {
                 self.stats.syncs_received += 1;
+                self.suppress_acks(&msg);
                 self.review_acks(&msg);
                 self.rebroadcast_if_lacking(now, &msg);
                 self.answer_repair_request(now, &msg);
                 let check = self.incoming.check(&msg.message_id, &msg.causal_history, &|id| self.history.contains(id));
-                self.note_missing(&check.new_missing, now);
+                self.note_missing(&check.new_missing, now, false);
                 ReceiveOutcome::Sync
             }
             MessageKind::Content => self.receive_content(now, msg, size, retrieval_hint),
@@ -406,6 +419,7 @@ impl<H: HistoryStore> SdsEngine<H> {
             return ReceiveOutcome::Duplicate;
         }
         self.review_acks(&msg);
+        self.suppress_acks(&msg);
         let check = self.incoming.check(id, &msg.causal_history, &|i| self.history.contains(i));
         let id: MessageId = msg.message_id.as_str().into();
         let remember = |e: &mut Self| {
@@ -436,7 +450,7 @@ impl<H: HistoryStore> SdsEngine<H> {
         // spec: sds.bloom.contents — every received content message, buffered ones too.
         self.bloom.insert(&id);
         self.bloom_news = self.config.possible_acks_threshold;
-        self.note_missing(&check.new_missing, now);
+        self.note_missing(&check.new_missing, now, true);
         let deadline = now.saturating_add(self.config.dependency_timeout_ms);
         log::debug!("channel {}: {id} from {:?} buffered, waiting for {} dependencies", self.channel_id, msg.sender_id, check.unresolved.len());
         self.incoming.push(id, msg, hint, size, &check, deadline);
@@ -490,7 +504,7 @@ impl<H: HistoryStore> SdsEngine<H> {
     fn answer_repair_request(&mut self, now: u64, msg: &SdsMessage) {
         if let Some(hints) = self.repair.answer(now, msg, &self.config) {
             self.stats.repairs += 1;
-            log::debug!("channel {}: answering a repair request of {:?} with {} hints", self.channel_id, msg.sender_id, hints.len());
+            log::debug!("channel {}: answering {}'s repair request with {} hints", self.channel_id, msg.sender_id, hints.len());
             self.send_sync_with(now, hints);
         }
     }
@@ -520,6 +534,22 @@ impl<H: HistoryStore> SdsEngine<H> {
         }
     }
 
+    /// spec: sds.sync.suppress — what `msg` (from another participant) names in its causal
+    /// history its senders will take as acknowledged: we need not acknowledge it again. When that
+    /// covers everything we owe an ack for, our acknowledgement sync is cancelled.
+    fn suppress_acks(&mut self, msg: &SdsMessage) {
+        if self.to_ack.is_empty() || msg.causal_history.is_empty() {
+            return;
+        }
+        let by = msg.sender_id.as_str();
+        self.to_ack.retain(|e| e.sender_id.as_deref() == Some(by) || !msg.causal_history.iter().any(|h| *h.message_id == *e.message_id));
+        if self.to_ack.is_empty() {
+            self.stats.acks_suppressed += 1;
+            log::debug!("channel {}: acknowledgement sync suppressed: {by} acknowledged the same messages", self.channel_id);
+            self.sync.acks_covered(self.config.causal_history_size.max(MAX_SYNC_ACKS));
+        }
+    }
+
     /// spec: sds.sync.acks — a received content message (delivered or waiting for its
     /// dependencies: we hold it either way, as our bloom filter says) is named by our next sync.
     fn note_to_ack(&mut self, id: &MessageId, msg: &SdsMessage, hint: &Option<Bytes>) {
@@ -532,7 +562,8 @@ impl<H: HistoryStore> SdsEngine<H> {
         self.to_ack.push_back(LogEntry { message_id: id.clone(), lamport_timestamp, sender_id, retrieval_hint: hint.clone() });
     }
 
-    fn note_missing(&mut self, new_missing: &[MissingDependency], now: u64) {
+    /// `waited`: named by a received content message (which waits for them), not by a sync.
+    fn note_missing(&mut self, new_missing: &[MissingDependency], now: u64, waited: bool) {
         if new_missing.is_empty() {
             return;
         }
@@ -540,8 +571,11 @@ impl<H: HistoryStore> SdsEngine<H> {
         let added = self.incoming.add_missing(new_missing, now, c.dependency_timeout_ms, c.max_missing);
         if added > 0 {
             if new_missing[..added].iter().any(|d| d.retrieval_hint.is_none()) {
-                self.sync.on_missing(now, self.config.acknowledgement_timeout_ms, &mut self.rng);
+                // Urgent: a message waits for it that misses few dependencies (see `requests.rs`).
+                let urgent = waited && new_missing.len() <= MAX_URGENT_UNRESOLVED as usize;
+                self.sync.on_missing(now, self.config.acknowledgement_timeout_ms, urgent, &mut self.rng);
             }
+            log::debug!("channel {}: {added} dependencies missing", self.channel_id);
             self.events.push_back(SdsEvent::Missing(new_missing[..added].to_vec()));
         }
     }
@@ -671,26 +705,39 @@ impl<H: HistoryStore> SdsEngine<H> {
         let (mut lost, mut forced) = (Vec::new(), Vec::new());
         self.incoming.expire(now, &mut lost, &mut forced);
         for dep in lost {
-            self.stats.dependencies_lost += 1;
-            log::warn!(
-                "channel {}: dependency {} lost: not received within {} ms",
-                self.channel_id,
-                dep.message_id,
-                self.config.dependency_timeout_ms
-            );
             let id = dep.message_id.clone();
-            self.events.push_back(SdsEvent::DependencyLost(dep));
+            self.report_lost(dep);
             self.release(now, &id);
         }
         for id in forced {
             self.force(now, &id);
         }
-        if self.sync.take_due(now, self.config.sync_interval_ms, &mut self.rng) {
-            self.send_sync(now);
+        match self.sync.take_due(now, self.config.sync_interval_ms, &mut self.rng) {
+            Due::Sync => self.send_sync(now),
+            Due::Repair if self.requests.next_due(now, &self.incoming).is_some_and(|t| t <= now) => self.send_sync(now),
+            Due::Repair | Due::No => {}
         }
-        if self.incoming.unhinted_missing() > 0 {
-            self.sync.rearm_repair(now, self.config.acknowledgement_timeout_ms, &mut self.rng);
+        let due = self.requests.next_due(now, &self.incoming);
+        self.sync.rearm_repair(due, self.config.acknowledgement_timeout_ms, &mut self.rng);
+    }
+
+    /// spec: sds.lost — a dependency declared lost is reported ([`SdsEvent::DependencyLost`],
+    /// MESSAGE_LOST to the application) only when a message waits for it, and once per waiting
+    /// message: a made-up id nothing waits for (named by a sync) costs no event, and one message
+    /// naming a thousand made-up ids costs one. Every loss is counted.
+    fn report_lost(&mut self, dep: MissingDependency) {
+        self.stats.dependencies_lost += 1;
+        let waiters = self.incoming.waiters_of(&dep.message_id);
+        if waiters.iter().all(|w| self.loss_reported.contains(w)) {
+            self.stats.losses_unreported += 1;
+            log::debug!("channel {}: dependency {} lost, {} waiting (already reported)", self.channel_id, dep.message_id, waiters.len());
+            return;
         }
+        for w in waiters {
+            self.loss_reported.insert(w.clone());
+        }
+        log::warn!("channel {}: dependency {} declared lost", self.channel_id, dep.message_id);
+        self.events.push_back(SdsEvent::DependencyLost(dep));
     }
 
     /// Sends a sync message now (if there is anything to report), outside the schedule: e.g. to
@@ -718,9 +765,7 @@ impl<H: HistoryStore> SdsEngine<H> {
         let (chain, missing) = self.incoming.blockers(id, &|x| self.history.contains(x));
         for m in missing {
             if let Some(dep) = self.incoming.declare_lost(&m) {
-                self.stats.dependencies_lost += 1;
-                log::warn!("channel {}: dependency {m} lost: {id} waited {} ms for it", self.channel_id, self.config.dependency_timeout_ms);
-                self.events.push_back(SdsEvent::DependencyLost(dep));
+                self.report_lost(dep);
                 self.release(now, &m);
             }
         }
@@ -755,12 +800,18 @@ impl<H: HistoryStore> SdsEngine<H> {
     }
 
     /// A sync whose causal history also carries `extra` entries (a repair).
+    ///
+    /// spec: wire.published-size — the sync fits [`MAX_PUBLISHED_SDS_BYTES`] whatever the ids'
+    /// lengths: its own causal history (newest entries first), then the `extra` entries, then the
+    /// repair requests, each while it fits; what does not is left out (counted, logged).
     fn send_sync_with(&mut self, now: u64, extra: Vec<HistoryEntry>) {
         let mut history = self.sync_history();
-        for e in extra {
-            if !history.iter().any(|h| h.message_id == e.message_id) {
-                history.push(e);
-            }
+        let base = SdsMessageRef { lamport_timestamp: Some(u64::MAX), bloom_filter: Some(self.bloom.as_bytes()), ..self.envelope(SYNC_ID_SIZED) };
+        let mut room = MAX_PUBLISHED_SDS_BYTES.saturating_sub(base.encoded_len());
+        let left_out = fit_entries(&mut history, extra, &mut room);
+        if left_out > 0 {
+            self.stats.sync_entries_left_out += left_out as u64;
+            log::debug!("channel {}: {left_out} entries left out of a sync to fit the size limit", self.channel_id);
         }
         // With nothing delivered yet the log is empty, but while a dependency without hint is
         // missing the sync carries its repair request: a receiver that missed the first chunk of
@@ -772,8 +823,15 @@ impl<H: HistoryStore> SdsEngine<H> {
         }
         let lamport = self.next_lamport(now);
         let id = sync_id(&mut self.rng);
-        // spec: sds.repair — ask for what we miss without a retrieval hint.
-        let repair = self.incoming.unhinted_requests(MAX_REPAIR_ENTRIES);
+        debug_assert_eq!(id.len(), SYNC_ID_SIZED.len(), "the sync was sized for another id length");
+        // spec: sds.repair — ask for what we miss without a retrieval hint (what is due of it).
+        let (repair, urgent, requests_left_out) =
+            self.requests.take(now, &self.incoming, MAX_REPAIR_ENTRIES, room, self.config.acknowledgement_timeout_ms);
+        self.stats.sync_entries_left_out += requests_left_out as u64;
+        if !repair.is_empty() {
+            self.sync.on_repair_sent(now, urgent);
+            log::debug!("channel {}: sync asks for {} missing messages", self.channel_id, repair.len());
+        }
         let refs: Vec<HistoryEntryRef<'_>> = history.iter().map(HistoryEntryRef::from).collect();
         let bloom_filter = Some(self.bloom.as_bytes());
         let message =

@@ -38,7 +38,8 @@ pub enum SdsEvent {
     PossiblyAcknowledged { message_id: MessageId, count: u32 },
     /// Dependencies newly found missing, with their retrieval hints.
     Missing(Vec<MissingDependency>),
-    /// A missing dependency was not received within the dependency timeout.
+    /// A missing dependency was not received within the dependency timeout. Only for
+    /// dependencies a waiting message waited for, and once per waiting message (spec: sds.lost).
     DependencyLost(MissingDependency),
     /// Re-send these exact bytes; report the dispatch with [`super::SdsEngine::on_dispatched`].
     Retransmit { message_id: MessageId, bytes: Bytes, attempt: u32 },
@@ -118,7 +119,15 @@ pub struct SdsStats {
     pub invalid: u64,
     pub dropped_buffer_full: u64,
     pub dependencies_lost: u64,
+    /// Of those, declared lost without an event: nothing waited for them, or every message
+    /// waiting for them already had a loss reported (see `SdsEvent::DependencyLost`).
+    pub losses_unreported: u64,
     pub forced_deliveries: u64,
+    /// Acknowledgement syncs cancelled because another participant acknowledged the same messages.
+    pub acks_suppressed: u64,
+    /// Causal-history entries and repair requests left out of syncs to keep them within the
+    /// published size limit.
+    pub sync_entries_left_out: u64,
     pub rebroadcasts: u64,
     /// Syncs sent answering a peer's repair request (carrying the hints it asked for).
     pub repairs: u64,

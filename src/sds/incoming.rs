@@ -16,8 +16,6 @@ use super::{MessageId, MissingDependency};
 
 use crate::wire::{HistoryEntry, SdsMessage};
 
-/// Timers examined (×4) to build one list of repair requests.
-const MAX_SCAN_PER_REQUEST: usize = 1_024;
 /// Causal histories up to this long are checked for repeated ids by a scan, longer ones by a set.
 const LINEAR_DEDUP_MAX: usize = 16;
 
@@ -111,22 +109,22 @@ impl IncomingBuffer {
         Some(m)
     }
 
-    /// Up to `max` missing dependencies without a retrieval hint, most urgent (earliest
-    /// deadline) first, as repair requests. Deterministic; scans a bounded number of timers.
-    pub fn unhinted_requests(&self, max: usize) -> Vec<HistoryEntry> {
-        let mut out = Vec::new();
+    /// Calls `f` for each missing dependency without a retrieval hint, with its deadline and the
+    /// fewest unresolved dependencies among the messages waiting for it (`None`: nothing waits
+    /// for it, e.g. it was named by a sync). O(missing + their waiters).
+    pub fn for_each_unhinted<'a>(&'a self, f: &mut dyn FnMut(&'a MessageId, &'a MissingDependency, u64, Option<u32>)) {
         if self.unhinted == 0 {
-            return out;
+            return;
         }
-        for (d, id) in self.missing_timers.iter().take(4 * MAX_SCAN_PER_REQUEST) {
-            if out.len() >= max {
-                break;
-            }
-            if let Some(m) = self.missing.get(id).filter(|m| m.deadline == *d && m.info.retrieval_hint.is_none()) {
-                out.push(HistoryEntry { message_id: id.to_string(), retrieval_hint: None, sender_id: m.info.sender_id.clone() });
-            }
+        for (id, m) in self.missing.iter().filter(|(_, m)| m.info.retrieval_hint.is_none()) {
+            let fewest = self.waiters.get(id).and_then(|ws| ws.iter().filter_map(|w| self.waiting.get(w)).map(|w| w.unresolved).min());
+            f(id, &m.info, m.deadline, fewest);
         }
-        out
+    }
+
+    /// The waiting messages that wait for `id` (empty when nothing does).
+    pub fn waiters_of(&self, id: &str) -> &[MessageId] {
+        self.waiters.get(id).map_or(&[], |v| v.as_slice())
     }
 
     /// Records retrieval hints carried by `history` for missing dependencies that had none, and

@@ -16,6 +16,7 @@
 //! | `incoming.rs` | messages waiting for causal dependencies, missing/lost tracking        |
 //! | `sync.rs`     | when to send sync messages                                             |
 //! | `repair.rs`   | answering peers' repair requests with the retrieval hints we know      |
+//! | `requests.rs` | which missing dependencies our syncs ask for, and when (backoff)       |
 //! | `engine.rs`   | the state machine tying them together                                  |
 //!
 //! The bytes of an SDS message are `crate::wire`'s concern: the engine hands
@@ -30,6 +31,7 @@ mod id;
 mod incoming;
 mod outgoing;
 mod repair;
+mod requests;
 mod sync;
 
 pub use config::{MessageIdScheme, SdsConfig, DEFAULT_MAX_CLOCK_SKEW_MS, MAX_CLOCK_SKEW_LIMIT_MS};
@@ -38,6 +40,7 @@ pub use engine::SdsEngine;
 pub use events::{Delivered, MissingDependency, ReceiveOutcome, SdsError, SdsEvent, SdsStats, Wrapped};
 pub use history::{HistoryStore, LogEntry, MemoryHistory};
 pub use id::{message_id, WrapClock};
+pub use requests::{backoff as repair_backoff, MAX_REPAIR_BACKOFF_DOUBLINGS};
 
 /// Message ids are opaque strings shared between the engine's tables without copying.
 pub type MessageId = std::sync::Arc<str>;

@@ -2,20 +2,43 @@
 //!
 //! spec: sds.sync —
 //! * ack sync: after content is delivered, unless we send something ourselves first, a sync goes
-//!   out after a random 0.25–0.5 × `acknowledgement_timeout_ms`, so that the sender sees its ack
+//!   out after a random 0.5–0.75 × `acknowledgement_timeout_ms`, so that the sender sees its ack
 //!   before it retransmits. A burst larger than the causal-history window needs
 //!   `possible_acks_threshold` messages from us (bloom hits), so that many rounds are scheduled.
 //!   A duplicate (a peer retransmitting: our ack did not reach it) schedules one more round.
+//!   spec: sds.sync.suppress — the delay is drawn late in the window (0.5–0.75 ×) so that our own
+//!   content, due soon, carries the acknowledgement instead; and as in SRM, a message from
+//!   another participant whose causal history already names everything we owe an ack for (its
+//!   senders will see it) cancels our acknowledgement sync.
 //! * idle sync: at most one per randomised `sync_interval_ms` (×0.75–1.25), for `idle_sync_rounds`
 //!   intervals after the log last changed, so that peers who missed the latest messages learn of
-//!   them even over lossy links; then the channel goes quiet and arms no timer.
+//!   them even over lossy links; then the channel goes quiet and arms no timer. An idle sync is
+//!   due only when nothing of ours (content or sync, which carry causal history) went out for
+//!   half an interval: while we publish anyway the timer is pushed back, no round spent.
 //! * repair sync: while a dependency we know is missing has no retrieval hint (it cannot be
-//!   fetched from the store), a sync goes out after 0.25–0.5 × `acknowledgement_timeout_ms` and
-//!   then about once per `acknowledgement_timeout_ms` (×0.75–1.25): it lists those dependencies
-//!   in `repair_request`, and a peer holding one answers with its hint (see
-//!   `repair.rs`).
+//!   fetched from the store), a sync goes out after 0.25–0.5 × `acknowledgement_timeout_ms`: it
+//!   lists those dependencies in `repair_request`, and a peer holding one answers with its hint
+//!   (see `repair.rs`). spec: sds.repair.backoff — later repair syncs go out only when an id is
+//!   due again (`requests.rs`), at most one per `acknowledgement_timeout_ms` (×1–1.25), and
+//!   while they ask only for suspect ids (nothing waits for them, or a message missing many
+//!   dependencies does) one per `acknowledgement_timeout_ms` × 1, 2, 4, 8 counting consecutive
+//!   repair syncs: a hostile message naming a thousand unknown ids costs a handful of syncs, not
+//!   one per acknowledgement timeout until the dependency timeout. The streak starts again once
+//!   nothing is missing, or an urgent id is asked for.
 
 use rand::Rng;
+
+use super::requests::backoff;
+
+/// What [`SyncScheduler::take_due`] found due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Due {
+    No,
+    /// An acknowledgement or idle sync.
+    Sync,
+    /// Only the repair timer: worth a sync only if some repair request is due.
+    Repair,
+}
 
 #[derive(Debug, Default)]
 pub(super) struct SyncScheduler {
@@ -25,7 +48,17 @@ pub(super) struct SyncScheduler {
     delivered_since_send: usize,
     idle_rounds_left: u32,
     repair_at: Option<u64>,
+    /// Consecutive syncs that carried repair requests, and when the last one went out.
+    repair_streak: u32,
+    last_repair_at: Option<u64>,
+    /// When we last published content or a sync.
+    last_sent_at: Option<u64>,
 }
+
+/// When an acknowledgement sync goes out after a delivery, as fractions of the ack timeout: late
+/// enough for our own content or another participant's acknowledgement to make it unnecessary,
+/// early enough to reach the sender before it retransmits.
+const ACK_DELAY: (f64, f64) = (0.5, 0.75);
 
 fn jitter(rng: &mut impl Rng, base: u64, lo: f64, hi: f64) -> u64 {
     (base as f64 * rng.gen_range(lo..hi)) as u64
@@ -34,7 +67,16 @@ fn jitter(rng: &mut impl Rng, base: u64, lo: f64, hi: f64) -> u64 {
 impl SyncScheduler {
     fn arm_ack(&mut self, now: u64, ack_timeout: u64, rng: &mut impl Rng) {
         if self.ack_at.is_none() {
-            self.ack_at = Some(now.saturating_add(jitter(rng, ack_timeout, 0.25, 0.5)));
+            self.ack_at = Some(now.saturating_add(jitter(rng, ack_timeout, ACK_DELAY.0, ACK_DELAY.1)));
+        }
+    }
+
+    /// spec: sds.sync.suppress — another participant acknowledged everything we owe an ack for:
+    /// no acknowledgement sync, unless we received more than `window` (a sync names only that many).
+    pub fn acks_covered(&mut self, window: usize) {
+        if self.delivered_since_send <= window {
+            self.rounds = 0;
+            self.ack_at = None;
         }
     }
 
@@ -61,18 +103,49 @@ impl SyncScheduler {
         self.arm_ack(now, ack_timeout, rng);
     }
 
-    /// A dependency without retrieval hint became missing: announce our state soon.
-    pub fn on_missing(&mut self, now: u64, ack_timeout: u64, rng: &mut impl Rng) {
-        if self.repair_at.is_none() {
-            self.repair_at = Some(now.saturating_add(jitter(rng, ack_timeout, 0.25, 0.5)));
+    /// A dependency without retrieval hint became missing: announce our state soon (no earlier
+    /// than the repair backoff allows). `urgent`: a received content message that misses only a
+    /// few dependencies waits for it, which ends the backoff of repair syncs.
+    pub fn on_missing(&mut self, now: u64, ack_timeout: u64, urgent: bool, rng: &mut impl Rng) {
+        if urgent {
+            self.repair_streak = 0;
+        }
+        if self.repair_at.is_none() || urgent {
+            let soon = now.saturating_add(jitter(rng, ack_timeout, 0.25, 0.5));
+            let at = soon.max(self.repair_not_before(ack_timeout, rng));
+            self.repair_at = Some(self.repair_at.map_or(at, |t| t.min(at)));
         }
     }
 
-    /// Still missing a dependency without hint: announce again about one ack timeout later.
-    pub fn rearm_repair(&mut self, now: u64, ack_timeout: u64, rng: &mut impl Rng) {
-        if self.repair_at.is_none() {
-            self.repair_at = Some(now.saturating_add(jitter(rng, ack_timeout, 0.75, 1.25)));
+    /// The earliest time the next repair sync may go out: at least one acknowledgement timeout
+    /// after the last one, one backoff step after it while only suspect ids are asked for.
+    fn repair_not_before(&self, ack_timeout: u64, rng: &mut impl Rng) -> u64 {
+        match self.last_repair_at {
+            Some(t) => t.saturating_add(jitter(rng, backoff(ack_timeout, self.repair_streak.max(1)), 1.0, 1.25)),
+            None => 0,
         }
+    }
+
+    /// Still missing dependencies without hint, the next of which may be asked for at `due`:
+    /// arm the repair timer for then, within the repair backoff. `None`: nothing is missing
+    /// without hint any more, and the streak ends.
+    pub fn rearm_repair(&mut self, due: Option<u64>, ack_timeout: u64, rng: &mut impl Rng) {
+        let Some(due) = due else {
+            self.repair_streak = 0;
+            self.repair_at = None;
+            return;
+        };
+        if self.repair_at.is_none() {
+            self.repair_at = Some(due.max(self.repair_not_before(ack_timeout, rng)));
+        }
+    }
+
+    /// A sync carrying repair requests went out; `urgent`: some asked for ids are urgent (see
+    /// `requests.rs`), which keeps the next repair sync one acknowledgement timeout away.
+    pub fn on_repair_sent(&mut self, now: u64, urgent: bool) {
+        self.repair_streak = if urgent { 0 } else { self.repair_streak.saturating_add(1) };
+        self.last_repair_at = Some(now);
+        self.repair_at = None;
     }
 
     /// We sent a content message.
@@ -83,6 +156,7 @@ impl SyncScheduler {
 
     /// Anything of ours carrying history and bloom went out: one acknowledgement round done.
     fn after_send(&mut self, now: u64, ack_timeout: u64, rng: &mut impl Rng) {
+        self.last_sent_at = Some(now);
         self.rounds = self.rounds.saturating_sub(1);
         self.delivered_since_send = 0;
         self.ack_at = None;
@@ -91,21 +165,26 @@ impl SyncScheduler {
         }
     }
 
-    /// Is a sync due at `now`? Consumes the timers that fired; the caller sends a sync when true
-    /// and then calls [`Self::on_sync_sent`].
-    pub fn take_due(&mut self, now: u64, interval: u64, rng: &mut impl Rng) -> bool {
+    /// Is a sync due at `now`? Consumes the timers that fired; the caller sends a sync when
+    /// [`Due::Sync`] (or [`Due::Repair`] with repair requests due) and then calls
+    /// [`Self::on_sync_sent`].
+    pub fn take_due(&mut self, now: u64, interval: u64, rng: &mut impl Rng) -> Due {
         let mut due = false;
         if self.ack_at.is_some_and(|t| t <= now) {
             self.ack_at = None;
             due = true;
         }
-        if self.repair_at.is_some_and(|t| t <= now) {
+        let repair = self.repair_at.is_some_and(|t| t <= now);
+        if repair {
             self.repair_at = None;
-            due = true;
         }
         if self.idle_at.is_some_and(|t| t <= now) {
             self.idle_at = None;
-            if self.idle_rounds_left > 0 {
+            let recent = self.last_sent_at.filter(|t| t.saturating_add(interval / 2) > now);
+            if let (Some(t), true) = (recent, self.idle_rounds_left > 0) {
+                // We published lately: peers heard our state; look again an interval after that.
+                self.idle_at = Some(t.saturating_add(jitter(rng, interval, 0.75, 1.25)).max(now.saturating_add(1)));
+            } else if self.idle_rounds_left > 0 {
                 self.idle_rounds_left -= 1;
                 due = true;
                 if self.idle_rounds_left > 0 {
@@ -113,7 +192,11 @@ impl SyncScheduler {
                 }
             }
         }
-        due
+        match (due, repair) {
+            (true, _) => Due::Sync,
+            (false, true) => Due::Repair,
+            (false, false) => Due::No,
+        }
     }
 
     /// A sync went out (or was due but had nothing to report).

@@ -19,7 +19,7 @@ pub mod waku_message;
 
 pub use bloom::{BloomFilter, BloomView, RollingBloom, BLOOM_BITS, BLOOM_BYTES, BLOOM_GENERATION, BLOOM_HASHES, MAX_HONEST_BLOOM_ONES};
 pub use chunk::MessageChunk;
-pub use sds_message::{HistoryEntry, HistoryEntryRef, MessageKind, SdsMessage, SdsMessageRef};
+pub use sds_message::{entry_field_len, fit_entries, HistoryEntry, HistoryEntryRef, MessageKind, SdsMessage, SdsMessageRef};
 pub use waku_message::{message_hash, MessageHash, WakuMessage, SPEC_MARKER};
 
 /// Longest message id, sender id or channel id accepted from the wire, in bytes. Ids are opaque
@@ -33,6 +33,17 @@ pub const MAX_REPAIR_ENTRIES: usize = 64;
 pub const MAX_RETRIEVAL_HINT_BYTES: usize = 128;
 /// Largest serialized WakuMessage on The Waku Network (150 KiB).
 pub const MAX_WAKU_MESSAGE_BYTES: usize = 153_600;
+/// Bytes reserved for the host's encryption hook to expand one message (nonce, tag, framing).
+pub const ENCRYPTION_OVERHEAD_BUDGET: usize = 1_024;
+/// Most bytes a WakuMessage built by this library adds around its payload: content topic (at
+/// most [`MAX_ID_BYTES`]), version, timestamp, the meta marker, the ephemeral flag, and the
+/// payload's own key and length.
+pub const MAX_WAKU_ENVELOPE_BYTES: usize = (MAX_ID_BYTES + 3) + 6 + 11 + (SPEC_MARKER.len() + 2) + 3 + 5;
+/// spec: wire.published-size — the largest SDS message without content (a sync, a repair
+/// answer) the library publishes: with the WakuMessage around it and the encryption budget it
+/// fits [`MAX_WAKU_MESSAGE_BYTES`]. A sync's lists are truncated to fit (`crate::sds`); content
+/// messages fit by the chunk size, which the channel configuration checks against the worst case.
+pub const MAX_PUBLISHED_SDS_BYTES: usize = MAX_WAKU_MESSAGE_BYTES - ENCRYPTION_OVERHEAD_BUDGET - MAX_WAKU_ENVELOPE_BYTES;
 
 /// Why bytes from the wire were refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -123,7 +123,43 @@ impl<'a> From<&'a HistoryEntry> for HistoryEntryRef<'a> {
     }
 }
 
+/// Encoded bytes of `e` as one entry of a causal history or repair request (key, length, body).
+pub fn entry_field_len(e: &HistoryEntry) -> usize {
+    opt_field_len(Some(e.encoded_len()))
+}
+
+/// spec: wire.published-size — fits a causal history into `room` encoded bytes: the last entries
+/// of `history` (the newest: it is in lamport order), then those of `extra` not already in it,
+/// each while it fits; `room` is reduced by what was kept. Returns how many entries were left out.
+pub fn fit_entries(history: &mut Vec<HistoryEntry>, extra: Vec<HistoryEntry>, room: &mut usize) -> usize {
+    let mut keep = history.len();
+    while keep > 0 && entry_field_len(&history[keep - 1]) <= *room {
+        *room -= entry_field_len(&history[keep - 1]);
+        keep -= 1;
+    }
+    let mut left_out = keep;
+    history.drain(..keep);
+    for e in extra {
+        if history.iter().any(|h| h.message_id == e.message_id) {
+            continue;
+        }
+        let len = entry_field_len(&e);
+        if len > *room {
+            left_out += 1;
+            continue;
+        }
+        *room -= len;
+        history.push(e);
+    }
+    left_out
+}
+
 impl HistoryEntryRef<'_> {
+    /// Encoded bytes of this entry in a causal history (key, length, body).
+    pub fn field_len(&self) -> usize {
+        opt_field_len(Some(self.body_len()))
+    }
+
     /// Encoded length of the `HistoryEntry` body.
     fn body_len(&self) -> usize {
         opt_field_len((!self.message_id.is_empty()).then_some(self.message_id.len()))
