@@ -6,7 +6,13 @@
 //! dependencies (`IncomingBuffer`), sync timers (`SyncScheduler`) and the repair responder
 //! (`RepairResponder`). The engine itself keeps the lamport clock, the bloom filter, the heads and
 //! acknowledgements a sync carries, and our latest message; `crate::wire` writes the bytes.
+//!
+//! The engine's own code is split by concern: `engine/acks.rs` (what acknowledges what, sync
+//! suppression), `engine/lost.rs` (dependencies given up), `engine/snapshot.rs` (restore of a
+//! durable channel); the rest (wrap, receive, deliver, timers, syncs) is here.
 
+mod acks;
+mod lost;
 mod snapshot;
 
 use std::cmp::Reverse;
@@ -22,9 +28,9 @@ use super::id::{message_id, sync_id, WrapClock};
 use super::incoming::IncomingBuffer;
 use super::outgoing::{Expired, OutgoingBuffer};
 use super::repair::RepairResponder;
-use super::requests::{RepairRequests, MAX_URGENT_UNRESOLVED};
+use super::requests::RepairRequests;
 use super::sync::{earliest, Due, SyncScheduler};
-use super::{Delivered, MessageId, MissingDependency, ReceiveOutcome, SdsConfig, SdsError, SdsEvent, SdsStats, Wrapped};
+use super::{Delivered, MessageId, ReceiveOutcome, SdsConfig, SdsError, SdsEvent, SdsStats, Wrapped};
 use crate::collections::{BoundedSet, FastMap};
 use crate::wire::{
     fit_entries, BloomFilter, BloomView, HistoryEntry, HistoryEntryRef, MessageKind, RollingBloom, SdsMessage, SdsMessageRef, WireError,
@@ -534,89 +540,6 @@ impl<H: HistoryStore> SdsEngine<H> {
         }
     }
 
-    /// spec: sds.sync.suppress — what `msg` (from another participant) names in its causal
-    /// history its senders will take as acknowledged: we need not acknowledge it again. When that
-    /// covers everything we owe an ack for, our acknowledgement sync is cancelled.
-    fn suppress_acks(&mut self, msg: &SdsMessage) {
-        if self.to_ack.is_empty() || msg.causal_history.is_empty() {
-            return;
-        }
-        let by = msg.sender_id.as_str();
-        self.to_ack.retain(|e| e.sender_id.as_deref() == Some(by) || !msg.causal_history.iter().any(|h| *h.message_id == *e.message_id));
-        if self.to_ack.is_empty() {
-            self.stats.acks_suppressed += 1;
-            log::debug!("channel {}: acknowledgement sync suppressed: {by} acknowledged the same messages", self.channel_id);
-            self.sync.acks_covered(self.config.causal_history_size.max(MAX_SYNC_ACKS));
-        }
-    }
-
-    /// spec: sds.sync.acks — a received content message (delivered or waiting for its
-    /// dependencies: we hold it either way, as our bloom filter says) is named by our next sync.
-    fn note_to_ack(&mut self, id: &MessageId, msg: &SdsMessage, hint: &Option<Bytes>) {
-        if self.to_ack.len() == MAX_SYNC_ACKS {
-            // Beyond the bound the oldest rely on bloom-filter acknowledgement.
-            self.to_ack.pop_front();
-        }
-        let sender_id = Some(self.sender_key(&msg.sender_id));
-        let lamport_timestamp = msg.lamport_timestamp.unwrap_or(0);
-        self.to_ack.push_back(LogEntry { message_id: id.clone(), lamport_timestamp, sender_id, retrieval_hint: hint.clone() });
-    }
-
-    /// `waited`: named by a received content message (which waits for them), not by a sync.
-    fn note_missing(&mut self, new_missing: &[MissingDependency], now: u64, waited: bool) {
-        if new_missing.is_empty() {
-            return;
-        }
-        let c = &self.config;
-        let added = self.incoming.add_missing(new_missing, now, c.dependency_timeout_ms, c.max_missing);
-        if added > 0 {
-            if new_missing[..added].iter().any(|d| d.retrieval_hint.is_none()) {
-                // Urgent: a message waits for it that misses few dependencies (see `requests.rs`).
-                let urgent = waited && new_missing.len() <= MAX_URGENT_UNRESOLVED as usize;
-                self.sync.on_missing(now, self.config.acknowledgement_timeout_ms, urgent, &mut self.rng);
-            }
-            log::debug!("channel {}: {added} dependencies missing", self.channel_id);
-            self.events.push_back(SdsEvent::Missing(new_missing[..added].to_vec()));
-        }
-    }
-
-    /// spec: sds.ack — causal history acknowledges; bloom hits acknowledge at the threshold.
-    fn review_acks(&mut self, msg: &SdsMessage) {
-        for e in &msg.causal_history {
-            if self.outgoing.remove(&e.message_id) {
-                self.stats.acknowledged += 1;
-                self.events.push_back(SdsEvent::Acknowledged { message_id: e.message_id.as_str().into() });
-            }
-        }
-        if self.outgoing.len() == 0 {
-            return;
-        }
-        let Some(view) = msg.bloom_filter.as_deref().and_then(BloomView::new) else { return };
-        let stats = &mut self.stats;
-        // spec: sds.bloom.plausible — a saturated or all-ones filter "contains" everything, so it
-        // is evidence of nothing: checked (a count of its bits) only once it would acknowledge.
-        let (channel_id, sender) = (&self.channel_id, &msg.sender_id);
-        let mut plausible = || {
-            let ok = view.is_plausible();
-            if !ok {
-                stats.bloom_rejected += 1;
-                log::debug!("channel {channel_id}: bloom filter of {sender:?} rejected: {} bits set, more than an honest filter has", view.ones());
-            }
-            ok
-        };
-        let mut possibly = Vec::new();
-        let mut acked = Vec::new();
-        let threshold = self.config.possible_acks_threshold;
-        self.outgoing.review_bloom(view, threshold, &mut plausible, &mut |id| acked.push(id), &mut |id, count| possibly.push((id, count)));
-        for message_id in acked {
-            self.stats.acknowledged += 1;
-            self.events.push_back(SdsEvent::Acknowledged { message_id });
-        }
-        for (message_id, count) in possibly {
-            self.events.push_back(SdsEvent::PossiblyAcknowledged { message_id, count });
-        }
-    }
-
     /// Delivers `first` and every waiting message it releases, in causal order.
     fn deliver_cascade(&mut self, now: u64, id: MessageId, msg: SdsMessage, hint: Option<Bytes>) {
         let mut ready_ids = Vec::new();
@@ -721,76 +644,11 @@ impl<H: HistoryStore> SdsEngine<H> {
         self.sync.rearm_repair(due, self.config.acknowledgement_timeout_ms, &mut self.rng);
     }
 
-    /// spec: sds.lost — a dependency declared lost is reported ([`SdsEvent::DependencyLost`],
-    /// MESSAGE_LOST to the application) only when a message waits for it, and once per waiting
-    /// message: a made-up id nothing waits for (named by a sync) costs no event, and one message
-    /// naming a thousand made-up ids costs one. Every loss is counted.
-    fn report_lost(&mut self, dep: MissingDependency) {
-        self.stats.dependencies_lost += 1;
-        let waiters = self.incoming.waiters_of(&dep.message_id);
-        if waiters.iter().all(|w| self.loss_reported.contains(w)) {
-            self.stats.losses_unreported += 1;
-            log::debug!("channel {}: dependency {} lost, {} waiting (already reported)", self.channel_id, dep.message_id, waiters.len());
-            return;
-        }
-        for w in waiters {
-            self.loss_reported.insert(w.clone());
-        }
-        log::warn!("channel {}: dependency {} declared lost", self.channel_id, dep.message_id);
-        self.events.push_back(SdsEvent::DependencyLost(dep));
-    }
-
     /// Sends a sync message now (if there is anything to report), outside the schedule: e.g. to
     /// announce state before closing. The sync is queued as [`SdsEvent::SendSync`].
     pub fn sync_now(&mut self, now: u64) {
         let now = self.tick(now);
         self.send_sync(now);
-    }
-
-    /// spec: sds.incoming-buffer — `id` has waited `dependency_timeout_ms`: what still blocks it
-    /// is given up now, in causal order. The missing dependencies behind it (directly or through
-    /// other waiting messages) are declared lost, which delivers the waiting chain oldest first;
-    /// whatever still waits after that (a dependency cycle, or a dependency beyond `max_missing`
-    /// never tracked as missing) is delivered in lamport order, `id` last.
-    ///
-    /// Delivering `id` alone, as before, could overtake the waiting messages it depends on: e.g.
-    /// chunks 1..n of a send arrive and wait for chunk 0, chunk 0 arrives later and waits for a
-    /// dependency noticed only then; chunk 5's patience ran out first, it was delivered before
-    /// chunk 0 and the whole message was lost, its sender's order broken. (Found by
-    /// tests/simulation.rs.)
-    fn force(&mut self, now: u64, id: &MessageId) {
-        if !self.incoming.is_waiting(id) {
-            return;
-        }
-        let (chain, missing) = self.incoming.blockers(id, &|x| self.history.contains(x));
-        for m in missing {
-            if let Some(dep) = self.incoming.declare_lost(&m) {
-                self.report_lost(dep);
-                self.release(now, &m);
-            }
-        }
-        let mut rest: Vec<(u64, MessageId)> =
-            chain.into_iter().filter(|c| self.incoming.is_waiting(c)).map(|c| (self.incoming.lamport_of(&c), c)).collect();
-        // `id` last: it is what timed out; its ancestors go first even with forged lamports.
-        rest.sort_by(|a, b| (&a.1 == id, a.0, &a.1).cmp(&(&b.1 == id, b.0, &b.1)));
-        for (_, c) in rest {
-            if let Some(w) = self.incoming.take(&c) {
-                self.stats.forced_deliveries += 1;
-                self.incoming.forget_waiters_of(&w.msg.causal_history, &c);
-                self.deliver_cascade(now, c, w.msg, w.hint);
-            }
-        }
-    }
-
-    /// A dependency was declared lost: deliver what only waited for it.
-    fn release(&mut self, now: u64, lost_id: &str) {
-        let mut ready = Vec::new();
-        self.incoming.resolve(lost_id, &mut ready);
-        for r in ready {
-            if let Some(w) = self.incoming.take(&r) {
-                self.deliver_cascade(now, r, w.msg, w.hint);
-            }
-        }
     }
 
     /// spec: sds.sync — lamport incremented; causal history and bloom; never stored; not sent
