@@ -16,7 +16,8 @@ CFLAGS_STRICT := -std=c11 -Wall -Wextra -Werror -I$(CURDIR)/include
 LDLIBS_RC := -L$(LIBDIR) -lreliable_channel -Wl,-rpath,$(LIBDIR) -lpthread -ldl -lm
 
 .PHONY: all lib header examples demo demo-rust test test-rust test-hostile test-c test-c-crash test-crash test-go test-nim test-install \
-        interop-deps lint bench bench-sds bench-e2e bench-wire bench-durable plot plot-wire install uninstall clean fuzz fuzz-ci
+        interop-deps lint bench bench-sds bench-e2e bench-wire bench-durable plot plot-wire install uninstall clean fuzz fuzz-ci \
+        demo-relay test-relay test-relay-proc test-relay-netns bench-relay
 
 all: lib
 
@@ -45,13 +46,18 @@ demo:
 demo-rust:
 	$(CARGO) run --release --example demo
 
+# Three processes on loopback hold a conversation over the native Waku Relay transport (each its
+# own relay node), printing a summary; exits non-zero unless every message reached everyone once.
+demo-relay: lib
+	@LIBDIR=$(LIBDIR) CC=$(CC) tests/relay_proc/demo.sh
+
 # Node packages of the interop tests: the reference SDS (@waku/sds) and the js-waku relay node.
 interop-deps:
 	@for d in tests/interop tests/relay_interop; do \
 		if [ -f $$d/package.json ] && [ ! -d $$d/node_modules/@waku/sds ]; then \
 			$(NPM) ci --prefix $$d --no-audit --no-fund; fi; done
 
-test: test-rust test-c test-c-crash test-go test-nim test-install
+test: test-rust test-c test-c-crash test-go test-nim test-install test-relay
 
 lint:
 	$(CARGO) fmt --all --check
@@ -91,6 +97,16 @@ test-go: lib
 test-nim: lib
 	@if [ -x bindings/nim/run_tests.sh ]; then LIBDIR=$(LIBDIR) bindings/nim/run_tests.sh; else echo "test-nim: no Nim binding yet"; fi
 
+# The relay transport across processes: on loopback (star, line with loss, leave and rejoin), then
+# across three network namespaces with nftables faults (needs root; prints why when it skips).
+test-relay: test-relay-proc test-relay-netns
+
+test-relay-proc: lib
+	LIBDIR=$(LIBDIR) CC=$(CC) tests/relay_proc/run.sh
+
+test-relay-netns: lib
+	LIBDIR=$(LIBDIR) CC=$(CC) tests/netns/run.sh
+
 test-install: lib
 	@if [ -x tests/install/run.sh ]; then tests/install/run.sh; else echo "test-install: not yet"; fi
 
@@ -123,6 +139,11 @@ bench-wire:
 # latency, 1 MiB sends; target/bench/durable.json.
 bench-durable:
 	$(CARGO) bench --bench durable
+
+# The relay transport: two processes on loopback, the whole stack against bare rust-libp2p gossipsub
+# with the same configuration, in one run (table, target/bench/relay.json; see BENCHMARKS.md).
+bench-relay:
+	$(CARGO) bench --bench relay_e2e
 
 # Throughput-vs-size plot (docs/throughput.png) from target/bench/e2e.json; needs matplotlib.
 plot:

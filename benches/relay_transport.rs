@@ -9,18 +9,22 @@
 //!
 //! `cargo bench --bench relay_transport` (phase B adds the full stack and `make bench-relay`).
 
+mod relay_common;
+
+use relay_common::raw_swarm;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use libp2p::futures::StreamExt;
-use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageAuthenticity};
+use libp2p::gossipsub::{self, MessageAcceptance};
 use libp2p::swarm::SwarmEvent;
-use libp2p::{noise, tcp, yamux, Multiaddr, Swarm};
+use libp2p::Multiaddr;
 use parking_lot::Mutex;
 use prost::Message as _;
-use reliable_channel::messaging::relay::{gossipsub_config, RelayConfig, RelayTransport, MAX_FRAME_BYTES};
+use reliable_channel::messaging::relay::{RelayConfig, RelayTransport};
 use reliable_channel::messaging::{Transport, TransportEvent, TransportSink};
 use reliable_channel::wire::WakuMessage;
 use tokio::sync::mpsc;
@@ -97,20 +101,6 @@ fn drive(
     (n as f64 / elapsed.as_secs_f64(), Duration::from_nanos(lat[n / 2]), Duration::from_nanos(lat[n * 99 / 100]))
 }
 
-/// A bare gossipsub swarm subscribed to TOPIC, for `run` on a thread of its own.
-fn raw_swarm() -> (Swarm<gossipsub::Behaviour>, IdentTopic) {
-    let mut swarm = libp2p::SwarmBuilder::with_new_identity()
-        .with_tokio()
-        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
-        .unwrap()
-        .with_behaviour(|_| gossipsub::Behaviour::new(MessageAuthenticity::Anonymous, gossipsub_config(MAX_FRAME_BYTES)).unwrap())
-        .unwrap()
-        .build();
-    let topic = IdentTopic::new(TOPIC);
-    swarm.behaviour_mut().subscribe(&topic).unwrap();
-    (swarm, topic)
-}
-
 /// Runs `f` on a new thread with its own current-thread runtime (as the transport's node runs).
 fn on_own_thread<F: std::future::Future<Output = ()> + 'static>(f: impl FnOnce() -> F + Send + 'static) {
     std::thread::spawn(move || tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f()));
@@ -121,7 +111,7 @@ fn raw_pair(arrivals: Arc<Arrivals>, epoch: Instant) -> mpsc::UnboundedSender<Ve
     let (addr_tx, addr_rx) = std::sync::mpsc::channel::<Multiaddr>();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
     on_own_thread(move || async move {
-        let (mut swarm, _) = raw_swarm();
+        let (mut swarm, _) = raw_swarm(TOPIC);
         swarm.listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap()).unwrap();
         loop {
             match swarm.select_next_some().await {
@@ -139,7 +129,7 @@ fn raw_pair(arrivals: Arc<Arrivals>, epoch: Instant) -> mpsc::UnboundedSender<Ve
     let target = addr_rx.recv().unwrap();
     let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
     on_own_thread(move || async move {
-        let (mut swarm, topic) = raw_swarm();
+        let (mut swarm, topic) = raw_swarm(TOPIC);
         swarm.dial(target).unwrap();
         let mut ready = Some(ready_tx);
         loop {

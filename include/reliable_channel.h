@@ -472,7 +472,8 @@ rc_status rc_channel_purge(rc_manager *mgr, const char *channel_id);
 
 /**
  * The counters of a channel as a JSON object; `*json_out` receives a string to release with
- * `rc_string_free`. Not callable from the encryption or transport callbacks (`RC_ERR_REENTRANT`).
+ * `rc_string_free`. With the relay transport the object also has `"relay"`: the node's
+ * `connectedPeers`, `meshPeers`, `topicPeers` and counters (shared by every channel). Not callable from the encryption or transport callbacks (`RC_ERR_REENTRANT`).
  *
  * # Safety
  *
@@ -482,13 +483,43 @@ rc_status rc_channel_purge(rc_manager *mgr, const char *channel_id);
 rc_status rc_channel_stats_json(rc_manager *mgr, const char *channel_id, char **json_out);
 
 /**
- * Frees a string returned by the library (`rc_channel_stats_json`). NULL is fine.
+ * Frees a string returned by the library (`rc_channel_stats_json`, `rc_relay_listen_addresses`).
+ * NULL is fine.
  *
  * # Safety
  *
  * `s` is NULL (no-op) or a string this library returned and not yet freed.
  */
 void rc_string_free(char *s);
+
+/**
+ * This node's listen addresses as a JSON array of strings, each a full multiaddr ending in
+ * `/p2p/<peer id>` (give one to the other participants), with the real port where port 0 was
+ * configured; one per interface for an unspecified address such as `0.0.0.0`. `*json_out`
+ * receives a string to release with `rc_string_free`. `RC_ERR_TRANSPORT` when the manager's
+ * transport is not `"relay"`. Callable from any thread, callbacks included; never blocks on
+ * the network.
+ *
+ * # Safety
+ *
+ * `mgr` is NULL (refused) or a handle from `rc_manager_new` not yet passed to `rc_manager_free`;
+ * `json_out` is NULL (refused) or writable.
+ */
+rc_status rc_relay_listen_addresses(rc_manager *mgr, char **json_out);
+
+/**
+ * Dials a peer at run time and keeps it connected: `multiaddr` ends in `/p2p/<peer id>` (as
+ * `rc_relay_listen_addresses` gives it). Returns once the dial is queued: an unreachable peer is
+ * retried with backoff (0.5 s doubling to 30 s) and logged at WARN, never failing the manager.
+ * `RC_ERR_INVALID_ARGUMENT` for a string that is not such a multiaddr; `RC_ERR_TRANSPORT` when
+ * the manager's transport is not `"relay"`. Callable from any thread, callbacks included.
+ *
+ * # Safety
+ *
+ * `mgr` is NULL (refused) or a handle from `rc_manager_new` not yet passed to `rc_manager_free`;
+ * `multiaddr` is NULL (refused) or NUL-terminated.
+ */
+rc_status rc_relay_connect(rc_manager *mgr, const char *multiaddr);
 
 /**
  * The detail of the last failure on the calling thread ("" if none). The pointer is valid until

@@ -609,11 +609,13 @@ fn reference_messages_decode_and_deliver_in_ours() {
     assert_eq!((me.message_id.as_str(), me.lamport_timestamp, me.bloom_filter.is_none()), (eph_id.as_str(), None, true));
     assert!(me.causal_history.is_empty());
 
-    // Our engine receives them in order.
+    // Our engine receives them in order. The reference stamps lamports with its wall clock, and a
+    // peer's lamport moves ours at most `max_clock_skew_ms` past our `now`: alice's clock is there.
+    let t = m1.lamport_timestamp.unwrap();
     let mut alice = SdsEngine::new(CHANNEL, "alice", our_config(), T0, 4);
-    assert_eq!(alice.receive(T0 + 1, c1.bytes.clone(), Some(h_c1.clone().into())), ReceiveOutcome::Delivered);
+    assert_eq!(alice.receive(t + 1, c1.bytes.clone(), Some(h_c1.clone().into())), ReceiveOutcome::Delivered);
     drain(&mut alice);
-    assert_eq!(alice.receive(T0 + 2, b1_bytes.clone(), Some(h_b1.clone().into())), ReceiveOutcome::Delivered);
+    assert_eq!(alice.receive(t + 2, b1_bytes.clone(), Some(h_b1.clone().into())), ReceiveOutcome::Delivered);
     let ev = drain(&mut alice);
     match &ev[..] {
         [SdsEvent::Delivered(d)] => {
@@ -625,18 +627,18 @@ fn reference_messages_decode_and_deliver_in_ours() {
         other => panic!("expected one Delivered, got {other:?}"),
     }
     assert_eq!(alice.lamport_timestamp(), m1.lamport_timestamp.unwrap(), "lamport = max(ours, received) on delivery");
-    assert_eq!(alice.receive(T0 + 3, b2_bytes.clone(), Some(h_b2.clone().into())), ReceiveOutcome::Delivered);
+    assert_eq!(alice.receive(t + 3, b2_bytes.clone(), Some(h_b2.clone().into())), ReceiveOutcome::Delivered);
     assert_eq!(delivered_ids(&drain(&mut alice)), vec![b2.clone()]);
-    assert_eq!(alice.receive(T0 + 4, sync.clone(), None), ReceiveOutcome::Sync);
+    assert_eq!(alice.receive(t + 4, sync.clone(), None), ReceiveOutcome::Sync);
     assert!(drain(&mut alice).iter().all(|e| !matches!(e, SdsEvent::Delivered(_) | SdsEvent::Missing(_))));
-    assert_eq!(alice.receive(T0 + 5, eph.clone(), None), ReceiveOutcome::Ephemeral);
+    assert_eq!(alice.receive(t + 5, eph.clone(), None), ReceiveOutcome::Ephemeral);
     match &drain(&mut alice)[..] {
         [SdsEvent::EphemeralDelivered { sender_id, content }] => {
             assert_eq!((sender_id.as_str(), &content[..]), ("bob", &b"bob ephemeral"[..]));
         }
         other => panic!("expected EphemeralDelivered, got {other:?}"),
     }
-    assert_eq!(alice.receive(T0 + 6, b1_bytes.clone(), None), ReceiveOutcome::Duplicate);
+    assert_eq!(alice.receive(t + 6, b1_bytes.clone(), None), ReceiveOutcome::Duplicate);
     assert!(drain(&mut alice).is_empty());
 
     // And out of order: b2 waits for b1 (announced missing with the reference's hint and sender).

@@ -9,6 +9,9 @@
 //! * `connect_at_run_time_and_redial_a_restarted_peer` — `connect`, unreachable peers retried
 //!   with backoff, a restarted peer (same node key, same port) redialled.
 //! * `metadata_disconnects_another_cluster` — a node of another cluster is dropped and forgotten.
+//! * `missed_messages_are_retrieved_from_peers_stores` — a message lost on its way (the `loss`
+//!   fault) is fetched by its hash from the sender's store cache, two hops away too; a forged or
+//!   unknown hash brings nothing.
 //! * `publish_refuses_what_peers_would_reject`, `errors_name_the_key_or_address`,
 //!   `shutdown_silences_the_sink`.
 //!
@@ -103,6 +106,8 @@ fn faults_lose_or_duplicate_what_a_node_publishes() {
 
     let lost = message(CONTENT_TOPIC, b"never sent");
     let id = lossy.publish(lost.clone());
+    // Reported by the node thread, which keeps the lost message in its store cache.
+    wait_for("the lost message's outcome", || lossy.outcome(id).is_some());
     assert_eq!(lossy.outcome(id), Some(TransportEvent::Sent { dispatch_id: id, message_hash: Some(lost.hash(&topic)) }));
     assert_eq!(lossy.stats().counters.lost_by_fault, 1);
 
@@ -207,4 +212,30 @@ fn shutdown_silences_the_sink() {
     talker.publish(message(CONTENT_TOPIC, b"to nobody"));
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(quiet.events.lock().len(), before, "no event after shutdown returned");
+}
+
+#[test]
+fn missed_messages_are_retrieved_from_peers_stores() {
+    let mut a = Node::start(RelayConfig { loss: 1.0, ..RelayConfig::default() });
+    let mut b = Node::subscribed(&[&a]);
+    let mut c = Node::subscribed(&[&b]);
+    wait_topic_peers(&[&a, &b, &c], &[1, 2, 1]);
+    let topic = a.handle.pubsub_topic().to_owned();
+    let m = message(CONTENT_TOPIC, b"lost on its way");
+    let id = a.publish(m.clone());
+    wait_for("the lost message's outcome", || a.outcome(id).is_some());
+    assert!(matches!(a.outcome(id), Some(TransportEvent::Sent { .. })));
+    let hash = m.hash(&topic);
+    // b asks its peers (a has it in its cache).
+    b.transport.retrieve(CONTENT_TOPIC, &[hash, [7u8; 32]]);
+    let got = b.wait_received(1, "b to retrieve the lost message from a's store");
+    assert_eq!(got[0], (m.clone(), Some(hash)));
+    assert!(b.stats().counters.store_retrieved >= 1);
+    assert!(a.stats().counters.store_served >= 1);
+    // c, two hops from a, gets it from b's cache (b kept what it retrieved).
+    c.transport.retrieve(CONTENT_TOPIC, &[hash]);
+    let got = c.wait_received(1, "c to retrieve the message from b's store");
+    assert_eq!(got[0].0, m);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(b.received().len(), 1, "the unknown hash brought nothing");
 }

@@ -13,6 +13,11 @@
 //! * `js_waku_relays_between_two_of_our_nodes` — two of our nodes that only know the js node talk
 //!   through its gossipsub mesh (multi-hop through the other implementation).
 //! * `js_waku_of_another_cluster_is_disconnected` — our metadata query finds another cluster.
+//! * `js_waku_in_the_mesh_of_two_managers` — full stack, through the real configuration path: two
+//!   managers (`"transport": {"kind": "relay", "peers": [<js node>]}`) whose only peer is the js
+//!   node hold a reliable channel through js-waku's gossipsub (a message each way, DELIVERED);
+//!   js-waku decodes our channel's WakuMessages with @waku/sds, and a message it publishes (an
+//!   SDS message built by @waku/sds around our chunk frame) is RECEIVED by both managers.
 //!
 //! Needs Node (>= 20) and `npm ci --prefix tests/relay_interop`. Without them the tests print
 //! `SKIPPED` and pass, unless `CI` is set, in which case they fail.
@@ -313,4 +318,81 @@ fn js_waku_of_another_cluster_is_disconnected() {
     js.call(json!({"cmd": "dial", "addr": ours.addr()}));
     wait_for("our metadata query to find cluster 7", || ours.stats().counters.metadata_rejected >= 1);
     wait_for("the js node to be disconnected", || ours.stats().connected_peers == 0);
+}
+
+#[test]
+fn js_waku_in_the_mesh_of_two_managers() {
+    use reliable_channel::channel::ChannelEvent;
+    use reliable_channel::Manager;
+
+    let Some(mut js) = JsPeer::start() else { return };
+    let topic = reliable_channel::messaging::relay::static_shard_topic(42, 0);
+    let (_, js_addr) = js.start_node(&topic, 42);
+    js.call(json!({"cmd": "subscribe", "contentTopic": CONTENT_TOPIC}));
+    let config = format!(
+        r#"{{"transport": {{"kind": "relay", "listen": ["/ip4/127.0.0.1/tcp/0"], "peers": ["{js_addr}"], "clusterId": 42, "shard": 0}},
+            "channelDefaults": {{"sdsConfig": {{"acknowledgementTimeoutMs": 1000, "syncIntervalMs": 1000, "maxRetransmissions": 60}},
+                                 "rateLimitConfig": {{"enabled": false}}}}}}"#
+    );
+    let managers: Vec<(Manager, mpsc::Receiver<ChannelEvent>)> = ["alice", "bob"]
+        .iter()
+        .map(|who| {
+            let m = Manager::from_json(Some(&config)).expect("a relay manager from the JSON configuration");
+            let (tx, rx) = mpsc::channel();
+            let tx = Mutex::new(tx);
+            m.set_event_handler(Some(Arc::new(move |e: &reliable_channel::Event<'_>| {
+                let _ = tx.lock().unwrap().send(e.event.clone());
+            })))
+            .unwrap();
+            m.open_channel(CHANNEL, CONTENT_TOPIC, who, None).unwrap();
+            (m, rx)
+        })
+        .collect();
+    let ids: Vec<Value> = managers.iter().map(|(m, _)| json!(m.relay_listen_addresses().unwrap()[0].rsplit('/').next().unwrap())).collect();
+    wait_for("js-waku to mesh with both managers", || {
+        let mesh = js.call(json!({"cmd": "state"}))["mesh"].clone();
+        mesh.as_array().is_some_and(|m| ids.iter().all(|id| m.contains(id)))
+    });
+    // Waits until every predicate matched some event (events arrive in any order between them).
+    let all = |rx: &mpsc::Receiver<ChannelEvent>, what: &str, preds: &[&dyn Fn(&ChannelEvent) -> bool]| -> Vec<ChannelEvent> {
+        let end = std::time::Instant::now() + TIMEOUT;
+        let mut found: Vec<Option<ChannelEvent>> = vec![None; preds.len()];
+        while found.iter().any(Option::is_none) {
+            let left = end.saturating_duration_since(std::time::Instant::now());
+            let e = rx.recv_timeout(left).unwrap_or_else(|_| panic!("timed out waiting for {what}"));
+            if let Some(i) = (0..preds.len()).find(|&i| found[i].is_none() && preds[i](&e)) {
+                found[i] = Some(e);
+            }
+        }
+        found.into_iter().flatten().collect()
+    };
+    let received = |sender: &'static str, text: &'static [u8]| move |e: &ChannelEvent| matches!(e, ChannelEvent::Received { sender_id, payload, .. } if sender_id == sender && payload == text);
+
+    // alice -> bob through js-waku's mesh; js-waku decodes it.
+    let (alice, arx) = &managers[0];
+    let (bob, brx) = &managers[1];
+    let rid = alice.send(CHANNEL, b"hello bob, via js-waku", false).unwrap();
+    let rid2 = bob.send(CHANNEL, b"hello alice", false).unwrap();
+    let delivered = |rid: String| move |e: &ChannelEvent| matches!(e, ChannelEvent::Delivered { request_id } if *request_id == rid);
+    all(brx, "bob to receive alice's message, his send DELIVERED", &[&received("alice", b"hello bob, via js-waku"), &delivered(rid2)]);
+    all(arx, "alice to receive bob's message, her send DELIVERED", &[&received("bob", b"hello alice"), &delivered(rid)]);
+    let seen = js.wait_received(2);
+    let ours: Vec<&Value> = seen.iter().filter(|g| g["sds"]["decodes"] == true && g["sds"]["channelId"] == CHANNEL).collect();
+    assert!(ours.iter().any(|g| g["sds"]["senderId"] == "alice"), "js-waku decoded alice's SDS message: {seen:?}");
+    assert!(ours.iter().all(|g| unhex(&g["meta"]) == SPEC_MARKER));
+
+    // js-waku -> both managers: @waku/sds wraps our chunk frame, js-waku publishes it.
+    let frames = reliable_channel::segmentation::segment(b"hello from js-waku", 102_400, "0123456789abcdef0123", &mut rand::thread_rng()).unwrap();
+    assert_eq!(frames.len(), 1);
+    js.call(json!({"cmd": "sdsNew", "channel": CHANNEL, "sender": "carol-js"}));
+    let ts = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let r = js.call(json!({"cmd": "sdsSend", "contentTopic": CONTENT_TOPIC, "content": hex::encode(&frames[0]),
+                           "meta": hex::encode(SPEC_MARKER), "timestampNs": ts.to_string()}));
+    assert_eq!(r["recipients"], 2, "{r}");
+    for (_, rx) in &managers {
+        let e = all(rx, "the js-waku message", &[&received("carol-js", b"hello from js-waku")]);
+        assert!(matches!(&e[0], ChannelEvent::Received { request_id, .. } if request_id == "0123456789abcdef0123"));
+    }
+    let s = alice.relay_stats_json().unwrap();
+    assert_eq!(s["rejectedMalformed"].as_u64().unwrap() + s["rejectedInvalid"].as_u64().unwrap(), 0, "{s}");
 }

@@ -449,6 +449,41 @@ func (m *Manager) Stats(channelID string) (Stats, error) {
 	return s, nil
 }
 
+// ListenAddresses returns this node's addresses when the manager's transport is "relay": full
+// multiaddrs ending in /p2p/<peer id> (the real port when port 0 was configured), to give to the
+// other participants. ErrTransport for another transport.
+func (m *Manager) ListenAddresses() ([]string, error) {
+	var out *C.char
+	err := m.call(func(p *C.rc_manager, msg **C.char) C.rc_status {
+		return C.rcgo_relay_listen_addresses(p, &out, msg)
+	})
+	if err != nil {
+		return nil, err
+	}
+	text := C.GoString(out)
+	C.rc_string_free(out)
+	var addrs []string
+	if err := json.Unmarshal([]byte(text), &addrs); err != nil {
+		return nil, &Error{Code: StatusTransport, Msg: "listen addresses: " + err.Error()}
+	}
+	return addrs, nil
+}
+
+// Connect dials a peer at run time (relay transport) and keeps it connected: multiaddr ends in
+// /p2p/<peer id>, as ListenAddresses gives it. It returns once the dial is queued; an
+// unreachable peer is retried with backoff and logged, never an error here. ErrInvalidArgument
+// for a malformed address; ErrTransport for another transport.
+func (m *Manager) Connect(multiaddr string) error {
+	ca, err := cString("multiaddr", multiaddr, false)
+	if err != nil {
+		return err
+	}
+	defer cFree(ca)
+	return m.call(func(p *C.rc_manager, msg **C.char) C.rc_status {
+		return C.rcgo_relay_connect(p, ca, msg)
+	})
+}
+
 type cryptoHooks struct {
 	m                *Manager
 	encrypt, decrypt CryptoFunc

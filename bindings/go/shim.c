@@ -86,6 +86,14 @@ rc_status rcgo_channel_stats_json(rc_manager *mgr, const char *channel_id, char 
     return check(rc_channel_stats_json(mgr, channel_id, json_out), err);
 }
 
+rc_status rcgo_relay_listen_addresses(rc_manager *mgr, char **json_out, char **err) {
+    return check(rc_relay_listen_addresses(mgr, json_out), err);
+}
+
+rc_status rcgo_relay_connect(rc_manager *mgr, const char *multiaddr, char **err) {
+    return check(rc_relay_connect(mgr, multiaddr), err);
+}
+
 rc_status rcgo_set_encryption(rc_manager *mgr, const char *channel_id, uintptr_t handle, char **err) {
     if (handle == 0) {
         return check(rc_set_encryption(mgr, channel_id, NULL, NULL, NULL, NULL), err);

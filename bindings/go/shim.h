@@ -32,6 +32,8 @@ rc_status rcgo_channel_purge(rc_manager *mgr, const char *channel_id, char **err
 rc_status rcgo_send(rc_manager *mgr, const char *channel_id, const uint8_t *payload, size_t payload_len,
                     uint32_t flags, char *request_id_out, char **err);
 rc_status rcgo_channel_stats_json(rc_manager *mgr, const char *channel_id, char **json_out, char **err);
+rc_status rcgo_relay_listen_addresses(rc_manager *mgr, char **json_out, char **err);
+rc_status rcgo_relay_connect(rc_manager *mgr, const char *multiaddr, char **err);
 /* handle == 0 removes the hook. */
 rc_status rcgo_set_encryption(rc_manager *mgr, const char *channel_id, uintptr_t handle, char **err);
 rc_status rcgo_set_transport(rc_manager *mgr, uintptr_t handle, char **err);

@@ -114,6 +114,8 @@ proc rc_send*(mgr: ptr rc_manager; channel_id: cstring; payload: pointer; payloa
               flags: uint32; request_id_out: cstring): rc_status
 proc rc_channel_stats_json*(mgr: ptr rc_manager; channel_id: cstring; json_out: ptr cstring): rc_status
 proc rc_string_free*(s: cstring)
+proc rc_relay_listen_addresses*(mgr: ptr rc_manager; json_out: ptr cstring): rc_status
+proc rc_relay_connect*(mgr: ptr rc_manager; multiaddr: cstring): rc_status
 proc rc_buffer_append*(output: ptr rc_buffer; data: pointer; len: csize_t): rc_status
 proc rc_set_encryption*(mgr: ptr rc_manager; channel_id: cstring; encrypt, decrypt: rc_crypto_fn;
                         user_data: pointer; free_user_data: rc_free_fn): rc_status
@@ -506,6 +508,25 @@ proc stats*(m: Manager; channelId: string): JsonNode =
     raise newRcError(ord(rcStorage), "stats: " & e.msg)
   finally:
     rc_string_free(s)
+
+proc listenAddresses*(m: Handle): seq[string] =
+  ## The relay node's addresses (transport `"relay"`): full multiaddrs ending in
+  ## `/p2p/<peer id>`, the real port when 0 was configured; give one to the other participants.
+  ## `rcTransport` for another transport.
+  var s: cstring
+  check rc_relay_listen_addresses(m.state.handle, addr s)
+  try:
+    for a in parseJson($s): result.add a.getStr
+  except CatchableError as e:
+    raise newRcError(ord(rcTransport), "listen addresses: " & e.msg)
+  finally:
+    rc_string_free(s)
+
+proc connect*(m: Handle; multiaddr: string) =
+  ## Dials a peer at run time (relay transport) and keeps it connected; returns once the dial is
+  ## queued (an unreachable peer is retried with backoff and logged). `rcInvalidArgument` for a
+  ## malformed address, `rcTransport` for another transport.
+  check rc_relay_connect(m.state.handle, arg("multiaddr", multiaddr))
 
 template handOver(box: pointer; call: untyped) =
   ## `call` hands `box` to the library; when the library refuses it, the box is freed here.

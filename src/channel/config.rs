@@ -10,7 +10,7 @@ use serde_json::Value;
 pub use crate::json_config::ConfigError;
 use crate::json_config::{as_object, check_keys, get_bool, get_f64, get_str, get_u64, join, parse_root};
 use crate::ratelimit::{Accounting, RateLimitConfig};
-use crate::sds::SdsConfig;
+use crate::sds::{SdsConfig, MAX_CLOCK_SKEW_LIMIT_MS};
 use crate::segmentation::{ReassemblyConfig, DEFAULT_CHUNK_SIZE_BYTES, MAX_PAYLOAD_BYTES};
 use crate::wire::{BLOOM_BYTES, MAX_ID_BYTES, MAX_RETRIEVAL_HINT_BYTES, MAX_WAKU_MESSAGE_BYTES};
 
@@ -167,6 +167,7 @@ pub(crate) fn apply_channel(cfg: &mut ChannelConfig, v: &Value, path: &str) -> R
                 "syncIntervalMs",
                 "idleSyncRounds",
                 "maxLocalHistory",
+                "maxClockSkewMs",
             ],
         )?;
         if let Some(b) = get_str(o, &p, "historyBackend")? {
@@ -190,6 +191,7 @@ pub(crate) fn apply_channel(cfg: &mut ChannelConfig, v: &Value, path: &str) -> R
         s.sync_interval_ms = get_u64(o, &p, "syncIntervalMs", 0, 86_400_000)?.unwrap_or(s.sync_interval_ms);
         s.idle_sync_rounds = get_u64(o, &p, "idleSyncRounds", 0, 100)?.map_or(s.idle_sync_rounds, |n| n as u32);
         s.max_local_history = get_u64(o, &p, "maxLocalHistory", 1, 10_000_000)?.map_or(s.max_local_history, |n| n as usize);
+        s.max_clock_skew_ms = get_u64(o, &p, "maxClockSkewMs", 0, MAX_CLOCK_SKEW_LIMIT_MS)?.unwrap_or(s.max_clock_skew_ms);
     }
     if let Some(s) = obj.get("rateLimitConfig") {
         let p = join(path, "rateLimitConfig");

@@ -37,7 +37,7 @@ use crate::logging::ByteSummary;
 use crate::ratelimit::{Admit, Discard, MessageClass, RateLimiter};
 use crate::sds::{JournaledHistory, MessageId, ReceiveOutcome, SdsEngine, SdsEvent};
 use crate::segmentation::{ChunkOutcome, Reassembler};
-use crate::wire::{MessageChunk, MessageHash, WakuMessage, BLOOM_BYTES, SPEC_MARKER};
+use crate::wire::{MessageChunk, MessageHash, WakuMessage, BLOOM_BYTES, MAX_WAKU_MESSAGE_BYTES, SPEC_MARKER};
 
 /// What the channel asks its driver to do.
 #[derive(Debug, Clone, PartialEq)]
@@ -310,6 +310,7 @@ impl Channel {
 
     fn not_admitted(&mut self, now: u64, item: Queued, why: &str) {
         self.stats.rate_limit_dropped += 1;
+        log::debug!("channel {}: rate limiter did not admit a {:?} message: {why}", self.channel_id, item.class());
         match item {
             Queued::Wrapped(Outgoing { kind: Kind::Chunk { id, retransmission: true, .. }, .. }) => {
                 // Counts as an attempt: the acknowledgement timer keeps running towards give-up.
@@ -379,7 +380,10 @@ impl Channel {
                             let n = self.sends.get(&request).map_or(0, |s| s.total());
                             self.fail_send(&request, format!("chunk {index} of {n}: encryption failed: {e}"));
                         }
-                        Kind::Sync | Kind::Rebroadcast => self.stats.dispatch_failures += 1,
+                        Kind::Sync | Kind::Rebroadcast => {
+                            self.stats.dispatch_failures += 1;
+                            log::warn!("channel {}: a sync message was not sent: encryption failed: {e}", self.channel_id);
+                        }
                     }
                     return;
                 }
@@ -394,6 +398,7 @@ impl Channel {
             rate_limit_proof: None,
             ephemeral: matches!(kind, Kind::Ephemeral { .. }).then_some(true),
         };
+        log::trace!("channel {}: publishing {}", self.channel_id, ByteSummary(&message.payload));
         match &kind {
             Kind::Chunk { retransmission: true, .. } => self.stats.retransmissions += 1,
             Kind::Chunk { retransmission: false, .. } | Kind::Ephemeral { .. } => self.stats.chunks_sent += 1,
@@ -437,6 +442,7 @@ impl Channel {
             (Kind::Chunk { request, index, id, retransmission }, Err(e)) => {
                 self.stats.dispatch_failures += 1;
                 if retransmission {
+                    log::debug!("channel {}: retransmission of {id} not published: {e}", self.channel_id);
                     self.sds.on_dispatched(now, &id, None);
                 } else {
                     let n = self.sends.get(&request).map_or(0, |s| s.total());
@@ -460,7 +466,10 @@ impl Channel {
                 self.fail_send(&request, format!("dispatch failed: {e}"));
             }
             (Kind::Sync | Kind::Rebroadcast, Ok(_)) => {}
-            (Kind::Sync | Kind::Rebroadcast, Err(_)) => self.stats.dispatch_failures += 1,
+            (Kind::Sync | Kind::Rebroadcast, Err(e)) => {
+                self.stats.dispatch_failures += 1;
+                log::debug!("channel {}: a sync or rebroadcast was not published: {e}", self.channel_id);
+            }
         }
         self.drain_sds(now);
         self.release(now);
@@ -489,6 +498,7 @@ impl Channel {
         // Its queued chunks (never wrapped, or cancelled above) are dropped.
         self.limiter.remove_into(&mut |it| it.request().is_some_and(|r| &**r == request), &mut Discard);
         self.stats.send_errors += 1;
+        log::warn!("channel {}: send {} given up: {error}", self.channel_id, s.request_id);
         self.emit(ChannelEvent::SendError { request_id: s.request_id.to_string(), error });
     }
 
@@ -510,6 +520,7 @@ impl Channel {
                 }
                 self.stats.messages_sent += 1;
                 self.stats.messages_delivered += 1;
+                log::debug!("channel {}: send {request_id} delivered (every chunk acknowledged)", self.channel_id);
                 self.emit(ChannelEvent::Delivered { request_id });
             }
         }
@@ -531,9 +542,18 @@ impl Channel {
             );
             return;
         }
+        // spec: channel.ingest-size — nothing larger than the network carries is held (the relay
+        // refuses it too; a host transport or store may not).
+        let size = prost::Message::encoded_len(msg);
+        if size > MAX_WAKU_MESSAGE_BYTES {
+            self.stats.dropped_invalid += 1;
+            log::warn!("channel {}: dropped a message of {size} bytes, over the {MAX_WAKU_MESSAGE_BYTES}-byte WakuMessage limit", self.channel_id);
+            return;
+        }
         // Our own message coming back (relay echoes it): no need to decrypt it to know.
         if hash.is_some_and(|h| self.own_hashes.contains(&h)) {
             self.stats.echoes += 1;
+            log::debug!("channel {}: dropped the echo of one of our messages", self.channel_id);
             return;
         }
         let plain = match &self.encryption {
@@ -565,13 +585,14 @@ impl Channel {
                 self.stats.dropped_invalid += 1;
                 log::warn!("channel {}: dropped a message of {size} bytes that is not a valid SDS message: {e}", self.channel_id);
             }
+            // Logged by the SDS engine.
             ReceiveOutcome::BufferFull => self.stats.dropped_buffer_full += 1,
             ReceiveOutcome::Buffered => {
                 if let (Some(j), Some((bytes, hint))) = (self.journal.as_deref_mut(), kept) {
                     j.buffered(now, bytes, hint);
                 }
             }
-            ReceiveOutcome::Duplicate | ReceiveOutcome::Delivered | ReceiveOutcome::Sync | ReceiveOutcome::Ephemeral => {}
+            ReceiveOutcome::Duplicate | ReceiveOutcome::Delivered | ReceiveOutcome::Sync | ReceiveOutcome::Ephemeral | ReceiveOutcome::Spoofed => {}
         }
         self.drain_sds(now);
         self.release(now);
@@ -630,13 +651,17 @@ impl Channel {
     fn on_chunk(&mut self, now: u64, sender_id: &str, content: Bytes) {
         let frame = self.journal.is_some().then(|| content.clone());
         match MessageChunk::decode_bytes(content) {
-            Err(_) => self.stats.dropped_invalid += 1,
+            Err(e) => {
+                self.stats.dropped_invalid += 1;
+                log::warn!("channel {}: dropped a message from {sender_id} whose content is not a valid chunk: {e}", self.channel_id);
+            }
             Ok(chunk) => match self.reassembler.on_chunk(now, sender_id, chunk) {
                 ChunkOutcome::Complete(c) => {
                     if let Some(j) = self.journal.as_deref_mut() {
                         j.partial_done(&c.sender_id, &c.request_id);
                     }
                     self.stats.messages_received += 1;
+                    log::debug!("channel {}: received message {} from {} ({} bytes)", self.channel_id, c.request_id, c.sender_id, c.payload.len());
                     self.emit(ChannelEvent::Received { request_id: c.request_id, sender_id: c.sender_id, payload: c.payload });
                 }
                 ChunkOutcome::Pending => {
@@ -644,7 +669,14 @@ impl Channel {
                         j.partial_chunk(now, sender_id, frame);
                     }
                 }
-                ChunkOutcome::Discarded(_) => self.stats.chunks_discarded += 1,
+                ChunkOutcome::Discarded(reason) => {
+                    self.stats.chunks_discarded += 1;
+                    if reason.is_suspect() {
+                        log::warn!("channel {}: discarded a chunk from {sender_id}: {reason}", self.channel_id);
+                    } else {
+                        log::debug!("channel {}: discarded a chunk from {sender_id}: {reason}", self.channel_id);
+                    }
+                }
             },
         }
         self.drain_lost();
@@ -657,6 +689,7 @@ impl Channel {
             }
             self.stats.messages_lost += 1;
             let error = l.reason.to_string();
+            log::warn!("channel {}: message {} from {} lost: {error}", self.channel_id, l.request_id, l.sender_id);
             self.emit(ChannelEvent::Lost { request_id: Some(l.request_id), sender_id: Some(l.sender_id), error });
         }
     }
@@ -748,6 +781,9 @@ impl Channel {
         let mut s = self.stats.clone();
         let sds = self.sds.stats();
         s.duplicates = sds.duplicates;
+        s.echo_spoofs = sds.echo_spoofs;
+        s.lamport_clamped = sds.lamport_clamped;
+        s.bloom_rejected = sds.bloom_rejected;
         s.rate_limit_queued = self.limiter.queue_len() as u64;
         s.rate_limit_used_in_epoch = self.limiter.used(self.now) as u64;
         s.reassembly_bytes = self.reassembler.bytes() as u64;

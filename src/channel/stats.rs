@@ -18,6 +18,12 @@ pub struct ChannelStats {
     pub acks: u64,
     pub duplicates: u64,
     pub echoes: u64,
+    /// Content messages under our sender id that we never sent (recorded as seen, not delivered).
+    pub echo_spoofs: u64,
+    /// Received lamport timestamps beyond now + `maxClockSkewMs` (counted as that bound).
+    pub lamport_clamped: u64,
+    /// Received bloom filters with more bits set than an honest one can have (acknowledge nothing).
+    pub bloom_rejected: u64,
     pub dropped_foreign: u64,
     pub dropped_invalid: u64,
     pub dropped_undecryptable: u64,

@@ -87,7 +87,7 @@ pub type rc_event_fn = Option<unsafe extern "C" fn(event: *const rc_event, user_
 /// The function of a non-NULL [`rc_event_fn`].
 type EventCallback = unsafe extern "C" fn(*const rc_event, *mut c_void);
 
-fn cstring(s: &str) -> CString {
+pub(crate) fn cstring(s: &str) -> CString {
     CString::new(s.replace('\0', "")).unwrap_or_default()
 }
 
@@ -303,7 +303,8 @@ pub unsafe extern "C" fn rc_channel_purge(mgr: *mut rc_manager, channel_id: *con
 }
 
 /// The counters of a channel as a JSON object; `*json_out` receives a string to release with
-/// `rc_string_free`. Not callable from the encryption or transport callbacks (`RC_ERR_REENTRANT`).
+/// `rc_string_free`. With the relay transport the object also has `"relay"`: the node's
+/// `connectedPeers`, `meshPeers`, `topicPeers` and counters (shared by every channel). Not callable from the encryption or transport callbacks (`RC_ERR_REENTRANT`).
 ///
 /// # Safety
 ///
@@ -317,14 +318,19 @@ pub unsafe extern "C" fn rc_channel_stats_json(mgr: *mut rc_manager, channel_id:
         let out = try_out!(json_out);
         let stats = m.channel_stats(id)?;
         // Counters only: serialisation cannot fail, so a failure is a bug.
-        let json = serde_json::to_string(&stats).map_err(|e| Error::Internal(format!("channel stats as JSON: {e}")))?;
+        let mut value = serde_json::to_value(&stats).map_err(|e| Error::Internal(format!("channel stats as JSON: {e}")))?;
+        if let (Some(relay), Some(obj)) = (m.relay_stats_json(), value.as_object_mut()) {
+            obj.insert("relay".to_owned(), relay);
+        }
+        let json = value.to_string();
         // SAFETY: `json_out` is writable (the caller's contract); the last step, so only on success.
         unsafe { out.write(cstring(&json).into_raw()) };
         Ok(())
     })
 }
 
-/// Frees a string returned by the library (`rc_channel_stats_json`). NULL is fine.
+/// Frees a string returned by the library (`rc_channel_stats_json`, `rc_relay_listen_addresses`).
+/// NULL is fine.
 ///
 /// # Safety
 ///

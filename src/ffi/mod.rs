@@ -14,6 +14,7 @@
 //! | `manager.rs`   | lifecycle, channels, `rc_send`, events, stats                         |
 //! | `crypto.rs`    | `rc_buffer`, `rc_set_encryption`                                       |
 //! | `transport.rs` | the host transport: `rc_set_transport`, `rc_transport_*`               |
+//! | `relay.rs`     | the relay transport: `rc_relay_listen_addresses`, `rc_relay_connect`   |
 //! | `log.rs`       | `rc_set_log_callback`, `RC_LOG`                                        |
 
 #![allow(non_camel_case_types)]
@@ -24,6 +25,7 @@ mod convert;
 mod crypto;
 mod log;
 mod manager;
+mod relay;
 mod status;
 mod transport;
 mod user_data;
@@ -31,6 +33,7 @@ mod user_data;
 pub use self::log::*;
 pub use crypto::*;
 pub use manager::*;
+pub use relay::*;
 pub use status::*;
 pub use transport::*;
 pub use user_data::rc_free_fn;

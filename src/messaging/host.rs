@@ -127,6 +127,7 @@ impl Transport for HostTransport {
     fn publish(&mut self, dispatch_id: DispatchId, message: WakuMessage) {
         let sender = self.bridge.sender.read().clone();
         let fail = |why: String| {
+            log::error!("host transport: message not published: {why}");
             if self.bridge.outstanding.lock().remove(&dispatch_id) {
                 self.bridge.sink.emit(TransportEvent::Failed { dispatch_id, error: why });
             }
@@ -135,6 +136,7 @@ impl Transport for HostTransport {
             let mut out = self.bridge.outstanding.lock();
             if out.len() >= MAX_OUTSTANDING_DISPATCHES {
                 drop(out);
+                log::warn!("host transport: {MAX_OUTSTANDING_DISPATCHES} dispatches await the host's report; message not published");
                 self.bridge.sink.emit(TransportEvent::Failed { dispatch_id, error: "too many dispatches awaiting the host's report".into() });
                 return;
             }

@@ -24,6 +24,9 @@ pub enum TransportConfig {
     Memory(MemoryNetworkConfig),
     /// The host application moves WakuMessages (`rc_transport_*`).
     Host { pubsub_topic: String },
+    /// The native Waku Relay transport: this process is a Waku Relay node (feature `relay`).
+    #[cfg(feature = "relay")]
+    Relay(crate::messaging::relay::RelayConfig),
 }
 
 impl Default for TransportConfig {
@@ -118,8 +121,24 @@ fn parse_transport(v: &Value) -> Result<TransportConfig, ConfigError> {
             let pubsub_topic = get_str(obj, path, "pubsubTopic")?.unwrap_or(DEFAULT_PUBSUB_TOPIC).to_owned();
             Ok(TransportConfig::Host { pubsub_topic })
         }
-        other => Err(ConfigError::invalid("transport.kind", format!("unknown transport {other:?} (expected \"memory\" or \"host\")"))),
+        "relay" => parse_relay(v),
+        other => Err(ConfigError::invalid("transport.kind", format!("unknown transport {other:?} (expected \"memory\", \"host\" or \"relay\")"))),
     }
+}
+
+/// `transport` of kind `"relay"`: parsed and validated by the relay module; its errors name the key.
+#[cfg(feature = "relay")]
+fn parse_relay(v: &Value) -> Result<TransportConfig, ConfigError> {
+    use crate::messaging::relay::{RelayConfig, RelayError};
+    RelayConfig::from_json(v).map(TransportConfig::Relay).map_err(|e| match e {
+        RelayError::Config { key, reason } => ConfigError::invalid(&key, reason),
+        other => ConfigError::invalid("transport", other.to_string()),
+    })
+}
+
+#[cfg(not(feature = "relay"))]
+fn parse_relay(_: &Value) -> Result<TransportConfig, ConfigError> {
+    Err(ConfigError::invalid("transport.kind", "\"relay\": this build of the library has no relay transport (cargo feature `relay`)"))
 }
 
 /// `transport.delayMs`: `[min, max]` milliseconds.

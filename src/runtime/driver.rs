@@ -14,7 +14,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use super::batch::{Committer, Reply};
-use super::config::TransportConfig;
+use super::config::{ManagerConfig, TransportConfig};
 use super::dispatcher::EventQueue;
 use super::manager::{ChannelHandle, Shared};
 use super::Clock;
@@ -75,16 +75,30 @@ pub(crate) enum Command {
 pub(crate) struct MadeTransport {
     pub transport: Box<dyn Transport>,
     pub host: Option<Arc<HostBridge>>,
+    /// The relay node's handle (addresses, `connect`, stats), for the relay transport.
+    #[cfg(feature = "relay")]
+    pub relay: Option<crate::messaging::relay::RelayHandle>,
 }
 
 /// Creates the configured transport, wired to the runtime's command queue.
-pub(crate) fn make_transport(cfg: &TransportConfig, shared: &Arc<Shared>) -> Result<MadeTransport, Error> {
+pub(crate) fn make_transport(cfg: &ManagerConfig, shared: &Arc<Shared>) -> Result<MadeTransport, Error> {
     let sink = transport_sink(shared);
-    match cfg {
-        TransportConfig::Memory(m) => Ok(MadeTransport { transport: Box::new(MemoryTransport::new(m.clone(), sink)?), host: None }),
+    let made = |transport: Box<dyn Transport>, host| MadeTransport {
+        transport,
+        host,
+        #[cfg(feature = "relay")]
+        relay: None,
+    };
+    match &cfg.transport {
+        TransportConfig::Memory(m) => Ok(made(Box::new(MemoryTransport::new(m.clone(), sink)?), None)),
         TransportConfig::Host { pubsub_topic } => {
             let bridge = HostBridge::new(sink, pubsub_topic.clone());
-            Ok(MadeTransport { transport: Box::new(HostTransport::new(bridge.clone())), host: Some(bridge) })
+            Ok(made(Box::new(HostTransport::new(bridge.clone())), Some(bridge)))
+        }
+        #[cfg(feature = "relay")]
+        TransportConfig::Relay(r) => {
+            let (transport, handle) = super::relay::make_relay(r, cfg.storage.as_ref(), sink)?;
+            Ok(MadeTransport { transport, host: None, relay: Some(handle) })
         }
     }
 }

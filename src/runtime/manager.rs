@@ -135,6 +135,9 @@ pub struct Manager {
     events: Arc<EventQueue>,
     dispatcher: Option<JoinHandle<()>>,
     host: Option<Arc<HostBridge>>,
+    /// The relay node, for `transport.kind = "relay"`.
+    #[cfg(feature = "relay")]
+    relay: Option<crate::messaging::relay::RelayHandle>,
 }
 
 impl Manager {
@@ -157,7 +160,10 @@ impl Manager {
             dispatcher_thread: Mutex::new(None),
             storage_failure: OnceLock::new(),
         });
-        let driver::MadeTransport { transport, host } = driver::make_transport(&config.transport, &shared)?;
+        let made = driver::make_transport(&config, &shared)?;
+        let (transport, host) = (made.transport, made.host);
+        #[cfg(feature = "relay")]
+        let relay = made.relay;
         let s = shared.clone();
         let runtime = std::thread::Builder::new()
             .name("rc-runtime".into())
@@ -174,7 +180,20 @@ impl Manager {
                 move || dispatcher::run(s, events)
             })
             .map_err(|e| Error::Storage(format!("cannot spawn the event thread: {e}")))?;
-        Ok(Manager { shared, config, runtime: Some(runtime), events, dispatcher: Some(dispatcher), host })
+        match &config.storage {
+            Some(s) => log::info!("manager started, storage {} ({:?} durability)", s.path.display(), s.durability),
+            None => log::info!("manager started, no storage"),
+        }
+        Ok(Manager {
+            shared,
+            config,
+            runtime: Some(runtime),
+            events,
+            dispatcher: Some(dispatcher),
+            host,
+            #[cfg(feature = "relay")]
+            relay,
+        })
     }
 
     /// Starts a manager from the JSON configuration (`None` = defaults).
@@ -424,6 +443,66 @@ impl Manager {
         self.host()?.receive(message, message_hash);
         Ok(())
     }
+}
+
+/// The relay transport's node (`transport.kind = "relay"`). Every method is callable from any
+/// thread, callbacks included, and never waits for the network.
+impl Manager {
+    /// The relay node, or `Error::Transport` when the transport is another one.
+    #[cfg(feature = "relay")]
+    pub fn relay(&self) -> Result<&crate::messaging::relay::RelayHandle, Error> {
+        if self.shared.stopped.load(Ordering::Acquire) {
+            return Err(Error::Stopped);
+        }
+        self.relay.as_ref().ok_or_else(|| Error::Transport("the manager's transport is not \"relay\"".into()))
+    }
+
+    /// The relay node's full listen addresses (`/p2p/<peer id>` included, the real port where
+    /// port 0 was asked).
+    pub fn relay_listen_addresses(&self) -> Result<Vec<String>, Error> {
+        #[cfg(feature = "relay")]
+        {
+            Ok(self.relay()?.listen_addresses().iter().map(ToString::to_string).collect())
+        }
+        #[cfg(not(feature = "relay"))]
+        {
+            Err(no_relay())
+        }
+    }
+
+    /// Dials a peer (a multiaddr ending in `/p2p/<peer id>`) and keeps it connected: an
+    /// unreachable peer is retried with backoff and logged, never an error here.
+    pub fn relay_connect(&self, multiaddr: &str) -> Result<(), Error> {
+        #[cfg(feature = "relay")]
+        {
+            self.relay()?.connect(multiaddr).map_err(|e| match e {
+                crate::messaging::relay::RelayError::Config { reason, .. } => Error::InvalidArgument(format!("multiaddr: {reason}")),
+                other => other.into(),
+            })
+        }
+        #[cfg(not(feature = "relay"))]
+        {
+            let _ = multiaddr;
+            Err(no_relay())
+        }
+    }
+
+    /// The relay node's peers, mesh and counters as a JSON object; `None` for other transports.
+    pub fn relay_stats_json(&self) -> Option<serde_json::Value> {
+        #[cfg(feature = "relay")]
+        {
+            self.relay.as_ref().map(|r| r.stats().to_json())
+        }
+        #[cfg(not(feature = "relay"))]
+        {
+            None
+        }
+    }
+}
+
+#[cfg(not(feature = "relay"))]
+fn no_relay() -> Error {
+    Error::Transport("this build of the library has no relay transport (cargo feature `relay`)".into())
 }
 
 impl Drop for Manager {

@@ -25,6 +25,7 @@
 //! | `driver.rs`     | the runtime thread: channels, timers, the transport               |
 //! | `batch.rs`      | the write-ahead rule: a batch's output waits for its commit       |
 //! | `dispatcher.rs` | the event thread: hands events to the application                 |
+//! | `relay.rs`      | the relay transport's node: built from the config, its node key   |
 //! | `fault.rs`      | `RC_FAULT`: kills the process at a commit point (crash tests)     |
 
 mod batch;
@@ -33,6 +34,8 @@ mod dispatcher;
 mod driver;
 mod fault;
 mod manager;
+#[cfg(feature = "relay")]
+mod relay;
 
 pub use config::{ManagerConfig, TransportConfig};
 pub use manager::{Event, EventHandler, Manager, SendPermit};

@@ -1,5 +1,11 @@
 //! SDS tunables. Defaults follow the Reliable Channel spec (`DefaultSdsConfig`) and @waku/sds.
 
+/// Default of [`SdsConfig::max_clock_skew_ms`]: ten minutes, far beyond honest clock drift, far
+/// below what would let one peer push every clock in the channel out of reach.
+pub const DEFAULT_MAX_CLOCK_SKEW_MS: u64 = 600_000;
+/// Largest [`SdsConfig::max_clock_skew_ms`] accepted (one hour).
+pub const MAX_CLOCK_SKEW_LIMIT_MS: u64 = 3_600_000;
+
 /// How content message ids are derived.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum MessageIdScheme {
@@ -32,8 +38,11 @@ pub struct SdsConfig {
     pub idle_sync_rounds: u32,
     /// Most per-sender heads (latest message of a sender) carried by a sync message.
     pub max_sync_heads: usize,
-    /// Local log capacity; the oldest entries are evicted.
+    /// Local log capacity; the earliest arrivals are evicted.
     pub max_local_history: usize,
+    /// spec: sds.lamport.skew — a received lamport timestamp moves our clock at most this far
+    /// past our `now` (ms): one message with a huge lamport cannot pin every clock that hears it.
+    pub max_clock_skew_ms: u64,
     /// Most messages waiting for dependencies.
     pub max_incoming_messages: usize,
     /// Most bytes (encoded SDS messages) waiting for dependencies.
@@ -64,6 +73,7 @@ impl Default for SdsConfig {
             idle_sync_rounds: 3,
             max_sync_heads: 32,
             max_local_history: 10_000,
+            max_clock_skew_ms: DEFAULT_MAX_CLOCK_SKEW_MS,
             max_incoming_messages: 1_024,
             max_incoming_bytes: 32 * 1024 * 1024,
             max_missing: 8_192,

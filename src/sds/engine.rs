@@ -25,7 +25,9 @@ use super::repair::RepairResponder;
 use super::sync::{earliest, SyncScheduler};
 use super::{Delivered, MessageId, MissingDependency, ReceiveOutcome, SdsConfig, SdsError, SdsEvent, SdsStats, Wrapped};
 use crate::collections::{BoundedSet, FastMap};
-use crate::wire::{BloomFilter, BloomView, HistoryEntry, HistoryEntryRef, MessageKind, SdsMessage, SdsMessageRef, MAX_REPAIR_ENTRIES};
+use crate::wire::{
+    BloomFilter, BloomView, HistoryEntry, HistoryEntryRef, MessageKind, RollingBloom, SdsMessage, SdsMessageRef, WireError, MAX_REPAIR_ENTRIES,
+};
 
 /// Most senders whose latest message is remembered for sync heads.
 pub const MAX_TRACKED_SENDERS: usize = 256;
@@ -43,7 +45,8 @@ pub struct SdsEngine<H: HistoryStore = MemoryHistory> {
     sender_arc: MessageId,
     config: SdsConfig,
     history: H,
-    bloom: BloomFilter,
+    /// spec: sds.bloom.window — what we have received and sent lately (a bounded window).
+    bloom: RollingBloom,
     lamport: u64,
     /// Shared with the threads that compute this sender's ids ahead of wrapping (see `wrap_clock`).
     wrap_clock: Arc<WrapClock>,
@@ -94,7 +97,7 @@ impl<H: HistoryStore> SdsEngine<H> {
             sender_arc: sender_id.into(),
             config,
             history,
-            bloom: BloomFilter::new(),
+            bloom: RollingBloom::new(),
             // spec: sds.lamport — starts at the current time in milliseconds.
             lamport: now,
             wrap_clock: Arc::default(),
@@ -145,9 +148,9 @@ impl<H: HistoryStore> SdsEngine<H> {
     pub fn history(&self) -> &H {
         &self.history
     }
-    /// Our bloom filter.
+    /// The bloom filter we send (the recent window, see [`RollingBloom`]).
     pub fn bloom(&self) -> &BloomFilter {
-        &self.bloom
+        self.bloom.filter()
     }
     /// Own messages awaiting acknowledgement, and their encoded size.
     pub fn outgoing_len(&self) -> (usize, usize) {
@@ -341,9 +344,18 @@ impl<H: HistoryStore> SdsEngine<H> {
         };
         if msg.channel_id != self.channel_id {
             self.stats.wrong_channel += 1;
+            log::debug!("channel {}: dropped a message of channel {:?}", self.channel_id, msg.channel_id);
             return ReceiveOutcome::WrongChannel;
         }
+        if msg.sender_id.is_empty() {
+            // spec: sds.sender-id — nobody's message: it could not be ordered or acknowledged.
+            self.stats.invalid += 1;
+            return ReceiveOutcome::Invalid(WireError::Invalid("sender_id (empty)"));
+        }
         if msg.sender_id == self.sender_id {
+            if kind == MessageKind::Content && !self.history.contains(&msg.message_id) && !self.outgoing.contains(&msg.message_id) {
+                return self.receive_spoof(now, msg);
+            }
             self.stats.echoes += 1;
             return ReceiveOutcome::Echo;
         }
@@ -370,8 +382,9 @@ impl<H: HistoryStore> SdsEngine<H> {
             }
             MessageKind::Sync => {
                 self.stats.syncs_received += 1;
-                self.review_acks(&msg);
-                self.rebroadcast_if_lacking(now, &msg);
+                let view = self.evidence(&msg);
+                self.review_acks(&msg, view);
+                self.rebroadcast_if_lacking(now, view);
                 self.answer_repair_request(now, &msg);
                 let check = self.incoming.check(&msg.message_id, &msg.causal_history, &|id| self.history.contains(id));
                 self.note_missing(&check.new_missing, now);
@@ -384,13 +397,18 @@ impl<H: HistoryStore> SdsEngine<H> {
     fn receive_content(&mut self, now: u64, msg: SdsMessage, size: usize, hint: Option<Bytes>) -> ReceiveOutcome {
         let id = msg.message_id.as_str();
         if self.history.contains(id) || self.incoming.is_waiting(id) {
-            // spec: sds.duplicates — never delivered twice; the sender evidently lacks our ack.
+            // spec: sds.duplicates — never delivered twice; the sender evidently lacks our ack:
+            // keep the message in our filter's window (spec: sds.bloom.window).
             self.stats.duplicates += 1;
+            let renewed = self.bloom.renew(id);
+            log::debug!("channel {}: duplicate {id} from {:?} dropped (renewed in our filter: {renewed})", self.channel_id, msg.sender_id);
             self.bloom_news = self.config.possible_acks_threshold;
             self.sync.owe_ack_round(now, self.config.acknowledgement_timeout_ms, &mut self.rng);
             return ReceiveOutcome::Duplicate;
         }
-        self.review_acks(&msg);
+        // The filter only matters while we await acknowledgements (skip the bit count otherwise).
+        let view = if self.outgoing.len() > 0 { self.evidence(&msg) } else { None };
+        self.review_acks(&msg, view);
         let check = self.incoming.check(id, &msg.causal_history, &|i| self.history.contains(i));
         let id: MessageId = msg.message_id.as_str().into();
         let remember = |e: &mut Self| {
@@ -413,6 +431,7 @@ impl<H: HistoryStore> SdsEngine<H> {
         let c = &self.config;
         if !self.incoming.has_room(size, check.new_missing.len(), c.max_incoming_messages, c.max_incoming_bytes, c.max_missing) {
             self.stats.dropped_buffer_full += 1;
+            log::warn!("channel {}: dropped {id} from {:?}: the buffer of messages waiting for dependencies is full", self.channel_id, msg.sender_id);
             return ReceiveOutcome::BufferFull;
         }
         remember(self);
@@ -422,18 +441,43 @@ impl<H: HistoryStore> SdsEngine<H> {
         self.bloom_news = self.config.possible_acks_threshold;
         self.note_missing(&check.new_missing, now);
         let deadline = now.saturating_add(self.config.dependency_timeout_ms);
+        log::debug!("channel {}: {id} from {:?} buffered, waiting for {} dependencies", self.channel_id, msg.sender_id, check.unresolved.len());
         self.incoming.push(id, msg, hint, size, &check, deadline);
         ReceiveOutcome::Buffered
+    }
+
+    /// spec: sds.echo-spoof — content under our sender id that we never sent (not in our log or
+    /// outgoing buffer): someone else's, made up. Dropping it as an echo would make every message
+    /// naming it wait for the dependency timeout, so it is recorded as seen (log, bloom filter:
+    /// it satisfies dependencies at once) without being delivered as ours, and counted.
+    fn receive_spoof(&mut self, now: u64, msg: SdsMessage) -> ReceiveOutcome {
+        self.stats.echo_spoofs += 1;
+        log::warn!(
+            "channel {}: a content message {} carries our sender id but we never sent it: recorded as seen, not delivered",
+            self.channel_id,
+            msg.message_id
+        );
+        let id: MessageId = msg.message_id.as_str().into();
+        let lamport = msg.lamport_timestamp.unwrap_or(0).min(now.saturating_add(self.config.max_clock_skew_ms));
+        let entry = LogEntry { message_id: id.clone(), lamport_timestamp: lamport, sender_id: Some(self.sender_arc.clone()), retrieval_hint: None };
+        self.history.insert(entry);
+        self.bloom.insert(&id);
+        self.release(now, &id);
+        ReceiveOutcome::Spoofed
     }
 
     /// spec: sds.sync.repair — a sync's bloom filter holds every message its sender has; if our
     /// latest message is not in it the peer lacks it (and possibly our messages before it, which
     /// it then finds missing through our causal chain): send it again, at most once per
     /// acknowledgement timeout. Unacknowledged messages are covered by retransmission instead.
-    fn rebroadcast_if_lacking(&mut self, now: u64, msg: &SdsMessage) {
+    /// A message that has left our own filter's window has left everyone's: not rebroadcast.
+    fn rebroadcast_if_lacking(&mut self, now: u64, view: Option<BloomView<'_>>) {
         let (Some(own), Some(bytes)) = (&self.last_own, &self.last_own_bytes) else { return };
-        let Some(view) = msg.bloom_filter.as_deref().and_then(BloomView::new) else { return };
-        if self.outgoing.contains(&own.message_id) || view.contains_positions(&crate::wire::bloom::positions(&own.message_id)) {
+        let Some(view) = view else { return };
+        if self.outgoing.contains(&own.message_id) || !self.bloom.contains(&own.message_id) {
+            return;
+        }
+        if view.contains_positions(&crate::wire::bloom::positions(&own.message_id)) {
             return;
         }
         if self.last_rebroadcast_at.is_some_and(|t| now < t.saturating_add(self.config.acknowledgement_timeout_ms)) {
@@ -448,6 +492,7 @@ impl<H: HistoryStore> SdsEngine<H> {
     fn answer_repair_request(&mut self, now: u64, msg: &SdsMessage) {
         if let Some(hints) = self.repair.answer(now, msg, &self.config) {
             self.stats.repairs += 1;
+            log::debug!("channel {}: answering a repair request of {:?} with {} hints", self.channel_id, msg.sender_id, hints.len());
             self.send_sync_with(now, hints);
         }
     }
@@ -503,8 +548,26 @@ impl<H: HistoryStore> SdsEngine<H> {
         }
     }
 
+    /// spec: sds.bloom.plausible — the received filter, if any and if it can be an honest one:
+    /// a saturated or all-ones filter "contains" everything, so it is evidence of nothing
+    /// (counted, and then ignored).
+    fn evidence<'m>(&mut self, msg: &'m SdsMessage) -> Option<BloomView<'m>> {
+        let view = msg.bloom_filter.as_deref().and_then(BloomView::new)?;
+        if view.is_plausible() {
+            return Some(view);
+        }
+        self.stats.bloom_rejected += 1;
+        log::debug!(
+            "channel {}: bloom filter of {:?} rejected: {} bits set, more than an honest filter has",
+            self.channel_id,
+            msg.sender_id,
+            view.ones()
+        );
+        None
+    }
+
     /// spec: sds.ack — causal history acknowledges; bloom hits acknowledge at the threshold.
-    fn review_acks(&mut self, msg: &SdsMessage) {
+    fn review_acks(&mut self, msg: &SdsMessage, view: Option<BloomView<'_>>) {
         for e in &msg.causal_history {
             if self.outgoing.remove(&e.message_id) {
                 self.stats.acknowledged += 1;
@@ -514,7 +577,7 @@ impl<H: HistoryStore> SdsEngine<H> {
         if self.outgoing.len() == 0 {
             return;
         }
-        let Some(view) = msg.bloom_filter.as_deref().and_then(BloomView::new) else { return };
+        let Some(view) = view else { return };
         let events = &mut self.events;
         let stats = &mut self.stats;
         let mut acked = |id: MessageId| {
@@ -552,10 +615,21 @@ impl<H: HistoryStore> SdsEngine<H> {
 
     fn deliver_one(&mut self, now: u64, id: MessageId, msg: SdsMessage, hint: Option<Bytes>) {
         let lamport = msg.lamport_timestamp.unwrap_or(0);
-        // spec: sds.lamport — max on delivery.
-        self.lamport = self.lamport.max(lamport);
+        // spec: sds.lamport — max on delivery; spec: sds.lamport.skew — a lamport beyond `now` plus
+        // the allowed skew counts as that much: the message is delivered, our clock not poisoned.
+        // The log, heads and causal history order by the bounded value too.
+        let bounded = lamport.min(now.saturating_add(self.config.max_clock_skew_ms));
+        if bounded < lamport {
+            self.stats.lamport_clamped += 1;
+            log::debug!(
+                "channel {}: message {id} from {:?}: lamport {lamport} is beyond now + skew, counted as {bounded}",
+                self.channel_id,
+                msg.sender_id
+            );
+        }
+        self.lamport = self.lamport.max(bounded);
         let sender = self.sender_key(&msg.sender_id);
-        let entry = LogEntry { message_id: id.clone(), lamport_timestamp: lamport, sender_id: Some(sender.clone()), retrieval_hint: hint.clone() };
+        let entry = LogEntry { message_id: id.clone(), lamport_timestamp: bounded, sender_id: Some(sender.clone()), retrieval_hint: hint.clone() };
         self.note_head(sender, entry.clone());
         self.history.insert(entry);
         self.stats.delivered += 1;
@@ -588,10 +662,16 @@ impl<H: HistoryStore> SdsEngine<H> {
             match e {
                 Expired::Retransmit { id, bytes, attempt } => {
                     self.stats.retransmissions += 1;
+                    log::debug!("channel {}: {id} unacknowledged: retransmission {attempt}", self.channel_id);
                     self.events.push_back(SdsEvent::Retransmit { message_id: id, bytes, attempt });
                 }
                 Expired::GaveUp { id } => {
                     self.stats.gave_up += 1;
+                    log::debug!(
+                        "channel {}: gave up {id}: unacknowledged after {} retransmissions",
+                        self.channel_id,
+                        self.config.max_retransmissions
+                    );
                     self.events.push_back(SdsEvent::GaveUp { message_id: id });
                 }
             }
@@ -600,6 +680,12 @@ impl<H: HistoryStore> SdsEngine<H> {
         self.incoming.expire(now, &mut lost, &mut forced);
         for dep in lost {
             self.stats.dependencies_lost += 1;
+            log::warn!(
+                "channel {}: dependency {} lost: not received within {} ms",
+                self.channel_id,
+                dep.message_id,
+                self.config.dependency_timeout_ms
+            );
             let id = dep.message_id.clone();
             self.events.push_back(SdsEvent::DependencyLost(dep));
             self.release(now, &id);
@@ -641,6 +727,7 @@ impl<H: HistoryStore> SdsEngine<H> {
         for m in missing {
             if let Some(dep) = self.incoming.declare_lost(&m) {
                 self.stats.dependencies_lost += 1;
+                log::warn!("channel {}: dependency {m} lost: {id} waited {} ms for it", self.channel_id, self.config.dependency_timeout_ms);
                 self.events.push_back(SdsEvent::DependencyLost(dep));
                 self.release(now, &m);
             }
@@ -703,6 +790,7 @@ impl<H: HistoryStore> SdsEngine<H> {
         self.bloom_news = self.bloom_news.saturating_sub(1);
         self.to_ack.clear();
         self.stats.syncs_sent += 1;
+        log::debug!("channel {}: sync {id} ({} history entries, {} repair requests)", self.channel_id, refs.len(), repair.len());
         self.sync.on_sync_sent(now, self.config.acknowledgement_timeout_ms, &mut self.rng);
         self.events.push_back(SdsEvent::SendSync { message_id: id, bytes });
     }

@@ -89,6 +89,9 @@ pub enum ReceiveOutcome {
     Duplicate,
     /// Our own message coming back: ignored.
     Echo,
+    /// Content under our sender id that we never sent: recorded as seen (it satisfies
+    /// dependencies), not delivered.
+    Spoofed,
     /// Another channel's message: ignored.
     WrongChannel,
     /// The incoming buffer is at its bound: dropped (the sender will retransmit).
@@ -121,4 +124,10 @@ pub struct SdsStats {
     pub repairs: u64,
     /// Missing dependencies whose retrieval hint was learned after they were found missing.
     pub hints_learned: u64,
+    /// Received lamport timestamps beyond `now + max_clock_skew_ms`, counted as that bound.
+    pub lamport_clamped: u64,
+    /// Content messages under our sender id that we never sent (recorded as seen, not delivered).
+    pub echo_spoofs: u64,
+    /// Received bloom filters with more bits set than an honest one can have (ignored).
+    pub bloom_rejected: u64,
 }

@@ -14,9 +14,12 @@ use bytes::Bytes;
 
 use super::{MessageId, MissingDependency};
 
+use crate::wire::{HistoryEntry, SdsMessage};
+
 /// Timers examined (×4) to build one list of repair requests.
 const MAX_SCAN_PER_REQUEST: usize = 1_024;
-use crate::wire::{HistoryEntry, SdsMessage};
+/// Causal histories up to this long are checked for repeated ids by a scan, longer ones by a set.
+const LINEAR_DEDUP_MAX: usize = 16;
 
 #[derive(Debug)]
 pub(super) struct Waiting {
@@ -149,9 +152,20 @@ impl IncomingBuffer {
     /// Classifies the causal history of message `own_id`. `delivered` tells whether an id is in the log.
     pub fn check(&self, own_id: &str, history: &[HistoryEntry], delivered: &dyn Fn(&str) -> bool) -> DepCheck {
         let mut out = DepCheck::default();
+        // A history repeating ids is deduplicated by a set once it is long (a 1,024-entry
+        // history scanned pairwise would cost half a million comparisons per message).
+        let mut seen: Option<HashSet<&str>> =
+            (history.len() > LINEAR_DEDUP_MAX).then(|| HashSet::with_capacity_and_hasher(history.len(), Default::default()));
         for e in history {
             let id = e.message_id.as_str();
-            if id == own_id || delivered(id) || self.lost.contains(id) || out.unresolved.iter().any(|u| &**u == id) {
+            if id == own_id || delivered(id) || self.lost.contains(id) {
+                continue;
+            }
+            let repeated = match seen.as_mut() {
+                Some(set) => !set.insert(id),
+                None => out.unresolved.iter().any(|u| &**u == id),
+            };
+            if repeated {
                 continue;
             }
             let mid: MessageId = id.into();

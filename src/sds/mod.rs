@@ -32,7 +32,7 @@ mod outgoing;
 mod repair;
 mod sync;
 
-pub use config::{MessageIdScheme, SdsConfig};
+pub use config::{MessageIdScheme, SdsConfig, DEFAULT_MAX_CLOCK_SKEW_MS, MAX_CLOCK_SKEW_LIMIT_MS};
 pub use durable::{JournaledHistory, LogChange};
 pub use engine::SdsEngine;
 pub use events::{Delivered, MissingDependency, ReceiveOutcome, SdsError, SdsEvent, SdsStats, Wrapped};

@@ -167,6 +167,21 @@ impl fmt::Display for DiscardReason {
     }
 }
 
+impl DiscardReason {
+    /// Whether an honest, lossy and duplicating network can explain it (`false`: a replay or a
+    /// copy, logged at DEBUG) or only a broken or hostile sender (`true`: logged at WARN).
+    pub fn is_suspect(self) -> bool {
+        !matches!(
+            self,
+            DiscardReason::AlreadyFinished
+                | DiscardReason::UnexpectedIndex
+                | DiscardReason::DuplicateFirstChunk
+                | DiscardReason::Gap
+                | DiscardReason::MissingFirstChunk
+        )
+    }
+}
+
 /// What [`Reassembler::on_chunk`] did with a chunk.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChunkOutcome {

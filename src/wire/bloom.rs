@@ -12,6 +12,17 @@ pub const BLOOM_HASHES: usize = 10;
 pub const BLOOM_BITS: u32 = 150_000;
 /// Serialized size: `1 + floor(m / 64)` u64 words.
 pub const BLOOM_BYTES: usize = (1 + BLOOM_BITS as usize / 64) * 8;
+/// Items per generation of a [`RollingBloom`]: the filter it sends holds the last one to two
+/// generations, never more than [`BLOOM_CAPACITY`] items, so its false-positive rate stays at the
+/// design rate (0.1 %) at any channel age.
+pub const BLOOM_GENERATION: usize = BLOOM_CAPACITY / 2;
+/// Percentage of set bits beyond which a received filter is not evidence of anything. A filter of
+/// [`BLOOM_CAPACITY`] items has `1 - e^(-k·n/m)` ≈ 48.7 % of its bits set; 60 % leaves a margin for
+/// honest peers whose filter outgrew its design (the reference never resets its own), and a filter
+/// that full matches an absent id with probability 0.6^10 ≈ 0.6 % (under 1 %).
+pub const MAX_HONEST_FILL_PERCENT: u32 = 60;
+/// [`MAX_HONEST_FILL_PERCENT`] of [`BLOOM_BITS`], as a number of set bits.
+pub const MAX_HONEST_BLOOM_ONES: u32 = BLOOM_BITS / 100 * MAX_HONEST_FILL_PERCENT;
 
 /// The k bit positions of one item; computing them once lets an item be tested against many filters.
 pub type BloomPositions = [u32; BLOOM_HASHES];
@@ -187,6 +198,80 @@ impl BloomFilter {
     pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
         (bytes.len() == BLOOM_BYTES).then(|| BloomFilter { bytes: Some(bytes.into()) })
     }
+
+    /// Clears every bit, keeping the allocation.
+    fn clear(&mut self) {
+        if let Some(b) = self.bytes.as_mut() {
+            b.fill(0);
+        }
+    }
+}
+
+/// spec: sds.bloom.window — the filter a participant sends, over a bounded recent window: two
+/// generations of [`BLOOM_GENERATION`] items, the current one and the previous one, sent as their
+/// bitwise OR. When the current generation is full the previous one is dropped and the current
+/// becomes the previous. Same size and hashing as a plain [`BloomFilter`] (what @waku/sds 0.0.8
+/// reads); only its contents age. O(1) per insert; a rotation clears 18,752 bytes once per
+/// generation.
+#[derive(Clone, Debug, Default)]
+pub struct RollingBloom {
+    /// The current generation alone.
+    current: BloomFilter,
+    /// Current OR previous: what is sent, kept up to date on every insert.
+    sent: BloomFilter,
+    in_current: usize,
+}
+
+impl RollingBloom {
+    /// An empty filter.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Inserts an item given its precomputed positions.
+    pub fn insert_positions(&mut self, pos: &BloomPositions) {
+        if self.in_current >= BLOOM_GENERATION {
+            // The new previous generation is the current one; the old previous is forgotten.
+            std::mem::swap(&mut self.current, &mut self.sent);
+            self.current.clear();
+            self.in_current = 0;
+        }
+        self.current.insert_positions(pos);
+        self.sent.insert_positions(pos);
+        self.in_current += 1;
+    }
+
+    /// Inserts a message id.
+    pub fn insert(&mut self, id: &str) {
+        self.insert_positions(&positions(id));
+    }
+
+    /// Inserts `id` again unless the current generation has it, so that it stays in the window for
+    /// another generation (a peer retransmitting it evidently lacks our acknowledgement). True
+    /// when it was inserted.
+    pub fn renew(&mut self, id: &str) -> bool {
+        let pos = positions(id);
+        if self.current.view().contains_positions(&pos) {
+            return false;
+        }
+        self.insert_positions(&pos);
+        true
+    }
+
+    /// True when the id may be in the filter sent.
+    pub fn contains(&self, id: &str) -> bool {
+        self.sent.contains(id)
+    }
+
+    /// The filter sent: the current and previous generations.
+    pub fn filter(&self) -> &BloomFilter {
+        &self.sent
+    }
+
+    /// The serialized filter sent: exactly [`BLOOM_BYTES`] bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        self.sent.as_bytes()
+    }
 }
 
 /// A received filter, borrowed from the message bytes without copying.
@@ -199,6 +284,18 @@ impl<'a> BloomView<'a> {
     /// A view of a received filter; `None` for a filter of the wrong size (ignored, never a panic).
     pub fn new(bytes: &'a [u8]) -> Option<Self> {
         (bytes.len() == BLOOM_BYTES).then_some(BloomView { bytes })
+    }
+
+    /// Number of bits set.
+    pub fn ones(&self) -> u32 {
+        self.bytes.chunks_exact(8).map(|w| u64::from_ne_bytes(w.try_into().unwrap_or([0; 8])).count_ones()).sum()
+    }
+
+    /// spec: sds.bloom.plausible — false for a filter with more bits set than an honest one can
+    /// have ([`MAX_HONEST_BLOOM_ONES`]): an all-ones or saturated filter "contains" every id, so
+    /// it acknowledges nothing.
+    pub fn is_plausible(&self) -> bool {
+        self.ones() <= MAX_HONEST_BLOOM_ONES
     }
 
     /// True when every position is set.
@@ -250,6 +347,43 @@ mod tests {
         f.insert("x");
         assert!(f.contains("x"));
         assert!(BloomView::new(&[0u8; 10]).is_none());
+    }
+
+    #[test]
+    fn rolling_filter_keeps_one_to_two_generations() {
+        let mut r = RollingBloom::new();
+        for i in 0..BLOOM_GENERATION {
+            r.insert(&format!("old-{i}"));
+        }
+        for i in 0..BLOOM_GENERATION {
+            r.insert(&format!("mid-{i}"));
+        }
+        assert!(r.contains("old-0") && r.contains("mid-0"), "two generations");
+        r.insert("new-0");
+        assert!(!r.contains("old-0") && r.contains("mid-0") && r.contains("new-0"), "the oldest generation goes");
+        // Renewing a message of the previous generation keeps it past the next rotation.
+        assert!(r.renew("mid-1"));
+        assert!(!r.renew("mid-1"), "already in the current generation");
+        for i in 1..BLOOM_GENERATION {
+            r.insert(&format!("new-{i}"));
+        }
+        r.insert("newer-0");
+        assert!(!r.contains("mid-0") && r.contains("mid-1") && r.contains("new-0"));
+        let ones = BloomView::new(r.as_bytes()).unwrap().ones();
+        assert!(ones <= MAX_HONEST_BLOOM_ONES, "{ones}");
+    }
+
+    #[test]
+    fn saturated_filters_are_not_plausible() {
+        assert!(!BloomView::new(&[0xff; BLOOM_BYTES]).unwrap().is_plausible());
+        assert!(BloomView::new(&[0; BLOOM_BYTES]).unwrap().is_plausible());
+        // A filter at design capacity is plausible (with a margin).
+        let mut f = BloomFilter::new();
+        for i in 0..BLOOM_CAPACITY {
+            f.insert(&format!("id-{i}"));
+        }
+        let v = f.view();
+        assert!(v.is_plausible() && v.ones() < MAX_HONEST_BLOOM_ONES * 85 / 100, "{}", v.ones());
     }
 
     #[test]

@@ -17,7 +17,7 @@ pub mod keccak;
 pub mod sds_message;
 pub mod waku_message;
 
-pub use bloom::{BloomFilter, BloomView, BLOOM_BITS, BLOOM_BYTES, BLOOM_HASHES};
+pub use bloom::{BloomFilter, BloomView, RollingBloom, BLOOM_BITS, BLOOM_BYTES, BLOOM_GENERATION, BLOOM_HASHES, MAX_HONEST_BLOOM_ONES};
 pub use chunk::MessageChunk;
 pub use sds_message::{HistoryEntry, HistoryEntryRef, MessageKind, SdsMessage, SdsMessageRef};
 pub use waku_message::{message_hash, MessageHash, WakuMessage, SPEC_MARKER};

@@ -447,9 +447,32 @@ static void t_rc_log_sends_records_to_stderr(void) {
     sink_destroy(&s);
 }
 
+/* A send the transport cannot publish is given up: one ERROR from the transport, one WARN naming
+ * the send, nothing logged for it below WARN when the callback asks for WARN. */
+static void t_send_given_up_is_a_warning(void) {
+    log_sink s;
+    sink_init(&s);
+    set_sink(&s, RC_LOG_WARN);
+    rc_manager *h = host_with_channel(); /* no rc_set_transport: nothing can be published */
+    char rid[RC_REQUEST_ID_LEN + 1];
+    CHECK_ST(rc_send(h, "chat", (const uint8_t *)"hello", 5, 0, rid), RC_OK);
+    POLL_UNTIL(sink_count(&s, RC_LOG_WARN, "given up") >= 1, 5000);
+    CHECK_MSG(sink_count(&s, RC_LOG_WARN, "given up") == 1, "%zu WARN records about the send given up", sink_count(&s, RC_LOG_WARN, "given up"));
+    log_rec *r = sink_find(&s, "given up");
+    CHECK_MSG(r && strstr(r->message, rid) && strstr(r->message, "chat"), "the WARN names the channel and the send: %s",
+              r ? r->message : "(none)");
+    rec_free(r);
+    CHECK_MSG(sink_count(&s, RC_LOG_ERROR, "not published") == 1, "%zu ERROR records from the transport",
+              sink_count(&s, RC_LOG_ERROR, "not published"));
+    rc_manager_free(h);
+    unset_sink();
+    sink_destroy(&s);
+}
+
 static const test_case TESTS[] = {
     {"dropped_messages_are_warnings", t_dropped_messages_are_warnings, 20, NULL},
     {"level_filter", t_level_filter, 20, NULL},
+    {"send_given_up_is_a_warning", t_send_given_up_is_a_warning, 20, NULL},
     {"calls_from_the_callback_are_refused", t_calls_from_the_callback_are_refused, 20, NULL},
     {"replace_and_remove", t_replace_and_remove, 20, NULL},
     {"replacement_waits_for_calls_in_progress", t_replacement_waits_for_calls_in_progress, 20, NULL},

@@ -504,3 +504,36 @@ suite "reliable_channel (Nim)":
     b.close()
     a.close()
     for f in [db, db & "-wal", db & "-shm"]: removeFile(f)
+
+  test "relay transport: listen addresses, connect at run time, a message each way":
+    const relayConfig = """{"transport":{"kind":"relay","listen":["/ip4/127.0.0.1/tcp/0"]},
+        "channelDefaults":{"sdsConfig":{"acknowledgementTimeoutMs":1000,"syncIntervalMs":1000,
+        "maxRetransmissions":60},"rateLimitConfig":{"enabled":false}}}"""
+    const topic = "/reliable-nim/1/relay/proto"
+    let a = newManager(relayConfig)
+    let b = newManager(relayConfig)
+    let addrs = a.listenAddresses
+    check addrs.len > 0
+    check addrs[0].startsWith("/ip4/127.0.0.1/tcp/") and "/p2p/" in addrs[0]
+    a.openChannel("room", topic, "alice")
+    b.openChannel("room", topic, "bob")
+    b.connect(addrs[0])
+    expectRc(rcInvalidArgument, "multiaddr"):
+      b.connect("nonsense")
+    let rid = b.send("room", "hello over relay")
+    var ev: Event
+    var received = false
+    while not received and a.waitEvent(ev, longWaitMs):
+      received = ev.kind == ekReceived and ev.payload == toBytes("hello over relay") and ev.senderId == "bob"
+    check received
+    var delivered = false
+    while not delivered and b.waitEvent(ev, longWaitMs):
+      delivered = ev.kind == ekDelivered and ev.requestId == rid
+    check delivered
+    check b.stats("room")["relay"]["connectedPeers"].getInt == 1
+    let m = newManager(memConfig(netName("relay")))
+    expectRc(rcTransport, "relay"):
+      discard m.listenAddresses
+    m.close()
+    b.close()
+    a.close()

@@ -10,7 +10,6 @@ use std::io;
 use libp2p::futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::StreamProtocol;
-use prost::Message as _;
 
 /// The metadata protocol id.
 pub const METADATA_PROTOCOL: StreamProtocol = StreamProtocol::new("/vac/waku/metadata/1.0.0");
@@ -18,7 +17,7 @@ pub const METADATA_PROTOCOL: StreamProtocol = StreamProtocol::new("/vac/waku/met
 /// The largest metadata message read (a cluster id and up to 1024 shards fit easily).
 pub const MAX_METADATA_BYTES: usize = 8 * 1024;
 
-/// Bytes of the longest varint length prefix read (enough for [`MAX_METADATA_BYTES`]).
+/// Bytes of the longest varint length prefix read (enough for 32 GiB).
 const MAX_PREFIX_BYTES: usize = 5;
 
 /// `WakuMetadataRequest` and `WakuMetadataResponse` share one shape.
@@ -65,12 +64,14 @@ pub fn behaviour(timeout: std::time::Duration) -> MetadataBehaviour {
     request_response::Behaviour::new([(METADATA_PROTOCOL, ProtocolSupport::Full)], request_response::Config::default().with_request_timeout(timeout))
 }
 
-async fn read_lp<T: AsyncRead + Unpin + Send>(io: &mut T) -> io::Result<WakuMetadata> {
+/// Reads one varint-length-prefixed protobuf message of at most `max` bytes (shared with the
+/// store protocol, `store.rs`).
+pub(crate) async fn read_lp<M: prost::Message + Default, T: AsyncRead + Unpin + Send>(io: &mut T, max: usize) -> io::Result<M> {
     let mut len: usize = 0;
     let mut byte = [0u8; 1];
     for i in 0..=MAX_PREFIX_BYTES {
         if i == MAX_PREFIX_BYTES {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "metadata length prefix too long"));
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "length prefix too long"));
         }
         io.read_exact(&mut byte).await?;
         len |= usize::from(byte[0] & 0x7f) << (7 * i);
@@ -78,15 +79,16 @@ async fn read_lp<T: AsyncRead + Unpin + Send>(io: &mut T) -> io::Result<WakuMeta
             break;
         }
     }
-    if len > MAX_METADATA_BYTES {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("metadata message of {len} bytes")));
+    if len > max {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("message of {len} bytes (limit {max})")));
     }
     let mut buf = vec![0u8; len];
     io.read_exact(&mut buf).await?;
-    WakuMetadata::decode(buf.as_slice()).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+    M::decode(bytes::Bytes::from(buf)).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
-async fn write_lp<T: AsyncWrite + Unpin + Send>(io: &mut T, msg: &WakuMetadata) -> io::Result<()> {
+/// Writes one varint-length-prefixed protobuf message and closes the stream's write side.
+pub(crate) async fn write_lp<M: prost::Message, T: AsyncWrite + Unpin + Send>(io: &mut T, msg: &M) -> io::Result<()> {
     io.write_all(&msg.encode_length_delimited_to_vec()).await?;
     io.close().await
 }
@@ -97,11 +99,11 @@ impl request_response::Codec for MetadataCodec {
     type Response = WakuMetadata;
 
     async fn read_request<T: AsyncRead + Unpin + Send>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<WakuMetadata> {
-        read_lp(io).await
+        read_lp(io, MAX_METADATA_BYTES).await
     }
 
     async fn read_response<T: AsyncRead + Unpin + Send>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<WakuMetadata> {
-        read_lp(io).await
+        read_lp(io, MAX_METADATA_BYTES).await
     }
 
     async fn write_request<T: AsyncWrite + Unpin + Send>(&mut self, _: &StreamProtocol, io: &mut T, req: WakuMetadata) -> io::Result<()> {
@@ -116,6 +118,7 @@ impl request_response::Codec for MetadataCodec {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use prost::Message as _;
 
     #[test]
     fn wire_shape_matches_the_proto() {
@@ -131,12 +134,12 @@ mod tests {
         let m = WakuMetadata::ours(42, &[1]);
         let mut buf = Vec::new();
         libp2p::futures::executor::block_on(write_lp(&mut buf, &m)).unwrap();
-        let back = libp2p::futures::executor::block_on(read_lp(&mut &buf[..])).unwrap();
+        let back: WakuMetadata = libp2p::futures::executor::block_on(read_lp(&mut &buf[..], MAX_METADATA_BYTES)).unwrap();
         assert_eq!(back, m);
         let huge = [0xff, 0xff, 0xff, 0x7f];
-        assert!(libp2p::futures::executor::block_on(read_lp(&mut &huge[..])).is_err());
+        assert!(libp2p::futures::executor::block_on(read_lp::<WakuMetadata, _>(&mut &huge[..], MAX_METADATA_BYTES)).is_err());
         let endless = [0x80u8; 16];
-        assert!(libp2p::futures::executor::block_on(read_lp(&mut &endless[..])).is_err());
+        assert!(libp2p::futures::executor::block_on(read_lp::<WakuMetadata, _>(&mut &endless[..], MAX_METADATA_BYTES)).is_err());
     }
 
     #[test]

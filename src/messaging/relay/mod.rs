@@ -19,6 +19,10 @@
 //!   for the peer's cluster; another (or no) cluster in a response, or another cluster in a
 //!   request, disconnects the peer (and forgets it if it was configured), as nwaku does. Peers
 //!   that do not speak it (js-waku without the metadata service) are tolerated.
+//! * Store `/vac/waku/store-query/3.0.0` (`store.rs`), lookups by message hash only: every node
+//!   keeps a bounded cache of the messages it relayed or published and answers peers' queries
+//!   from it; SDS's retrievals of missing dependencies (by their Waku hash) ask the connected
+//!   peers. This is what brings a late joiner, or a node back from a partition, what it missed.
 //! * Publishing never sends an empty payload or content topic (js-waku penalises that) and
 //!   never more than 150 KiB: those fail at once. A message gossipsub accepts but can send to
 //!   nobody (no peer yet, queues full) is reported `Sent` and counted as `published_unrouted`:
@@ -42,29 +46,29 @@
 //!   dial or a lost connection, from 0.5 s doubling to 30 s, each failure logged with `log::warn!`.
 //!   Inbound peers beyond `max_peers` are disconnected.
 //!
-//! # Phase B (wiring), designed to be mechanical
+//! # In the manager
 //!
 //! * Manager config `"transport": {"kind": "relay", "listen": [...], "peers": [...],
 //!   "clusterId": 42, "shard": 0 | "pubsubTopic": "...", "nodeKey": "<hex>", "maxPeers": 50,
 //!   "peerMessagesPerSec": 2000, "peerBytesPerSec": 33554432, "loss": 0, "duplicate": 0,
-//!   "seed": 1}` is parsed and validated by [`RelayConfig::from_json`]: the config module's
-//!   `parse_transport` only adds a `"relay"` arm calling it. [`RelayError::Config`] becomes
-//!   `RC_ERR_CONFIG` (its message names the key), the other variants `RC_ERR_TRANSPORT`.
-//! * The runtime builds the transport with its `transport_sink`, keeps the [`RelayHandle`] in
-//!   the manager: `rc_relay_listen_addresses` = [`RelayHandle::listen_addresses`] joined as
-//!   strings, `rc_relay_connect` = [`RelayHandle::connect`], relay fields in the stats JSON =
-//!   [`RelayStats`].
-//! * Node key persistence: with `storage.path`, phase B generates a key once with
-//!   [`generate_node_key`], stores it there and passes it as [`RelayConfig::node_key`], so the
-//!   peer id survives restarts ([`peer_id_of_node_key`] tells the id without starting a node).
-//! * Tests of this phase: `tests/relay.rs` (our nodes on loopback: star, line, faults, stats,
-//!   connect, errors), `tests/relay_hostile.rs` (hostile gossipsub peers) and
-//!   `tests/relay_interop.rs` (a js-waku node in node.js, `tests/relay_interop/`).
+//!   "seed": 1}` is parsed and validated by [`RelayConfig::from_json`] (`runtime/config.rs`).
+//!   [`RelayError::Config`] becomes `RC_ERR_CONFIG` (its message names the key), the other
+//!   variants `RC_ERR_TRANSPORT`.
+//! * The runtime builds the transport with its `transport_sink` and keeps the [`RelayHandle`] in
+//!   the manager (`runtime/relay.rs`): `rc_relay_listen_addresses` = [`RelayHandle::listen_addresses`],
+//!   `rc_relay_connect` = [`RelayHandle::connect`], `"relay"` in the stats JSON = [`RelayStats::to_json`].
+//! * Node key persistence: with `storage.path` and no `nodeKey`, the runtime keeps a key from
+//!   [`generate_node_key`] in `<storage.path>.relay-key`, so the peer id survives restarts.
+//! * Tests: `tests/relay.rs` (our nodes on loopback: star, line, faults, store retrieval, stats,
+//!   connect, errors), `tests/relay_hostile.rs` (hostile gossipsub peers), `tests/relay_interop.rs`
+//!   (a js-waku node in node.js, `tests/relay_interop/`), `tests/relay_manager.rs` (managers from
+//!   the JSON configuration), `tests/relay_proc/` and `tests/netns/` (processes, namespaces).
 
 mod config;
 mod gossip;
 mod metadata;
 mod node;
+mod store;
 mod transport;
 
 pub use config::{
@@ -74,6 +78,7 @@ pub use config::{
 pub use gossip::{gossipsub_config, message_id, peer_score, MAX_FRAME_BYTES, RELAY_PING_CONTENT_TOPIC, RELAY_PROTOCOL};
 pub use metadata::{WakuMetadata, METADATA_PROTOCOL};
 pub use node::{REDIAL_INITIAL, REDIAL_MAX};
+pub use store::{MAX_HASHES_PER_QUERY, STORE_CACHE_BYTES, STORE_CACHE_MESSAGES, STORE_PROTOCOL};
 pub use transport::{RelayCounters, RelayHandle, RelayStats, RelayTransport, MAX_QUEUED_PUBLISHES};
 
 /// The libp2p crate this transport is built on (its `Multiaddr` and `PeerId` appear in the API;

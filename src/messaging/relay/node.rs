@@ -24,8 +24,9 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use super::config::{RelayError, Resolved};
 use super::gossip::{self, PeerBudgets, Refusal};
 use super::metadata::{self, MetadataBehaviour, WakuMetadata};
+use super::store::{self, MessageCache, StoreBehaviour, StoreQueryRequest, StoreQueryResponse};
 use super::transport::{Command, Shared};
-use crate::messaging::TransportEvent;
+use crate::messaging::{MessageHash, TransportEvent};
 
 /// First redial delay of a wanted peer after a failed dial or a lost connection.
 pub const REDIAL_INITIAL: Duration = Duration::from_millis(500);
@@ -68,6 +69,7 @@ impl gossipsub::DataTransform for CountingTransform {
 pub(crate) struct RelayBehaviour {
     gossipsub: gossipsub::Behaviour<CountingTransform>,
     metadata: MetadataBehaviour,
+    store: StoreBehaviour,
     identify: identify::Behaviour,
     ping: ping::Behaviour,
 }
@@ -96,6 +98,9 @@ pub(crate) struct Node {
     refused: HashSet<PeerId>,
     budgets: PeerBudgets,
     started: Instant,
+    /// Recent messages by hash, served to peers' store queries; the hashes we asked for.
+    cache: MessageCache,
+    next_store_request: u64,
 }
 
 /// Fails when `addr` names a TCP port some socket already listens on. libp2p-tcp listens with
@@ -143,7 +148,13 @@ impl Node {
                     identify::Config::new(IDENTIFY_PROTOCOL_VERSION.to_owned(), key.public())
                         .with_agent_version(format!("reliable-channel/{}", env!("CARGO_PKG_VERSION"))),
                 );
-                Ok(RelayBehaviour { gossipsub, metadata: metadata::behaviour(METADATA_TIMEOUT), identify, ping: ping::Behaviour::default() })
+                Ok(RelayBehaviour {
+                    gossipsub,
+                    metadata: metadata::behaviour(METADATA_TIMEOUT),
+                    store: store::behaviour(),
+                    identify,
+                    ping: ping::Behaviour::default(),
+                })
             })
             .map_err(|e| runtime_err(&e))?
             .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_CONNECTION_TIMEOUT))
@@ -171,6 +182,8 @@ impl Node {
             refused: HashSet::new(),
             budgets: PeerBudgets::new(cfg.peer_messages_per_sec, cfg.peer_bytes_per_sec),
             started: Instant::now(),
+            cache: MessageCache::default(),
+            next_store_request: 0,
         })
     }
 
@@ -227,9 +240,14 @@ impl Node {
 
     fn on_command(&mut self, cmd: Command) {
         match cmd {
-            Command::Publish { dispatch_id, data, hash, duplicate } => {
+            Command::Publish { dispatch_id, data, hash, duplicate, message, lost } => {
                 self.shared.queued_publishes.fetch_sub(1, Ordering::AcqRel);
+                self.cache.insert(hash, message, data.len());
                 let counters = &self.shared.counters;
+                if lost {
+                    counters.lost_by_fault.fetch_add(1, Ordering::Relaxed);
+                    return self.shared.emit(TransportEvent::Sent { dispatch_id, message_hash: Some(hash) });
+                }
                 let gs = &mut self.swarm.behaviour_mut().gossipsub;
                 if let Some(copy) = duplicate {
                     let _ = gs.publish(self.topic.clone(), copy);
@@ -253,6 +271,7 @@ impl Node {
                     }
                 }
             }
+            Command::Retrieve(hashes) => self.retrieve(&hashes),
             Command::Subscribe(topic) => *self.subscriptions.entry(topic).or_insert(0) += 1,
             Command::Unsubscribe(topic) => {
                 if let Some(n) = self.subscriptions.get_mut(&topic) {
@@ -325,6 +344,7 @@ impl Node {
         match ev {
             SwarmEvent::Behaviour(RelayBehaviourEvent::Gossipsub(ev)) => self.on_gossipsub(ev),
             SwarmEvent::Behaviour(RelayBehaviourEvent::Metadata(ev)) => self.on_metadata(ev),
+            SwarmEvent::Behaviour(RelayBehaviourEvent::Store(ev)) => self.on_store(ev),
             SwarmEvent::Behaviour(RelayBehaviourEvent::Identify(_) | RelayBehaviourEvent::Ping(_)) => {}
             SwarmEvent::NewListenAddr { address, .. } => {
                 let full = address.with(Protocol::P2p(self.shared.local_peer_id));
@@ -344,7 +364,11 @@ impl Node {
                         let _ = self.swarm.disconnect_peer_id(peer_id);
                         return;
                     }
-                    log::debug!("relay: connected to {peer_id} at {}", endpoint.get_remote_address());
+                    // INFO: lifecycle (src/logging.rs); the first peer means the transport is connected.
+                    log::info!("relay: peer connected: {peer_id} at {} ({connected} connected)", endpoint.get_remote_address());
+                    if connected == 1 {
+                        log::info!("relay: transport connected");
+                    }
                     // spec: relay.metadata — ask every new peer for its cluster.
                     let ours = WakuMetadata::ours(self.cluster_id, &self.shards);
                     self.swarm.behaviour_mut().metadata.send_request(&peer_id, ours);
@@ -356,6 +380,7 @@ impl Node {
                 self.refresh_gauges();
             }
             SwarmEvent::ConnectionClosed { peer_id, num_established: 0, cause, .. } => {
+                log::info!("relay: peer disconnected: {peer_id}");
                 self.budgets.forget(&peer_id);
                 self.refused.remove(&peer_id);
                 if let Some(w) = self.wanted.get_mut(&peer_id) {
@@ -379,6 +404,7 @@ impl Node {
             return;
         };
         let counters = &self.shared.counters;
+        let size = message.data.len();
         let verdict = if message.topic != self.topic.hash() {
             // Not reached while the node subscribes to one topic only (gossipsub drops the
             // others; the transform counts them).
@@ -392,8 +418,9 @@ impl Node {
             // spec: relay.validation
             match gossip::classify(Bytes::from(message.data)) {
                 Ok(wm) => {
+                    let hash = wm.hash(&self.shared.pubsub_topic);
+                    self.cache.insert(hash, wm.clone(), size);
                     if self.subscriptions.contains_key(&wm.content_topic) {
-                        let hash = wm.hash(&self.topic.to_string());
                         counters.received.fetch_add(1, Ordering::Relaxed);
                         self.shared.emit(TransportEvent::Received { message: wm, message_hash: Some(hash) });
                     } else {
@@ -446,6 +473,82 @@ impl Node {
                 self.disconnect_if_refused(peer);
             }
             request_response::Event::ResponseSent { peer, .. } => self.disconnect_if_refused(peer),
+        }
+    }
+
+    /// SDS misses these messages: those in our own cache are delivered at once, the others are
+    /// asked of up to [`store::MAX_QUERY_PEERS`] connected peers (throttled per hash).
+    fn retrieve(&mut self, hashes: &[MessageHash]) {
+        let now = self.now_ms();
+        let mut missing = Vec::new();
+        for h in hashes {
+            match self.cache.get(h) {
+                Some(m) => {
+                    let m = m.clone();
+                    if self.subscriptions.contains_key(&m.content_topic) {
+                        self.shared.emit(TransportEvent::Received { message: m, message_hash: Some(*h) });
+                    }
+                }
+                None => missing.push(*h),
+            }
+        }
+        let ask = self.cache.due_queries(&missing, now);
+        if ask.is_empty() {
+            return;
+        }
+        let peers: Vec<PeerId> = self.swarm.connected_peers().copied().take(store::MAX_QUERY_PEERS).collect();
+        for group in ask.chunks(store::MAX_HASHES_PER_QUERY) {
+            for peer in &peers {
+                self.next_store_request += 1;
+                let req = StoreQueryRequest {
+                    request_id: format!("rc-{}", self.next_store_request),
+                    include_data: true,
+                    pubsub_topic: Some(self.shared.pubsub_topic.clone()),
+                    content_topics: Vec::new(),
+                    message_hashes: group.iter().map(|h| Bytes::copy_from_slice(h)).collect(),
+                };
+                self.swarm.behaviour_mut().store.send_request(peer, req);
+                self.shared.counters.store_queries.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn on_store(&mut self, ev: request_response::Event<StoreQueryRequest, StoreQueryResponse>) {
+        let counters = &self.shared.counters;
+        match ev {
+            request_response::Event::Message { message: request_response::Message::Request { request, channel, .. }, .. } => {
+                // spec: relay.store — serve lookups by hash from the cache.
+                let res = store::answer(&self.cache, &request, &self.shared.pubsub_topic);
+                counters.store_served.fetch_add(res.messages.len() as u64, Ordering::Relaxed);
+                let _ = self.swarm.behaviour_mut().store.send_response(channel, res);
+            }
+            request_response::Event::Message { peer, message: request_response::Message::Response { response, .. }, .. } => {
+                for kv in response.messages {
+                    // Only messages we asked for, whose hash over our topic is the one asked.
+                    let Some(m) = kv.message else { continue };
+                    let hash = m.hash(&self.shared.pubsub_topic);
+                    if !self.cache.was_asked(&hash) || m.payload.is_empty() || m.content_topic.is_empty() {
+                        if self.cache.get(&hash).is_none() {
+                            counters.store_rejected.fetch_add(1, Ordering::Relaxed);
+                            log::debug!("relay: dropping a message from {peer}'s store response: not asked for");
+                        }
+                        continue;
+                    }
+                    self.cache.found(&hash);
+                    let size = prost::Message::encoded_len(&m);
+                    self.cache.insert(hash, m.clone(), size);
+                    if self.subscriptions.contains_key(&m.content_topic) {
+                        counters.store_retrieved.fetch_add(1, Ordering::Relaxed);
+                        self.shared.emit(TransportEvent::Received { message: m, message_hash: Some(hash) });
+                    }
+                }
+            }
+            request_response::Event::OutboundFailure { peer, error, .. } => log::debug!("relay: store query to {peer} failed: {error}"),
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                counters.store_rejected.fetch_add(1, Ordering::Relaxed);
+                log::debug!("relay: store request from {peer} failed: {error}");
+            }
+            request_response::Event::ResponseSent { .. } => {}
         }
     }
 

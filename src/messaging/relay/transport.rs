@@ -31,7 +31,13 @@ pub(crate) enum Command {
         data: Vec<u8>,
         hash: MessageHash,
         duplicate: Option<Vec<u8>>,
+        /// The message itself, kept in the node's store cache.
+        message: WakuMessage,
+        /// The `loss` fault: cached (so that peers can retrieve it) but not sent.
+        lost: bool,
     },
+    /// Fetch these messages from the peers' stores (SDS retrieval hints).
+    Retrieve(Vec<MessageHash>),
     Subscribe(String),
     Unsubscribe(String),
     Connect(Multiaddr, PeerId),
@@ -55,6 +61,13 @@ macro_rules! counters {
         impl AtomicCounters {
             fn snapshot(&self) -> RelayCounters {
                 RelayCounters { $($name: self.$name.load(Ordering::Relaxed),)* }
+            }
+        }
+
+        impl RelayCounters {
+            /// Every counter with its name (snake_case, as the field).
+            pub fn named(&self) -> Vec<(&'static str, u64)> {
+                vec![$((stringify!($name), self.$name),)*]
             }
         }
     };
@@ -93,6 +106,14 @@ counters! {
     dial_failures,
     /// Peers disconnected because the metadata protocol showed another (or no) cluster.
     metadata_rejected,
+    /// Store queries sent to peers for missing messages (SDS retrieval hints).
+    store_queries,
+    /// Messages fetched from a peer's store and delivered to the sink.
+    store_retrieved,
+    /// Messages served from our cache to peers' store queries.
+    store_served,
+    /// Store responses or messages dropped: not asked for, hash mismatch, malformed.
+    store_rejected,
     /// Inbound peers disconnected because the node had `max_peers` peers.
     peers_refused,
 }
@@ -116,6 +137,38 @@ pub struct RelayStats {
     pub topic_peers: usize,
     /// Cumulative counters.
     pub counters: RelayCounters,
+}
+
+impl RelayStats {
+    /// The stats as the JSON object of the `"relay"` key of the channel stats
+    /// (`rc_channel_stats_json`): camelCase names, `connectedPeers`, `meshPeers`, `topicPeers`
+    /// and every counter.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut o = serde_json::Map::new();
+        o.insert("connectedPeers".into(), self.connected_peers.into());
+        o.insert("meshPeers".into(), self.mesh_peers.into());
+        o.insert("topicPeers".into(), self.topic_peers.into());
+        for (name, v) in self.counters.named() {
+            o.insert(camel_case(name), v.into());
+        }
+        serde_json::Value::Object(o)
+    }
+}
+
+fn camel_case(snake: &str) -> String {
+    let mut out = String::with_capacity(snake.len());
+    let mut upper = false;
+    for c in snake.chars() {
+        if c == '_' {
+            upper = true;
+        } else if upper {
+            out.push(c.to_ascii_uppercase());
+            upper = false;
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// State shared by the transport, the handles and the node thread.
@@ -323,11 +376,10 @@ impl Transport for RelayTransport {
         }
         let hash = message.hash(&self.shared.pubsub_topic);
         let counters = &self.shared.counters;
-        if self.loss > 0.0 && self.rng.gen::<f64>() < self.loss {
-            counters.lost_by_fault.fetch_add(1, Ordering::Relaxed);
-            return self.shared.emit(TransportEvent::Sent { dispatch_id, message_hash: Some(hash) });
-        }
-        let duplicate = if self.duplicate > 0.0 && self.rng.gen::<f64>() < self.duplicate {
+        // A message lost by the fault is still kept in the node's store cache (as a message lost
+        // on its way is still in the network's stores): peers retrieve it by its hash.
+        let lost = self.loss > 0.0 && self.rng.gen::<f64>() < self.loss;
+        let duplicate = if !lost && self.duplicate > 0.0 && self.rng.gen::<f64>() < self.duplicate {
             counters.duplicated_by_fault.fetch_add(1, Ordering::Relaxed);
             Some(duplicate_copy(&data))
         } else {
@@ -337,13 +389,21 @@ impl Transport for RelayTransport {
             self.shared.queued_publishes.fetch_sub(1, Ordering::AcqRel);
             return self.fail(dispatch_id, format!("relay: {MAX_QUEUED_PUBLISHES} publishes already wait for the network"));
         }
-        if self.shared.send(Command::Publish { dispatch_id, data, hash, duplicate }).is_err() {
+        if self.shared.send(Command::Publish { dispatch_id, data, hash, duplicate, message, lost }).is_err() {
             self.fail(dispatch_id, "relay: the node has stopped".to_owned());
         }
     }
 
     fn subscribe(&mut self, content_topic: &str) {
         let _ = self.shared.send(Command::Subscribe(content_topic.to_owned()));
+    }
+
+    /// Asks the connected peers' stores for these messages (`store.rs`); found ones arrive as
+    /// `Received`. Repeated requests for a hash are throttled by the node.
+    fn retrieve(&mut self, _content_topic: &str, hashes: &[MessageHash]) {
+        if !hashes.is_empty() {
+            let _ = self.shared.send(Command::Retrieve(hashes.to_vec()));
+        }
     }
 
     fn unsubscribe(&mut self, content_topic: &str) {

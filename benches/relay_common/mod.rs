@@ -1,0 +1,20 @@
+//! Shared by the relay benches: a bare rust-libp2p gossipsub swarm with the Waku Relay
+//! configuration (no reliable-channel stack), the baseline both benches compare against.
+
+use libp2p::gossipsub::{self, IdentTopic, MessageAuthenticity};
+use libp2p::{noise, tcp, yamux, Swarm};
+use reliable_channel::messaging::relay::{gossipsub_config, MAX_FRAME_BYTES};
+
+/// A bare gossipsub swarm subscribed to `topic` (run it on a tokio runtime).
+pub fn raw_swarm(topic: &str) -> (Swarm<gossipsub::Behaviour>, IdentTopic) {
+    let mut swarm = libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
+        .unwrap()
+        .with_behaviour(|_| gossipsub::Behaviour::new(MessageAuthenticity::Anonymous, gossipsub_config(MAX_FRAME_BYTES)).unwrap())
+        .unwrap()
+        .build();
+    let topic = IdentTopic::new(topic);
+    swarm.behaviour_mut().subscribe(&topic).unwrap();
+    (swarm, topic)
+}

@@ -1,0 +1,282 @@
+//! Retrieval of missed messages by their Waku message hash (spec: relay.store): the Waku Store
+//! query protocol `/vac/waku/store-query/3.0.0`, both sides, restricted to lookups by message
+//! hash, over a bounded cache of the recent messages this node relayed or published.
+//!
+//! Why: SDS names a missing dependency by its retrieval hint (the Waku message hash) and asks the
+//! transport to fetch it ([`Transport::retrieve`](crate::messaging::Transport::retrieve)). Over
+//! relay nothing else would bring back a message a peer missed once its sender stopped
+//! retransmitting it (it was acknowledged by the others): a participant that joined late, came
+//! back after a partition or was behind a lossy link. Every node answers from its cache, so any
+//! neighbour that relayed the message can serve it; nwaku nodes with a store answer too.
+//!
+//! Wire (nwaku's `waku_store/rpc.nim`): one varint-length-prefixed `StoreQueryRequest`, one
+//! varint-length-prefixed `StoreQueryResponse` on the same stream. A response's messages are
+//! checked against the hashes asked for (recomputed over our pubsub topic): a forged or unasked
+//! message is dropped and counted.
+
+use std::collections::VecDeque;
+use std::io;
+
+use bytes::Bytes;
+use libp2p::futures::{AsyncRead, AsyncWrite};
+use libp2p::request_response::{self, ProtocolSupport};
+use libp2p::StreamProtocol;
+
+use super::metadata::{read_lp, write_lp};
+use crate::collections::FastMap;
+use crate::messaging::MessageHash;
+use crate::wire::{WakuMessage, MAX_WAKU_MESSAGE_BYTES};
+
+/// The store query protocol id.
+pub const STORE_PROTOCOL: StreamProtocol = StreamProtocol::new("/vac/waku/store-query/3.0.0");
+
+/// Messages kept in the cache (the oldest go first).
+pub const STORE_CACHE_MESSAGES: usize = 4096;
+/// Bytes of messages kept in the cache.
+pub const STORE_CACHE_BYTES: usize = 64 * 1024 * 1024;
+/// Hashes asked in one query, and answered of one request (the rest of a request is ignored).
+pub const MAX_HASHES_PER_QUERY: usize = 32;
+/// The largest request read (32 hashes and topics fit easily).
+const MAX_REQUEST_BYTES: usize = 16 * 1024;
+/// The largest response read or written: [`MAX_HASHES_PER_QUERY`] largest WakuMessages and framing.
+pub const MAX_RESPONSE_BYTES: usize = MAX_HASHES_PER_QUERY * (MAX_WAKU_MESSAGE_BYTES + 256);
+/// Peers one retrieval asks at once.
+pub const MAX_QUERY_PEERS: usize = 6;
+/// A hash is asked for again (SDS repeats its retrievals) at most this often.
+pub const REQUERY_INTERVAL_MS: u64 = 2_000;
+/// Hashes whose last query time is remembered (beyond it the oldest are forgotten).
+const MAX_REMEMBERED_QUERIES: usize = 4096;
+/// Status codes of a response (HTTP-like, as nwaku's).
+const STATUS_OK: u32 = 200;
+const STATUS_BAD_REQUEST: u32 = 400;
+/// Store query timeout.
+pub const STORE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// `WakuMessageKeyValue`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct WakuMessageKeyValue {
+    #[prost(bytes = "bytes", optional, tag = "1")]
+    pub message_hash: Option<Bytes>,
+    #[prost(message, optional, tag = "2")]
+    pub message: Option<WakuMessage>,
+    #[prost(string, optional, tag = "3")]
+    pub pubsub_topic: Option<String>,
+}
+
+/// `StoreQueryRequest` (the fields this node reads or writes; others are skipped).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct StoreQueryRequest {
+    #[prost(string, tag = "1")]
+    pub request_id: String,
+    #[prost(bool, tag = "2")]
+    pub include_data: bool,
+    #[prost(string, optional, tag = "10")]
+    pub pubsub_topic: Option<String>,
+    #[prost(string, repeated, tag = "11")]
+    pub content_topics: Vec<String>,
+    #[prost(bytes = "bytes", repeated, tag = "20")]
+    pub message_hashes: Vec<Bytes>,
+}
+
+/// `StoreQueryResponse`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct StoreQueryResponse {
+    #[prost(string, tag = "1")]
+    pub request_id: String,
+    #[prost(uint32, optional, tag = "10")]
+    pub status_code: Option<u32>,
+    #[prost(string, optional, tag = "11")]
+    pub status_desc: Option<String>,
+    #[prost(message, repeated, tag = "20")]
+    pub messages: Vec<WakuMessageKeyValue>,
+}
+
+/// The request-response codec of the store query protocol.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StoreCodec;
+
+/// The store behaviour (both sides).
+pub type StoreBehaviour = request_response::Behaviour<StoreCodec>;
+
+/// A store behaviour answering and asking on [`STORE_PROTOCOL`].
+pub fn behaviour() -> StoreBehaviour {
+    request_response::Behaviour::new(
+        [(STORE_PROTOCOL, ProtocolSupport::Full)],
+        request_response::Config::default().with_request_timeout(STORE_TIMEOUT),
+    )
+}
+
+impl request_response::Codec for StoreCodec {
+    type Protocol = StreamProtocol;
+    type Request = StoreQueryRequest;
+    type Response = StoreQueryResponse;
+
+    async fn read_request<T: AsyncRead + Unpin + Send>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<StoreQueryRequest> {
+        read_lp(io, MAX_REQUEST_BYTES).await
+    }
+
+    async fn read_response<T: AsyncRead + Unpin + Send>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<StoreQueryResponse> {
+        read_lp(io, MAX_RESPONSE_BYTES).await
+    }
+
+    async fn write_request<T: AsyncWrite + Unpin + Send>(&mut self, _: &StreamProtocol, io: &mut T, req: StoreQueryRequest) -> io::Result<()> {
+        write_lp(io, &req).await
+    }
+
+    async fn write_response<T: AsyncWrite + Unpin + Send>(&mut self, _: &StreamProtocol, io: &mut T, res: StoreQueryResponse) -> io::Result<()> {
+        write_lp(io, &res).await
+    }
+}
+
+/// The node's bounded cache of recent messages by hash, and when each missing hash was last
+/// asked for. Owned by the node thread.
+#[derive(Default)]
+pub(crate) struct MessageCache {
+    messages: FastMap<MessageHash, WakuMessage>,
+    order: VecDeque<(MessageHash, usize)>,
+    bytes: usize,
+    asked: FastMap<MessageHash, u64>,
+    asked_order: VecDeque<MessageHash>,
+}
+
+impl MessageCache {
+    /// Keeps `message` (of `size` encoded bytes) under `hash`, evicting the oldest beyond the bounds.
+    pub fn insert(&mut self, hash: MessageHash, message: WakuMessage, size: usize) {
+        if self.messages.contains_key(&hash) || size > MAX_WAKU_MESSAGE_BYTES {
+            return;
+        }
+        while !self.order.is_empty() && (self.order.len() >= STORE_CACHE_MESSAGES || self.bytes + size > STORE_CACHE_BYTES) {
+            if let Some((old, n)) = self.order.pop_front() {
+                self.messages.remove(&old);
+                self.bytes -= n;
+            }
+        }
+        self.messages.insert(hash, message);
+        self.order.push_back((hash, size));
+        self.bytes += size;
+        self.asked.remove(&hash);
+    }
+
+    pub fn get(&self, hash: &MessageHash) -> Option<&WakuMessage> {
+        self.messages.get(hash)
+    }
+
+    /// The hashes of `wanted` to ask peers for now: not cached, not asked within
+    /// [`REQUERY_INTERVAL_MS`]; marks them asked at `now_ms`.
+    pub fn due_queries(&mut self, wanted: &[MessageHash], now_ms: u64) -> Vec<MessageHash> {
+        let mut out = Vec::new();
+        for h in wanted {
+            if self.messages.contains_key(h) || self.asked.get(h).is_some_and(|t| now_ms < t + REQUERY_INTERVAL_MS) {
+                continue;
+            }
+            if self.asked.insert(*h, now_ms).is_none() {
+                self.asked_order.push_back(*h);
+                if self.asked_order.len() > MAX_REMEMBERED_QUERIES {
+                    if let Some(old) = self.asked_order.pop_front() {
+                        self.asked.remove(&old);
+                    }
+                }
+            }
+            out.push(*h);
+        }
+        out
+    }
+
+    /// Whether `hash` was asked for and not found yet (a response may only bring those).
+    pub fn was_asked(&self, hash: &MessageHash) -> bool {
+        self.asked.contains_key(hash)
+    }
+
+    /// Marks `hash` found (a response brought it).
+    pub fn found(&mut self, hash: &MessageHash) {
+        self.asked.remove(hash);
+    }
+}
+
+/// The answer to `req`: the cached messages among its first [`MAX_HASHES_PER_QUERY`] hashes, up to
+/// [`MAX_RESPONSE_BYTES`]. Only lookups by hash are served.
+pub(crate) fn answer(cache: &MessageCache, req: &StoreQueryRequest, pubsub_topic: &str) -> StoreQueryResponse {
+    let mut res = StoreQueryResponse { request_id: req.request_id.clone(), ..Default::default() };
+    if req.message_hashes.is_empty() || req.pubsub_topic.as_deref().is_some_and(|t| t != pubsub_topic) {
+        res.status_code = Some(STATUS_BAD_REQUEST);
+        res.status_desc = Some("only lookups by message hash on this node's pubsub topic are served".to_owned());
+        return res;
+    }
+    let mut size = 0;
+    for h in req.message_hashes.iter().take(MAX_HASHES_PER_QUERY) {
+        let Ok(hash) = <MessageHash>::try_from(&h[..]) else { continue };
+        let Some(m) = cache.get(&hash) else { continue };
+        size += prost::Message::encoded_len(m) + 128;
+        if size > MAX_RESPONSE_BYTES {
+            break;
+        }
+        res.messages.push(WakuMessageKeyValue {
+            message_hash: Some(h.clone()),
+            message: req.include_data.then(|| m.clone()),
+            pubsub_topic: Some(pubsub_topic.to_owned()),
+        });
+    }
+    res.status_code = Some(STATUS_OK);
+    res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prost::Message as _;
+
+    fn msg(i: u8) -> WakuMessage {
+        WakuMessage { payload: Bytes::from(vec![i; 10]), content_topic: "/t/1/x/proto".into(), ..Default::default() }
+    }
+
+    #[test]
+    fn cache_bounds_and_answers() {
+        let topic = "/waku/2/rs/42/0";
+        let mut c = MessageCache::default();
+        for i in 0..=255u8 {
+            let m = msg(i);
+            c.insert(m.hash(topic), m, 20);
+        }
+        let h = msg(7).hash(topic);
+        assert!(c.get(&h).is_some());
+        let req = StoreQueryRequest {
+            request_id: "r".into(),
+            include_data: true,
+            pubsub_topic: Some(topic.into()),
+            message_hashes: vec![Bytes::copy_from_slice(&h), Bytes::from_static(b"short"), Bytes::copy_from_slice(&[9u8; 32])],
+            ..Default::default()
+        };
+        let res = answer(&c, &req, topic);
+        assert_eq!(res.status_code, Some(STATUS_OK));
+        assert_eq!(res.messages.len(), 1);
+        assert_eq!(res.messages[0].message.as_ref().unwrap().hash(topic), h);
+        let back = StoreQueryResponse::decode(res.encode_to_vec().as_slice()).unwrap();
+        assert_eq!(back, res);
+        let bad = answer(&c, &StoreQueryRequest { pubsub_topic: Some("/other".into()), ..req }, topic);
+        assert_eq!(bad.status_code, Some(STATUS_BAD_REQUEST));
+    }
+
+    #[test]
+    fn asks_again_only_after_the_interval() {
+        let mut c = MessageCache::default();
+        let h = [1u8; 32];
+        assert_eq!(c.due_queries(&[h], 0), vec![h]);
+        assert!(c.due_queries(&[h], REQUERY_INTERVAL_MS - 1).is_empty());
+        assert_eq!(c.due_queries(&[h], REQUERY_INTERVAL_MS), vec![h]);
+        assert!(c.was_asked(&h));
+        c.found(&h);
+        assert!(!c.was_asked(&h));
+    }
+
+    #[test]
+    fn eviction_keeps_the_byte_bound() {
+        let mut c = MessageCache::default();
+        let big = MAX_WAKU_MESSAGE_BYTES;
+        for i in 0..(STORE_CACHE_BYTES / big + 10) {
+            let m = WakuMessage { payload: Bytes::from((i as u32).to_le_bytes().to_vec()), content_topic: "/t".into(), ..Default::default() };
+            c.insert(m.hash("/x"), m, big);
+        }
+        assert!(c.bytes <= STORE_CACHE_BYTES);
+        assert_eq!(c.messages.len(), c.order.len());
+    }
+}
