@@ -1,5 +1,5 @@
 /*
- * test_storage.c — durable channels through the C API (issue #11, phase A): `storage` and
+ * test_storage.c — durable channels through the C API (issue #11): `storage` and
  * `historyBackend` configuration, rc_event.seq, events stored until delivered and delivered again
  * on reopen (after a restart too), rc_channel_purge, the open-time checks and refusals (a refused
  * file is left byte for byte as it was), the database lock, and a full database.
@@ -139,8 +139,7 @@ static void t_seq_continues_across_a_restart(void) {
     char rid[RC_REQUEST_ID_LEN + 1];
     CHECK_ST(send_str(a, "room", "after", rid), RC_OK);
     CHECK(rec_wait(&rb, RC_EVENT_MESSAGE_RECEIVED, "room", rid, 1, 10000));
-    /* Nothing comes back from the outbox: every event has a new seq. (Phase A does not store the
-     * SDS log yet: alice's earlier messages may be received again from the network, as new events.) */
+    /* Nothing comes back from the outbox: every event has a new seq. */
     pthread_mutex_lock(&rb.mu);
     for (size_t k = 0; k < rb.n; k++)
         CHECK_MSG(rb.ev[k].seq > last, "seq continues: %llu after %llu", (unsigned long long)rb.ev[k].seq, (unsigned long long)last);
@@ -167,8 +166,8 @@ static void t_undelivered_events_come_back_and_purge_deletes_them(void) {
     char net[64];
     snprintf(net, sizeof net, "%s", unique_network());
     rc_manager *a = durable(net, NULL, NULL);
-    /* The first four events after the reopen are the stored ones; anything alice retransmits
-     * later reaches bob as new (phase A does not store the SDS log): rare, with a long timeout. */
+    /* The first four events after the reopen are the stored ones (a long timeout: alice does not
+     * retransmit meanwhile). */
     CHECK_ST(rc_open_channel(a, "room", TOPIC, "alice", "{\"sdsConfig\": {\"acknowledgementTimeoutMs\": 600000}}"), RC_OK);
     recorder rb;
     rc_manager *b = durable(net, path, NULL);

@@ -21,10 +21,12 @@ use crate::sds::{LogChange, LogEntry, MessageId};
 use crate::wire::{MessageChunk, SdsMessage};
 
 /// Lamport values reserved ahead per store of the bound: the bound is written again only after
-/// the clock passed it (about every 10 s of a clock that follows the time in ms).
-pub const LAMPORT_RESERVE: u64 = 10_000;
-/// Wrap-clock nanoseconds reserved ahead per store of the bound (10 s).
-pub const WRAP_RESERVE_NS: u64 = 10_000_000_000;
+/// the clock passed it (about every second of a clock that follows the time in ms). A restart
+/// continues from the bound, up to this much ahead of the time: small, so that a process
+/// restarted again and again does not run its clock towards the peers' `maxClockSkewMs`.
+pub const LAMPORT_RESERVE: u64 = 1_000;
+/// Wrap-clock nanoseconds reserved ahead per store of the bound (1 s).
+pub const WRAP_RESERVE_NS: u64 = 1_000_000_000;
 
 /// Upper bounds of the clocks: every lamport timestamp and wrap time handed out is below them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
