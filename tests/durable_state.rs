@@ -13,28 +13,11 @@ use reliable_channel::sds::{HistoryStore, LogChange, LogEntry};
 use reliable_channel::storage::{Batch, ChannelKey, ChannelRecord, Durability, MemoryStore, SqliteStore, StorageConfig, Store};
 use reliable_channel::wire::WakuMessage;
 
+mod storage_support;
+use storage_support::TempDir;
+
 const T0: u64 = 1_700_000_000_000;
 const TOPIC: &str = "/app/1/room/proto";
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let d = std::env::temp_dir().join(format!("rc-state-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        TempDir(d)
-    }
-    fn file(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn cfg(path: &Path) -> StorageConfig {
     StorageConfig { path: path.to_owned(), durability: Durability::Process, max_size_bytes: None }
@@ -60,7 +43,7 @@ fn dispatched(ch: &mut Channel, now: u64) -> Vec<WakuMessage> {
 
 #[test]
 fn both_stores_hold_the_same_channel_state_and_sqlite_keeps_it() {
-    let dir = TempDir::new("same");
+    let dir = TempDir::new("state", "same");
     let path = dir.file("s.db");
     let mut mem = MemoryStore::new();
     let mut sql = SqliteStore::open(&cfg(&path)).unwrap();
@@ -134,7 +117,7 @@ fn both_stores_hold_the_same_channel_state_and_sqlite_keeps_it() {
 
 #[test]
 fn a_version_1_database_is_migrated() {
-    let dir = TempDir::new("v1");
+    let dir = TempDir::new("state", "v1");
     let path = dir.file("v1.db");
     {
         let c = rusqlite::Connection::open(&path).unwrap();
@@ -172,7 +155,7 @@ fn file_size(path: &Path) -> u64 {
 /// 1 KiB): the time of the read and of the restore, and the database size, printed.
 #[test]
 fn reopen_with_10000_log_entries_and_1000_pending_chunks() {
-    let dir = TempDir::new("reopen");
+    let dir = TempDir::new("state", "reopen");
     let path = dir.file("r.db");
     let key = {
         let mut s = SqliteStore::open(&cfg(&path)).unwrap();

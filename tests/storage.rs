@@ -3,7 +3,7 @@
 //! was), the lock (a second store in this process; a killed process's lock), and failing writes
 //! (a full database, a read-only one) that change nothing.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use proptest::prelude::*;
 use reliable_channel::channel::ChannelEvent;
@@ -12,26 +12,8 @@ use reliable_channel::storage::{
     SCHEMA_VERSION,
 };
 
-/// A fresh directory for one test (removed when dropped).
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let d = std::env::temp_dir().join(format!("rc-storage-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        TempDir(d)
-    }
-    fn file(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+mod storage_support;
+use storage_support::TempDir;
 
 fn cfg(path: &Path) -> StorageConfig {
     StorageConfig { path: path.to_owned(), durability: Durability::Process, max_size_bytes: None }
@@ -63,7 +45,7 @@ fn loaded(store: &mut dyn Store, ids: &[&str]) -> (Vec<Loaded>, u64) {
 
 #[test]
 fn a_stored_channel_and_its_outbox_survive_a_reopen() {
-    let dir = TempDir::new("reopen");
+    let dir = TempDir::new("storage", "reopen");
     let path = dir.file("m.db");
     let events = [received(1, 10), ChannelEvent::Delivered { request_id: "x".into() }, received(2, 100_000)];
     let key;
@@ -156,7 +138,7 @@ proptest! {
     /// loaded state, and the SQLite one keeps it across a reopen.
     #[test]
     fn the_same_batches_give_the_same_state_in_both_stores(ops in prop::collection::vec(op(), 1..40)) {
-        let dir = TempDir::new("prop");
+        let dir = TempDir::new("storage", "prop");
         let path = dir.file("p.db");
         let mut mem = MemoryStore::new();
         apply(&mut mem, &ops);
@@ -176,7 +158,7 @@ proptest! {
 
 #[test]
 fn a_failed_commit_changes_nothing_in_either_store() {
-    let dir = TempDir::new("atomic");
+    let dir = TempDir::new("storage", "atomic");
     let mut sql = SqliteStore::open(&cfg(&dir.file("a.db"))).unwrap();
     let mut mem = MemoryStore::new();
     let stores: [&mut dyn Store; 2] = [&mut sql, &mut mem];
@@ -196,7 +178,7 @@ fn a_failed_commit_changes_nothing_in_either_store() {
 
 #[test]
 fn a_full_database_fails_the_commit_and_keeps_what_was_committed() {
-    let dir = TempDir::new("full");
+    let dir = TempDir::new("storage", "full");
     let path = dir.file("f.db");
     let mut c = cfg(&path);
     c.max_size_bytes = Some(1 << 20);
@@ -224,7 +206,7 @@ fn a_full_database_fails_the_commit_and_keeps_what_was_committed() {
 
 #[test]
 fn a_read_only_database_fails_every_write() {
-    let dir = TempDir::new("ro");
+    let dir = TempDir::new("storage", "ro");
     let mut s = SqliteStore::open(&cfg(&dir.file("r.db"))).unwrap();
     let rec = record(&mut s, "room");
     s.commit(&Batch { new_channels: vec![rec.clone()], ..Batch::default() }).unwrap();
@@ -250,7 +232,7 @@ fn refused_untouched(path: &Path, why: &str) {
 
 #[test]
 fn foreign_corrupt_and_newer_files_are_refused_and_left_untouched() {
-    let dir = TempDir::new("refuse");
+    let dir = TempDir::new("storage", "refuse");
     // Not a database at all.
     let text = dir.file("notes.txt");
     std::fs::write(&text, "my notes, not a database\n".repeat(20)).unwrap();
@@ -313,7 +295,7 @@ fn foreign_corrupt_and_newer_files_are_refused_and_left_untouched() {
 
 #[test]
 fn a_second_store_on_one_file_is_refused_until_the_first_is_closed() {
-    let dir = TempDir::new("lock");
+    let dir = TempDir::new("storage", "lock");
     let path = dir.file("l.db");
     let first = SqliteStore::open(&cfg(&path)).unwrap();
     let err = SqliteStore::open(&cfg(&path)).unwrap_err();
@@ -342,7 +324,7 @@ fn child_holds_the_lock_until_killed() {
 #[test]
 fn a_killed_process_leaves_no_lock_behind() {
     use std::io::{BufRead, BufReader};
-    let dir = TempDir::new("killed");
+    let dir = TempDir::new("storage", "killed");
     let path = dir.file("k.db");
     let mut child = std::process::Command::new(std::env::current_exe().unwrap())
         .args(["--ignored", "--exact", "child_holds_the_lock_until_killed", "--nocapture", "--test-threads=1"])
@@ -370,7 +352,7 @@ fn a_killed_process_leaves_no_lock_behind() {
 
 #[test]
 fn power_durability_and_a_size_limit_are_accepted() {
-    let dir = TempDir::new("power");
+    let dir = TempDir::new("storage", "power");
     let c = StorageConfig { path: dir.file("p.db"), durability: Durability::Power, max_size_bytes: Some(1 << 30) };
     let mut s = SqliteStore::open(&c).unwrap();
     let rec: ChannelRecord = record(&mut s, "x");
