@@ -42,7 +42,7 @@ mod sqlite_state;
 use std::path::PathBuf;
 
 pub use memory::MemoryStore;
-pub use sqlite::{SqliteStore, APPLICATION_ID, SCHEMA_VERSION};
+pub use sqlite::{SqliteStore, APPLICATION_ID, CHECKPOINT_BUSY_PAGES, CHECKPOINT_IDLE_PAGES, SCHEMA_VERSION};
 
 use crate::channel::{ChannelChanges, ChannelEvent, ChannelSnapshot};
 
@@ -151,6 +151,11 @@ pub trait Store: Send {
 
     /// Writes `batch` in one transaction: on `Err` nothing of it is stored.
     fn commit(&mut self, batch: &Batch<'_>) -> Result<(), StorageError>;
+
+    /// Housekeeping off the commit path (the SQLite store's checkpoint), called after a batch
+    /// was released (`idle` false) and when the runtime is about to wait for work (`idle` true).
+    /// Never fails the caller: what was committed stays committed.
+    fn maintain(&mut self, _idle: bool) {}
 
     /// The stored channel `channel_id`, if any.
     fn load_channel(&mut self, channel_id: &str) -> Result<Option<ChannelRecord>, StorageError>;

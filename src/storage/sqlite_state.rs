@@ -9,6 +9,7 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 use super::ChannelKey;
 use crate::channel::{Change, ChannelChanges, ChannelSnapshot, ClockBounds, StoredChunk, StoredIncoming, StoredPartialChunk, StoredSend};
+use crate::collections::FastMap;
 use crate::sds::{LogChange, LogEntry};
 
 /// Migration 1 → 2, also part of every new database: the channel-state tables. Rows are read
@@ -91,17 +92,27 @@ pub(super) fn write_changes(tx: &Transaction<'_>, key: ChannelKey, c: &ChannelCh
             }
         }
     }
-    for ch in &c.changes {
+    let plan = SendPlan::new(&c.changes);
+    for (at, ch) in c.changes.iter().enumerate() {
+        if plan.skipped(at, ch) {
+            continue;
+        }
         match ch {
             Change::SendAccepted { request, ephemeral, bytes, chunks } => {
+                let (sent, states) = plan.folded(at, request, chunks.len());
                 let mut st =
-                    tx.prepare_cached("INSERT OR REPLACE INTO sends (channel, request_id, ephemeral, bytes, sent) VALUES (?1, ?2, ?3, ?4, 0)")?;
-                st.execute(params![key, &**request, ephemeral, *bytes as i64])?;
+                    tx.prepare_cached("INSERT OR REPLACE INTO sends (channel, request_id, ephemeral, bytes, sent) VALUES (?1, ?2, ?3, ?4, ?5)")?;
+                st.execute(params![key, &**request, ephemeral, *bytes as i64, sent])?;
                 let mut st = tx.prepare_cached(
-                    "INSERT OR REPLACE INTO send_chunks (channel, request_id, idx, id, frame, lamport, wrapped, acked) VALUES (?1, ?2, ?3, ?4, ?5, NULL, NULL, 0)",
+                    "INSERT OR REPLACE INTO send_chunks (channel, request_id, idx, id, frame, lamport, wrapped, acked) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 )?;
-                for (idx, (id, frame)) in chunks.iter().enumerate() {
-                    st.execute(params![key, &**request, idx as i64, &**id, &frame[..]])?;
+                for (idx, ((id, frame), state)) in chunks.iter().zip(states).enumerate() {
+                    let (frame, lamport, wrapped, acked) = match state {
+                        ChunkState::Fresh => (Some(&frame[..]), None, None, false),
+                        ChunkState::Wrapped(lamport, bytes) => (None, Some(i(lamport)), Some(&bytes[..]), false),
+                        ChunkState::Acked => (None, None, None, true),
+                    };
+                    st.execute(params![key, &**request, idx as i64, &**id, frame, lamport, wrapped, acked])?;
                 }
             }
             Change::ChunkWrapped { request, index, lamport, bytes } => {
@@ -157,6 +168,102 @@ pub(super) fn write_changes(tx: &Transaction<'_>, key: ChannelKey, c: &ChannelCh
         st.execute(params![key, i(epoch), used])?;
     }
     Ok(())
+}
+
+/// A chunk of a send accepted in the batch, in its state at the end of the batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ChunkState<'c> {
+    Fresh,
+    Wrapped(u64, &'c Bytes),
+    Acked,
+}
+
+/// What a batch's changes do to each send, worked out before a row is written, so that no row is
+/// written that the same transaction would update or delete again: a send accepted in the batch
+/// is inserted in its state at the end of the batch (its chunks wrapped or acknowledged, SENT),
+/// and nothing at all is written for one accepted and finished in the batch, nor updated for one
+/// finished in it. The stored result is the same as applying every change in order (the memory
+/// store does that; `tests/storage.rs` and `tests/durable_state.rs` compare the two).
+struct SendPlan<'c> {
+    changes: &'c [Change],
+    /// The positions of each send's changes, in order.
+    by_request: FastMap<&'c str, Vec<usize>>,
+}
+
+impl<'c> SendPlan<'c> {
+    fn new(changes: &'c [Change]) -> Self {
+        let mut by_request: FastMap<&'c str, Vec<usize>> = FastMap::default();
+        for (at, ch) in changes.iter().enumerate() {
+            if let Some(r) = send_of(ch) {
+                by_request.entry(r).or_default().push(at);
+            }
+        }
+        SendPlan { changes, by_request }
+    }
+
+    /// The positions of `request`'s changes after `at`.
+    fn after(&self, request: &str, at: usize) -> impl Iterator<Item = usize> + '_ {
+        self.by_request.get(request).into_iter().flatten().copied().filter(move |&j| j > at)
+    }
+
+    /// The position of the change that last accepted `request` before `at`, if any.
+    fn accepted_before(&self, request: &str, at: usize) -> Option<usize> {
+        let list = self.by_request.get(request)?;
+        list.iter().copied().filter(|&j| j < at).rev().find(|&j| matches!(self.changes[j], Change::SendAccepted { .. }))
+    }
+
+    /// True when change `at` writes nothing: its send is finished later in the batch (the finish
+    /// deletes every row of it), or it is folded into the insert of its send accepted earlier in
+    /// the batch, or it finishes a send whose rows were never written.
+    fn skipped(&self, at: usize, ch: &Change) -> bool {
+        let Some(request) = send_of(ch) else { return false };
+        if self.after(request, at).any(|j| matches!(self.changes[j], Change::SendFinished { .. })) {
+            return true;
+        }
+        match ch {
+            Change::SendAccepted { .. } => false,
+            // Rows of a send accepted earlier in the batch were never written: nothing to delete
+            // (a request id is never accepted twice while its rows exist).
+            Change::SendFinished { .. } => self.accepted_before(request, at).is_some(),
+            _ => self.accepted_before(request, at).is_some(),
+        }
+    }
+
+    /// The state at the end of the batch of a send accepted at `at` (which is not finished in
+    /// it): whether SENT was emitted, and each of its `n` chunks.
+    fn folded(&self, at: usize, request: &str, n: usize) -> (bool, Vec<ChunkState<'c>>) {
+        let mut sent = false;
+        let mut chunks = vec![ChunkState::Fresh; n];
+        for j in self.after(request, at) {
+            match &self.changes[j] {
+                Change::ChunkWrapped { index, lamport, bytes, .. } => {
+                    if let Some(c) = chunks.get_mut(*index as usize) {
+                        *c = ChunkState::Wrapped(*lamport, bytes);
+                    }
+                }
+                Change::ChunkAcked { index, .. } => {
+                    if let Some(c) = chunks.get_mut(*index as usize) {
+                        *c = ChunkState::Acked;
+                    }
+                }
+                Change::SendSent { .. } => sent = true,
+                _ => {}
+            }
+        }
+        (sent, chunks)
+    }
+}
+
+/// The send a change is about, if any.
+fn send_of(ch: &Change) -> Option<&str> {
+    match ch {
+        Change::SendAccepted { request, .. }
+        | Change::ChunkWrapped { request, .. }
+        | Change::ChunkAcked { request, .. }
+        | Change::SendSent { request }
+        | Change::SendFinished { request } => Some(request),
+        Change::Buffered { .. } | Change::Unbuffered { .. } | Change::PartialChunk { .. } | Change::PartialDone { .. } => None,
+    }
 }
 
 /// Reads the stored state of channel `key`.
