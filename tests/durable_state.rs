@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use reliable_channel::channel::{Change, Channel, ChannelAction, ChannelChanges, ChannelConfig, ChannelSnapshot};
+use reliable_channel::channel::{Change, Channel, ChannelAction, ChannelChanges, ChannelConfig, ChannelEvent, ChannelSnapshot};
 use reliable_channel::sds::{HistoryStore, LogChange, LogEntry};
 use reliable_channel::storage::{Batch, ChannelKey, ChannelRecord, Durability, MemoryStore, SqliteStore, StorageConfig, Store};
 use reliable_channel::wire::WakuMessage;
@@ -211,4 +211,98 @@ fn reopen_with_10000_log_entries_and_1000_pending_chunks() {
         restored - read,
         size / 1024
     );
+}
+
+/// Dispatches what `ch` wants to send (every publication succeeds) and collects its events.
+fn run(ch: &mut Channel, now: u64) -> (Vec<WakuMessage>, Vec<ChannelEvent>) {
+    let (mut out, mut events) = (Vec::new(), Vec::new());
+    while let Some(a) = ch.poll_action() {
+        match a {
+            ChannelAction::Dispatch { token, message } => {
+                ch.on_dispatch_result(now, token, Ok(None));
+                out.push(message);
+            }
+            ChannelAction::Event(e) => events.push(e),
+            ChannelAction::Retrieve { .. } => {}
+        }
+    }
+    (out, events)
+}
+
+fn commit_changes(store: &mut MemoryStore, key: ChannelKey, ch: &mut Channel) {
+    let changes = [(key, ch.take_changes().unwrap())];
+    store.commit(&Batch { channels: &changes, ..Batch::default() }).unwrap();
+}
+
+/// Issue #11: a chunk's retransmissions are stored, and the re-send after a restart counts as
+/// one (claimed when restored): a process killed every few commits, long before any ack timeout
+/// expires, still gives an unacknowledged chunk up after `maxRetransmissions` restarts — with
+/// exactly one SEND_ERROR, and nothing of the send left in the store.
+#[test]
+fn a_process_killed_every_few_commits_still_gives_a_chunk_up() {
+    let json = r#"{"sdsConfig": {"acknowledgementTimeoutMs": 1000, "maxRetransmissions": 3}, "rateLimitConfig": {"enabled": false}}"#;
+    let config = ChannelConfig::default().with_json(Some(json)).unwrap();
+    let mut store = MemoryStore::new();
+    let key = open_channel(&mut store, "room", "alice");
+    let mut ch = Channel::new("room", TOPIC, "alice", config.clone(), T0, 1);
+    ch.restore(T0, ChannelSnapshot::default());
+    ch.send(T0, "r0", b"nobody acknowledges this", false).unwrap();
+    assert_eq!(run(&mut ch, T0).0.len(), 1);
+    commit_changes(&mut store, key, &mut ch);
+    let mut now = T0;
+    let mut errors = Vec::new();
+    let mut resent = 0;
+    for restart in 1..=10u64 {
+        now += 20;
+        let snap = store.load_snapshot(key).unwrap();
+        let stored = snap.sends.iter().flat_map(|s| &s.chunks).map(|c| c.retransmissions).next();
+        let mut ch = Channel::new("room", TOPIC, "alice", config.clone(), now, restart + 1);
+        ch.restore(now, snap);
+        ch.handle_timeout(now);
+        let (out, events) = run(&mut ch, now);
+        resent += out.len();
+        commit_changes(&mut store, key, &mut ch);
+        errors.extend(events.into_iter().filter(|e| matches!(e, ChannelEvent::SendError { .. })));
+        if stored.is_none() {
+            break;
+        }
+        assert_eq!(stored, Some(restart as u32 - 1), "one retransmission claimed per restart");
+    }
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(matches!(&errors[0], ChannelEvent::SendError { request_id, .. } if request_id == "r0"));
+    assert_eq!(resent, 3, "re-sent once per restart, maxRetransmissions times");
+    assert!(store.load_snapshot(key).unwrap().sends.is_empty());
+}
+
+/// Issue #11: 200 chunks restored are re-sent spread over one ack timeout, not at once: a tight
+/// RLN budget is not spent on re-sends at the restart (a new send goes out at once), and no
+/// tenth of the timeout re-sends more than about a tenth of them.
+#[test]
+fn restored_chunks_are_re_sent_spread_over_the_ack_timeout() {
+    let free = r#"{"sdsConfig": {"acknowledgementTimeoutMs": 1000}, "rateLimitConfig": {"enabled": false}}"#;
+    let tight = r#"{"sdsConfig": {"acknowledgementTimeoutMs": 1000}, "rateLimitConfig": {"epochSizeMs": 100, "messagesPerEpoch": 25, "accounting": "allMessages"}}"#;
+    let mut store = MemoryStore::new();
+    let key = open_channel(&mut store, "room", "alice");
+    let mut ch = Channel::new("room", TOPIC, "alice", ChannelConfig::default().with_json(Some(free)).unwrap(), T0, 1);
+    ch.restore(T0, ChannelSnapshot::default());
+    for i in 0..200 {
+        ch.send(T0, &format!("r{i}"), b"x", false).unwrap();
+    }
+    assert_eq!(run(&mut ch, T0).0.len(), 200);
+    commit_changes(&mut store, key, &mut ch);
+    let now = T0 + 100;
+    let mut ch = Channel::new("room", TOPIC, "alice", ChannelConfig::default().with_json(Some(tight)).unwrap(), now, 2);
+    ch.restore(now, store.load_snapshot(key).unwrap());
+    ch.send(now, "fresh", b"new", false).unwrap();
+    let (out, _) = run(&mut ch, now);
+    assert_eq!(out.len(), 1, "the new send goes out at once, no re-send is queued before it");
+    let mut resent = Vec::new();
+    for step in 0..=10u64 {
+        let t = now + step * 100;
+        ch.handle_timeout(t);
+        resent.push(run(&mut ch, t).0.len());
+    }
+    assert!(resent.iter().all(|&n| n <= 21), "at most about a tenth per tenth of the timeout: {resent:?}");
+    // Ten steps of 100 ms: 20 re-sends due per step, within the 25 per epoch of the limiter.
+    assert_eq!(resent.iter().sum::<usize>(), 200, "{resent:?}");
 }

@@ -49,6 +49,8 @@ pub(super) struct OutgoingBuffer {
     timers: VecDeque<(u64, u64)>,
     next_seq: u64,
     bytes: usize,
+    /// Entries restored from a durable channel's state, not yet scheduled ([`Self::schedule_restored`]).
+    restored: Vec<u64>,
 }
 
 impl OutgoingBuffer {
@@ -75,6 +77,45 @@ impl OutgoingBuffer {
             seq,
             Entry { id, lamport, bytes, positions, retransmissions: 0, possible_acks: 0, dispatched_once: false, state: State::AwaitingDispatch },
         );
+    }
+
+    /// Restore: an own message of a restarted durable channel, sent before the restart, with its
+    /// counts of retransmissions and bloom filter hits; scheduled by [`Self::schedule_restored`].
+    pub fn restore(&mut self, id: MessageId, lamport: u64, bytes: Bytes, retransmissions: u32, possible_acks: u32) {
+        if self.contains(&id) {
+            return;
+        }
+        let seq = self.next_seq;
+        self.push(id, lamport, bytes);
+        if let Some(e) = self.entries.get_mut(&seq) {
+            e.retransmissions = retransmissions;
+            e.possible_acks = possible_acks;
+            e.dispatched_once = true;
+            self.restored.push(seq);
+        }
+    }
+
+    /// Schedules the restored messages' re-sends: spread evenly over one acknowledgement timeout
+    /// from `now` (the `k`-th of `n` restored at `now + k * timeout / n`), each as a
+    /// retransmission when its timer fires — a restart does not send them all at once (an RLN
+    /// budget would go on re-sends). One that had its last retransmission already is given up.
+    pub fn schedule_restored(&mut self, now: u64, timeout: u64, max_retransmissions: u32, out: &mut Vec<Expired>) {
+        let restored = std::mem::take(&mut self.restored);
+        let n = restored.len() as u64;
+        for (k, seq) in (0u64..).zip(restored) {
+            let Some(e) = self.entries.get_mut(&seq) else { continue };
+            if e.retransmissions >= max_retransmissions {
+                let id = e.id.clone();
+                self.remove(&id);
+                out.push(Expired::GaveUp { id });
+                continue;
+            }
+            let deadline = now.saturating_add(timeout.saturating_mul(k) / n);
+            e.state = State::InFlight { deadline };
+            // In deadline order (later dispatches are `now + timeout` or later).
+            let at = self.timers.partition_point(|&(d, _)| d <= deadline);
+            self.timers.insert(at, (deadline, seq));
+        }
     }
 
     /// The message was handed to the network: start its acknowledgement timer.
@@ -149,6 +190,12 @@ impl OutgoingBuffer {
                 acked(e.id);
             }
         }
+    }
+
+    /// A message's counts of retransmissions and bloom filter hits, if it is in the buffer.
+    pub fn counts(&self, id: &str) -> Option<(u32, u32)> {
+        let e = self.entries.get(self.by_id.get(id)?)?;
+        Some((e.retransmissions, e.possible_acks))
     }
 
     pub fn next_deadline(&mut self) -> Option<u64> {

@@ -15,7 +15,7 @@
 //! | `channels` | one per stored channel: its key, id, our sender id, the content topic       |
 //! | `events`   | the outbox: events of durable channels not yet handed to the application    |
 //!
-//! The channel's own protocol state (version 2), written from `Channel::take_changes()` in
+//! The channel's own protocol state (version 2; version 3 adds the chunks' counts), written from `Channel::take_changes()` in
 //! [`Batch::channels`] and read back by [`Store::load_snapshot`] into a `ChannelSnapshot`; one
 //! row per entry, inserted, updated and deleted as the channel changes (never a growing blob):
 //!
@@ -24,7 +24,7 @@
 //! | `channel_state` | per channel: reserved bounds of the lamport and wrap clocks, RLN usage |
 //! | `log`           | the SDS log (the duplicate window), in insertion (rowid) order         |
 //! | `sends`         | sends not yet final: request id, ephemeral, size, SENT emitted         |
-//! | `send_chunks`   | their chunks: SDS id, the frame until wrapped, the SDS bytes until acknowledged |
+//! | `send_chunks`   | their chunks: SDS id, the frame until wrapped, the SDS bytes until acknowledged, retransmissions and bloom hits so far |
 //! | `incoming`      | received messages waiting for dependencies: their decrypted SDS bytes  |
 //! | `partials`      | chunks of partial incoming messages, one row per chunk                 |
 //!

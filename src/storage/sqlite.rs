@@ -32,13 +32,13 @@ use std::sync::Arc;
 use crate::channel::ChannelSnapshot;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 
-use super::sqlite_state::{self, STATE_TABLES, STATE_TABLE_NAMES};
+use super::sqlite_state::{self, CHUNK_COUNTS, STATE_TABLES, STATE_TABLE_NAMES};
 use super::{event_columns, event_from_columns, Batch, ChannelKey, ChannelRecord, Durability, StorageConfig, StorageError, Store, StoredEvent};
 
 /// `PRAGMA application_id` of a reliable-channel database ("RlCh").
 pub const APPLICATION_ID: u32 = 0x526C_4368;
 /// `PRAGMA user_version` this library writes and reads.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 /// Page size of a new database. A commit writes every page it touches to the WAL, and a 1 KiB
 /// send touches about ten (the channel-state tables and their indexes): 4 KiB pages cost a
 /// quarter of 16 KiB ones there (`make bench-durable`: 1,900 against 1,560 sends/s, p99 of
@@ -59,8 +59,9 @@ const MAGIC: &[u8; 16] = b"SQLite format 3\0";
 const HEADER_BYTES: usize = 100;
 
 /// Migrations from an older schema: `MIGRATIONS[i]` takes version `i + 1` to `i + 2`. Version 2
-/// adds the channel state's tables (`sqlite_state.rs`).
-const MIGRATIONS: &[&str] = &[STATE_TABLES];
+/// adds the channel state's tables (`sqlite_state.rs`), version 3 a chunk's counts of
+/// retransmissions and bloom filter hits.
+const MIGRATIONS: &[&str] = &[STATE_TABLES, CHUNK_COUNTS];
 
 /// The schema of version 1; a new database gets it and then every migration, in the same
 /// transaction. `seq` is the rowid (the natural key); `meta` is keyed by name.

@@ -12,6 +12,13 @@ use crate::channel::{Change, ChannelChanges, ChannelSnapshot, ClockBounds, Store
 use crate::collections::FastMap;
 use crate::sds::{LogChange, LogEntry};
 
+/// Migration 2 → 3, also part of every new database: a chunk's counts of retransmissions and of
+/// bloom filter hits.
+pub(super) const CHUNK_COUNTS: &str = "
+ALTER TABLE send_chunks ADD COLUMN retransmissions INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE send_chunks ADD COLUMN possible_acks INTEGER NOT NULL DEFAULT 0;
+";
+
 /// Migration 1 → 2, also part of every new database: the channel-state tables. Rows are read
 /// back in rowid order, which is insertion order (a replaced row moves to the end).
 pub(super) const STATE_TABLES: &str = "
@@ -104,15 +111,14 @@ pub(super) fn write_changes(tx: &Transaction<'_>, key: ChannelKey, c: &ChannelCh
                     tx.prepare_cached("INSERT OR REPLACE INTO sends (channel, request_id, ephemeral, bytes, sent) VALUES (?1, ?2, ?3, ?4, ?5)")?;
                 st.execute(params![key, &**request, ephemeral, *bytes as i64, sent])?;
                 let mut st = tx.prepare_cached(
-                    "INSERT OR REPLACE INTO send_chunks (channel, request_id, idx, id, frame, lamport, wrapped, acked) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    "INSERT OR REPLACE INTO send_chunks (channel, request_id, idx, id, frame, lamport, wrapped, acked, retransmissions, possible_acks)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                 )?;
-                for (idx, ((id, frame), state)) in chunks.iter().zip(states).enumerate() {
-                    let (frame, lamport, wrapped, acked) = match state {
-                        ChunkState::Fresh => (Some(&frame[..]), None, None, false),
-                        ChunkState::Wrapped(lamport, bytes) => (None, Some(i(lamport)), Some(&bytes[..]), false),
-                        ChunkState::Acked => (None, None, None, true),
-                    };
-                    st.execute(params![key, &**request, idx as i64, &**id, frame, lamport, wrapped, acked])?;
+                for (idx, ((id, frame), c)) in chunks.iter().zip(states).enumerate() {
+                    // The frame is kept until the chunk is wrapped or acknowledged.
+                    let frame = (c.wrapped.is_none() && !c.acked).then_some(&frame[..]);
+                    let (lamport, wrapped) = c.wrapped.map_or((None, None), |(l, b)| (Some(i(l)), Some(&b[..])));
+                    st.execute(params![key, &**request, idx as i64, &**id, frame, lamport, wrapped, c.acked, c.retransmissions, c.possible_acks])?;
                 }
             }
             Change::ChunkWrapped { request, index, lamport, bytes } => {
@@ -126,6 +132,14 @@ pub(super) fn write_changes(tx: &Transaction<'_>, key: ChannelKey, c: &ChannelCh
                     "UPDATE send_chunks SET frame = NULL, wrapped = NULL, acked = 1 WHERE channel = ?1 AND request_id = ?2 AND idx = ?3",
                 )?;
                 st.execute(params![key, &**request, index])?;
+            }
+            Change::ChunkRetransmitted { request, index, count } => {
+                let mut st = tx.prepare_cached("UPDATE send_chunks SET retransmissions = ?4 WHERE channel = ?1 AND request_id = ?2 AND idx = ?3")?;
+                st.execute(params![key, &**request, index, count])?;
+            }
+            Change::ChunkPossiblyAcked { request, index, count } => {
+                let mut st = tx.prepare_cached("UPDATE send_chunks SET possible_acks = ?4 WHERE channel = ?1 AND request_id = ?2 AND idx = ?3")?;
+                st.execute(params![key, &**request, index, count])?;
             }
             Change::SendSent { request } => {
                 tx.prepare_cached("UPDATE sends SET sent = 1 WHERE channel = ?1 AND request_id = ?2")?.execute(params![key, &**request])?;
@@ -171,11 +185,13 @@ pub(super) fn write_changes(tx: &Transaction<'_>, key: ChannelKey, c: &ChannelCh
 }
 
 /// A chunk of a send accepted in the batch, in its state at the end of the batch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ChunkState<'c> {
-    Fresh,
-    Wrapped(u64, &'c Bytes),
-    Acked,
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct ChunkState<'c> {
+    /// (lamport, SDS bytes) once wrapped, until acknowledged.
+    wrapped: Option<(u64, &'c Bytes)>,
+    acked: bool,
+    retransmissions: u32,
+    possible_acks: u32,
 }
 
 /// What a batch's changes do to each send, worked out before a row is written, so that no row is
@@ -233,17 +249,27 @@ impl<'c> SendPlan<'c> {
     /// it): whether SENT was emitted, and each of its `n` chunks.
     fn folded(&self, at: usize, request: &str, n: usize) -> (bool, Vec<ChunkState<'c>>) {
         let mut sent = false;
-        let mut chunks = vec![ChunkState::Fresh; n];
+        let mut chunks = vec![ChunkState::default(); n];
         for j in self.after(request, at) {
             match &self.changes[j] {
                 Change::ChunkWrapped { index, lamport, bytes, .. } => {
                     if let Some(c) = chunks.get_mut(*index as usize) {
-                        *c = ChunkState::Wrapped(*lamport, bytes);
+                        c.wrapped = Some((*lamport, bytes));
                     }
                 }
                 Change::ChunkAcked { index, .. } => {
                     if let Some(c) = chunks.get_mut(*index as usize) {
-                        *c = ChunkState::Acked;
+                        (c.wrapped, c.acked) = (None, true);
+                    }
+                }
+                Change::ChunkRetransmitted { index, count, .. } => {
+                    if let Some(c) = chunks.get_mut(*index as usize) {
+                        c.retransmissions = *count;
+                    }
+                }
+                Change::ChunkPossiblyAcked { index, count, .. } => {
+                    if let Some(c) = chunks.get_mut(*index as usize) {
+                        c.possible_acks = *count;
                     }
                 }
                 Change::SendSent { .. } => sent = true,
@@ -260,6 +286,8 @@ fn send_of(ch: &Change) -> Option<&str> {
         Change::SendAccepted { request, .. }
         | Change::ChunkWrapped { request, .. }
         | Change::ChunkAcked { request, .. }
+        | Change::ChunkRetransmitted { request, .. }
+        | Change::ChunkPossiblyAcked { request, .. }
         | Change::SendSent { request }
         | Change::SendFinished { request } => Some(request),
         Change::Buffered { .. } | Change::Unbuffered { .. } | Change::PartialChunk { .. } | Change::PartialDone { .. } => None,
@@ -295,7 +323,9 @@ pub(super) fn load_snapshot(conn: &Connection, key: ChannelKey) -> rusqlite::Res
         snap.log.push(e?);
     }
     let mut chunks: HashMap<String, Vec<(u32, StoredChunk)>> = HashMap::new();
-    let mut st = conn.prepare_cached("SELECT request_id, idx, id, frame, lamport, wrapped, acked FROM send_chunks WHERE channel = ?1")?;
+    let mut st = conn.prepare_cached(
+        "SELECT request_id, idx, id, frame, lamport, wrapped, acked, retransmissions, possible_acks FROM send_chunks WHERE channel = ?1",
+    )?;
     let rows = st.query_map([key], |r| {
         let wrapped = match (r.get::<_, Option<i64>>(4)?, r.get::<_, Option<Vec<u8>>>(5)?) {
             (Some(l), Some(b)) => Some((l as u64, Bytes::from(b))),
@@ -306,6 +336,8 @@ pub(super) fn load_snapshot(conn: &Connection, key: ChannelKey) -> rusqlite::Res
             frame: r.get::<_, Option<Vec<u8>>>(3)?.map(Bytes::from),
             wrapped,
             acked: r.get::<_, bool>(6)?,
+            retransmissions: r.get(7)?,
+            possible_acks: r.get(8)?,
         };
         Ok((r.get::<_, String>(0)?, r.get::<_, u32>(1)?, chunk))
     })?;

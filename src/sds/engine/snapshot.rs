@@ -6,6 +6,8 @@
 use bytes::Bytes;
 
 use super::SdsEngine;
+use crate::sds::outgoing::Expired;
+use crate::sds::SdsEvent;
 use crate::sds::{HistoryStore, LogEntry, MessageId};
 
 impl<H: HistoryStore> SdsEngine<H> {
@@ -40,11 +42,31 @@ impl<H: HistoryStore> SdsEngine<H> {
     }
 
     /// Restore: an own message still awaiting acknowledgement, with the bytes it was first sent
-    /// with. It waits for its (re)dispatch like a retransmission.
-    pub fn restore_outgoing(&mut self, id: MessageId, lamport: u64, bytes: Bytes) {
-        if self.outgoing.contains(&id) {
-            return;
+    /// with and its counts of retransmissions and bloom filter hits. Its re-send is scheduled by
+    /// [`Self::schedule_restored`].
+    pub fn restore_outgoing(&mut self, id: MessageId, lamport: u64, bytes: Bytes, retransmissions: u32, possible_acks: u32) {
+        self.outgoing.restore(id, lamport, bytes, retransmissions, possible_acks);
+    }
+
+    /// Restore, after every [`Self::restore_outgoing`]: the restored messages are re-sent as
+    /// retransmissions spread over one acknowledgement timeout from `now` (not all at once: an
+    /// RLN budget would go on them); one that had its last retransmission before the restart is
+    /// given up (`GaveUp`, polled as usual).
+    pub fn schedule_restored(&mut self, now: u64) {
+        let now = self.tick(now);
+        let mut expired = Vec::new();
+        self.outgoing.schedule_restored(now, self.config.acknowledgement_timeout_ms, self.config.max_retransmissions, &mut expired);
+        for e in expired {
+            if let Expired::GaveUp { id } = e {
+                self.stats.gave_up += 1;
+                log::debug!("channel {}: gave up {id}: its retransmissions were spent before the restart", self.channel_id);
+                self.events.push_back(SdsEvent::GaveUp { message_id: id });
+            }
         }
-        self.outgoing.push(id, lamport, bytes);
+    }
+
+    /// A message's counts of retransmissions and bloom filter hits, while it awaits acknowledgement.
+    pub fn outgoing_counts(&self, id: &str) -> Option<(u32, u32)> {
+        self.outgoing.counts(id)
     }
 }
