@@ -4,12 +4,14 @@
 //! (a full database, a read-only one) that change nothing.
 
 use std::path::Path;
+use std::sync::Arc;
 
+use bytes::Bytes;
 use proptest::prelude::*;
-use reliable_channel::channel::ChannelEvent;
+use reliable_channel::channel::{Change, ChannelChanges, ChannelEvent};
 use reliable_channel::storage::{
     Batch, ChannelKey, ChannelRecord, Durability, EventRow, MemoryStore, SqliteStore, StorageConfig, Store, StoredEvent, APPLICATION_ID,
-    SCHEMA_VERSION,
+    CHECKPOINT_BUSY_PAGES, CHECKPOINT_IDLE_PAGES, SCHEMA_VERSION,
 };
 
 mod storage_support;
@@ -359,4 +361,110 @@ fn power_durability_and_a_size_limit_are_accepted() {
     let key: ChannelKey = rec.key;
     s.commit(&Batch { new_channels: vec![rec], ..Batch::default() }).unwrap();
     assert_eq!(s.load_channel("x").unwrap().map(|r| r.key), Some(key));
+}
+
+/// One step of a send's life for [`send_changes`]: (request, what, chunk index, count).
+type SendStep = (usize, u8, u32, u32);
+
+/// Valid change lists from random steps, cut into batches at random points: each request is
+/// accepted once (with 1–3 chunks) before anything else happens to it, and nothing happens to it
+/// after it finished — as a channel records them.
+fn send_changes(steps: &[SendStep], cuts: &[bool]) -> Vec<Vec<Change>> {
+    let mut batches = vec![Vec::new()];
+    let mut state: [Option<(u32, bool)>; 4] = [None; 4]; // (chunks, finished)
+    for (n, &(r, what, index, count)) in steps.iter().enumerate() {
+        let request: Arc<str> = format!("req{r}").into();
+        let change = match (state[r], what) {
+            (None, _) => {
+                let chunks = index % 3 + 1;
+                state[r] = Some((chunks, false));
+                let list = (0..chunks).map(|c| (format!("{r}-{c}").into(), Bytes::from(vec![c as u8; 40]))).collect();
+                Change::SendAccepted { request, ephemeral: false, bytes: 40 * chunks as usize, chunks: list }
+            }
+            (Some((_, true)), _) => continue,
+            (Some((chunks, false)), w) => {
+                let index = index % chunks;
+                match w % 6 {
+                    0 => Change::ChunkWrapped { request, index, lamport: u64::from(count), bytes: Bytes::from(vec![9; 50 + count as usize]) },
+                    1 => Change::ChunkAcked { request, index },
+                    2 => Change::ChunkRetransmitted { request, index, count },
+                    3 => Change::ChunkPossiblyAcked { request, index, count },
+                    4 => Change::SendSent { request },
+                    _ => {
+                        state[r] = Some((chunks, true));
+                        Change::SendFinished { request }
+                    }
+                }
+            }
+        };
+        batches.last_mut().unwrap().push(change);
+        if cuts.get(n).copied().unwrap_or(false) {
+            batches.push(Vec::new());
+        }
+    }
+    batches
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// The SQLite store writes a send's rows once per batch in their final state (what a later
+    /// change of the same batch updates or deletes is folded in or never written): the loaded
+    /// state is the memory store's, which applies every change in order.
+    #[test]
+    fn sends_folded_per_batch_load_as_applied_in_order(
+        steps in prop::collection::vec((0..4usize, 0..6u8, 0..3u32, 0..9u32), 1..60),
+        cuts in prop::collection::vec(prop::bool::weighted(0.2), 60),
+    ) {
+        let dir = TempDir::new("storage", "fold");
+        let mut sql = SqliteStore::open(&cfg(&dir.file("f.db"))).unwrap();
+        let mut mem = MemoryStore::new();
+        let key = {
+            let rec = record(&mut sql, "a");
+            assert_eq!(mem.allocate_key(), rec.key);
+            let b = Batch { new_channels: vec![rec], ..Batch::default() };
+            sql.commit(&b).unwrap();
+            mem.commit(&b).unwrap();
+            b.new_channels[0].key
+        };
+        for changes in send_changes(&steps, &cuts) {
+            let c = [(key, ChannelChanges { changes, ..Default::default() })];
+            sql.commit(&Batch { channels: &c, ..Batch::default() }).unwrap();
+            mem.commit(&Batch { channels: &c, ..Batch::default() }).unwrap();
+            prop_assert_eq!(sql.load_snapshot(key).unwrap(), mem.load_snapshot(key).unwrap());
+        }
+    }
+}
+
+/// Checkpoints are off the commit path: commits alone never copy the WAL into the database (it
+/// grows past SQLite's usual threshold), and `maintain` bounds it — after a batch only beyond
+/// `CHECKPOINT_BUSY_PAGES`, when idle from `CHECKPOINT_IDLE_PAGES`.
+#[test]
+fn the_wal_is_checkpointed_by_maintain_only() {
+    let dir = TempDir::new("storage", "wal");
+    let mut s = SqliteStore::open(&cfg(&dir.file("w.db"))).unwrap();
+    let rec = record(&mut s, "a");
+    let key = rec.key;
+    s.commit(&Batch { new_channels: vec![rec], ..Batch::default() }).unwrap();
+    let event = received(1, 8_000);
+    let mut seq = s.seq_bound();
+    let mut commit = |s: &mut SqliteStore| {
+        let rows = vec![EventRow { seq, channel: key, event: &event }];
+        seq += 1;
+        s.commit(&Batch { events: rows, seq_bound: Some(seq + 1), ..Batch::default() }).unwrap();
+    };
+    while s.wal_pages() < CHECKPOINT_IDLE_PAGES + 10 {
+        commit(&mut s);
+    }
+    s.maintain(false);
+    assert!(s.wal_pages() >= CHECKPOINT_IDLE_PAGES, "a busy runtime does not checkpoint below the busy threshold");
+    s.maintain(true);
+    assert_eq!(s.wal_pages(), 0, "an idle one does");
+    let mut most = 0;
+    for _ in 0..3_000 {
+        commit(&mut s);
+        most = most.max(s.wal_pages());
+        s.maintain(false);
+    }
+    assert!(most >= CHECKPOINT_BUSY_PAGES && most < CHECKPOINT_BUSY_PAGES + 10, "bounded under load: {most} pages at most");
 }

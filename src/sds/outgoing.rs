@@ -30,6 +30,8 @@ struct Entry {
     retransmissions: u32,
     possible_acks: u32,
     dispatched_once: bool,
+    /// Restored after a restart: its first expiry re-sends it without counting a retransmission.
+    restored: bool,
     state: State,
 }
 
@@ -75,7 +77,17 @@ impl OutgoingBuffer {
         self.by_id.insert(id.clone(), seq);
         self.entries.insert(
             seq,
-            Entry { id, lamport, bytes, positions, retransmissions: 0, possible_acks: 0, dispatched_once: false, state: State::AwaitingDispatch },
+            Entry {
+                id,
+                lamport,
+                bytes,
+                positions,
+                retransmissions: 0,
+                possible_acks: 0,
+                dispatched_once: false,
+                restored: false,
+                state: State::AwaitingDispatch,
+            },
         );
     }
 
@@ -91,25 +103,21 @@ impl OutgoingBuffer {
             e.retransmissions = retransmissions;
             e.possible_acks = possible_acks;
             e.dispatched_once = true;
+            e.restored = true;
             self.restored.push(seq);
         }
     }
 
     /// Schedules the restored messages' re-sends: spread evenly over one acknowledgement timeout
-    /// from `now` (the `k`-th of `n` restored at `now + k * timeout / n`), each as a
-    /// retransmission when its timer fires — a restart does not send them all at once (an RLN
-    /// budget would go on re-sends). One that had its last retransmission already is given up.
-    pub fn schedule_restored(&mut self, now: u64, timeout: u64, max_retransmissions: u32, out: &mut Vec<Expired>) {
+    /// from `now` (the `k`-th of `n` restored at `now + k * timeout / n`) — a restart does not
+    /// send them all at once (an RLN budget would go on re-sends). The re-send does not count as
+    /// a retransmission (the process, not the network, lost the timer); the ones after it do,
+    /// from the restored count, and the message is given up as usual.
+    pub fn schedule_restored(&mut self, now: u64, timeout: u64) {
         let restored = std::mem::take(&mut self.restored);
         let n = restored.len() as u64;
         for (k, seq) in (0u64..).zip(restored) {
             let Some(e) = self.entries.get_mut(&seq) else { continue };
-            if e.retransmissions >= max_retransmissions {
-                let id = e.id.clone();
-                self.remove(&id);
-                out.push(Expired::GaveUp { id });
-                continue;
-            }
             let deadline = now.saturating_add(timeout.saturating_mul(k) / n);
             e.state = State::InFlight { deadline };
             // In deadline order (later dispatches are `now + timeout` or later).
@@ -223,7 +231,11 @@ impl OutgoingBuffer {
             }
             self.timers.pop_front();
             let Some(e) = self.entries.get_mut(&seq) else { continue };
-            if e.retransmissions >= max_retransmissions {
+            if e.restored {
+                e.restored = false;
+                e.state = State::AwaitingDispatch;
+                out.push(Expired::Retransmit { id: e.id.clone(), bytes: e.bytes.clone(), attempt: e.retransmissions });
+            } else if e.retransmissions >= max_retransmissions {
                 let id = e.id.clone();
                 self.remove(&id);
                 out.push(Expired::GaveUp { id });

@@ -45,8 +45,9 @@ pub enum Change {
     ChunkWrapped { request: Arc<str>, index: u32, lamport: u64, bytes: Bytes },
     /// A content chunk was acknowledged: its bytes are no longer needed.
     ChunkAcked { request: Arc<str>, index: u32 },
-    /// A content chunk's count of retransmissions (a restart's re-send counts, claimed when it
-    /// is restored): a process restarted again and again still gives the chunk up.
+    /// A content chunk's count of retransmissions (an ack timeout passed in flight; the re-send
+    /// after a restart does not count): kept across restarts, so that a process restarted again
+    /// and again still gives the chunk up.
     ChunkRetransmitted { request: Arc<str>, index: u32, count: u32 },
     /// A content chunk's count of bloom filter hits (possible acknowledgements).
     ChunkPossiblyAcked { request: Arc<str>, index: u32, count: u32 },
@@ -91,7 +92,7 @@ pub struct StoredChunk {
     /// (lamport, SDS bytes) once wrapped, until acknowledged.
     pub wrapped: Option<(u64, Bytes)>,
     pub acked: bool,
-    /// Retransmissions so far (the re-send after a restart included).
+    /// Retransmissions so far (not counting re-sends after restarts).
     pub retransmissions: u32,
     /// Bloom filter hits so far.
     pub possible_acks: u32,
@@ -271,7 +272,6 @@ impl Channel {
             return;
         }
         let reservation = self.outbox.reserve_restored(s.chunks.len(), s.bytes);
-        let max_retransmissions = self.config().sds.max_retransmissions;
         let mut state = SendState::new(request.clone(), reservation);
         state.sent_emitted = s.sent;
         let mut items = Vec::with_capacity(s.chunks.len());
@@ -298,15 +298,8 @@ impl Channel {
                 (false, Some((lamport, bytes)), _) => {
                     state.chunks.push(c.id.clone());
                     state.confirmed += 1;
-                    // Re-sent as a retransmission when the SDS engine schedules it (see
-                    // `restore`); the attempt is claimed now, so that a process killed before
-                    // the re-send still counts it.
-                    if c.retransmissions < max_retransmissions {
-                        let count = c.retransmissions + 1;
-                        if let Some(j) = self.journal.as_deref_mut() {
-                            j.push(Change::ChunkRetransmitted { request: request.clone(), index, count });
-                        }
-                    }
+                    // Re-sent when the SDS engine schedules it (see `restore`), with the counts
+                    // it had: retransmissions go on counting across restarts.
                     self.sds.restore_outgoing(c.id.clone(), lamport, bytes, c.retransmissions, c.possible_acks);
                     self.chunk_owner.insert(c.id, (request, index));
                 }

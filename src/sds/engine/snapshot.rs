@@ -6,8 +6,6 @@
 use bytes::Bytes;
 
 use super::SdsEngine;
-use crate::sds::outgoing::Expired;
-use crate::sds::SdsEvent;
 use crate::sds::{HistoryStore, LogEntry, MessageId};
 
 impl<H: HistoryStore> SdsEngine<H> {
@@ -48,21 +46,12 @@ impl<H: HistoryStore> SdsEngine<H> {
         self.outgoing.restore(id, lamport, bytes, retransmissions, possible_acks);
     }
 
-    /// Restore, after every [`Self::restore_outgoing`]: the restored messages are re-sent as
-    /// retransmissions spread over one acknowledgement timeout from `now` (not all at once: an
-    /// RLN budget would go on them); one that had its last retransmission before the restart is
-    /// given up (`GaveUp`, polled as usual).
+    /// Restore, after every [`Self::restore_outgoing`]: the restored messages are re-sent
+    /// spread over one acknowledgement timeout from `now` (not all at once: an RLN budget would
+    /// go on them); the re-send does not count as a retransmission, the ones after it do.
     pub fn schedule_restored(&mut self, now: u64) {
         let now = self.tick(now);
-        let mut expired = Vec::new();
-        self.outgoing.schedule_restored(now, self.config.acknowledgement_timeout_ms, self.config.max_retransmissions, &mut expired);
-        for e in expired {
-            if let Expired::GaveUp { id } = e {
-                self.stats.gave_up += 1;
-                log::debug!("channel {}: gave up {id}: its retransmissions were spent before the restart", self.channel_id);
-                self.events.push_back(SdsEvent::GaveUp { message_id: id });
-            }
-        }
+        self.outgoing.schedule_restored(now, self.config.acknowledgement_timeout_ms);
     }
 
     /// A message's counts of retransmissions and bloom filter hits, while it awaits acknowledgement.
