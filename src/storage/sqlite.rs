@@ -11,9 +11,10 @@
 //!    [`APPLICATION_ID`] (an empty SQLite database without one is adopted, any other is foreign),
 //!    and `user_version` ([`SCHEMA_VERSION`]; newer is refused, older is migrated when a migration
 //!    exists, else refused).
-//! 3. SQLite: the tables are read (a damaged file fails here), a new database gets its schema
-//!    (4 KiB pages, see [`PAGE_SIZE`]) in one transaction, then WAL and `synchronous`
-//!    per [`Durability`].
+//! 3. SQLite, in `locking_mode=EXCLUSIVE` (the only connection; the WAL index lives in its heap,
+//!    there is no `-shm` file): the tables are read (a damaged file fails here), a new database
+//!    gets its schema (4 KiB pages, see [`PAGE_SIZE`]) in one transaction, then WAL and
+//!    `synchronous` per [`Durability`].
 //!
 //! Commits use cached prepared statements in one `BEGIN IMMEDIATE` transaction per batch.
 //!
@@ -181,6 +182,10 @@ impl SqliteStore {
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let mut conn = Connection::open_with_flags(path, flags).map_err(sql_err("open", path))?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        // One connection, and the `flock` above keeps everybody else out: SQLite may hold its
+        // own lock for good and keep the WAL index in heap memory (no shared-memory file, no lock
+        // calls per transaction). Set before the database is first read.
+        conn.pragma_update(None, "locking_mode", "EXCLUSIVE").map_err(sql_err("PRAGMA locking_mode", path))?;
         // Per connection, nothing written: the lock above is the only arbiter, never a wait.
         let sync = match cfg.durability {
             Durability::Process => "NORMAL",
