@@ -200,12 +200,6 @@ impl OutgoingBuffer {
         }
     }
 
-    /// A message's counts of retransmissions and bloom filter hits, if it is in the buffer.
-    pub fn counts(&self, id: &str) -> Option<(u32, u32)> {
-        let e = self.entries.get(self.by_id.get(id)?)?;
-        Some((e.retransmissions, e.possible_acks))
-    }
-
     pub fn next_deadline(&mut self) -> Option<u64> {
         self.skip_stale();
         self.timers.front().map(|&(d, _)| d)

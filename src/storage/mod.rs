@@ -15,8 +15,8 @@
 //! | `channels` | one per stored channel: its key, id, our sender id, the content topic       |
 //! | `events`   | the outbox: events of durable channels not yet handed to the application    |
 //!
-//! The channel's own protocol state (version 2; version 3 adds the chunks' counts), written from `Channel::take_changes()` in
-//! [`Batch::channels`] and read back by [`Store::load_snapshot`] into a `ChannelSnapshot`; one
+//! The channel's own protocol state (version 2; version 3 adds the chunks' counts), written from
+//! `Channel::take_changes()` in [`Batch::channels`] and read back by [`Store::load_snapshot`] into a `ChannelSnapshot`; one
 //! row per entry, inserted, updated and deleted as the channel changes (never a growing blob):
 //!
 //! | table           | rows                                                                  |

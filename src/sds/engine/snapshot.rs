@@ -53,9 +53,4 @@ impl<H: HistoryStore> SdsEngine<H> {
         let now = self.tick(now);
         self.outgoing.schedule_restored(now, self.config.acknowledgement_timeout_ms);
     }
-
-    /// A message's counts of retransmissions and bloom filter hits, while it awaits acknowledgement.
-    pub fn outgoing_counts(&self, id: &str) -> Option<(u32, u32)> {
-        self.outgoing.counts(id)
-    }
 }
