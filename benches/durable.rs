@@ -9,12 +9,15 @@
 //!   commit: concurrent senders share one group commit per runtime batch), window of
 //!   `WINDOW` messages in flight, until the receiver has every one: messages/s, median of 3;
 //! * latency — the duration of one `send` call, unloaded (one message in flight): p50 / p99;
-//! * large — the duration of a 1 MiB `send` call: median.
+//! * large — the duration of a 1 MiB `send` call: median;
+//! * idle — `IDLE_CHANNELS` idle channels opened on one manager, of each backend:
+//!   `/proc/self/statm` RSS delta per channel (the `sqlite` ones include SQLite's page cache).
 //!
 //! A durable `send` returns after the commit of the batch that took it; that commit holds the
 //! events (the outbox) and the channel's own state (the send's chunks, the log, the clocks).
 //!
-//! `DURABLE_MESSAGES` overrides the messages per throughput run. Writes `target/bench/durable.json`.
+//! `DURABLE_MESSAGES` overrides the messages per throughput run; `DURABLE_ONLY=throughput,latency,
+//! large,idle` runs a subset (idle first when chosen: it measures the process's RSS). Writes `target/bench/durable.json`.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -34,6 +37,7 @@ const REPEATS: usize = 3;
 const LATENCY_SENDS: usize = 2_000;
 const LARGE_SENDS: usize = 20;
 const RUN_TIMEOUT: Duration = Duration::from_secs(300);
+const IDLE_CHANNELS: usize = 2_000;
 
 #[derive(Clone, Copy, PartialEq)]
 enum Backend {
@@ -204,6 +208,43 @@ fn call_durations(backend: Backend, run: &str, size: usize, sends: usize) -> Vec
     out
 }
 
+fn rss_bytes() -> u64 {
+    let s = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = s.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0);
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as u64;
+    pages * page
+}
+
+/// RSS bytes per idle channel of `backend`: `IDLE_CHANNELS` opened on one manager.
+fn idle_bytes(backend: Backend) -> f64 {
+    let storage = if backend == Backend::Memory {
+        String::new()
+    } else {
+        let path = dir().join("idle.db");
+        remove_db(&path);
+        format!(r#""storage": {{"path": "{}"}},"#, path.display())
+    };
+    let history = if backend == Backend::Memory { "memory" } else { "sqlite" };
+    let config = format!(
+        r#"{{"transport": {{"kind": "memory", "network": "durable-idle-{history}"}}, {storage}
+          "channelDefaults": {{"sdsConfig": {{"historyBackend": "{history}"}}}}}}"#
+    );
+    let m = Manager::from_json(Some(&config)).expect("manager");
+    m.open_channel("warm-up", "/bench/1/warm-up/proto", "alice", None).unwrap();
+    m.channel_stats("warm-up").unwrap();
+    let rss0 = rss_bytes();
+    let mut last = String::new();
+    for i in 0..IDLE_CHANNELS {
+        last = format!("chan-{i:05}");
+        m.open_channel(&last, &format!("/bench/1/{last}/proto"), "alice", None).unwrap();
+    }
+    m.channel_stats(&last).unwrap();
+    let per = rss_bytes().saturating_sub(rss0) as f64 / IDLE_CHANNELS as f64;
+    drop(m);
+    per
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -212,31 +253,48 @@ fn median(mut v: Vec<f64>) -> f64 {
 fn main() {
     let n: u64 = std::env::var("DURABLE_MESSAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(30_000);
     let backends = [Backend::Memory, Backend::Process, Backend::Power];
+    let only: Option<Vec<String>> = std::env::var("DURABLE_ONLY").ok().map(|s| s.split(',').map(|x| x.trim().to_owned()).collect());
+    let want = |name: &str| only.as_ref().is_none_or(|v| v.iter().any(|x| x == name));
     let mut json = String::from("{");
-    println!("durable: 1 KiB end to end, {SENDERS} sender threads, window {WINDOW}, {n} messages, median of {REPEATS}");
-    let mut rates = Vec::new();
-    for b in backends {
-        let runs: Vec<f64> = (0..REPEATS).map(|r| throughput(b, &format!("tp-{}-{r}", b.name().replace('/', "-")), n)).collect();
-        let m = median(runs.clone());
-        rates.push(m);
-        println!("  {:<16} {:>9.0} msg/s   (runs {:?})", b.name(), m, runs.iter().map(|r| r.round()).collect::<Vec<_>>());
-        json += &format!("\"throughput_{}\": {m:.0}, ", b.name().replace('/', "_"));
+    // Idle memory first, while the process's heap is small and untouched by the other sections.
+    if want("idle") {
+        println!("durable: idle memory, {IDLE_CHANNELS} channels on one manager");
+        for b in [Backend::Memory, Backend::Process] {
+            let per = idle_bytes(b);
+            println!("  {:<16} {:>7.0} B/channel  (goal <= 64 KiB)", b.name(), per);
+            json += &format!("\"idle_bytes_per_channel_{}\": {per:.0}, ", b.name().replace('/', "_"));
+        }
     }
-    println!("  ratio process / memory: {:.2}  (goal >= 0.5)", rates[1] / rates[0]);
-    println!("  power: {:.0} durable sends/s  (goal >= 1000)", rates[2]);
-    println!("durable: send call, 1 KiB, unloaded ({LATENCY_SENDS} sends)");
-    for b in backends {
-        let d = call_durations(b, &format!("lat-{}", b.name().replace('/', "-")), SMALL, LATENCY_SENDS);
-        let (p50, p99) = (percentile(&d, 0.5), percentile(&d, 0.99));
-        println!("  {:<16} p50 {:>7.0} µs   p99 {:>7.0} µs", b.name(), p50, p99);
-        json += &format!("\"send_p50_us_{0}\": {p50:.0}, \"send_p99_us_{0}\": {p99:.0}, ", b.name().replace('/', "_"));
+    if want("throughput") {
+        println!("durable: 1 KiB end to end, {SENDERS} sender threads, window {WINDOW}, {n} messages, median of {REPEATS}");
+        let mut rates = Vec::new();
+        for b in backends {
+            let runs: Vec<f64> = (0..REPEATS).map(|r| throughput(b, &format!("tp-{}-{r}", b.name().replace('/', "-")), n)).collect();
+            let m = median(runs.clone());
+            rates.push(m);
+            println!("  {:<16} {:>9.0} msg/s   (runs {:?})", b.name(), m, runs.iter().map(|r| r.round()).collect::<Vec<_>>());
+            json += &format!("\"throughput_{}\": {m:.0}, ", b.name().replace('/', "_"));
+        }
+        println!("  ratio process / memory: {:.2}  (goal >= 0.5)", rates[1] / rates[0]);
+        println!("  power: {:.0} durable sends/s  (goal >= 1000)", rates[2]);
     }
-    println!("durable: send call, 1 MiB ({LARGE_SENDS} sends)");
-    for b in [Backend::Memory, Backend::Process] {
-        let d = call_durations(b, &format!("large-{}", b.name().replace('/', "-")), LARGE, LARGE_SENDS);
-        let m = percentile(&d, 0.5);
-        println!("  {:<16} median {:>7.1} ms  (goal <= 30 ms with process)", b.name(), m / 1000.0);
-        json += &format!("\"large_send_ms_{}\": {:.1}, ", b.name().replace('/', "_"), m / 1000.0);
+    if want("latency") {
+        println!("durable: send call, 1 KiB, unloaded ({LATENCY_SENDS} sends)");
+        for b in backends {
+            let d = call_durations(b, &format!("lat-{}", b.name().replace('/', "-")), SMALL, LATENCY_SENDS);
+            let (p50, p99) = (percentile(&d, 0.5), percentile(&d, 0.99));
+            println!("  {:<16} p50 {:>7.0} µs   p99 {:>7.0} µs", b.name(), p50, p99);
+            json += &format!("\"send_p50_us_{0}\": {p50:.0}, \"send_p99_us_{0}\": {p99:.0}, ", b.name().replace('/', "_"));
+        }
+    }
+    if want("large") {
+        println!("durable: send call, 1 MiB ({LARGE_SENDS} sends)");
+        for b in [Backend::Memory, Backend::Process] {
+            let d = call_durations(b, &format!("large-{}", b.name().replace('/', "-")), LARGE, LARGE_SENDS);
+            let m = percentile(&d, 0.5);
+            println!("  {:<16} median {:>7.1} ms  (goal <= 30 ms with process)", b.name(), m / 1000.0);
+            json += &format!("\"large_send_ms_{}\": {:.1}, ", b.name().replace('/', "_"), m / 1000.0);
+        }
     }
     json.truncate(json.len() - 2);
     json += "}\n";

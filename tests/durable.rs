@@ -7,7 +7,6 @@
 //! Real threads and real time on the embedded network: waits are bounded by generous timeouts,
 //! nothing is asserted about speed.
 
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -15,29 +14,12 @@ use crossbeam_channel::{unbounded, Receiver, Sender};
 use reliable_channel::channel::ChannelEvent;
 use reliable_channel::{Error, Event, Manager};
 
+mod storage_support;
+use storage_support::TempDir;
+
 const WAIT: Duration = Duration::from_secs(30);
 const TOPIC: &str = "/app/1/room/proto";
 const SQLITE: &str = r#"{"sdsConfig": {"historyBackend": "sqlite"}}"#;
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let d = std::env::temp_dir().join(format!("rc-durable-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        TempDir(d)
-    }
-    fn db(&self, name: &str) -> String {
-        self.0.join(name).display().to_string()
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 #[derive(Debug, Clone, PartialEq)]
 struct Ev {
@@ -88,7 +70,7 @@ fn eventually(mut f: impl FnMut() -> bool) {
 
 #[test]
 fn configuration_names_the_key() {
-    let dir = TempDir::new("config");
+    let dir = TempDir::new("durable", "config");
     let e = Manager::from_json(Some(&config("d-cfg", None))).unwrap().open_channel("c", TOPIC, "me", Some(SQLITE)).unwrap_err();
     assert!(matches!(&e, Error::Config(m) if m.contains("channel.sdsConfig.historyBackend") && m.contains("storage.path")), "{e:?}");
     let defaults = r#"{"channelDefaults": {"sdsConfig": {"historyBackend": "sqlite"}}}"#;
@@ -147,7 +129,7 @@ struct Pair {
 
 impl Pair {
     fn new(name: &str) -> Pair {
-        let dir = TempDir::new(name);
+        let dir = TempDir::new("durable", name);
         let db = dir.db("bob.db");
         let network = format!("d-{name}");
         let a = Manager::from_json(Some(&config(&network, None))).unwrap();
@@ -197,7 +179,7 @@ fn delivered_events_are_not_delivered_again_after_a_restart_and_seq_continues() 
 /// DELIVERED for the request id of before the restart.
 #[test]
 fn a_pending_send_completes_after_a_restart() {
-    let dir = TempDir::new("pending");
+    let dir = TempDir::new("durable", "pending");
     let network = "d-pending";
     let storage = format!(r#"{{"path": "{}"}}"#, dir.db("alice.db"));
     let alice_cfg = r#"{"sdsConfig": {"historyBackend": "sqlite", "acknowledgementTimeoutMs": 300}}"#;
@@ -308,7 +290,7 @@ fn undelivered_events_survive_a_restart_and_a_purge_deletes_them() {
 
 #[test]
 fn a_second_manager_on_one_database_is_refused() {
-    let dir = TempDir::new("twice");
+    let dir = TempDir::new("durable", "twice");
     let storage = format!(r#"{{"path": "{}"}}"#, dir.db("one.db"));
     let first = Manager::from_json(Some(&config("d-twice", Some(&storage)))).unwrap();
     let e = Manager::from_json(Some(&config("d-twice", Some(&storage)))).err().unwrap();
@@ -322,7 +304,7 @@ fn a_second_manager_on_one_database_is_refused() {
 /// memory channels go on working.
 #[test]
 fn a_full_database_stops_durable_channels_without_a_fallback() {
-    let dir = TempDir::new("full");
+    let dir = TempDir::new("durable", "full");
     let network = "d-full";
     let a = Manager::from_json(Some(&config(network, None))).unwrap();
     let arx = recorder(&a);

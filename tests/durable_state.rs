@@ -8,33 +8,16 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use reliable_channel::channel::{Change, Channel, ChannelAction, ChannelChanges, ChannelConfig, ChannelSnapshot};
+use reliable_channel::channel::{Change, Channel, ChannelAction, ChannelChanges, ChannelConfig, ChannelEvent, ChannelSnapshot};
 use reliable_channel::sds::{HistoryStore, LogChange, LogEntry};
 use reliable_channel::storage::{Batch, ChannelKey, ChannelRecord, Durability, MemoryStore, SqliteStore, StorageConfig, Store};
 use reliable_channel::wire::WakuMessage;
 
+mod storage_support;
+use storage_support::TempDir;
+
 const T0: u64 = 1_700_000_000_000;
 const TOPIC: &str = "/app/1/room/proto";
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let d = std::env::temp_dir().join(format!("rc-state-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        TempDir(d)
-    }
-    fn file(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn cfg(path: &Path) -> StorageConfig {
     StorageConfig { path: path.to_owned(), durability: Durability::Process, max_size_bytes: None }
@@ -60,7 +43,7 @@ fn dispatched(ch: &mut Channel, now: u64) -> Vec<WakuMessage> {
 
 #[test]
 fn both_stores_hold_the_same_channel_state_and_sqlite_keeps_it() {
-    let dir = TempDir::new("same");
+    let dir = TempDir::new("state", "same");
     let path = dir.file("s.db");
     let mut mem = MemoryStore::new();
     let mut sql = SqliteStore::open(&cfg(&path)).unwrap();
@@ -134,7 +117,7 @@ fn both_stores_hold_the_same_channel_state_and_sqlite_keeps_it() {
 
 #[test]
 fn a_version_1_database_is_migrated() {
-    let dir = TempDir::new("v1");
+    let dir = TempDir::new("state", "v1");
     let path = dir.file("v1.db");
     {
         let c = rusqlite::Connection::open(&path).unwrap();
@@ -172,7 +155,7 @@ fn file_size(path: &Path) -> u64 {
 /// 1 KiB): the time of the read and of the restore, and the database size, printed.
 #[test]
 fn reopen_with_10000_log_entries_and_1000_pending_chunks() {
-    let dir = TempDir::new("reopen");
+    let dir = TempDir::new("state", "reopen");
     let path = dir.file("r.db");
     let key = {
         let mut s = SqliteStore::open(&cfg(&path)).unwrap();
@@ -228,4 +211,104 @@ fn reopen_with_10000_log_entries_and_1000_pending_chunks() {
         restored - read,
         size / 1024
     );
+}
+
+/// Dispatches what `ch` wants to send (every publication succeeds) and collects its events.
+fn run(ch: &mut Channel, now: u64) -> (Vec<WakuMessage>, Vec<ChannelEvent>) {
+    let (mut out, mut events) = (Vec::new(), Vec::new());
+    while let Some(a) = ch.poll_action() {
+        match a {
+            ChannelAction::Dispatch { token, message } => {
+                ch.on_dispatch_result(now, token, Ok(None));
+                out.push(message);
+            }
+            ChannelAction::Event(e) => events.push(e),
+            ChannelAction::Retrieve { .. } => {}
+        }
+    }
+    (out, events)
+}
+
+fn commit_changes(store: &mut MemoryStore, key: ChannelKey, ch: &mut Channel) {
+    let changes = [(key, ch.take_changes().unwrap())];
+    store.commit(&Batch { channels: &changes, ..Batch::default() }).unwrap();
+}
+
+/// Issue #11: a chunk's retransmissions are stored and go on counting across restarts: a process
+/// killed one ack timeout after each restart (before, every restart started the count afresh and
+/// such a process re-sent the chunk for ever) gives an unacknowledged chunk up after
+/// `maxRetransmissions` in all — with exactly one SEND_ERROR, and nothing of the send left in the
+/// store. The re-send right after a restart is not counted (the process lost the timer, not the
+/// network the message).
+#[test]
+fn retransmissions_count_across_restarts_until_the_chunk_is_given_up() {
+    let json = r#"{"sdsConfig": {"acknowledgementTimeoutMs": 1000, "maxRetransmissions": 3}, "rateLimitConfig": {"enabled": false}}"#;
+    let config = ChannelConfig::default().with_json(Some(json)).unwrap();
+    let mut store = MemoryStore::new();
+    let key = open_channel(&mut store, "room", "alice");
+    let mut ch = Channel::new("room", TOPIC, "alice", config.clone(), T0, 1);
+    ch.restore(T0, ChannelSnapshot::default());
+    ch.send(T0, "r0", b"nobody acknowledges this", false).unwrap();
+    assert_eq!(run(&mut ch, T0).0.len(), 1);
+    commit_changes(&mut store, key, &mut ch);
+    let mut now = T0;
+    let mut errors = Vec::new();
+    let mut counts = Vec::new();
+    for restart in 1..=10u64 {
+        now += 10;
+        let snap = store.load_snapshot(key).unwrap();
+        let Some(stored) = snap.sends.iter().flat_map(|s| &s.chunks).map(|c| c.retransmissions).next() else { break };
+        counts.push(stored);
+        let mut ch = Channel::new("room", TOPIC, "alice", config.clone(), now, restart + 1);
+        ch.restore(now, snap);
+        // The restored chunk is re-sent at once (the only one: the first slot of the spread).
+        ch.handle_timeout(now);
+        assert_eq!(run(&mut ch, now).0.len(), 1, "re-sent after restart {restart}");
+        commit_changes(&mut store, key, &mut ch);
+        // One ack timeout later: a retransmission (counted, stored) or the end; then killed.
+        now += 1_000;
+        ch.handle_timeout(now);
+        let (_, events) = run(&mut ch, now);
+        commit_changes(&mut store, key, &mut ch);
+        errors.extend(events.into_iter().filter(|e| matches!(e, ChannelEvent::SendError { .. })));
+    }
+    assert_eq!(counts, [0, 1, 2, 3], "the count of retransmissions goes on across restarts");
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(matches!(&errors[0], ChannelEvent::SendError { request_id, .. } if request_id == "r0"));
+    assert!(store.load_snapshot(key).unwrap().sends.is_empty());
+}
+
+/// Issue #11: 200 chunks restored are re-sent spread over one ack timeout, not at once: a tight
+/// RLN budget is not spent on re-sends at the restart (a new send goes out at once), and no
+/// tenth of the timeout re-sends more than about a tenth of them.
+#[test]
+fn restored_chunks_are_re_sent_spread_over_the_ack_timeout() {
+    let free = r#"{"sdsConfig": {"acknowledgementTimeoutMs": 1000}, "rateLimitConfig": {"enabled": false}}"#;
+    let tight = r#"{"sdsConfig": {"acknowledgementTimeoutMs": 1000}, "rateLimitConfig": {"epochSizeMs": 100, "messagesPerEpoch": 25, "accounting": "allMessages"}}"#;
+    let mut store = MemoryStore::new();
+    let key = open_channel(&mut store, "room", "alice");
+    let mut ch = Channel::new("room", TOPIC, "alice", ChannelConfig::default().with_json(Some(free)).unwrap(), T0, 1);
+    ch.restore(T0, ChannelSnapshot::default());
+    for i in 0..200 {
+        ch.send(T0, &format!("r{i}"), b"x", false).unwrap();
+    }
+    assert_eq!(run(&mut ch, T0).0.len(), 200);
+    commit_changes(&mut store, key, &mut ch);
+    let now = T0 + 100;
+    let mut ch = Channel::new("room", TOPIC, "alice", ChannelConfig::default().with_json(Some(tight)).unwrap(), now, 2);
+    ch.restore(now, store.load_snapshot(key).unwrap());
+    ch.send(now, "fresh", b"new", false).unwrap();
+    let (out, _) = run(&mut ch, now);
+    assert_eq!(out.len(), 1, "the new send goes out at once, no re-send is queued before it");
+    let mut resent = Vec::new();
+    for step in 0..10u64 {
+        let t = now + step * 100;
+        ch.handle_timeout(t);
+        resent.push(run(&mut ch, t).0.len());
+    }
+    // The k-th of 200 is due at k × 1000 / 200 ms: one at once, then 20 per 100 ms (within the
+    // 25 per epoch of the limiter); the last 19 by 995 ms.
+    let mut want = vec![20; 10];
+    want[0] = 1;
+    assert_eq!(resent, want);
 }

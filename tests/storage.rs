@@ -3,35 +3,19 @@
 //! was), the lock (a second store in this process; a killed process's lock), and failing writes
 //! (a full database, a read-only one) that change nothing.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::Arc;
 
+use bytes::Bytes;
 use proptest::prelude::*;
-use reliable_channel::channel::ChannelEvent;
+use reliable_channel::channel::{Change, ChannelChanges, ChannelEvent};
 use reliable_channel::storage::{
     Batch, ChannelKey, ChannelRecord, Durability, EventRow, MemoryStore, SqliteStore, StorageConfig, Store, StoredEvent, APPLICATION_ID,
-    SCHEMA_VERSION,
+    CHECKPOINT_BUSY_PAGES, CHECKPOINT_IDLE_PAGES, SCHEMA_VERSION,
 };
 
-/// A fresh directory for one test (removed when dropped).
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let d = std::env::temp_dir().join(format!("rc-storage-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        TempDir(d)
-    }
-    fn file(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+mod storage_support;
+use storage_support::TempDir;
 
 fn cfg(path: &Path) -> StorageConfig {
     StorageConfig { path: path.to_owned(), durability: Durability::Process, max_size_bytes: None }
@@ -63,7 +47,7 @@ fn loaded(store: &mut dyn Store, ids: &[&str]) -> (Vec<Loaded>, u64) {
 
 #[test]
 fn a_stored_channel_and_its_outbox_survive_a_reopen() {
-    let dir = TempDir::new("reopen");
+    let dir = TempDir::new("storage", "reopen");
     let path = dir.file("m.db");
     let events = [received(1, 10), ChannelEvent::Delivered { request_id: "x".into() }, received(2, 100_000)];
     let key;
@@ -156,7 +140,7 @@ proptest! {
     /// loaded state, and the SQLite one keeps it across a reopen.
     #[test]
     fn the_same_batches_give_the_same_state_in_both_stores(ops in prop::collection::vec(op(), 1..40)) {
-        let dir = TempDir::new("prop");
+        let dir = TempDir::new("storage", "prop");
         let path = dir.file("p.db");
         let mut mem = MemoryStore::new();
         apply(&mut mem, &ops);
@@ -176,7 +160,7 @@ proptest! {
 
 #[test]
 fn a_failed_commit_changes_nothing_in_either_store() {
-    let dir = TempDir::new("atomic");
+    let dir = TempDir::new("storage", "atomic");
     let mut sql = SqliteStore::open(&cfg(&dir.file("a.db"))).unwrap();
     let mut mem = MemoryStore::new();
     let stores: [&mut dyn Store; 2] = [&mut sql, &mut mem];
@@ -196,7 +180,7 @@ fn a_failed_commit_changes_nothing_in_either_store() {
 
 #[test]
 fn a_full_database_fails_the_commit_and_keeps_what_was_committed() {
-    let dir = TempDir::new("full");
+    let dir = TempDir::new("storage", "full");
     let path = dir.file("f.db");
     let mut c = cfg(&path);
     c.max_size_bytes = Some(1 << 20);
@@ -224,7 +208,7 @@ fn a_full_database_fails_the_commit_and_keeps_what_was_committed() {
 
 #[test]
 fn a_read_only_database_fails_every_write() {
-    let dir = TempDir::new("ro");
+    let dir = TempDir::new("storage", "ro");
     let mut s = SqliteStore::open(&cfg(&dir.file("r.db"))).unwrap();
     let rec = record(&mut s, "room");
     s.commit(&Batch { new_channels: vec![rec.clone()], ..Batch::default() }).unwrap();
@@ -250,7 +234,7 @@ fn refused_untouched(path: &Path, why: &str) {
 
 #[test]
 fn foreign_corrupt_and_newer_files_are_refused_and_left_untouched() {
-    let dir = TempDir::new("refuse");
+    let dir = TempDir::new("storage", "refuse");
     // Not a database at all.
     let text = dir.file("notes.txt");
     std::fs::write(&text, "my notes, not a database\n".repeat(20)).unwrap();
@@ -313,7 +297,7 @@ fn foreign_corrupt_and_newer_files_are_refused_and_left_untouched() {
 
 #[test]
 fn a_second_store_on_one_file_is_refused_until_the_first_is_closed() {
-    let dir = TempDir::new("lock");
+    let dir = TempDir::new("storage", "lock");
     let path = dir.file("l.db");
     let first = SqliteStore::open(&cfg(&path)).unwrap();
     let err = SqliteStore::open(&cfg(&path)).unwrap_err();
@@ -342,7 +326,7 @@ fn child_holds_the_lock_until_killed() {
 #[test]
 fn a_killed_process_leaves_no_lock_behind() {
     use std::io::{BufRead, BufReader};
-    let dir = TempDir::new("killed");
+    let dir = TempDir::new("storage", "killed");
     let path = dir.file("k.db");
     let mut child = std::process::Command::new(std::env::current_exe().unwrap())
         .args(["--ignored", "--exact", "child_holds_the_lock_until_killed", "--nocapture", "--test-threads=1"])
@@ -370,11 +354,117 @@ fn a_killed_process_leaves_no_lock_behind() {
 
 #[test]
 fn power_durability_and_a_size_limit_are_accepted() {
-    let dir = TempDir::new("power");
+    let dir = TempDir::new("storage", "power");
     let c = StorageConfig { path: dir.file("p.db"), durability: Durability::Power, max_size_bytes: Some(1 << 30) };
     let mut s = SqliteStore::open(&c).unwrap();
     let rec: ChannelRecord = record(&mut s, "x");
     let key: ChannelKey = rec.key;
     s.commit(&Batch { new_channels: vec![rec], ..Batch::default() }).unwrap();
     assert_eq!(s.load_channel("x").unwrap().map(|r| r.key), Some(key));
+}
+
+/// One step of a send's life for [`send_changes`]: (request, what, chunk index, count).
+type SendStep = (usize, u8, u32, u32);
+
+/// Valid change lists from random steps, cut into batches at random points: each request is
+/// accepted once (with 1–3 chunks) before anything else happens to it, and nothing happens to it
+/// after it finished — as a channel records them.
+fn send_changes(steps: &[SendStep], cuts: &[bool]) -> Vec<Vec<Change>> {
+    let mut batches = vec![Vec::new()];
+    let mut state: [Option<(u32, bool)>; 4] = [None; 4]; // (chunks, finished)
+    for (n, &(r, what, index, count)) in steps.iter().enumerate() {
+        let request: Arc<str> = format!("req{r}").into();
+        let change = match (state[r], what) {
+            (None, _) => {
+                let chunks = index % 3 + 1;
+                state[r] = Some((chunks, false));
+                let list = (0..chunks).map(|c| (format!("{r}-{c}").into(), Bytes::from(vec![c as u8; 40]))).collect();
+                Change::SendAccepted { request, ephemeral: false, bytes: 40 * chunks as usize, chunks: list }
+            }
+            (Some((_, true)), _) => continue,
+            (Some((chunks, false)), w) => {
+                let index = index % chunks;
+                match w % 6 {
+                    0 => Change::ChunkWrapped { request, index, lamport: u64::from(count), bytes: Bytes::from(vec![9; 50 + count as usize]) },
+                    1 => Change::ChunkAcked { request, index },
+                    2 => Change::ChunkRetransmitted { request, index, count },
+                    3 => Change::ChunkPossiblyAcked { request, index, count },
+                    4 => Change::SendSent { request },
+                    _ => {
+                        state[r] = Some((chunks, true));
+                        Change::SendFinished { request }
+                    }
+                }
+            }
+        };
+        batches.last_mut().unwrap().push(change);
+        if cuts.get(n).copied().unwrap_or(false) {
+            batches.push(Vec::new());
+        }
+    }
+    batches
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// The SQLite store writes a send's rows once per batch in their final state (what a later
+    /// change of the same batch updates or deletes is folded in or never written): the loaded
+    /// state is the memory store's, which applies every change in order.
+    #[test]
+    fn sends_folded_per_batch_load_as_applied_in_order(
+        steps in prop::collection::vec((0..4usize, 0..6u8, 0..3u32, 0..9u32), 1..60),
+        cuts in prop::collection::vec(prop::bool::weighted(0.2), 60),
+    ) {
+        let dir = TempDir::new("storage", "fold");
+        let mut sql = SqliteStore::open(&cfg(&dir.file("f.db"))).unwrap();
+        let mut mem = MemoryStore::new();
+        let key = {
+            let rec = record(&mut sql, "a");
+            assert_eq!(mem.allocate_key(), rec.key);
+            let b = Batch { new_channels: vec![rec], ..Batch::default() };
+            sql.commit(&b).unwrap();
+            mem.commit(&b).unwrap();
+            b.new_channels[0].key
+        };
+        for changes in send_changes(&steps, &cuts) {
+            let c = [(key, ChannelChanges { changes, ..Default::default() })];
+            sql.commit(&Batch { channels: &c, ..Batch::default() }).unwrap();
+            mem.commit(&Batch { channels: &c, ..Batch::default() }).unwrap();
+            prop_assert_eq!(sql.load_snapshot(key).unwrap(), mem.load_snapshot(key).unwrap());
+        }
+    }
+}
+
+/// Checkpoints are off the commit path: commits alone never copy the WAL into the database (it
+/// grows past SQLite's usual threshold), and `maintain` bounds it — after a batch only beyond
+/// `CHECKPOINT_BUSY_PAGES`, when idle from `CHECKPOINT_IDLE_PAGES`.
+#[test]
+fn the_wal_is_checkpointed_by_maintain_only() {
+    let dir = TempDir::new("storage", "wal");
+    let mut s = SqliteStore::open(&cfg(&dir.file("w.db"))).unwrap();
+    let rec = record(&mut s, "a");
+    let key = rec.key;
+    s.commit(&Batch { new_channels: vec![rec], ..Batch::default() }).unwrap();
+    let event = received(1, 8_000);
+    let mut seq = s.seq_bound();
+    let mut commit = |s: &mut SqliteStore| {
+        let rows = vec![EventRow { seq, channel: key, event: &event }];
+        seq += 1;
+        s.commit(&Batch { events: rows, seq_bound: Some(seq + 1), ..Batch::default() }).unwrap();
+    };
+    while s.wal_pages() < CHECKPOINT_IDLE_PAGES + 10 {
+        commit(&mut s);
+    }
+    s.maintain(false);
+    assert!(s.wal_pages() >= CHECKPOINT_IDLE_PAGES, "a busy runtime does not checkpoint below the busy threshold");
+    s.maintain(true);
+    assert_eq!(s.wal_pages(), 0, "an idle one does");
+    let mut most = 0;
+    for _ in 0..3_000 {
+        commit(&mut s);
+        most = most.max(s.wal_pages());
+        s.maintain(false);
+    }
+    assert!((CHECKPOINT_BUSY_PAGES..CHECKPOINT_BUSY_PAGES + 10).contains(&most), "bounded under load: {most} pages at most");
 }

@@ -608,7 +608,7 @@ impl Channel {
                 }
                 SdsEvent::EphemeralDelivered { sender_id, content } => self.on_chunk(now, &sender_id, content),
                 SdsEvent::Acknowledged { message_id } => self.acknowledged(&message_id),
-                SdsEvent::PossiblyAcknowledged { .. } => {}
+                SdsEvent::PossiblyAcknowledged { message_id, count } => self.journal_count(&message_id, false, count),
                 SdsEvent::Missing(deps) => {
                     let hinted = deps.into_iter().filter_map(|d| Some((d.message_id, <MessageHash>::try_from(d.retrieval_hint.as_deref()?).ok()?)));
                     self.retrievals.add(now, hinted.collect());
@@ -620,9 +620,10 @@ impl Channel {
                     let error = format!("message {} lost: not received within {} ms", d.message_id, self.config().sds.dependency_timeout_ms);
                     self.emit(ChannelEvent::Lost { request_id: None, sender_id: d.sender_id, error });
                 }
-                SdsEvent::Retransmit { message_id, bytes, .. } => match self.chunk_owner.get(&message_id) {
+                SdsEvent::Retransmit { message_id, bytes, attempt } => match self.chunk_owner.get(&message_id) {
                     Some((request, index)) => {
-                        let kind = Kind::Chunk { request: request.clone(), index: *index, id: message_id, retransmission: true };
+                        let kind = Kind::Chunk { request: request.clone(), index: *index, id: message_id.clone(), retransmission: true };
+                        self.journal_count(&message_id, true, attempt);
                         self.offer(now, Queued::Wrapped(Outgoing { kind, bytes }));
                     }
                     None => {

@@ -176,7 +176,20 @@ impl Committer {
         b.new_channels.clear();
         b.changes.clear();
         b.durable = false;
+        // Everything is released: housekeeping that may take a while (the checkpoint) no longer
+        // delays anybody's reply.
+        self.maintain(false);
         failed_now
+    }
+
+    /// Storage housekeeping off the commit path (`Store::maintain`): `idle` when the runtime is
+    /// about to wait for work.
+    pub fn maintain(&mut self, idle: bool) {
+        if self.failure.is_none() {
+            if let Some(store) = self.store.as_deref_mut() {
+                store.maintain(idle);
+            }
+        }
     }
 
     /// Writes the batch when it holds durable changes, a new sequence bound, or deletions that

@@ -220,6 +220,8 @@ pub(crate) fn run(
                     }
                     d.end_batch();
                     if stop { break; }
+                    // The queue ran dry: time for the storage's housekeeping (the checkpoint).
+                    d.committer.maintain(true);
                 }
                 _ = async { match wake { Some(w) => tokio::time::sleep_until(w).await, None => std::future::pending().await } } => {
                     d.fire_timers();

@@ -30,6 +30,8 @@ struct Entry {
     retransmissions: u32,
     possible_acks: u32,
     dispatched_once: bool,
+    /// Restored after a restart: its first expiry re-sends it without counting a retransmission.
+    restored: bool,
     state: State,
 }
 
@@ -49,6 +51,8 @@ pub(super) struct OutgoingBuffer {
     timers: VecDeque<(u64, u64)>,
     next_seq: u64,
     bytes: usize,
+    /// Entries restored from a durable channel's state, not yet scheduled ([`Self::schedule_restored`]).
+    restored: Vec<u64>,
 }
 
 impl OutgoingBuffer {
@@ -73,8 +77,53 @@ impl OutgoingBuffer {
         self.by_id.insert(id.clone(), seq);
         self.entries.insert(
             seq,
-            Entry { id, lamport, bytes, positions, retransmissions: 0, possible_acks: 0, dispatched_once: false, state: State::AwaitingDispatch },
+            Entry {
+                id,
+                lamport,
+                bytes,
+                positions,
+                retransmissions: 0,
+                possible_acks: 0,
+                dispatched_once: false,
+                restored: false,
+                state: State::AwaitingDispatch,
+            },
         );
+    }
+
+    /// Restore: an own message of a restarted durable channel, sent before the restart, with its
+    /// counts of retransmissions and bloom filter hits; scheduled by [`Self::schedule_restored`].
+    pub fn restore(&mut self, id: MessageId, lamport: u64, bytes: Bytes, retransmissions: u32, possible_acks: u32) {
+        if self.contains(&id) {
+            return;
+        }
+        let seq = self.next_seq;
+        self.push(id, lamport, bytes);
+        if let Some(e) = self.entries.get_mut(&seq) {
+            e.retransmissions = retransmissions;
+            e.possible_acks = possible_acks;
+            e.dispatched_once = true;
+            e.restored = true;
+            self.restored.push(seq);
+        }
+    }
+
+    /// Schedules the restored messages' re-sends: spread evenly over one acknowledgement timeout
+    /// from `now` (the `k`-th of `n` restored at `now + k * timeout / n`) — a restart does not
+    /// send them all at once (an RLN budget would go on re-sends). The re-send does not count as
+    /// a retransmission (the process, not the network, lost the timer); the ones after it do,
+    /// from the restored count, and the message is given up as usual.
+    pub fn schedule_restored(&mut self, now: u64, timeout: u64) {
+        let restored = std::mem::take(&mut self.restored);
+        let n = restored.len() as u64;
+        for (k, seq) in (0u64..).zip(restored) {
+            let Some(e) = self.entries.get_mut(&seq) else { continue };
+            let deadline = now.saturating_add(timeout.saturating_mul(k) / n);
+            e.state = State::InFlight { deadline };
+            // In deadline order (later dispatches are `now + timeout` or later).
+            let at = self.timers.partition_point(|&(d, _)| d <= deadline);
+            self.timers.insert(at, (deadline, seq));
+        }
     }
 
     /// The message was handed to the network: start its acknowledgement timer.
@@ -176,7 +225,11 @@ impl OutgoingBuffer {
             }
             self.timers.pop_front();
             let Some(e) = self.entries.get_mut(&seq) else { continue };
-            if e.retransmissions >= max_retransmissions {
+            if e.restored {
+                e.restored = false;
+                e.state = State::AwaitingDispatch;
+                out.push(Expired::Retransmit { id: e.id.clone(), bytes: e.bytes.clone(), attempt: e.retransmissions });
+            } else if e.retransmissions >= max_retransmissions {
                 let id = e.id.clone();
                 self.remove(&id);
                 out.push(Expired::GaveUp { id });

@@ -192,7 +192,14 @@ impl State {
                     let n = self.number();
                     self.sends.insert(request.to_string(), (n, (*ephemeral, *bytes, false)));
                     for (idx, (id, frame)) in (0u32..).zip(chunks) {
-                        let c = StoredChunk { id: id.clone(), frame: Some(frame.clone()), wrapped: None, acked: false };
+                        let c = StoredChunk {
+                            id: id.clone(),
+                            frame: Some(frame.clone()),
+                            wrapped: None,
+                            acked: false,
+                            retransmissions: 0,
+                            possible_acks: 0,
+                        };
                         self.chunks.insert((request.to_string(), idx), c);
                     }
                 }
@@ -205,6 +212,16 @@ impl State {
                 Change::ChunkAcked { request, index } => {
                     if let Some(c) = self.chunks.get_mut(&(request.to_string(), *index)) {
                         (c.frame, c.wrapped, c.acked) = (None, None, true);
+                    }
+                }
+                Change::ChunkRetransmitted { request, index, count } => {
+                    if let Some(c) = self.chunks.get_mut(&(request.to_string(), *index)) {
+                        c.retransmissions = *count;
+                    }
+                }
+                Change::ChunkPossiblyAcked { request, index, count } => {
+                    if let Some(c) = self.chunks.get_mut(&(request.to_string(), *index)) {
+                        c.possible_acks = *count;
                     }
                 }
                 Change::SendSent { request } => {

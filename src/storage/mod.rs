@@ -15,8 +15,8 @@
 //! | `channels` | one per stored channel: its key, id, our sender id, the content topic       |
 //! | `events`   | the outbox: events of durable channels not yet handed to the application    |
 //!
-//! The channel's own protocol state (version 2), written from `Channel::take_changes()` in
-//! [`Batch::channels`] and read back by [`Store::load_snapshot`] into a `ChannelSnapshot`; one
+//! The channel's own protocol state (version 2; version 3 adds the chunks' counts), written from
+//! `Channel::take_changes()` in [`Batch::channels`] and read back by [`Store::load_snapshot`] into a `ChannelSnapshot`; one
 //! row per entry, inserted, updated and deleted as the channel changes (never a growing blob):
 //!
 //! | table           | rows                                                                  |
@@ -24,7 +24,7 @@
 //! | `channel_state` | per channel: reserved bounds of the lamport and wrap clocks, RLN usage |
 //! | `log`           | the SDS log (the duplicate window), in insertion (rowid) order         |
 //! | `sends`         | sends not yet final: request id, ephemeral, size, SENT emitted         |
-//! | `send_chunks`   | their chunks: SDS id, the frame until wrapped, the SDS bytes until acknowledged |
+//! | `send_chunks`   | their chunks: SDS id, the frame until wrapped, the SDS bytes until acknowledged, retransmissions and bloom hits so far |
 //! | `incoming`      | received messages waiting for dependencies: their decrypted SDS bytes  |
 //! | `partials`      | chunks of partial incoming messages, one row per chunk                 |
 //!
@@ -42,7 +42,7 @@ mod sqlite_state;
 use std::path::PathBuf;
 
 pub use memory::MemoryStore;
-pub use sqlite::{SqliteStore, APPLICATION_ID, SCHEMA_VERSION};
+pub use sqlite::{SqliteStore, APPLICATION_ID, CHECKPOINT_BUSY_PAGES, CHECKPOINT_IDLE_PAGES, SCHEMA_VERSION};
 
 use crate::channel::{ChannelChanges, ChannelEvent, ChannelSnapshot};
 
@@ -151,6 +151,11 @@ pub trait Store: Send {
 
     /// Writes `batch` in one transaction: on `Err` nothing of it is stored.
     fn commit(&mut self, batch: &Batch<'_>) -> Result<(), StorageError>;
+
+    /// Housekeeping off the commit path (the SQLite store's checkpoint), called after a batch
+    /// was released (`idle` false) and when the runtime is about to wait for work (`idle` true).
+    /// Never fails the caller: what was committed stays committed.
+    fn maintain(&mut self, _idle: bool) {}
 
     /// The stored channel `channel_id`, if any.
     fn load_channel(&mut self, channel_id: &str) -> Result<Option<ChannelRecord>, StorageError>;

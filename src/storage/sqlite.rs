@@ -11,26 +11,35 @@
 //!    [`APPLICATION_ID`] (an empty SQLite database without one is adopted, any other is foreign),
 //!    and `user_version` ([`SCHEMA_VERSION`]; newer is refused, older is migrated when a migration
 //!    exists, else refused).
-//! 3. SQLite: the tables are read (a damaged file fails here), a new database gets its schema
-//!    (4 KiB pages, see [`PAGE_SIZE`]) in one transaction, then WAL and `synchronous`
-//!    per [`Durability`].
+//! 3. SQLite, in `locking_mode=EXCLUSIVE` (the only connection; the WAL index lives in its heap,
+//!    there is no `-shm` file): the tables are read (a damaged file fails here), a new database
+//!    gets its schema (4 KiB pages, see [`PAGE_SIZE`]) in one transaction, then WAL and
+//!    `synchronous` per [`Durability`].
 //!
 //! Commits use cached prepared statements in one `BEGIN IMMEDIATE` transaction per batch.
+//!
+//! Checkpoints are off the commit path: SQLite's automatic checkpoint (run inside the commit that
+//! crosses `wal_autocheckpoint`, with its fsyncs) is replaced by a WAL hook that only counts the
+//! WAL's pages; [`Store::maintain`] copies them into the database with a `PASSIVE` checkpoint when
+//! the runtime is idle ([`CHECKPOINT_IDLE_PAGES`]) or, under a steady load, after a batch was
+//! released ([`CHECKPOINT_BUSY_PAGES`]): the WAL stays bounded and no caller waits for it.
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::Read;
 use std::path::Path;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 
 use crate::channel::ChannelSnapshot;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 
-use super::sqlite_state::{self, STATE_TABLES, STATE_TABLE_NAMES};
+use super::sqlite_state::{self, CHUNK_COUNTS, STATE_TABLES, STATE_TABLE_NAMES};
 use super::{event_columns, event_from_columns, Batch, ChannelKey, ChannelRecord, Durability, StorageConfig, StorageError, Store, StoredEvent};
 
 /// `PRAGMA application_id` of a reliable-channel database ("RlCh").
 pub const APPLICATION_ID: u32 = 0x526C_4368;
 /// `PRAGMA user_version` this library writes and reads.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 /// Page size of a new database. A commit writes every page it touches to the WAL, and a 1 KiB
 /// send touches about ten (the channel-state tables and their indexes): 4 KiB pages cost a
 /// quarter of 16 KiB ones there (`make bench-durable`: 1,900 against 1,560 sends/s, p99 of
@@ -39,14 +48,21 @@ const PAGE_SIZE: i64 = 4 * 1024;
 /// Prepared statements kept (the commit path uses about twenty).
 const STATEMENT_CACHE: usize = 48;
 
+/// WAL pages from which an idle runtime checkpoints (SQLite's own default threshold).
+pub const CHECKPOINT_IDLE_PAGES: u32 = 1_000;
+/// WAL pages from which a checkpoint runs after a batch even when the runtime is busy: the bound
+/// of the WAL (16 MiB of 4 KiB pages, plus one batch) under a load that never leaves it idle.
+pub const CHECKPOINT_BUSY_PAGES: u32 = 4_000;
+
 /// The first bytes of every SQLite database file.
 const MAGIC: &[u8; 16] = b"SQLite format 3\0";
 /// Size of the database header.
 const HEADER_BYTES: usize = 100;
 
 /// Migrations from an older schema: `MIGRATIONS[i]` takes version `i + 1` to `i + 2`. Version 2
-/// adds the channel state's tables (`sqlite_state.rs`).
-const MIGRATIONS: &[&str] = &[STATE_TABLES];
+/// adds the channel state's tables (`sqlite_state.rs`), version 3 a chunk's counts of
+/// retransmissions and bloom filter hits.
+const MIGRATIONS: &[&str] = &[STATE_TABLES, CHUNK_COUNTS];
 
 /// The schema of version 1; a new database gets it and then every migration, in the same
 /// transaction. `seq` is the rowid (the natural key); `meta` is keyed by name.
@@ -128,6 +144,8 @@ pub struct SqliteStore {
     path: std::path::PathBuf,
     seq_bound: u64,
     last_key: ChannelKey,
+    /// Pages in the WAL, as its hook reported them after the last commit.
+    wal_pages: Arc<AtomicU32>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -164,6 +182,10 @@ impl SqliteStore {
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let mut conn = Connection::open_with_flags(path, flags).map_err(sql_err("open", path))?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        // One connection, and the `flock` above keeps everybody else out: SQLite may hold its
+        // own lock for good and keep the WAL index in heap memory (no shared-memory file, no lock
+        // calls per transaction). Set before the database is first read.
+        conn.pragma_update(None, "locking_mode", "EXCLUSIVE").map_err(sql_err("PRAGMA locking_mode", path))?;
         // Per connection, nothing written: the lock above is the only arbiter, never a wait.
         let sync = match cfg.durability {
             Durability::Process => "NORMAL",
@@ -184,12 +206,20 @@ impl SqliteStore {
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(StorageError(format!("{p}: cannot use WAL (journal_mode is {mode})")));
         }
+        // The hook replaces the automatic checkpoint (see the module docs).
+        let wal_pages = Arc::new(AtomicU32::new(0));
+        let counter = wal_pages.clone();
+        conn.wal_hook(Some(move |_: &mut rusqlite::hooks::Wal, pages: std::ffi::c_int| {
+            counter.store(u32::try_from(pages).unwrap_or(0), Ordering::Relaxed);
+            Ok(())
+        }))
+        .map_err(sql_err("WAL hook", path))?;
         if let Some(max) = cfg.max_size_bytes {
             let page: i64 = conn.pragma_query_value(None, "page_size", |r| r.get(0)).map_err(sql_err("PRAGMA page_size", path))?;
             let pages = i64::try_from(max.div_ceil(page.max(1) as u64).max(1)).unwrap_or(i64::MAX);
             conn.pragma_update(None, "max_page_count", pages).map_err(sql_err("PRAGMA max_page_count", path))?;
         }
-        Ok(SqliteStore { conn, _lock: lock, path: path.to_owned(), seq_bound, last_key: last_key.unwrap_or(0) })
+        Ok(SqliteStore { conn, _lock: lock, path: path.to_owned(), seq_bound, last_key: last_key.unwrap_or(0), wal_pages })
     }
 
     /// A new database: page size, identity, version and tables in one transaction, so that a
@@ -228,6 +258,23 @@ impl SqliteStore {
     /// read-only file system (root ignores `chmod`, so tests cannot rely on file modes).
     pub fn set_query_only(&mut self, on: bool) -> Result<(), StorageError> {
         self.conn.pragma_update(None, "query_only", on).map_err(sql_err("PRAGMA query_only", &self.path))
+    }
+
+    /// Pages in the WAL not yet checkpointed (as of the last commit or checkpoint).
+    pub fn wal_pages(&self) -> u32 {
+        self.wal_pages.load(Ordering::Relaxed)
+    }
+
+    /// A `PASSIVE` checkpoint: copies what it can of the WAL into the database without waiting
+    /// for anybody (this connection is the only one, so it copies everything); the next commit
+    /// then writes the WAL from its start again.
+    fn checkpoint(&mut self) -> rusqlite::Result<()> {
+        let (busy, log, done): (i64, i64, i64) =
+            self.conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        if busy == 0 && done >= log {
+            self.wal_pages.store(0, Ordering::Relaxed);
+        }
+        Ok(())
     }
 
     fn write_batch(&mut self, batch: &Batch<'_>) -> rusqlite::Result<()> {
@@ -290,6 +337,17 @@ impl Store for SqliteStore {
             self.seq_bound = b;
         }
         Ok(())
+    }
+
+    fn maintain(&mut self, idle: bool) {
+        let pages = self.wal_pages();
+        if pages < CHECKPOINT_IDLE_PAGES || (!idle && pages < CHECKPOINT_BUSY_PAGES) {
+            return;
+        }
+        // Not fatal: every commit is in the WAL; the next attempt copies it.
+        if let Err(e) = self.checkpoint() {
+            log::warn!("{}: checkpoint of {pages} WAL pages failed (retried later): {e}", self.path.display());
+        }
     }
 
     fn load_channel(&mut self, channel_id: &str) -> Result<Option<ChannelRecord>, StorageError> {

@@ -9,7 +9,15 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 use super::ChannelKey;
 use crate::channel::{Change, ChannelChanges, ChannelSnapshot, ClockBounds, StoredChunk, StoredIncoming, StoredPartialChunk, StoredSend};
+use crate::collections::FastMap;
 use crate::sds::{LogChange, LogEntry};
+
+/// Migration 2 → 3, also part of every new database: a chunk's counts of retransmissions and of
+/// bloom filter hits.
+pub(super) const CHUNK_COUNTS: &str = "
+ALTER TABLE send_chunks ADD COLUMN retransmissions INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE send_chunks ADD COLUMN possible_acks INTEGER NOT NULL DEFAULT 0;
+";
 
 /// Migration 1 → 2, also part of every new database: the channel-state tables. Rows are read
 /// back in rowid order, which is insertion order (a replaced row moves to the end).
@@ -91,17 +99,26 @@ pub(super) fn write_changes(tx: &Transaction<'_>, key: ChannelKey, c: &ChannelCh
             }
         }
     }
-    for ch in &c.changes {
+    let plan = SendPlan::new(&c.changes);
+    for (at, ch) in c.changes.iter().enumerate() {
+        if plan.skipped(at, ch) {
+            continue;
+        }
         match ch {
             Change::SendAccepted { request, ephemeral, bytes, chunks } => {
+                let (sent, states) = plan.folded(at, request, chunks.len());
                 let mut st =
-                    tx.prepare_cached("INSERT OR REPLACE INTO sends (channel, request_id, ephemeral, bytes, sent) VALUES (?1, ?2, ?3, ?4, 0)")?;
-                st.execute(params![key, &**request, ephemeral, *bytes as i64])?;
+                    tx.prepare_cached("INSERT OR REPLACE INTO sends (channel, request_id, ephemeral, bytes, sent) VALUES (?1, ?2, ?3, ?4, ?5)")?;
+                st.execute(params![key, &**request, ephemeral, *bytes as i64, sent])?;
                 let mut st = tx.prepare_cached(
-                    "INSERT OR REPLACE INTO send_chunks (channel, request_id, idx, id, frame, lamport, wrapped, acked) VALUES (?1, ?2, ?3, ?4, ?5, NULL, NULL, 0)",
+                    "INSERT OR REPLACE INTO send_chunks (channel, request_id, idx, id, frame, lamport, wrapped, acked, retransmissions, possible_acks)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                 )?;
-                for (idx, (id, frame)) in chunks.iter().enumerate() {
-                    st.execute(params![key, &**request, idx as i64, &**id, &frame[..]])?;
+                for (idx, ((id, frame), c)) in chunks.iter().zip(states).enumerate() {
+                    // The frame is kept until the chunk is wrapped or acknowledged.
+                    let frame = (c.wrapped.is_none() && !c.acked).then_some(&frame[..]);
+                    let (lamport, wrapped) = c.wrapped.map_or((None, None), |(l, b)| (Some(i(l)), Some(&b[..])));
+                    st.execute(params![key, &**request, idx as i64, &**id, frame, lamport, wrapped, c.acked, c.retransmissions, c.possible_acks])?;
                 }
             }
             Change::ChunkWrapped { request, index, lamport, bytes } => {
@@ -115,6 +132,14 @@ pub(super) fn write_changes(tx: &Transaction<'_>, key: ChannelKey, c: &ChannelCh
                     "UPDATE send_chunks SET frame = NULL, wrapped = NULL, acked = 1 WHERE channel = ?1 AND request_id = ?2 AND idx = ?3",
                 )?;
                 st.execute(params![key, &**request, index])?;
+            }
+            Change::ChunkRetransmitted { request, index, count } => {
+                let mut st = tx.prepare_cached("UPDATE send_chunks SET retransmissions = ?4 WHERE channel = ?1 AND request_id = ?2 AND idx = ?3")?;
+                st.execute(params![key, &**request, index, count])?;
+            }
+            Change::ChunkPossiblyAcked { request, index, count } => {
+                let mut st = tx.prepare_cached("UPDATE send_chunks SET possible_acks = ?4 WHERE channel = ?1 AND request_id = ?2 AND idx = ?3")?;
+                st.execute(params![key, &**request, index, count])?;
             }
             Change::SendSent { request } => {
                 tx.prepare_cached("UPDATE sends SET sent = 1 WHERE channel = ?1 AND request_id = ?2")?.execute(params![key, &**request])?;
@@ -159,6 +184,116 @@ pub(super) fn write_changes(tx: &Transaction<'_>, key: ChannelKey, c: &ChannelCh
     Ok(())
 }
 
+/// A chunk of a send accepted in the batch, in its state at the end of the batch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct ChunkState<'c> {
+    /// (lamport, SDS bytes) once wrapped, until acknowledged.
+    wrapped: Option<(u64, &'c Bytes)>,
+    acked: bool,
+    retransmissions: u32,
+    possible_acks: u32,
+}
+
+/// What a batch's changes do to each send, worked out before a row is written, so that no row is
+/// written that the same transaction would update or delete again: a send accepted in the batch
+/// is inserted in its state at the end of the batch (its chunks wrapped or acknowledged, SENT),
+/// and nothing at all is written for one accepted and finished in the batch, nor updated for one
+/// finished in it. The stored result is the same as applying every change in order (the memory
+/// store does that; `tests/storage.rs` and `tests/durable_state.rs` compare the two).
+struct SendPlan<'c> {
+    changes: &'c [Change],
+    /// The positions of each send's changes, in order.
+    by_request: FastMap<&'c str, Vec<usize>>,
+}
+
+impl<'c> SendPlan<'c> {
+    fn new(changes: &'c [Change]) -> Self {
+        let mut by_request: FastMap<&'c str, Vec<usize>> = FastMap::default();
+        for (at, ch) in changes.iter().enumerate() {
+            if let Some(r) = send_of(ch) {
+                by_request.entry(r).or_default().push(at);
+            }
+        }
+        SendPlan { changes, by_request }
+    }
+
+    /// The positions of `request`'s changes after `at`.
+    fn after(&self, request: &str, at: usize) -> impl Iterator<Item = usize> + '_ {
+        self.by_request.get(request).into_iter().flatten().copied().filter(move |&j| j > at)
+    }
+
+    /// The position of the change that last accepted `request` before `at`, if any.
+    fn accepted_before(&self, request: &str, at: usize) -> Option<usize> {
+        let list = self.by_request.get(request)?;
+        list.iter().copied().filter(|&j| j < at).rev().find(|&j| matches!(self.changes[j], Change::SendAccepted { .. }))
+    }
+
+    /// True when change `at` writes nothing: its send is finished later in the batch (the finish
+    /// deletes every row of it), or it is folded into the insert of its send accepted earlier in
+    /// the batch, or it finishes a send whose rows were never written.
+    fn skipped(&self, at: usize, ch: &Change) -> bool {
+        let Some(request) = send_of(ch) else { return false };
+        if self.after(request, at).any(|j| matches!(self.changes[j], Change::SendFinished { .. })) {
+            return true;
+        }
+        match ch {
+            Change::SendAccepted { .. } => false,
+            // Rows of a send accepted earlier in the batch were never written: nothing to delete
+            // (a request id is never accepted twice while its rows exist).
+            Change::SendFinished { .. } => self.accepted_before(request, at).is_some(),
+            _ => self.accepted_before(request, at).is_some(),
+        }
+    }
+
+    /// The state at the end of the batch of a send accepted at `at` (which is not finished in
+    /// it): whether SENT was emitted, and each of its `n` chunks.
+    fn folded(&self, at: usize, request: &str, n: usize) -> (bool, Vec<ChunkState<'c>>) {
+        let mut sent = false;
+        let mut chunks = vec![ChunkState::default(); n];
+        for j in self.after(request, at) {
+            match &self.changes[j] {
+                Change::ChunkWrapped { index, lamport, bytes, .. } => {
+                    if let Some(c) = chunks.get_mut(*index as usize) {
+                        c.wrapped = Some((*lamport, bytes));
+                    }
+                }
+                Change::ChunkAcked { index, .. } => {
+                    if let Some(c) = chunks.get_mut(*index as usize) {
+                        (c.wrapped, c.acked) = (None, true);
+                    }
+                }
+                Change::ChunkRetransmitted { index, count, .. } => {
+                    if let Some(c) = chunks.get_mut(*index as usize) {
+                        c.retransmissions = *count;
+                    }
+                }
+                Change::ChunkPossiblyAcked { index, count, .. } => {
+                    if let Some(c) = chunks.get_mut(*index as usize) {
+                        c.possible_acks = *count;
+                    }
+                }
+                Change::SendSent { .. } => sent = true,
+                _ => {}
+            }
+        }
+        (sent, chunks)
+    }
+}
+
+/// The send a change is about, if any.
+fn send_of(ch: &Change) -> Option<&str> {
+    match ch {
+        Change::SendAccepted { request, .. }
+        | Change::ChunkWrapped { request, .. }
+        | Change::ChunkAcked { request, .. }
+        | Change::ChunkRetransmitted { request, .. }
+        | Change::ChunkPossiblyAcked { request, .. }
+        | Change::SendSent { request }
+        | Change::SendFinished { request } => Some(request),
+        Change::Buffered { .. } | Change::Unbuffered { .. } | Change::PartialChunk { .. } | Change::PartialDone { .. } => None,
+    }
+}
+
 /// Reads the stored state of channel `key`.
 pub(super) fn load_snapshot(conn: &Connection, key: ChannelKey) -> rusqlite::Result<ChannelSnapshot> {
     let mut snap = ChannelSnapshot::default();
@@ -188,7 +323,9 @@ pub(super) fn load_snapshot(conn: &Connection, key: ChannelKey) -> rusqlite::Res
         snap.log.push(e?);
     }
     let mut chunks: HashMap<String, Vec<(u32, StoredChunk)>> = HashMap::new();
-    let mut st = conn.prepare_cached("SELECT request_id, idx, id, frame, lamport, wrapped, acked FROM send_chunks WHERE channel = ?1")?;
+    let mut st = conn.prepare_cached(
+        "SELECT request_id, idx, id, frame, lamport, wrapped, acked, retransmissions, possible_acks FROM send_chunks WHERE channel = ?1",
+    )?;
     let rows = st.query_map([key], |r| {
         let wrapped = match (r.get::<_, Option<i64>>(4)?, r.get::<_, Option<Vec<u8>>>(5)?) {
             (Some(l), Some(b)) => Some((l as u64, Bytes::from(b))),
@@ -199,6 +336,8 @@ pub(super) fn load_snapshot(conn: &Connection, key: ChannelKey) -> rusqlite::Res
             frame: r.get::<_, Option<Vec<u8>>>(3)?.map(Bytes::from),
             wrapped,
             acked: r.get::<_, bool>(6)?,
+            retransmissions: r.get(7)?,
+            possible_acks: r.get(8)?,
         };
         Ok((r.get::<_, String>(0)?, r.get::<_, u32>(1)?, chunk))
     })?;

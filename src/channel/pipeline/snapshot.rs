@@ -45,6 +45,12 @@ pub enum Change {
     ChunkWrapped { request: Arc<str>, index: u32, lamport: u64, bytes: Bytes },
     /// A content chunk was acknowledged: its bytes are no longer needed.
     ChunkAcked { request: Arc<str>, index: u32 },
+    /// A content chunk's count of retransmissions (an ack timeout passed in flight; the re-send
+    /// after a restart does not count): kept across restarts, so that a process restarted again
+    /// and again still gives the chunk up.
+    ChunkRetransmitted { request: Arc<str>, index: u32, count: u32 },
+    /// A content chunk's count of bloom filter hits (possible acknowledgements).
+    ChunkPossiblyAcked { request: Arc<str>, index: u32, count: u32 },
     /// SENT was emitted for the send.
     SendSent { request: Arc<str> },
     /// The send is final (its final event is in the same batch): every row of it goes.
@@ -86,6 +92,10 @@ pub struct StoredChunk {
     /// (lamport, SDS bytes) once wrapped, until acknowledged.
     pub wrapped: Option<(u64, Bytes)>,
     pub acked: bool,
+    /// Retransmissions so far (not counting re-sends after restarts).
+    pub retransmissions: u32,
+    /// Bloom filter hits so far.
+    pub possible_acks: u32,
 }
 
 /// A stored send not yet final.
@@ -231,6 +241,8 @@ impl Channel {
         for s in sends {
             self.restore_send(now, s);
         }
+        // spec: sds.retransmission — restored chunks are re-sent spread over one ack timeout.
+        self.sds.schedule_restored(now);
         for p in partials {
             self.on_chunk(p.at, &p.sender_id, p.frame);
         }
@@ -239,6 +251,19 @@ impl Channel {
         }
         self.drain_sds(now);
         self.release(now);
+    }
+
+    /// Records a chunk's new count of retransmissions (`retransmission`) or of bloom filter hits,
+    /// for a durable channel.
+    pub(super) fn journal_count(&mut self, id: &MessageId, retransmission: bool, count: u32) {
+        let Some(j) = self.journal.as_deref_mut() else { return };
+        let Some((request, index)) = self.chunk_owner.get(id) else { return };
+        let (request, index) = (request.clone(), *index);
+        j.push(if retransmission {
+            Change::ChunkRetransmitted { request, index, count }
+        } else {
+            Change::ChunkPossiblyAcked { request, index, count }
+        });
     }
 
     fn restore_send(&mut self, now: u64, s: StoredSend) {
@@ -273,10 +298,10 @@ impl Channel {
                 (false, Some((lamport, bytes)), _) => {
                     state.chunks.push(c.id.clone());
                     state.confirmed += 1;
-                    self.sds.restore_outgoing(c.id.clone(), lamport, bytes.clone());
-                    self.chunk_owner.insert(c.id.clone(), (request.clone(), index));
-                    let kind = Kind::Chunk { request, index, id: c.id, retransmission: true };
-                    items.push(Queued::Wrapped(Outgoing { kind, bytes }));
+                    // Re-sent when the SDS engine schedules it (see `restore`), with the counts
+                    // it had: retransmissions go on counting across restarts.
+                    self.sds.restore_outgoing(c.id.clone(), lamport, bytes, c.retransmissions, c.possible_acks);
+                    self.chunk_owner.insert(c.id, (request, index));
                 }
                 (false, None, Some(frame)) => items.push(Queued::Fresh { request, index, frame, id: c.id }),
                 (false, None, None) => damaged = true,

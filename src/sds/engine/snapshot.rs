@@ -40,11 +40,17 @@ impl<H: HistoryStore> SdsEngine<H> {
     }
 
     /// Restore: an own message still awaiting acknowledgement, with the bytes it was first sent
-    /// with. It waits for its (re)dispatch like a retransmission.
-    pub fn restore_outgoing(&mut self, id: MessageId, lamport: u64, bytes: Bytes) {
-        if self.outgoing.contains(&id) {
-            return;
-        }
-        self.outgoing.push(id, lamport, bytes);
+    /// with and its counts of retransmissions and bloom filter hits. Its re-send is scheduled by
+    /// [`Self::schedule_restored`].
+    pub fn restore_outgoing(&mut self, id: MessageId, lamport: u64, bytes: Bytes, retransmissions: u32, possible_acks: u32) {
+        self.outgoing.restore(id, lamport, bytes, retransmissions, possible_acks);
+    }
+
+    /// Restore, after every [`Self::restore_outgoing`]: the restored messages are re-sent
+    /// spread over one acknowledgement timeout from `now` (not all at once: an RLN budget would
+    /// go on them); the re-send does not count as a retransmission, the ones after it do.
+    pub fn schedule_restored(&mut self, now: u64) {
+        let now = self.tick(now);
+        self.outgoing.schedule_restored(now, self.config.acknowledgement_timeout_ms);
     }
 }
