@@ -306,6 +306,24 @@ fn rc_sender(addr: &str) -> Box<dyn FnMut(Vec<u8>)> {
     })
 }
 
+/// The median of `v` (the mean of the middle two for an even count).
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// Runs of raw then rc (`RC_RELAY_BENCH_RUNS`, default 5); each run's ratios compare the two
+/// setups measured back to back, and the result is the median over the runs (the machine is
+/// shared: one run alone is noise). `RC_RELAY_BENCH_SETUPS=rc` (or `raw`) runs one setup only
+/// (for profiling).
 fn main() {
     if let Ok(role) = std::env::var("RC_RELAY_BENCH_ROLE") {
         return receiver(&role);
@@ -313,13 +331,48 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let mut rows = run("raw", raw_sender);
-    rows.extend(run("rc", rc_sender));
+    let runs: usize = std::env::var("RC_RELAY_BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(5).max(1);
+    let setups = std::env::var("RC_RELAY_BENCH_SETUPS").unwrap_or_else(|_| "raw,rc".to_owned());
+    let mut per_run: Vec<Vec<Row>> = Vec::new();
+    for i in 0..runs {
+        let mut rows = Vec::new();
+        if setups.contains("raw") {
+            rows.extend(run("raw", raw_sender));
+        }
+        if setups.contains("rc") {
+            rows.extend(run("rc", rc_sender));
+        }
+        if let Some((r1, r100, p50)) = ratios(&rows) {
+            println!("run {}/{runs}: rc / raw 1 KiB {r1:.2}x, 100 KiB {r100:.2}x, p50 overhead {p50:.0} µs", i + 1);
+        }
+        per_run.push(rows);
+    }
     println!(
         "{:>5} {:>18} {:>10} {:>9} {:>10} {:>10} {:>13} {:>13} {:>9} {:>9}",
         "setup", "phase", "msgs/s", "MB/s", "p50", "p99", "CPU send/msg", "CPU recv/msg", "RSS send", "RSS recv"
     );
-    for r in &rows {
+    // The median of each column over the runs.
+    let mut table = Vec::new();
+    for setup in ["raw", "rc"] {
+        for phase in 0..PHASES.len() {
+            let of = |f: fn(&Row) -> f64| median(per_run.iter().flatten().filter(|r| r.setup == setup && r.phase == phase).map(f).collect());
+            if per_run.iter().flatten().all(|r| r.setup != setup) {
+                continue;
+            }
+            table.push(Row {
+                setup,
+                phase,
+                rate: of(|r| r.rate),
+                p50_us: of(|r| r.p50_us),
+                p99_us: of(|r| r.p99_us),
+                cpu_send_us: of(|r| r.cpu_send_us),
+                cpu_recv_us: of(|r| r.cpu_recv_us),
+                rss_send_mib: of(|r| r.rss_send_mib),
+                rss_recv_mib: of(|r| r.rss_recv_mib),
+            });
+        }
+    }
+    for r in &table {
         let (name, size, _, _) = PHASES[r.phase];
         println!(
             "{:>5} {:>18} {:>10.0} {:>9.1} {:>8.0}µs {:>8.0}µs {:>11.1}µs {:>11.1}µs {:>7.0}MiB {:>7.0}MiB",
@@ -335,20 +388,32 @@ fn main() {
             r.rss_recv_mib
         );
     }
-    let find = |setup: &str, phase: usize| rows.iter().find(|r| r.setup == setup && r.phase == phase).unwrap();
-    let ratio1k = find("rc", 0).rate / find("raw", 0).rate;
-    let ratio100k = find("rc", 2).rate / find("raw", 2).rate;
-    let p50_overhead_us = find("rc", 1).p50_us - find("raw", 1).p50_us;
+    let all: Vec<(f64, f64, f64)> = per_run.iter().filter_map(|rows| ratios(rows)).collect();
+    let (ratio1k, ratio100k, p50_overhead_us) =
+        (median(all.iter().map(|r| r.0).collect()), median(all.iter().map(|r| r.1).collect()), median(all.iter().map(|r| r.2).collect()));
     println!(
-        "rc / raw throughput: 1 KiB {ratio1k:.2}x, 100 KiB {ratio100k:.2}x (goal >= 0.8); p50 latency overhead {p50_overhead_us:.0} µs (goal <= 1000)"
+        "median of {} runs: rc / raw throughput 1 KiB {ratio1k:.2}x, 100 KiB {ratio100k:.2}x (goal >= 0.8); p50 latency overhead {p50_overhead_us:.0} µs (goal <= 1000)",
+        all.len()
     );
     let json = serde_json::json!({
-        "rows": rows.iter().map(|r| serde_json::json!({
+        "runs": runs,
+        "rows": table.iter().map(|r| serde_json::json!({
             "setup": r.setup, "phase": PHASES[r.phase].0, "msgsPerSec": r.rate, "p50Us": r.p50_us, "p99Us": r.p99_us,
             "cpuSendUsPerMsg": r.cpu_send_us, "cpuRecvUsPerMsg": r.cpu_recv_us, "rssSendMiB": r.rss_send_mib, "rssRecvMiB": r.rss_recv_mib,
         })).collect::<Vec<_>>(),
+        "perRun": all.iter().map(|r| serde_json::json!({"ratio1KiB": r.0, "ratio100KiB": r.1, "p50OverheadUs": r.2})).collect::<Vec<_>>(),
         "ratio1KiB": ratio1k, "ratio100KiB": ratio100k, "p50OverheadUs": p50_overhead_us,
     });
     let _ = std::fs::create_dir_all("target/bench");
     let _ = std::fs::write("target/bench/relay.json", serde_json::to_string_pretty(&json).unwrap());
+}
+
+/// One run's rc / raw ratios: 1 KiB throughput, 100 KiB throughput, p50 latency overhead (µs).
+fn ratios(rows: &[Row]) -> Option<(f64, f64, f64)> {
+    let find = |setup: &str, phase: usize| rows.iter().find(|r| r.setup == setup && r.phase == phase);
+    Some((
+        find("rc", 0)?.rate / find("raw", 0)?.rate,
+        find("rc", 2)?.rate / find("raw", 2)?.rate,
+        find("rc", 1)?.p50_us - find("raw", 1)?.p50_us,
+    ))
 }

@@ -78,7 +78,10 @@ pub use config::{
 pub use gossip::{gossipsub_config, message_id, peer_score, MAX_FRAME_BYTES, RELAY_PING_CONTENT_TOPIC, RELAY_PROTOCOL};
 pub use metadata::{WakuMetadata, METADATA_PROTOCOL};
 pub use node::{REDIAL_INITIAL, REDIAL_MAX};
-pub use store::{MAX_HASHES_PER_QUERY, STORE_CACHE_BYTES, STORE_CACHE_MESSAGES, STORE_PROTOCOL};
+pub use store::{
+    StoreCodec, StoreQueryRequest, StoreQueryResponse, WakuMessageKeyValue, MAX_HASHES_PER_QUERY, MAX_RESPONSE_BYTES, STORE_CACHE_BYTES,
+    STORE_CACHE_MESSAGES, STORE_PROTOCOL,
+};
 pub use transport::{RelayCounters, RelayHandle, RelayStats, RelayTransport, MAX_QUEUED_PUBLISHES};
 
 /// The libp2p crate this transport is built on (its `Multiaddr` and `PeerId` appear in the API;

@@ -24,7 +24,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use super::config::{RelayError, Resolved};
 use super::gossip::{self, PeerBudgets, Refusal};
 use super::metadata::{self, MetadataBehaviour, WakuMetadata};
-use super::store::{self, MessageCache, StoreBehaviour, StoreQueryRequest, StoreQueryResponse};
+use super::store::{self, MessageCache, Retrieved, StoreBehaviour, StoreQueryRequest, StoreQueryResponse};
 use super::transport::{Command, Shared};
 use crate::messaging::{MessageHash, TransportEvent};
 
@@ -524,24 +524,36 @@ impl Node {
             }
             request_response::Event::Message { peer, message: request_response::Message::Response { response, .. }, .. } => {
                 for kv in response.messages {
-                    // Only messages we asked for, whose hash over our topic is the one asked.
+                    // The hash is recomputed over our topic, never taken from the response.
                     let Some(m) = kv.message else { continue };
                     let hash = m.hash(&self.shared.pubsub_topic);
-                    if !self.cache.was_asked(&hash) || m.payload.is_empty() || m.content_topic.is_empty() {
-                        if self.cache.get(&hash).is_none() {
-                            counters.store_rejected.fetch_add(1, Ordering::Relaxed);
-                            log::debug!("relay: dropping a message from {peer}'s store response: not asked for");
-                        }
-                        continue;
-                    }
-                    self.cache.found(&hash);
                     let size = prost::Message::encoded_len(&m);
-                    self.cache.insert(hash, m.clone(), size);
-                    if self.subscriptions.contains_key(&m.content_topic) {
-                        counters.store_retrieved.fetch_add(1, Ordering::Relaxed);
-                        self.shared.emit(TransportEvent::Received { message: m, message_hash: Some(hash) });
+                    match store::judge(&self.cache, &hash, &m, size) {
+                        Retrieved::Accept => {
+                            self.cache.found(&hash);
+                            self.cache.insert(hash, m.clone(), size);
+                            if self.subscriptions.contains_key(&m.content_topic) {
+                                counters.store_retrieved.fetch_add(1, Ordering::Relaxed);
+                                self.shared.emit(TransportEvent::Received { message: m, message_hash: Some(hash) });
+                            }
+                        }
+                        Retrieved::Duplicate => {
+                            counters.store_duplicates.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Retrieved::Reject(why) => {
+                            counters.store_rejected.fetch_add(1, Ordering::Relaxed);
+                            log::warn!("relay: dropping a message of {size} bytes from {peer}'s store response: {why}");
+                        }
                     }
                 }
+            }
+            request_response::Event::OutboundFailure { peer, error: OutboundFailure::Io(e), .. }
+                if matches!(e.kind(), std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof) =>
+            {
+                // A response that is not a StoreQueryResponse, truncated, over the size limit or
+                // with too many entries (store::check_response_shape): dropped whole.
+                counters.store_rejected.fetch_add(1, Ordering::Relaxed);
+                log::warn!("relay: dropping {peer}'s store response: {e}");
             }
             request_response::Event::OutboundFailure { peer, error, .. } => log::debug!("relay: store query to {peer} failed: {error}"),
             request_response::Event::InboundFailure { peer, error, .. } => {

@@ -112,8 +112,12 @@ counters! {
     store_retrieved,
     /// Messages served from our cache to peers' store queries.
     store_served,
-    /// Store responses or messages dropped: not asked for, hash mismatch, malformed.
+    /// Store responses or messages dropped: not asked for (forged, wrong hash, another topic),
+    /// over the size limits, with too many entries, malformed.
     store_rejected,
+    /// Messages in store responses that this node already held (a replayed message, or a second
+    /// peer answering the same query): dropped, not delivered again.
+    store_duplicates,
     /// Inbound peers disconnected because the node had `max_peers` peers.
     peers_refused,
 }
