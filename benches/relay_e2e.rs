@@ -411,9 +411,5 @@ fn main() {
 /// One run's rc / raw ratios: 1 KiB throughput, 100 KiB throughput, p50 latency overhead (µs).
 fn ratios(rows: &[Row]) -> Option<(f64, f64, f64)> {
     let find = |setup: &str, phase: usize| rows.iter().find(|r| r.setup == setup && r.phase == phase);
-    Some((
-        find("rc", 0)?.rate / find("raw", 0)?.rate,
-        find("rc", 2)?.rate / find("raw", 2)?.rate,
-        find("rc", 1)?.p50_us - find("raw", 1)?.p50_us,
-    ))
+    Some((find("rc", 0)?.rate / find("raw", 0)?.rate, find("rc", 2)?.rate / find("raw", 2)?.rate, find("rc", 1)?.p50_us - find("raw", 1)?.p50_us))
 }

@@ -27,7 +27,9 @@
 //!   never more than 150 KiB: those fail at once. A message gossipsub accepts but can send to
 //!   nobody (no peer yet, queues full) is reported `Sent` and counted as `published_unrouted`:
 //!   a `Failed` would fail the whole send in the channel layer, whereas SDS retransmits an
-//!   unacknowledged message until a peer is there. Own messages are not echoed back.
+//!   unacknowledged message until a peer is there. `Sent` is reported by `publish` itself, on
+//!   the runtime thread (no event crosses back from the node thread per message). Own messages
+//!   are not echoed back.
 //!
 //! # Threads and ownership
 //!
@@ -37,7 +39,7 @@
 //!   after encoding and hashing the message itself. At most [`MAX_QUEUED_PUBLISHES`] publishes
 //!   wait for the node thread; beyond that `publish` fails at once instead of queueing.
 //! * The node thread is the one owner of the swarm, the content-topic subscription counts, the
-//!   wanted-peer table and the per-peer budgets. It reports `Sent`/`Failed`/`Received` to the
+//!   wanted-peer table and the per-peer budgets. It reports `Received` to the
 //!   [`TransportSink`](crate::messaging::TransportSink) and keeps counters and gauges in atomics
 //!   that [`RelayHandle::stats`] reads from any thread.
 //! * [`Transport::shutdown`](crate::messaging::Transport::shutdown) clears the alive flag, tells

@@ -34,6 +34,8 @@ pub const REDIAL_INITIAL: Duration = Duration::from_millis(500);
 pub const REDIAL_MAX: Duration = Duration::from_secs(30);
 /// How often the node checks due redials and refreshes the peer and mesh gauges.
 const TICK: Duration = Duration::from_millis(100);
+/// Commands handled in a row before the swarm is polled again.
+const COMMAND_BATCH: usize = 256;
 /// How long startup waits for every listener to report its address.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Metadata request timeout.
@@ -86,6 +88,8 @@ pub(crate) struct Node {
     swarm: Swarm<RelayBehaviour>,
     shared: Arc<Shared>,
     topic: IdentTopic,
+    /// `topic`'s hash, cloned per publish (cheaper than converting the topic each time).
+    topic_hash: TopicHash,
     cluster_id: u32,
     shards: Vec<u32>,
     max_peers: usize,
@@ -172,6 +176,7 @@ impl Node {
         Ok(Node {
             swarm,
             shared,
+            topic_hash: topic.hash(),
             topic,
             cluster_id: cfg.cluster_id,
             shards: resolved.shards,
@@ -218,12 +223,21 @@ impl Node {
     pub(crate) async fn run(mut self, mut commands: UnboundedReceiver<Command>) {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
+        'run: loop {
             tokio::select! {
-                cmd = commands.recv() => match cmd {
-                    None | Some(Command::Shutdown) => break,
-                    Some(cmd) => self.on_command(cmd),
-                },
+                cmd = commands.recv() => {
+                    // Up to COMMAND_BATCH commands per wake-up: a burst of publishes is handed to
+                    // gossipsub before the swarm is polled again, which then writes them together.
+                    let mut cmd = cmd;
+                    for _ in 0..COMMAND_BATCH {
+                        match cmd {
+                            None | Some(Command::Shutdown) => break 'run,
+                            Some(c) => self.on_command(c),
+                        }
+                        let Ok(next) = commands.try_recv() else { break };
+                        cmd = Some(next);
+                    }
+                }
                 ev = self.swarm.select_next_some() => self.on_swarm_event(ev),
                 _ = tick.tick() => {
                     self.dial_due(Instant::now());
@@ -240,34 +254,30 @@ impl Node {
 
     fn on_command(&mut self, cmd: Command) {
         match cmd {
-            Command::Publish { dispatch_id, data, hash, duplicate, message, lost } => {
+            Command::Publish { data, hash, duplicate, message, lost } => {
                 self.shared.queued_publishes.fetch_sub(1, Ordering::AcqRel);
                 self.cache.insert(hash, message, data.len());
-                let counters = &self.shared.counters;
                 if lost {
-                    counters.lost_by_fault.fetch_add(1, Ordering::Relaxed);
-                    return self.shared.emit(TransportEvent::Sent { dispatch_id, message_hash: Some(hash) });
+                    return;
                 }
+                let counters = &self.shared.counters;
                 let gs = &mut self.swarm.behaviour_mut().gossipsub;
                 if let Some(copy) = duplicate {
-                    let _ = gs.publish(self.topic.clone(), copy);
+                    let _ = gs.publish(self.topic_hash.clone(), copy);
                 }
-                // spec: relay.publish
-                match gs.publish(self.topic.clone(), data) {
+                // spec: relay.publish — `Sent` was reported by the transport already (see
+                // RelayTransport::publish); what goes wrong here is counted and left to SDS.
+                match gs.publish(self.topic_hash.clone(), data) {
                     Ok(_) | Err(PublishError::Duplicate) => {
                         counters.published.fetch_add(1, Ordering::Relaxed);
-                        self.shared.emit(TransportEvent::Sent { dispatch_id, message_hash: Some(hash) });
                     }
-                    // Accepted but reaching nobody: SDS retransmits until acknowledged (a Failed
-                    // would fail the whole send at once, see the module docs).
                     Err(e @ (PublishError::NoPeersSubscribedToTopic | PublishError::AllQueuesFull(_))) => {
                         log::debug!("relay {}: message published to nobody: {e}", self.shared.local_peer_id);
                         counters.published_unrouted.fetch_add(1, Ordering::Relaxed);
-                        self.shared.emit(TransportEvent::Sent { dispatch_id, message_hash: Some(hash) });
                     }
                     Err(e) => {
                         counters.publish_failed.fetch_add(1, Ordering::Relaxed);
-                        self.shared.emit(TransportEvent::Failed { dispatch_id, error: format!("relay publish failed: {e}") });
+                        log::warn!("relay {}: publish failed: {e}; SDS retransmits it", self.shared.local_peer_id);
                     }
                 }
             }
@@ -405,7 +415,7 @@ impl Node {
         };
         let counters = &self.shared.counters;
         let size = message.data.len();
-        let verdict = if message.topic != self.topic.hash() {
+        let verdict = if message.topic != self.topic_hash {
             // Not reached while the node subscribes to one topic only (gossipsub drops the
             // others; the transform counts them).
             MessageAcceptance::Ignore
