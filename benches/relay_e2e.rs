@@ -9,7 +9,9 @@
 //! Phases: 1 KiB messages as fast as the sender may (throughput), 1 KiB messages paced 5 ms apart
 //! (latency without queueing: p50, p99 from the send timestamp in the payload, one host clock),
 //! 100 KiB messages as fast as possible (MB/s). CPU per message (user + system, each process) and
-//! peak RSS of each process. Results: a table on stdout and `target/bench/relay.json`.
+//! peak RSS of each process. Each run measures raw then rc back to back and gives its rc / raw
+//! ratios; `RC_RELAY_BENCH_RUNS` runs (default 5) are made and the table and ratios are their
+//! medians (the machine is shared). Results: a table on stdout and `target/bench/relay.json`.
 //!
 //! As in `benches/e2e.rs`, the sender's send queue is unbounded (`sendQueue`: a send stays pending
 //! until acknowledged, and the receiver acknowledges with a sync 0.25–0.5 × the acknowledgement
@@ -297,13 +299,26 @@ fn rc_sender(addr: &str) -> Box<dyn FnMut(Vec<u8>)> {
         assert!(start.elapsed() < STALL, "the receiver never subscribed");
         std::thread::sleep(Duration::from_millis(5));
     }
+    let m = ShowRelayStats(m);
     Box::new(move |p| loop {
-        match m.send("bench", &p, false) {
+        match m.0.send("bench", &p, false) {
             Ok(_) => break,
             Err(Error::QueueFull(_)) => std::thread::sleep(Duration::from_micros(200)),
             Err(e) => panic!("send: {e}"),
         }
     })
+}
+
+/// Prints the sender's relay counters when the run is over (to stderr): `publishedUnrouted` above
+/// 0 means gossipsub's per-peer queue overflowed and SDS had to retransmit.
+struct ShowRelayStats(Manager);
+
+impl Drop for ShowRelayStats {
+    fn drop(&mut self) {
+        if let Ok(s) = self.0.relay_stats_json() {
+            eprintln!("rc sender relay: published {}, unrouted {}, failed {}", s["published"], s["publishedUnrouted"], s["publishFailed"]);
+        }
+    }
 }
 
 /// The median of `v` (the mean of the middle two for an even count).

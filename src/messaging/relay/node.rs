@@ -26,6 +26,7 @@ use super::gossip::{self, PeerBudgets, Refusal};
 use super::metadata::{self, MetadataBehaviour, WakuMetadata};
 use super::store::{self, MessageCache, Retrieved, StoreBehaviour, StoreQueryRequest, StoreQueryResponse};
 use super::transport::{Command, Shared};
+use crate::collections::FastMap;
 use crate::messaging::{MessageHash, TransportEvent};
 
 /// First redial delay of a wanted peer after a failed dial or a lost connection.
@@ -34,8 +35,8 @@ pub const REDIAL_INITIAL: Duration = Duration::from_millis(500);
 pub const REDIAL_MAX: Duration = Duration::from_secs(30);
 /// How often the node checks due redials and refreshes the peer and mesh gauges.
 const TICK: Duration = Duration::from_millis(100);
-/// Commands handled in a row before the swarm is polled again.
-const COMMAND_BATCH: usize = 256;
+/// Commands handled in a row before the connection tasks get to write.
+const COMMAND_BATCH: usize = 64;
 /// How long startup waits for every listener to report its address.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Metadata request timeout.
@@ -96,7 +97,7 @@ pub(crate) struct Node {
     /// Listeners that have not reported an address yet (startup waits for them).
     listeners: Vec<(ListenerId, String)>,
     /// Content-topic subscription counts (one per open channel on the topic).
-    subscriptions: HashMap<String, usize>,
+    subscriptions: FastMap<String, usize>,
     wanted: HashMap<PeerId, Wanted>,
     /// Peers of another cluster to disconnect once our metadata answer to them is sent.
     refused: HashSet<PeerId>,
@@ -182,7 +183,7 @@ impl Node {
             shards: resolved.shards,
             max_peers: cfg.max_peers,
             listeners,
-            subscriptions: HashMap::new(),
+            subscriptions: FastMap::default(),
             wanted,
             refused: HashSet::new(),
             budgets: PeerBudgets::new(cfg.peer_messages_per_sec, cfg.peer_bytes_per_sec),
@@ -226,8 +227,11 @@ impl Node {
         'run: loop {
             tokio::select! {
                 cmd = commands.recv() => {
-                    // Up to COMMAND_BATCH commands per wake-up: a burst of publishes is handed to
-                    // gossipsub before the swarm is polled again, which then writes them together.
+                    // Up to COMMAND_BATCH commands in a row (a burst of publishes is handed to
+                    // gossipsub at once and written together), then the connection tasks run:
+                    // `try_recv` takes no tokio budget, so without the yield a long burst would
+                    // fill gossipsub's per-peer queues (5,000), whose overflow drops messages
+                    // until SDS retransmits them.
                     let mut cmd = cmd;
                     for _ in 0..COMMAND_BATCH {
                         match cmd {
@@ -237,6 +241,7 @@ impl Node {
                         let Ok(next) = commands.try_recv() else { break };
                         cmd = Some(next);
                     }
+                    tokio::task::yield_now().await;
                 }
                 ev = self.swarm.select_next_some() => self.on_swarm_event(ev),
                 _ = tick.tick() => {
