@@ -315,7 +315,7 @@ struct ShowRelayStats(Manager);
 
 impl Drop for ShowRelayStats {
     fn drop(&mut self) {
-        if let Ok(s) = self.0.relay_stats_json() {
+        if let Some(s) = self.0.relay_stats_json() {
             eprintln!("rc sender relay: published {}, unrouted {}, failed {}", s["published"], s["publishedUnrouted"], s["publishFailed"]);
         }
     }

@@ -233,13 +233,20 @@ impl Node {
                     // fill gossipsub's per-peer queues (5,000), whose overflow drops messages
                     // until SDS retransmits them.
                     let mut cmd = cmd;
-                    for _ in 0..COMMAND_BATCH {
+                    let mut handled = 0;
+                    loop {
                         match cmd {
                             None | Some(Command::Shutdown) => break 'run,
                             Some(c) => self.on_command(c),
                         }
-                        let Ok(next) = commands.try_recv() else { break };
-                        cmd = Some(next);
+                        handled += 1;
+                        if handled == COMMAND_BATCH {
+                            break;
+                        }
+                        match commands.try_recv() {
+                            Ok(next) => cmd = Some(next),
+                            Err(_) => break,
+                        }
                     }
                     tokio::task::yield_now().await;
                 }
