@@ -49,6 +49,13 @@ const PHASES: [(&str, usize, u32, Duration); 3] = [
 const HEADER: usize = 16;
 const STALL: Duration = Duration::from_secs(120);
 
+/// SDS acknowledgement timeout of both sides (`RC_RELAY_BENCH_ACK_MS`, default 5,000 ms): the
+/// receiver acknowledges 0.5–0.75 × it after delivering, so with 2 s a loaded machine made the
+/// sender retransmit most of the 1 KiB phase (BENCHMARKS.md, relay).
+fn ack_ms() -> u64 {
+    std::env::var("RC_RELAY_BENCH_ACK_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(5_000)
+}
+
 fn unix_ns() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
 }
@@ -169,9 +176,12 @@ fn receiver(role: &str) {
             }
         });
     } else {
-        let cfg = r#"{"transport": {"kind": "relay", "listen": ["/ip4/127.0.0.1/tcp/0"], "peerMessagesPerSec": 0, "peerBytesPerSec": 0},
-                      "channelDefaults": {"rateLimitConfig": {"enabled": false}, "sdsConfig": {"acknowledgementTimeoutMs": 2000}}}"#;
-        let m = Manager::from_json(Some(cfg)).unwrap();
+        let cfg = format!(
+            r#"{{"transport": {{"kind": "relay", "listen": ["/ip4/127.0.0.1/tcp/0"], "peerMessagesPerSec": 0, "peerBytesPerSec": 0}},
+                "channelDefaults": {{"rateLimitConfig": {{"enabled": false}}, "sdsConfig": {{"acknowledgementTimeoutMs": {}}}}}}}"#,
+            ack_ms()
+        );
+        let m = Manager::from_json(Some(&cfg)).unwrap();
         let r = Arc::clone(&rec);
         m.set_event_handler(Some(Arc::new(move |e: &reliable_channel::Event<'_>| {
             if let ChannelEvent::Received { payload, .. } = e.event {
@@ -289,8 +299,9 @@ fn raw_sender(addr: &str) -> Box<dyn FnMut(Vec<u8>)> {
 fn rc_sender(addr: &str) -> Box<dyn FnMut(Vec<u8>)> {
     let cfg = format!(
         r#"{{"transport": {{"kind": "relay", "listen": ["/ip4/127.0.0.1/tcp/0"], "peers": ["{addr}"], "peerMessagesPerSec": 0, "peerBytesPerSec": 0}},
-            "channelDefaults": {{"rateLimitConfig": {{"enabled": false}}, "sdsConfig": {{"acknowledgementTimeoutMs": 2000}},
-                                 "sendQueue": {{"maxPendingChunks": 1048576, "maxPendingBytes": 17179869184}}}}}}"#
+            "channelDefaults": {{"rateLimitConfig": {{"enabled": false}}, "sdsConfig": {{"acknowledgementTimeoutMs": {ack}}},
+                                 "sendQueue": {{"maxPendingChunks": 1048576, "maxPendingBytes": 17179869184}}}}}}"#,
+        ack = ack_ms()
     );
     let m = Manager::from_json(Some(&cfg)).unwrap();
     m.open_channel("bench", CONTENT_TOPIC, "sender", None).unwrap();
@@ -309,14 +320,18 @@ fn rc_sender(addr: &str) -> Box<dyn FnMut(Vec<u8>)> {
     })
 }
 
-/// Prints the sender's relay counters when the run is over (to stderr): `publishedUnrouted` above
-/// 0 means gossipsub's per-peer queue overflowed and SDS had to retransmit.
+/// Prints the sender's relay and channel counters when the run is over (to stderr):
+/// `publishedUnrouted` above 0 means gossipsub's per-peer queue overflowed; retransmissions mean
+/// acknowledgements came later than the acknowledgement timeout.
 struct ShowRelayStats(Manager);
 
 impl Drop for ShowRelayStats {
     fn drop(&mut self) {
-        if let Some(s) = self.0.relay_stats_json() {
-            eprintln!("rc sender relay: published {}, unrouted {}, failed {}", s["published"], s["publishedUnrouted"], s["publishFailed"]);
+        if let (Some(s), Ok(c)) = (self.0.relay_stats_json(), self.0.channel_stats("bench")) {
+            eprintln!(
+                "rc sender: relay published {}, unrouted {}, failed {}; channel retransmissions {}, syncs {}",
+                s["published"], s["publishedUnrouted"], s["publishFailed"], c.retransmissions, c.syncs_sent
+            );
         }
     }
 }
