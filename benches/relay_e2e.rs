@@ -68,11 +68,16 @@ fn cpu_ns() -> u64 {
     t(u.ru_utime) + t(u.ru_stime)
 }
 
+/// This process's peak RSS (`VmHWM`). Not `getrusage`: its peak survives `fork`/`exec` (the
+/// receiver would show the sender's) and could not be reset between the setups.
 fn max_rss_kib() -> u64 {
-    // SAFETY: as in cpu_ns.
-    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
-    u.ru_maxrss as u64
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok()).unwrap_or(0)
+}
+
+/// Starts a new peak for [`max_rss_kib`] (Linux: `5` in `clear_refs` resets `VmHWM`).
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
 /// A payload: phase, index, send time, then filler.
@@ -212,6 +217,7 @@ struct Row {
 
 /// Runs one setup: spawns the receiver, sends every phase, collects the receiver's result lines.
 fn run(setup: &'static str, mut send: impl FnMut(&str) -> Box<dyn FnMut(Vec<u8>)>) -> Vec<Row> {
+    reset_peak_rss();
     let mut child = Command::new(std::env::current_exe().unwrap())
         .env("RC_RELAY_BENCH_ROLE", setup)
         .stdin(Stdio::piped())
