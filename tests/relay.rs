@@ -106,7 +106,7 @@ fn faults_lose_or_duplicate_what_a_node_publishes() {
 
     let lost = message(CONTENT_TOPIC, b"never sent");
     let id = lossy.publish(lost.clone());
-    // Reported by the node thread, which keeps the lost message in its store cache.
+    // Reported at once; the node thread keeps the lost message in its store cache.
     wait_for("the lost message's outcome", || lossy.outcome(id).is_some());
     assert_eq!(lossy.outcome(id), Some(TransportEvent::Sent { dispatch_id: id, message_hash: Some(lost.hash(&topic)) }));
     assert_eq!(lossy.stats().counters.lost_by_fault, 1);
@@ -179,7 +179,7 @@ fn publish_refuses_what_peers_would_reject() {
     let alone = n.publish(message(CONTENT_TOPIC, b"nobody listens"));
     wait_for("the lonely publish to be reported", || n.outcome(alone).is_some());
     assert!(matches!(n.outcome(alone), Some(TransportEvent::Sent { message_hash: Some(_), .. })));
-    assert_eq!(n.stats().counters.published_unrouted, 1);
+    wait_for("the lonely publish to be counted unrouted", || n.stats().counters.published_unrouted == 1);
     assert_eq!(n.stats().counters.publish_failed, 3);
 }
 

@@ -15,43 +15,15 @@
 # the tests of known, not yet fixed library bugs), RC_C_SKIP_VALGRIND=1 (skip the valgrind steps).
 # No sanitizer or valgrind suppressions are used.
 set -u
+. "$(dirname "$0")/../lib.sh"
+out_dir tests-c
+require_lib
 
-ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
-cd "$ROOT"
-CC="${CC:-cc}"
-LIBDIR="${LIBDIR:-$ROOT/target/release}"
-case "$LIBDIR" in /*) ;; *) LIBDIR="$ROOT/$LIBDIR" ;; esac
-OUT="$ROOT/build/tests-c"
-mkdir -p "$OUT"
-
-PASSED=0
-FAILED=0
-START=$(date +%s)
-
-if [ ! -f "$LIBDIR/libreliable_channel.so" ]; then
-    echo "run.sh: $LIBDIR/libreliable_channel.so not found (run \`make lib\` first)" >&2
-    echo "0 passed, 1 failed"
-    exit 1
-fi
-
-STRICT=(-std=c11 -Wall -Wextra -Werror -I"$ROOT/include")
-LINK=(-L"$LIBDIR" -lreliable_channel -Wl,-rpath,"$LIBDIR" -lpthread -ldl -lm)
 SAN=(-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined)
 export ASAN_OPTIONS="detect_leaks=1:halt_on_error=1:abort_on_error=0:detect_stack_use_after_return=0"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 VALGRIND=(valgrind --quiet --leak-check=full --errors-for-leak-kinds=definite --error-exitcode=99
           --show-leak-kinds=definite)
-
-pass() { PASSED=$((PASSED + 1)); echo "ok - $1"; }
-fail() {
-    FAILED=$((FAILED + 1))
-    echo "not ok - $1"
-    if [ -n "${2:-}" ] && [ -f "$2" ]; then
-        echo "---- last lines of $2 ----"
-        tail -n 40 "$2"
-        echo "----"
-    fi
-}
 
 # step NAME LOG CMD... : runs CMD with its output in LOG; one test.
 step() {
@@ -157,6 +129,4 @@ if [ -f docs/c-api.md ]; then
     fi
 fi
 
-echo "# $(( $(date +%s) - START ))s; logs in $OUT"
-echo "$PASSED passed, $FAILED failed"
-[ "$FAILED" -eq 0 ]
+finish

@@ -17,20 +17,20 @@
 # (CI runs as root with both installed by .ci/run, so it runs there). Output ends with
 # "N passed, N failed". Environment: CC, LIBDIR, PARTITION_S (default 20).
 set -u
-ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
-cd "$ROOT"
-CC="${CC:-cc}"
-LIBDIR="${LIBDIR:-$ROOT/target/release}"
-case "$LIBDIR" in /*) ;; *) LIBDIR="$ROOT/$LIBDIR" ;; esac
+. "$(dirname "$0")/../lib.sh"
+out_dir tests-netns
 PARTITION_S="${PARTITION_S:-20}"
-OUT="$ROOT/build/tests-netns"
 DIR="$OUT/run"
 BIN="$OUT/participant"
 
 skip() {
     echo "SKIPPED: relay across network namespaces: $1"
-    echo "0 passed, 0 failed"
-    exit 0
+    finish
+}
+# broken WHY: one failure, and stop.
+broken() {
+    fail "netns: $1"
+    finish
 }
 [ "$(id -u)" = 0 ] || skip "not root (network namespaces and nftables need CAP_NET_ADMIN)"
 command -v ip >/dev/null 2>&1 || skip "ip (iproute2) is not installed"
@@ -47,11 +47,10 @@ cleanup() {
     ip netns del "$NS_BR" 2>/dev/null
     return 0
 }
-trap 'cleanup; jobs -p | xargs -r kill 2>/dev/null' EXIT
+on_exit cleanup
 
 ip netns add "$NS_BR" 2>/dev/null || skip "cannot create a network namespace (no netns support here)"
-ip -n "$NS_BR" link add br0 type bridge && ip -n "$NS_BR" link set br0 up && ip -n "$NS_BR" link set lo up || {
-    echo "not ok - netns: cannot create the bridge"; echo "0 passed, 1 failed"; exit 1; }
+ip -n "$NS_BR" link add br0 type bridge && ip -n "$NS_BR" link set br0 up && ip -n "$NS_BR" link set lo up || broken "cannot create the bridge"
 for h in "${HOSTS[@]}"; do
     ns="$T-$h"
     ip netns add "$ns"
@@ -63,7 +62,7 @@ for h in "${HOSTS[@]}"; do
     ip -n "$ns" addr add "${IP[$h]}/24" dev "$T$h"
     ip -n "$ns" link set "$T$h" up
     # 10 % of incoming packets dropped, at random.
-    ip netns exec "$ns" nft -f - <<NFT || { echo "not ok - netns: nft rules refused"; echo "0 passed, 1 failed"; exit 1; }
+    ip netns exec "$ns" nft -f - <<NFT || broken "nft rules refused"
 table inet rcfault {
     chain input {
         type filter hook input priority 0; policy accept;
@@ -77,13 +76,11 @@ if ! ip netns exec "$T-a" ping -c 1 -W 5 "${IP[b]}" >/dev/null 2>&1 && ! ip netn
     echo "# note: ping a -> b failed (maybe no ping binary); carrying on"
 fi
 
-mkdir -p "$OUT"
 rm -rf "$DIR"
 mkdir -p "$DIR"
-"$CC" -std=c11 -Wall -Wextra -Werror -O2 -I"$ROOT/include" -o "$BIN" tests/relay_proc/participant.c \
-    -L"$LIBDIR" -lreliable_channel -Wl,-rpath,"$LIBDIR" -lpthread -ldl -lm || { echo "0 passed, 1 failed"; exit 1; }
+require_lib
+build_participant "$BIN"
 
-START=$(date +%s)
 PIDS=()
 run() { # run HOST ARGS...
     local h="$1"
@@ -120,12 +117,10 @@ for i in "${!PIDS[@]}"; do
     wait "${PIDS[$i]}" || { ok=0; echo "  participant ${HOSTS[$i]} failed"; }
 done
 if [ $ok = 1 ]; then
-    echo "ok - relay across 3 network namespaces: 10 % packet drop, 10 % message loss, ${PARTITION_S}s partition of c ($(( $(date +%s) - START ))s)"
+    pass "relay across 3 network namespaces: 10 % packet drop, 10 % message loss, ${PARTITION_S}s partition of c ($(( $(date +%s) - START ))s)"
     grep -h "PASS:" "$DIR"/*.log | sed 's/^/    /'
-    echo "1 passed, 0 failed"
-    exit 0
+else
+    fail "relay across 3 network namespaces"
+    for h in "${HOSTS[@]}"; do echo "---- $h"; grep -vE "received from|delivered:|^\[.*sent " "$DIR/$h.log" | tail -n 20; done
 fi
-echo "not ok - relay across 3 network namespaces"
-for h in "${HOSTS[@]}"; do echo "---- $h"; grep -vE "received from|delivered:|^\[.*sent " "$DIR/$h.log" | tail -n 20; done
-echo "0 passed, 1 failed"
-exit 1
+finish

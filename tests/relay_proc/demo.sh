@@ -4,15 +4,10 @@
 # the conversation as it happens and a summary; exits 0 only when every message reached everyone
 # exactly once, in order, and every send was DELIVERED.
 set -u
-ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
-cd "$ROOT"
-CC="${CC:-cc}"
-LIBDIR="${LIBDIR:-$ROOT/target/release}"
-OUT="$ROOT/build/demo-relay"
-rm -rf "$OUT"
-mkdir -p "$OUT"
-"$CC" -std=c11 -Wall -Wextra -Werror -O2 -I"$ROOT/include" -o "$OUT/participant" tests/relay_proc/participant.c \
-    -L"$LIBDIR" -lreliable_channel -Wl,-rpath,"$LIBDIR" -lpthread -ldl -lm || exit 1
+. "$(dirname "$0")/../lib.sh"
+out_dir demo-relay
+rm -rf "${OUT:?}"/*
+build_participant "$OUT/participant"
 start=$(date +%s)
 "$OUT/participant" --name alice --dir "$OUT" --expect bob,carol --texts 3 --big 1048576 --timeout-s 120 &
 A=$!

@@ -14,20 +14,11 @@
 # "N passed, N failed"; the exit status is non-zero on any failure.
 # Environment: CC (default cc), LIBDIR (default target/release), RELAY_PROC_ONLY="star line" (some).
 set -u
-ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
-cd "$ROOT"
-CC="${CC:-cc}"
-LIBDIR="${LIBDIR:-$ROOT/target/release}"
-case "$LIBDIR" in /*) ;; *) LIBDIR="$ROOT/$LIBDIR" ;; esac
-OUT="$ROOT/build/tests-relay-proc"
+. "$(dirname "$0")/../lib.sh"
+out_dir tests-relay-proc
 BIN="$OUT/participant"
-PASSED=0
-FAILED=0
-START=$(date +%s)
-mkdir -p "$OUT"
-
-"$CC" -std=c11 -Wall -Wextra -Werror -O2 -I"$ROOT/include" -o "$BIN" tests/relay_proc/participant.c \
-    -L"$LIBDIR" -lreliable_channel -Wl,-rpath,"$LIBDIR" -lpthread -ldl -lm || { echo "0 passed, 1 failed"; exit 1; }
+require_lib
+build_participant "$BIN"
 
 # scenario NAME: runs the participants started by the function scenario_NAME (which calls `p`),
 # waits for all of them; passes when every one exits 0.
@@ -85,15 +76,11 @@ for s in ${RELAY_PROC_ONLY:-star line rejoin}; do
         if ! wait "${PIDS[$i]}"; then ok=0; echo "  $s: ${NAMES[$i]} failed"; fi
     done
     if [ $ok = 1 ]; then
-        PASSED=$((PASSED + 1))
-        echo "ok - relay processes: $s ($(( $(date +%s) - t ))s)"
+        pass "relay processes: $s ($(( $(date +%s) - t ))s)"
         grep -h "PASS:" "$DIR"/*.log | sed 's/^/    /'
     else
-        FAILED=$((FAILED + 1))
-        echo "not ok - relay processes: $s"
+        fail "relay processes: $s"
         for f in "$DIR"/*.log; do echo "---- $f"; grep -E "FAIL|PASS|done|leaving|listening|stats" "$f" | tail -n 15; done
     fi
 done
-echo "# $(( $(date +%s) - START ))s; logs in $OUT"
-echo "$PASSED passed, $FAILED failed"
-[ "$FAILED" -eq 0 ]
+finish

@@ -67,6 +67,16 @@ pub fn behaviour(timeout: std::time::Duration) -> MetadataBehaviour {
 /// Reads one varint-length-prefixed protobuf message of at most `max` bytes (shared with the
 /// store protocol, `store.rs`).
 pub(crate) async fn read_lp<M: prost::Message + Default, T: AsyncRead + Unpin + Send>(io: &mut T, max: usize) -> io::Result<M> {
+    read_lp_checked(io, max, |_| Ok(())).await
+}
+
+/// [`read_lp`], with `check` run on the raw bytes before they are decoded (a cheap look at their
+/// shape that refuses what would decode into far more memory than the bytes themselves).
+pub(crate) async fn read_lp_checked<M: prost::Message + Default, T: AsyncRead + Unpin + Send>(
+    io: &mut T,
+    max: usize,
+    check: impl FnOnce(&[u8]) -> io::Result<()>,
+) -> io::Result<M> {
     let mut len: usize = 0;
     let mut byte = [0u8; 1];
     for i in 0..=MAX_PREFIX_BYTES {
@@ -84,6 +94,7 @@ pub(crate) async fn read_lp<M: prost::Message + Default, T: AsyncRead + Unpin + 
     }
     let mut buf = vec![0u8; len];
     io.read_exact(&mut buf).await?;
+    check(&buf)?;
     M::decode(bytes::Bytes::from(buf)).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 

@@ -27,7 +27,9 @@
 //!   never more than 150 KiB: those fail at once. A message gossipsub accepts but can send to
 //!   nobody (no peer yet, queues full) is reported `Sent` and counted as `published_unrouted`:
 //!   a `Failed` would fail the whole send in the channel layer, whereas SDS retransmits an
-//!   unacknowledged message until a peer is there. Own messages are not echoed back.
+//!   unacknowledged message until a peer is there. `Sent` is reported by `publish` itself, on
+//!   the runtime thread (no event crosses back from the node thread per message). Own messages
+//!   are not echoed back.
 //!
 //! # Threads and ownership
 //!
@@ -37,7 +39,7 @@
 //!   after encoding and hashing the message itself. At most [`MAX_QUEUED_PUBLISHES`] publishes
 //!   wait for the node thread; beyond that `publish` fails at once instead of queueing.
 //! * The node thread is the one owner of the swarm, the content-topic subscription counts, the
-//!   wanted-peer table and the per-peer budgets. It reports `Sent`/`Failed`/`Received` to the
+//!   wanted-peer table and the per-peer budgets. It reports `Received` to the
 //!   [`TransportSink`](crate::messaging::TransportSink) and keeps counters and gauges in atomics
 //!   that [`RelayHandle::stats`] reads from any thread.
 //! * [`Transport::shutdown`](crate::messaging::Transport::shutdown) clears the alive flag, tells
@@ -78,7 +80,10 @@ pub use config::{
 pub use gossip::{gossipsub_config, message_id, peer_score, MAX_FRAME_BYTES, RELAY_PING_CONTENT_TOPIC, RELAY_PROTOCOL};
 pub use metadata::{WakuMetadata, METADATA_PROTOCOL};
 pub use node::{REDIAL_INITIAL, REDIAL_MAX};
-pub use store::{MAX_HASHES_PER_QUERY, STORE_CACHE_BYTES, STORE_CACHE_MESSAGES, STORE_PROTOCOL};
+pub use store::{
+    StoreCodec, StoreQueryRequest, StoreQueryResponse, WakuMessageKeyValue, MAX_HASHES_PER_QUERY, MAX_RESPONSE_BYTES, STORE_CACHE_BYTES,
+    STORE_CACHE_MESSAGES, STORE_PROTOCOL,
+};
 pub use transport::{RelayCounters, RelayHandle, RelayStats, RelayTransport, MAX_QUEUED_PUBLISHES};
 
 /// The libp2p crate this transport is built on (its `Multiaddr` and `PeerId` appear in the API;

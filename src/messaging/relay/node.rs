@@ -24,8 +24,9 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use super::config::{RelayError, Resolved};
 use super::gossip::{self, PeerBudgets, Refusal};
 use super::metadata::{self, MetadataBehaviour, WakuMetadata};
-use super::store::{self, MessageCache, StoreBehaviour, StoreQueryRequest, StoreQueryResponse};
+use super::store::{self, MessageCache, Retrieved, StoreBehaviour, StoreQueryRequest, StoreQueryResponse};
 use super::transport::{Command, Shared};
+use crate::collections::FastMap;
 use crate::messaging::{MessageHash, TransportEvent};
 
 /// First redial delay of a wanted peer after a failed dial or a lost connection.
@@ -34,6 +35,8 @@ pub const REDIAL_INITIAL: Duration = Duration::from_millis(500);
 pub const REDIAL_MAX: Duration = Duration::from_secs(30);
 /// How often the node checks due redials and refreshes the peer and mesh gauges.
 const TICK: Duration = Duration::from_millis(100);
+/// Commands handled in a row before the connection tasks get to write.
+const COMMAND_BATCH: usize = 64;
 /// How long startup waits for every listener to report its address.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Metadata request timeout.
@@ -86,13 +89,15 @@ pub(crate) struct Node {
     swarm: Swarm<RelayBehaviour>,
     shared: Arc<Shared>,
     topic: IdentTopic,
+    /// `topic`'s hash, cloned per publish (cheaper than converting the topic each time).
+    topic_hash: TopicHash,
     cluster_id: u32,
     shards: Vec<u32>,
     max_peers: usize,
     /// Listeners that have not reported an address yet (startup waits for them).
     listeners: Vec<(ListenerId, String)>,
     /// Content-topic subscription counts (one per open channel on the topic).
-    subscriptions: HashMap<String, usize>,
+    subscriptions: FastMap<String, usize>,
     wanted: HashMap<PeerId, Wanted>,
     /// Peers of another cluster to disconnect once our metadata answer to them is sent.
     refused: HashSet<PeerId>,
@@ -172,12 +177,13 @@ impl Node {
         Ok(Node {
             swarm,
             shared,
+            topic_hash: topic.hash(),
             topic,
             cluster_id: cfg.cluster_id,
             shards: resolved.shards,
             max_peers: cfg.max_peers,
             listeners,
-            subscriptions: HashMap::new(),
+            subscriptions: FastMap::default(),
             wanted,
             refused: HashSet::new(),
             budgets: PeerBudgets::new(cfg.peer_messages_per_sec, cfg.peer_bytes_per_sec),
@@ -218,12 +224,32 @@ impl Node {
     pub(crate) async fn run(mut self, mut commands: UnboundedReceiver<Command>) {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
+        'run: loop {
             tokio::select! {
-                cmd = commands.recv() => match cmd {
-                    None | Some(Command::Shutdown) => break,
-                    Some(cmd) => self.on_command(cmd),
-                },
+                cmd = commands.recv() => {
+                    // Up to COMMAND_BATCH commands in a row (a burst of publishes is handed to
+                    // gossipsub at once and written together), then the connection tasks run:
+                    // `try_recv` takes no tokio budget, so without the yield a long burst would
+                    // fill gossipsub's per-peer queues (5,000), whose overflow drops messages
+                    // until SDS retransmits them.
+                    let mut cmd = cmd;
+                    let mut handled = 0;
+                    loop {
+                        match cmd {
+                            None | Some(Command::Shutdown) => break 'run,
+                            Some(c) => self.on_command(c),
+                        }
+                        handled += 1;
+                        if handled == COMMAND_BATCH {
+                            break;
+                        }
+                        match commands.try_recv() {
+                            Ok(next) => cmd = Some(next),
+                            Err(_) => break,
+                        }
+                    }
+                    tokio::task::yield_now().await;
+                }
                 ev = self.swarm.select_next_some() => self.on_swarm_event(ev),
                 _ = tick.tick() => {
                     self.dial_due(Instant::now());
@@ -240,34 +266,30 @@ impl Node {
 
     fn on_command(&mut self, cmd: Command) {
         match cmd {
-            Command::Publish { dispatch_id, data, hash, duplicate, message, lost } => {
+            Command::Publish { data, hash, duplicate, message, lost } => {
                 self.shared.queued_publishes.fetch_sub(1, Ordering::AcqRel);
                 self.cache.insert(hash, message, data.len());
-                let counters = &self.shared.counters;
                 if lost {
-                    counters.lost_by_fault.fetch_add(1, Ordering::Relaxed);
-                    return self.shared.emit(TransportEvent::Sent { dispatch_id, message_hash: Some(hash) });
+                    return;
                 }
+                let counters = &self.shared.counters;
                 let gs = &mut self.swarm.behaviour_mut().gossipsub;
                 if let Some(copy) = duplicate {
-                    let _ = gs.publish(self.topic.clone(), copy);
+                    let _ = gs.publish(self.topic_hash.clone(), copy);
                 }
-                // spec: relay.publish
-                match gs.publish(self.topic.clone(), data) {
+                // spec: relay.publish — `Sent` was reported by the transport already (see
+                // RelayTransport::publish); what goes wrong here is counted and left to SDS.
+                match gs.publish(self.topic_hash.clone(), data) {
                     Ok(_) | Err(PublishError::Duplicate) => {
                         counters.published.fetch_add(1, Ordering::Relaxed);
-                        self.shared.emit(TransportEvent::Sent { dispatch_id, message_hash: Some(hash) });
                     }
-                    // Accepted but reaching nobody: SDS retransmits until acknowledged (a Failed
-                    // would fail the whole send at once, see the module docs).
                     Err(e @ (PublishError::NoPeersSubscribedToTopic | PublishError::AllQueuesFull(_))) => {
                         log::debug!("relay {}: message published to nobody: {e}", self.shared.local_peer_id);
                         counters.published_unrouted.fetch_add(1, Ordering::Relaxed);
-                        self.shared.emit(TransportEvent::Sent { dispatch_id, message_hash: Some(hash) });
                     }
                     Err(e) => {
                         counters.publish_failed.fetch_add(1, Ordering::Relaxed);
-                        self.shared.emit(TransportEvent::Failed { dispatch_id, error: format!("relay publish failed: {e}") });
+                        log::warn!("relay {}: publish failed: {e}; SDS retransmits it", self.shared.local_peer_id);
                     }
                 }
             }
@@ -405,7 +427,7 @@ impl Node {
         };
         let counters = &self.shared.counters;
         let size = message.data.len();
-        let verdict = if message.topic != self.topic.hash() {
+        let verdict = if message.topic != self.topic_hash {
             // Not reached while the node subscribes to one topic only (gossipsub drops the
             // others; the transform counts them).
             MessageAcceptance::Ignore
@@ -524,24 +546,36 @@ impl Node {
             }
             request_response::Event::Message { peer, message: request_response::Message::Response { response, .. }, .. } => {
                 for kv in response.messages {
-                    // Only messages we asked for, whose hash over our topic is the one asked.
+                    // The hash is recomputed over our topic, never taken from the response.
                     let Some(m) = kv.message else { continue };
                     let hash = m.hash(&self.shared.pubsub_topic);
-                    if !self.cache.was_asked(&hash) || m.payload.is_empty() || m.content_topic.is_empty() {
-                        if self.cache.get(&hash).is_none() {
-                            counters.store_rejected.fetch_add(1, Ordering::Relaxed);
-                            log::debug!("relay: dropping a message from {peer}'s store response: not asked for");
-                        }
-                        continue;
-                    }
-                    self.cache.found(&hash);
                     let size = prost::Message::encoded_len(&m);
-                    self.cache.insert(hash, m.clone(), size);
-                    if self.subscriptions.contains_key(&m.content_topic) {
-                        counters.store_retrieved.fetch_add(1, Ordering::Relaxed);
-                        self.shared.emit(TransportEvent::Received { message: m, message_hash: Some(hash) });
+                    match store::judge(&self.cache, &hash, &m, size) {
+                        Retrieved::Accept => {
+                            self.cache.found(&hash);
+                            self.cache.insert(hash, m.clone(), size);
+                            if self.subscriptions.contains_key(&m.content_topic) {
+                                counters.store_retrieved.fetch_add(1, Ordering::Relaxed);
+                                self.shared.emit(TransportEvent::Received { message: m, message_hash: Some(hash) });
+                            }
+                        }
+                        Retrieved::Duplicate => {
+                            counters.store_duplicates.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Retrieved::Reject(why) => {
+                            counters.store_rejected.fetch_add(1, Ordering::Relaxed);
+                            log::warn!("relay: dropping a message of {size} bytes from {peer}'s store response: {why}");
+                        }
                     }
                 }
+            }
+            request_response::Event::OutboundFailure { peer, error: OutboundFailure::Io(e), .. }
+                if matches!(e.kind(), std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof) =>
+            {
+                // A response that is not a StoreQueryResponse, truncated, over the size limit or
+                // with too many entries (store::check_response_shape): dropped whole.
+                counters.store_rejected.fetch_add(1, Ordering::Relaxed);
+                log::warn!("relay: dropping {peer}'s store response: {e}");
             }
             request_response::Event::OutboundFailure { peer, error, .. } => log::debug!("relay: store query to {peer} failed: {error}"),
             request_response::Event::InboundFailure { peer, error, .. } => {

@@ -22,7 +22,7 @@ use libp2p::futures::{AsyncRead, AsyncWrite};
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::StreamProtocol;
 
-use super::metadata::{read_lp, write_lp};
+use super::metadata::{read_lp, read_lp_checked, write_lp};
 use crate::collections::FastMap;
 use crate::messaging::MessageHash;
 use crate::wire::{WakuMessage, MAX_WAKU_MESSAGE_BYTES};
@@ -116,7 +116,7 @@ impl request_response::Codec for StoreCodec {
     }
 
     async fn read_response<T: AsyncRead + Unpin + Send>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<StoreQueryResponse> {
-        read_lp(io, MAX_RESPONSE_BYTES).await
+        read_lp_checked(io, MAX_RESPONSE_BYTES, check_response_shape).await
     }
 
     async fn write_request<T: AsyncWrite + Unpin + Send>(&mut self, _: &StreamProtocol, io: &mut T, req: StoreQueryRequest) -> io::Result<()> {
@@ -125,6 +125,74 @@ impl request_response::Codec for StoreCodec {
 
     async fn write_response<T: AsyncWrite + Unpin + Send>(&mut self, _: &StreamProtocol, io: &mut T, res: StoreQueryResponse) -> io::Result<()> {
         write_lp(io, &res).await
+    }
+}
+
+/// Field number of `StoreQueryResponse.messages`.
+const RESPONSE_MESSAGES_FIELD: u64 = 20;
+
+/// Refuses a response with more than [`MAX_HASHES_PER_QUERY`] message entries, or that is not
+/// protobuf at all, before it is decoded: decoding allocates some 200 bytes per entry, so the
+/// 3-byte empty entries of a hostile response of [`MAX_RESPONSE_BYTES`] would take ~70 times its
+/// size in memory. A top-level scan of the fields, no allocation.
+pub(crate) fn check_response_shape(mut buf: &[u8]) -> io::Result<()> {
+    use prost::encoding::decode_varint;
+    let bad = |why: &str| io::Error::new(io::ErrorKind::InvalidData, format!("store response: {why}"));
+    let mut entries = 0usize;
+    while !buf.is_empty() {
+        let key = decode_varint(&mut buf).map_err(|_| bad("malformed field key"))?;
+        let skip = match key & 7 {
+            0 => {
+                decode_varint(&mut buf).map_err(|_| bad("malformed varint"))?;
+                0
+            }
+            1 => 8,
+            2 => usize::try_from(decode_varint(&mut buf).map_err(|_| bad("malformed length"))?).map_err(|_| bad("length overflow"))?,
+            5 => 4,
+            _ => return Err(bad("unsupported wire type")),
+        };
+        if skip > buf.len() {
+            return Err(bad("truncated field"));
+        }
+        buf = &buf[skip..];
+        if key >> 3 == RESPONSE_MESSAGES_FIELD {
+            entries += 1;
+            if entries > MAX_HASHES_PER_QUERY {
+                return Err(bad(&format!("more than {MAX_HASHES_PER_QUERY} messages")));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What to do with one message of a store response (spec: relay.store).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Retrieved {
+    /// Asked for and now found: keep it and deliver it.
+    Accept,
+    /// Already held (a replay, or a second peer answering the same query): dropped, counted apart
+    /// from rejections since honest peers cause it too.
+    Duplicate,
+    /// Not what we asked for (forged, wrong hash, another topic), over the WakuMessage limit or
+    /// invalid: dropped and counted.
+    Reject(&'static str),
+}
+
+/// The verdict on `message` (of `size` encoded bytes, whose hash over our pubsub topic is `hash`)
+/// from a peer's store response. The hash is recomputed by the caller, never taken from the
+/// response: only a message asked for by that very hash is accepted. Fields the hash does not cover
+/// (`rate_limit_proof`, `version`, `ephemeral`) can still be forged, so the size is checked too.
+pub(crate) fn judge(cache: &MessageCache, hash: &MessageHash, message: &WakuMessage, size: usize) -> Retrieved {
+    if size > MAX_WAKU_MESSAGE_BYTES {
+        Retrieved::Reject("over the WakuMessage size limit")
+    } else if message.payload.is_empty() || message.content_topic.is_empty() {
+        Retrieved::Reject("empty payload or content topic")
+    } else if cache.get(hash).is_some() {
+        Retrieved::Duplicate
+    } else if !cache.was_asked(hash) {
+        Retrieved::Reject("not asked for (forged, wrong hash or another topic)")
+    } else {
+        Retrieved::Accept
     }
 }
 
@@ -266,6 +334,38 @@ mod tests {
         assert!(c.was_asked(&h));
         c.found(&h);
         assert!(!c.was_asked(&h));
+    }
+
+    #[test]
+    fn responses_with_too_many_entries_or_not_protobuf_are_refused_before_decoding() {
+        let kv = |i: u8| WakuMessageKeyValue { message: Some(msg(i)), ..Default::default() };
+        let ok = StoreQueryResponse { request_id: "r".into(), status_code: Some(200), messages: (0..32).map(kv).collect(), ..Default::default() };
+        assert!(check_response_shape(&ok.encode_to_vec()).is_ok());
+        let many = StoreQueryResponse { messages: (0..33).map(kv).collect(), ..ok };
+        assert!(check_response_shape(&many.encode_to_vec()).is_err());
+        // 10 000 empty entries, 3 bytes each.
+        let empties: Vec<u8> = (0..10_000).flat_map(|_| [0xa2, 0x01, 0x00]).collect();
+        assert!(check_response_shape(&empties).is_err());
+        assert!(check_response_shape(&[0xa2, 0x01, 0x05, 1]).is_err(), "truncated");
+        assert!(check_response_shape(&[0x0f]).is_err(), "wire type 7");
+        assert!(check_response_shape(&[]).is_ok());
+    }
+
+    #[test]
+    fn judge_accepts_only_what_was_asked_by_its_hash() {
+        let topic = "/waku/2/rs/42/0";
+        let mut c = MessageCache::default();
+        let (asked, other) = (msg(1), msg(2));
+        let (h, h_other) = (asked.hash(topic), other.hash(topic));
+        c.due_queries(&[h], 0);
+        assert_eq!(judge(&c, &h_other, &other, 20), Retrieved::Reject("not asked for (forged, wrong hash or another topic)"));
+        assert!(matches!(judge(&c, &h, &asked, MAX_WAKU_MESSAGE_BYTES + 1), Retrieved::Reject(_)));
+        let empty = WakuMessage { payload: Bytes::new(), ..asked.clone() };
+        assert!(matches!(judge(&c, &empty.hash(topic), &empty, 20), Retrieved::Reject(_)));
+        assert_eq!(judge(&c, &h, &asked, 20), Retrieved::Accept);
+        c.found(&h);
+        c.insert(h, asked.clone(), 20);
+        assert_eq!(judge(&c, &h, &asked, 20), Retrieved::Duplicate);
     }
 
     #[test]

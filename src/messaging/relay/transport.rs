@@ -25,9 +25,8 @@ pub const MAX_QUEUED_PUBLISHES: usize = 8192;
 /// What the transport and the handles ask of the node thread.
 pub(crate) enum Command {
     /// Publish `data` (an encoded WakuMessage whose hash is `hash`); `duplicate` is a second,
-    /// distinct copy to publish first (fault injection).
+    /// distinct copy to publish first (fault injection). Already reported `Sent`.
     Publish {
-        dispatch_id: DispatchId,
         data: Vec<u8>,
         hash: MessageHash,
         duplicate: Option<Vec<u8>>,
@@ -79,8 +78,8 @@ counters! {
     /// Messages accepted but sent to nobody (no peer on the topic, or every peer's queue full);
     /// reported `Sent`: SDS retransmits them until acknowledged.
     published_unrouted,
-    /// Messages refused by the transport or gossipsub (too large, empty, too many queued):
-    /// reported `Failed`.
+    /// Messages refused by the transport (too large, empty, too many queued: reported `Failed`)
+    /// or, rarely, by gossipsub after `Sent` was reported (logged; SDS retransmits them).
     publish_failed,
     /// Messages not sent at all because of the `loss` fault.
     lost_by_fault,
@@ -112,8 +111,12 @@ counters! {
     store_retrieved,
     /// Messages served from our cache to peers' store queries.
     store_served,
-    /// Store responses or messages dropped: not asked for, hash mismatch, malformed.
+    /// Store responses or messages dropped: not asked for (forged, wrong hash, another topic),
+    /// over the size limits, with too many entries, malformed.
     store_rejected,
+    /// Messages in store responses that this node already held (a replayed message, or a second
+    /// peer answering the same query): dropped, not delivered again.
+    store_duplicates,
     /// Inbound peers disconnected because the node had `max_peers` peers.
     peers_refused,
 }
@@ -360,8 +363,8 @@ impl RelayTransport {
 
 impl Transport for RelayTransport {
     /// Encodes and hashes the message here (on the runtime thread), applies the test faults,
-    /// and hands it to the node thread, which reports `Sent` (also when no peer is there to take
-    /// it: SDS retransmits) or `Failed`. Messages over `MAX_WAKU_MESSAGE_BYTES` or with an empty
+    /// hands it to the node thread and reports `Sent` at once (also when no peer will be there to
+    /// take it: SDS retransmits). Messages over `MAX_WAKU_MESSAGE_BYTES` or with an empty
     /// payload or content topic fail at once: peers would reject them and penalise us.
     fn publish(&mut self, dispatch_id: DispatchId, message: WakuMessage) {
         if self.thread.is_none() {
@@ -389,9 +392,17 @@ impl Transport for RelayTransport {
             self.shared.queued_publishes.fetch_sub(1, Ordering::AcqRel);
             return self.fail(dispatch_id, format!("relay: {MAX_QUEUED_PUBLISHES} publishes already wait for the network"));
         }
-        if self.shared.send(Command::Publish { dispatch_id, data, hash, duplicate, message, lost }).is_err() {
-            self.fail(dispatch_id, "relay: the node has stopped".to_owned());
+        if lost {
+            counters.lost_by_fault.fetch_add(1, Ordering::Relaxed);
         }
+        if self.shared.send(Command::Publish { data, hash, duplicate, message, lost }).is_err() {
+            return self.fail(dispatch_id, "relay: the node has stopped".to_owned());
+        }
+        // Reported here, on the runtime thread, rather than by the node thread once gossipsub has
+        // it: gossipsub refuses nothing that passed the checks above (to nobody is still `Sent`:
+        // SDS retransmits), and one event less crossing threads per message is CPU the speed goal
+        // needs (BENCHMARKS.md, relay).
+        self.shared.emit(TransportEvent::Sent { dispatch_id, message_hash: Some(hash) });
     }
 
     fn subscribe(&mut self, content_topic: &str) {
