@@ -21,7 +21,9 @@
 //! sender: a forged message under S's id with a high lamport (at most `now + max_clock_skew_ms`,
 //! see sds.lamport.skew), once `max_local_history` messages arrived after it, makes S's messages
 //! that were not yet received with a lower lamport count as stale here, as long as S's clock is
-//! below that lamport.
+//! below that lamport. A sender that does not name its previous message (the reference
+//! implementation may not) could have a message overtaken by `max_local_history` arrivals and a
+//! later message of its own: it is dropped here, as it would break that sender's order.
 
 use super::{SdsEngine, MAX_TRACKED_SENDERS};
 use crate::sds::history::{HistoryStore, LogEntry};
