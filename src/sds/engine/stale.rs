@@ -59,13 +59,15 @@ impl<H: HistoryStore> SdsEngine<H> {
         self.evicted_marks.get(msg.sender_id.as_str()).is_some_and(|&mark| msg.lamport_timestamp.unwrap_or(0) <= mark)
     }
 
-    /// Drops a stale copy: counted as a duplicate, acknowledged again like one (the sender may
-    /// still lack our acknowledgement), and whatever waits for it is released (it was delivered
-    /// or given up long ago), without it entering the log again.
+    /// Drops a stale copy: counted as a duplicate and acknowledged as a delivery would be (named
+    /// by our next sync: its sender evidently still lacks our acknowledgement, and the copy is
+    /// long out of the window our syncs name), and whatever waits for it is released (it was
+    /// delivered or given up long ago), without it entering the log again.
     pub(super) fn drop_stale(&mut self, now: u64, msg: &SdsMessage) -> ReceiveOutcome {
         self.stats.stale_duplicates += 1;
         let id = msg.message_id.as_str();
         let renewed = self.duplicate_seen(now, id);
+        self.note_to_ack(&id.into(), msg, &None);
         log::debug!(
             "channel {}: stale copy {id} from {:?} dropped: older than what the log evicted of its sender (renewed in our filter: {renewed})",
             self.channel_id,
