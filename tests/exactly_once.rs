@@ -170,7 +170,7 @@ fn high_rate_stream_is_received_exactly_once() {
             }
         }
         loop {
-            for c in 0..2 {
+            for c in [0usize, 1] {
                 if chans[c].next_deadline().is_some_and(|d| d <= now) {
                     chans[c].handle_timeout(now);
                 }
