@@ -270,8 +270,8 @@ impl Pair {
         r.other_cores = other_cores;
         let (sa, sb) = (self.a.channel_stats(CHANNEL).unwrap(), self.b.channel_stats(CHANNEL).unwrap());
         r.counters = format!(
-            r#"{{"sender_chunks_sent": {}, "sender_retransmissions": {}, "sender_acks": {}, "sender_outgoing_unacknowledged": {}, "receiver_syncs_sent": {}, "receiver_duplicates": {}}}"#,
-            sa.chunks_sent, sa.retransmissions, sa.acks, sa.outgoing_unacknowledged, sb.syncs_sent, sb.duplicates
+            r#"{{"sender_chunks_sent": {}, "sender_retransmissions": {}, "sender_acks": {}, "sender_outgoing_unacknowledged": {}, "receiver_syncs_sent": {}, "receiver_duplicates": {}, "receiver_stale_duplicates": {}}}"#,
+            sa.chunks_sent, sa.retransmissions, sa.acks, sa.outgoing_unacknowledged, sb.syncs_sent, sb.duplicates, sb.stale_duplicates
         );
         r
     }

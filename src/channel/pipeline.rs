@@ -766,6 +766,7 @@ impl Channel {
         let mut s = self.stats.clone();
         let sds = self.sds.stats();
         s.duplicates = sds.duplicates;
+        s.stale_duplicates = sds.stale_duplicates;
         s.echo_spoofs = sds.echo_spoofs;
         s.lamport_clamped = sds.lamport_clamped;
         s.bloom_rejected = sds.bloom_rejected;

@@ -17,6 +17,8 @@ pub struct ChannelStats {
     pub syncs_sent: u64,
     pub acks: u64,
     pub duplicates: u64,
+    /// Of those, copies older than the local log (recognised by their sender's lamport order).
+    pub stale_duplicates: u64,
     pub echoes: u64,
     /// Content messages under our sender id that we never sent (recorded as seen, not delivered).
     pub echo_spoofs: u64,

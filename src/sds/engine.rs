@@ -14,6 +14,7 @@
 mod acks;
 mod lost;
 mod snapshot;
+mod stale;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
@@ -78,6 +79,9 @@ pub struct SdsEngine<H: HistoryStore = MemoryHistory> {
     requests: RepairRequests,
     /// spec: sds.lost — waiting messages for which a lost dependency was already reported.
     loss_reported: BoundedSet<MessageId>,
+    /// spec: sds.duplicates.stale — per sender, the highest lamport the local log evicted
+    /// (bounded by [`MAX_TRACKED_SENDERS`]; see `engine/stale.rs`).
+    evicted_marks: FastMap<MessageId, u64>,
     /// spec: sds.ephemeral — ids of ephemeral messages already delivered (bounded FIFO).
     seen_ephemeral: BoundedSet<MessageId>,
     /// spec: sds.bloom.news — content messages still to carry the bloom filter. Peers use our
@@ -125,6 +129,7 @@ impl<H: HistoryStore> SdsEngine<H> {
             repair: RepairResponder::default(),
             requests: RepairRequests::default(),
             loss_reported: BoundedSet::new(MAX_LOSS_REPORTED),
+            evicted_marks: FastMap::default(),
             seen_ephemeral: BoundedSet::new(MAX_SEEN_EPHEMERAL),
             bloom_news: 0,
             to_ack: VecDeque::new(),
@@ -269,7 +274,7 @@ impl<H: HistoryStore> SdsEngine<H> {
             self.to_ack.retain(|e| !history.iter().any(|h| h.message_id == &*e.message_id));
         }
         let own = LogEntry { message_id: id.clone(), lamport_timestamp: lamport, sender_id: Some(self.sender_arc.clone()), retrieval_hint: None };
-        self.history.insert(own.clone());
+        self.log_insert(own.clone());
         self.note_head(self.sender_arc.clone(), own.clone());
         self.last_own = Some(own);
         self.last_own_bytes = Some(bytes.clone());
@@ -415,14 +420,13 @@ impl<H: HistoryStore> SdsEngine<H> {
     fn receive_content(&mut self, now: u64, msg: SdsMessage, size: usize, hint: Option<Bytes>) -> ReceiveOutcome {
         let id = msg.message_id.as_str();
         if self.history.contains(id) || self.incoming.is_waiting(id) {
-            // spec: sds.duplicates — never delivered twice; the sender evidently lacks our ack:
-            // keep the message in our filter's window (spec: sds.bloom.window).
-            self.stats.duplicates += 1;
-            let renewed = self.bloom.renew(id);
+            // spec: sds.duplicates — never delivered twice.
+            let renewed = self.duplicate_seen(now, id);
             log::debug!("channel {}: duplicate {id} from {:?} dropped (renewed in our filter: {renewed})", self.channel_id, msg.sender_id);
-            self.bloom_news = self.config.possible_acks_threshold;
-            self.sync.owe_ack_round(now, self.config.acknowledgement_timeout_ms, &mut self.rng);
             return ReceiveOutcome::Duplicate;
+        }
+        if self.is_stale(&msg) {
+            return self.drop_stale(now, &msg);
         }
         self.review_acks(&msg);
         self.suppress_acks(&msg);
@@ -477,7 +481,7 @@ impl<H: HistoryStore> SdsEngine<H> {
         let id: MessageId = msg.message_id.as_str().into();
         let lamport = msg.lamport_timestamp.unwrap_or(0).min(now.saturating_add(self.config.max_clock_skew_ms));
         let entry = LogEntry { message_id: id.clone(), lamport_timestamp: lamport, sender_id: Some(self.sender_arc.clone()), retrieval_hint: None };
-        self.history.insert(entry);
+        self.log_insert(entry);
         self.bloom.insert(&id);
         self.release(now, &id);
         ReceiveOutcome::Spoofed
@@ -580,7 +584,7 @@ impl<H: HistoryStore> SdsEngine<H> {
         let sender = self.sender_key(&msg.sender_id);
         let entry = LogEntry { message_id: id.clone(), lamport_timestamp: bounded, sender_id: Some(sender.clone()), retrieval_hint: hint.clone() };
         self.note_head(sender, entry.clone());
-        self.history.insert(entry);
+        self.log_insert(entry);
         self.stats.delivered += 1;
         let c = &self.config;
         let idle = (c.sync_interval_ms, c.idle_sync_rounds);

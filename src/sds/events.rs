@@ -114,6 +114,9 @@ pub struct SdsStats {
     pub ephemeral_received: u64,
     pub syncs_received: u64,
     pub duplicates: u64,
+    /// Of those, copies older than the local log, recognised by their sender's lamport order
+    /// (see `sds.duplicates.stale` in docs/spec-map.md).
+    pub stale_duplicates: u64,
     pub echoes: u64,
     pub wrong_channel: u64,
     pub invalid: u64,

@@ -28,7 +28,7 @@ impl<H: HistoryStore> SdsEngine<H> {
                 self.note_head(sender, e.clone());
             }
             self.lamport = self.lamport.max(e.lamport_timestamp);
-            self.history.insert(e);
+            self.log_insert(e);
         }
     }
 
