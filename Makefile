@@ -64,6 +64,8 @@ lint:
 	$(CARGO) clippy --release --all-targets -- -D warnings
 	$(CARGO) clippy --release --all-targets --no-default-features -- -D warnings
 	RUSTDOCFLAGS=-Dwarnings $(CARGO) doc --release --no-deps --lib
+	# The fuzz crate's lock file follows the library's dependencies (fuzz/run.sh builds with --locked).
+	cd fuzz && $(CARGO) metadata --locked --format-version 1 >/dev/null
 
 test-rust: interop-deps
 	$(CARGO) test --release
