@@ -18,7 +18,8 @@ use reliable_channel::sds::{ReceiveOutcome, SdsConfig, SdsEngine, SdsEvent};
 use reliable_channel::wire::{HistoryEntry, SdsMessage, WakuMessage};
 
 const T0: u64 = 1_700_000_000_000;
-const CHANNEL: &str = "chan";
+mod sds_support;
+use sds_support::{content, CHANNEL};
 
 fn drain(e: &mut SdsEngine) -> Vec<SdsEvent> {
     std::iter::from_fn(|| e.poll_event()).collect()
@@ -69,20 +70,6 @@ fn retransmissions_after_the_log_window_are_not_delivered_again() {
     let w = alice.wrap_content(later, b"next", None).unwrap();
     alice.on_dispatched(later, &w.message_id, None);
     assert_eq!(bob.receive(later, w.bytes, None), ReceiveOutcome::Delivered);
-}
-
-fn content(sender: &str, id: &str, lamport: u64, history: Vec<HistoryEntry>) -> Bytes {
-    SdsMessage {
-        sender_id: sender.into(),
-        message_id: id.into(),
-        channel_id: CHANNEL.into(),
-        lamport_timestamp: Some(lamport),
-        causal_history: history,
-        content: Some(Bytes::from(format!("payload of {id}"))),
-        ..Default::default()
-    }
-    .encode_to_vec()
-    .into()
 }
 
 fn dep(id: &str, sender: &str) -> HistoryEntry {

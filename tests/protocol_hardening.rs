@@ -11,7 +11,8 @@ use reliable_channel::sds::{HistoryStore, ReceiveOutcome, SdsConfig, SdsEngine, 
 use reliable_channel::wire::{HistoryEntry, SdsMessage};
 
 const T0: u64 = 1_700_000_000_000;
-const CHANNEL: &str = "chan";
+mod sds_support;
+use sds_support::{content, CHANNEL};
 
 fn drain(e: &mut SdsEngine) -> Vec<SdsEvent> {
     std::iter::from_fn(|| e.poll_event()).collect()
@@ -19,21 +20,6 @@ fn drain(e: &mut SdsEngine) -> Vec<SdsEvent> {
 
 fn delivered_count(ev: &[SdsEvent]) -> usize {
     ev.iter().filter(|e| matches!(e, SdsEvent::Delivered(_))).count()
-}
-
-/// A content message from `sender` as a peer (honest or not) would send it.
-fn content(sender: &str, id: &str, lamport: u64, history: Vec<HistoryEntry>) -> Bytes {
-    SdsMessage {
-        sender_id: sender.into(),
-        message_id: id.into(),
-        channel_id: CHANNEL.into(),
-        lamport_timestamp: Some(lamport),
-        causal_history: history,
-        content: Some(Bytes::from(format!("payload of {id}"))),
-        ..Default::default()
-    }
-    .encode_to_vec()
-    .into()
 }
 
 // ---------------------------------------------------------------------------------------------
