@@ -12,10 +12,9 @@
 use std::collections::VecDeque;
 
 use bytes::Bytes;
-use prost::Message as _;
 use reliable_channel::channel::{Channel, ChannelAction, ChannelConfig, ChannelEvent};
 use reliable_channel::sds::{ReceiveOutcome, SdsConfig, SdsEngine, SdsEvent};
-use reliable_channel::wire::{HistoryEntry, SdsMessage, WakuMessage};
+use reliable_channel::wire::{HistoryEntry, WakuMessage};
 
 const T0: u64 = 1_700_000_000_000;
 mod sds_support;
