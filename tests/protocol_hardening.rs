@@ -12,7 +12,7 @@ use reliable_channel::wire::{HistoryEntry, SdsMessage};
 
 const T0: u64 = 1_700_000_000_000;
 mod sds_support;
-use sds_support::{content, CHANNEL};
+use sds_support::{acked, content, CHANNEL};
 
 fn drain(e: &mut SdsEngine) -> Vec<SdsEvent> {
     std::iter::from_fn(|| e.poll_event()).collect()
@@ -142,15 +142,6 @@ fn a_genuine_echo_is_still_dropped_silently() {
 
 // ---------------------------------------------------------------------------------------------
 // Items 1 and 2: the bloom filter describes a recent window; implausible filters are no evidence
-
-fn acked(ev: &[SdsEvent]) -> Vec<String> {
-    ev.iter()
-        .filter_map(|e| match e {
-            SdsEvent::Acknowledged { message_id } => Some(message_id.to_string()),
-            _ => None,
-        })
-        .collect()
-}
 
 /// The syncs `e` sends now (drained with everything else).
 fn syncs(e: &mut SdsEngine, now: u64) -> Vec<Bytes> {

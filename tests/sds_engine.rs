@@ -5,6 +5,9 @@ use prost::Message as _;
 use reliable_channel::sds::{message_id, HistoryStore, ReceiveOutcome, SdsConfig, SdsEngine, SdsError, SdsEvent, Wrapped};
 use reliable_channel::wire::{BloomFilter, HistoryEntry, SdsMessage};
 
+mod sds_support;
+use sds_support::acked;
+
 const T0: u64 = 1_700_000_000_000;
 const ACK: u64 = 5_000;
 
@@ -20,15 +23,6 @@ fn delivered(ev: &[SdsEvent]) -> Vec<String> {
     ev.iter()
         .filter_map(|e| match e {
             SdsEvent::Delivered(d) => Some(String::from_utf8(d.content.to_vec()).unwrap()),
-            _ => None,
-        })
-        .collect()
-}
-
-fn acked(ev: &[SdsEvent]) -> Vec<String> {
-    ev.iter()
-        .filter_map(|e| match e {
-            SdsEvent::Acknowledged { message_id } => Some(message_id.to_string()),
             _ => None,
         })
         .collect()
