@@ -11,7 +11,7 @@ use rand::rngs::SmallRng;
 use rand::{RngCore, SeedableRng};
 
 use reliable_channel::channel::{Channel, ChannelAction, ChannelConfig, ChannelEvent};
-use reliable_channel::wire::{HistoryEntry, MessageChunk, SdsMessage, WakuMessage, SPEC_MARKER};
+use reliable_channel::wire::{HistoryEntry, MessageChunk, SdsMessage, WakuMessage};
 
 const T0: u64 = 1_700_000_000_000;
 const CHANNEL: &str = "amplification";
@@ -24,15 +24,7 @@ const PUBSUB: &str = "/waku/2/rs/0/0";
 const HANDFUL: usize = 8;
 
 fn waku(payload: Vec<u8>) -> WakuMessage {
-    WakuMessage {
-        payload: Bytes::from(payload),
-        content_topic: TOPIC.to_owned(),
-        version: Some(0),
-        timestamp: Some(1_700_000_000_000_000_000),
-        meta: Some(Bytes::from_static(SPEC_MARKER)),
-        rate_limit_proof: None,
-        ephemeral: None,
-    }
+    WakuMessage::reliable(TOPIC, payload.into(), 1_700_000_000_000)
 }
 
 fn chunk(request: &str) -> Bytes {

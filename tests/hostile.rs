@@ -32,7 +32,7 @@ use std::sync::Arc;
 
 use reliable_channel::channel::{Channel, ChannelAction, ChannelConfig, ChannelEvent, CryptoError, Encryption};
 use reliable_channel::sds::HistoryStore;
-use reliable_channel::wire::{HistoryEntry, MessageChunk, SdsMessage, WakuMessage, BLOOM_BYTES, MAX_ID_BYTES, SPEC_MARKER};
+use reliable_channel::wire::{HistoryEntry, MessageChunk, SdsMessage, WakuMessage, BLOOM_BYTES, MAX_ID_BYTES};
 
 const T0: u64 = 1_700_000_000_000;
 const CHANNEL: &str = "hostile-channel";
@@ -141,15 +141,7 @@ impl Harness {
 }
 
 fn waku(payload: Bytes) -> WakuMessage {
-    WakuMessage {
-        payload,
-        content_topic: TOPIC.to_owned(),
-        version: Some(0),
-        timestamp: Some(1_700_000_000_000_000_000),
-        meta: Some(Bytes::from_static(SPEC_MARKER)),
-        rate_limit_proof: None,
-        ephemeral: None,
-    }
+    WakuMessage::reliable(TOPIC, payload, 1_700_000_000_000)
 }
 
 fn fill(len: usize, seed: u8) -> Bytes {

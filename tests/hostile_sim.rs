@@ -69,7 +69,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, RngCore, SeedableRng};
 use reliable_channel::channel::{Channel, ChannelAction, ChannelConfig, ChannelEvent};
 use reliable_channel::messaging::MessageHash;
-use reliable_channel::wire::{HistoryEntry, MessageChunk, MessageKind, SdsMessage, WakuMessage, BLOOM_BYTES, MAX_WAKU_MESSAGE_BYTES, SPEC_MARKER};
+use reliable_channel::wire::{HistoryEntry, MessageChunk, MessageKind, SdsMessage, WakuMessage, BLOOM_BYTES, MAX_WAKU_MESSAGE_BYTES};
 
 const T0: u64 = 1_700_000_000_000;
 const CHANNEL: &str = "hostile-sim";
@@ -691,15 +691,7 @@ impl Sim<'_> {
             self.mallory.spoofed.insert(sds.message_id.clone());
         }
         *self.mallory.sent.entry(a).or_default() += 1;
-        let msg = WakuMessage {
-            payload: Bytes::from(sds.encode_to_vec()),
-            content_topic: TOPIC.into(),
-            version: Some(0),
-            timestamp: Some((self.now as i64).saturating_mul(1_000_000)),
-            meta: Some(Bytes::from_static(SPEC_MARKER)),
-            rate_limit_proof: None,
-            ephemeral: None,
-        };
+        let msg = WakuMessage::reliable(TOPIC, Bytes::from(sds.encode_to_vec()), self.now);
         let p = Arc::new(Pub::new(msg, None, self.now, self.next_serial()));
         self.tr(|| format!("mallory {a:?} {} ({} B)", p.describe(), p.msg.payload.len()));
         self.broadcast(&p);

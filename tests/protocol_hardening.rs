@@ -271,7 +271,7 @@ fn saturated_and_all_ones_filters_acknowledge_nothing() {
 // Item 9: the channel refuses oversized WakuMessages and messages without a sender id
 
 fn single_chunk_waku(sender: &str, id: &str, payload_len: usize) -> reliable_channel::wire::WakuMessage {
-    use reliable_channel::wire::{MessageChunk, WakuMessage, SPEC_MARKER};
+    use reliable_channel::wire::{MessageChunk, WakuMessage};
     let chunk = MessageChunk {
         chunk_id: format!("{id}-chunk"),
         previous_chunk_id: String::new(),
@@ -288,15 +288,7 @@ fn single_chunk_waku(sender: &str, id: &str, payload_len: usize) -> reliable_cha
         content: Some(chunk.encode_to_vec().into()),
         ..Default::default()
     };
-    WakuMessage {
-        payload: sds.encode_to_vec().into(),
-        content_topic: "/hardening/1/chat/proto".into(),
-        version: Some(0),
-        timestamp: Some(1),
-        meta: Some(Bytes::from_static(SPEC_MARKER)),
-        rate_limit_proof: None,
-        ephemeral: None,
-    }
+    WakuMessage::reliable("/hardening/1/chat/proto", sds.encode_to_vec().into(), 0)
 }
 
 #[test]

@@ -9,7 +9,7 @@ use prost::Message as _;
 use reliable_channel::channel::{Channel, ChannelAction, ChannelConfig};
 use reliable_channel::wire::{
     HistoryEntry, MessageChunk, SdsMessage, WakuMessage, BLOOM_BYTES, ENCRYPTION_OVERHEAD_BUDGET, MAX_ID_BYTES, MAX_PUBLISHED_SDS_BYTES,
-    MAX_WAKU_MESSAGE_BYTES, SPEC_MARKER,
+    MAX_WAKU_MESSAGE_BYTES,
 };
 
 const T0: u64 = 1_700_000_000_000;
@@ -22,15 +22,7 @@ fn max_id(prefix: &str, n: usize) -> String {
 }
 
 fn waku(topic: &str, payload: Vec<u8>) -> WakuMessage {
-    WakuMessage {
-        payload: Bytes::from(payload),
-        content_topic: topic.to_owned(),
-        version: Some(0),
-        timestamp: Some(1_700_000_000_000_000_000),
-        meta: Some(Bytes::from_static(SPEC_MARKER)),
-        rate_limit_proof: None,
-        ephemeral: None,
-    }
+    WakuMessage::reliable(topic, payload.into(), 1_700_000_000_000)
 }
 
 struct Sizes {

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 use prost::Message as _;
-use reliable_channel::wire::{BloomFilter, HistoryEntry, MessageChunk, MessageHash, SdsMessage, WakuMessage, BLOOM_BYTES, MAX_ID_BYTES, SPEC_MARKER};
+use reliable_channel::wire::{BloomFilter, HistoryEntry, MessageChunk, MessageHash, SdsMessage, WakuMessage, BLOOM_BYTES, MAX_ID_BYTES};
 
 use crate::ops::{
     Bloom, Chain, ChannelSel, Chunk, Content, Entry, Envelope, Forgery, HashSel, Hint, History, Id, Index, Injected, Lamport, Mutation, Order, Prev,
@@ -263,15 +263,7 @@ impl Forge {
 
     /// A WakuMessage carrying `payload` as an honest peer sends it.
     pub fn waku(payload: Bytes) -> WakuMessage {
-        WakuMessage {
-            payload,
-            content_topic: TOPIC.to_owned(),
-            version: Some(0),
-            timestamp: Some(1_700_000_000_000_000_000),
-            meta: Some(Bytes::from_static(SPEC_MARKER)),
-            rate_limit_proof: None,
-            ephemeral: None,
-        }
+        WakuMessage::reliable(TOPIC, payload, 1_700_000_000_000)
     }
 
     /// Wraps encoded SDS bytes as `envelope` says.

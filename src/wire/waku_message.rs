@@ -31,6 +31,20 @@ pub struct WakuMessage {
 }
 
 impl WakuMessage {
+    /// A reliable-channel message: `payload` on `content_topic`, version 0, the [`SPEC_MARKER`] in
+    /// `meta`, sent at `now_ms` (Unix milliseconds; the wire carries nanoseconds), not ephemeral.
+    pub fn reliable(content_topic: &str, payload: Bytes, now_ms: u64) -> Self {
+        WakuMessage {
+            payload,
+            content_topic: content_topic.to_owned(),
+            version: Some(0),
+            timestamp: Some((now_ms as i64).saturating_mul(1_000_000)),
+            meta: Some(Bytes::from_static(SPEC_MARKER)),
+            rate_limit_proof: None,
+            ephemeral: None,
+        }
+    }
+
     /// Decodes a serialized WakuMessage of at most [`MAX_WAKU_MESSAGE_BYTES`].
     pub fn decode_bytes(buf: Bytes) -> Result<Self, WireError> {
         check_len("WakuMessage", buf.len(), MAX_WAKU_MESSAGE_BYTES)?;
