@@ -31,11 +31,6 @@
 //! `SKIPPED` and pass, unless the `CI` environment variable is set, in which case they fail.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::path::Path;
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc::{self, Receiver};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -44,6 +39,9 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
+
+mod node_peer;
+use node_peer::{NodePeer, PeerScript};
 
 use reliable_channel::sds::{HistoryStore, MessageIdScheme, ReceiveOutcome, SdsConfig, SdsEngine, SdsEvent, Wrapped};
 use reliable_channel::wire::{BloomFilter, HistoryEntry, MessageKind, SdsMessage, BLOOM_BITS, BLOOM_BYTES, BLOOM_HASHES};
@@ -64,112 +62,36 @@ struct RefEvent {
     detail: Value,
 }
 
+/// The reference peer: `node tests/interop/ref_peer.mjs`.
+static REF_PEER: PeerScript = PeerScript {
+    test: "interop_reference",
+    dir: "tests/interop",
+    script: "tests/interop/ref_peer.mjs",
+    installed: &["node_modules/@waku/sds/package.json"],
+    against: "@waku/sds",
+    reply_timeout: REPLY_TIMEOUT,
+};
+
 struct RefPeer {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    lines: Receiver<String>,
-    stderr: Arc<Mutex<String>>,
+    node: NodePeer,
 }
 
 impl RefPeer {
     /// Spawns the reference peer, or returns `None` (after a loud notice) when Node or the npm
     /// packages are missing and `CI` is not set.
     fn start() -> Option<RefPeer> {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let installed = root.join("tests/interop/node_modules/@waku/sds/package.json").is_file();
-        let node = Command::new("node").arg("--version").stdin(Stdio::null()).output();
-        let node_ok = matches!(&node, Ok(o) if o.status.success());
-        let problem = if !node_ok {
-            Some("`node` (>= 20) was not found on PATH")
-        } else if !installed {
-            Some("tests/interop/node_modules is not installed")
-        } else {
-            None
-        };
-        if let Some(problem) = problem {
-            if std::env::var_os("CI").is_some() {
-                panic!(
-                    "interop_reference: {problem}. CI is set, so this is a failure: install Node >= 20 \
-                     and run `npm ci --prefix tests/interop` before `cargo test`."
-                );
-            }
-            // Written to the stderr handle directly: libtest captures `eprintln!` of passing tests.
-            static BANNER: std::sync::Once = std::sync::Once::new();
-            BANNER.call_once(|| {
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "\n==================================================================\n\
-                     SKIPPED interop_reference: {problem}.\n\
-                     run `npm ci --prefix tests/interop` (Node >= 20) to test against @waku/sds\n\
-                     =================================================================="
-                );
-            });
-            return None;
-        }
-
-        let mut child = Command::new("node")
-            .arg("tests/interop/ref_peer.mjs")
-            .current_dir(root)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawning node tests/interop/ref_peer.mjs");
-        let stdout = child.stdout.take().unwrap();
-        let mut stderr_pipe = child.stderr.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let sink = stderr.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = stderr_pipe.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
-        let mut peer = RefPeer { stdin: child.stdin.take(), child, lines, stderr };
+        let mut peer = RefPeer { node: NodePeer::start(&REF_PEER)? };
         let pong = peer.call(json!({"cmd": "ping"}));
         assert_eq!(pong["sds"], "0.0.8", "ref_peer loaded the wrong @waku/sds: {pong}");
         Some(peer)
     }
 
-    fn stderr_text(&self) -> String {
-        self.stderr.lock().unwrap().clone()
-    }
-
     /// Sends one command and returns its response. Panics on `{error}`, on a reference task
     /// error event, or when the peer does not answer.
     fn call(&mut self, cmd: Value) -> Value {
-        let line = cmd.to_string();
-        let shown: String = line.chars().take(160).collect();
-        let stdin = self.stdin.as_mut().expect("ref_peer stdin");
-        if let Err(e) = writeln!(stdin, "{line}").and_then(|_| stdin.flush()) {
-            std::thread::sleep(Duration::from_millis(200));
-            panic!("writing to ref_peer failed ({e}) on {shown}\nref_peer stderr:\n{}", self.stderr_text());
-        }
-        let reply = match self.lines.recv_timeout(REPLY_TIMEOUT) {
-            Ok(l) => l,
-            Err(e) => {
-                std::thread::sleep(Duration::from_millis(200));
-                panic!("no reply from ref_peer ({e}) to {shown}\nref_peer stderr:\n{}", self.stderr_text())
-            }
-        };
-        let v: Value = serde_json::from_str(&reply).unwrap_or_else(|e| panic!("bad reply from ref_peer ({e}): {reply}"));
-        if let Some(err) = v.get("error") {
-            panic!("ref_peer failed on {shown}:\n{}\nstderr:\n{}", err.as_str().unwrap_or_default(), self.stderr_text());
-        }
+        let v = self.node.call(&cmd);
         for ev in events_of(&v) {
-            assert!(ev.kind != "sds:error-task", "reference task error on {shown}: {}", ev.detail);
+            assert!(ev.kind != "sds:error-task", "reference task error on {}: {}", cmd.to_string().chars().take(160).collect::<String>(), ev.detail);
         }
         v
     }
@@ -238,21 +160,6 @@ impl RefPeer {
 
     fn state(&mut self) -> Value {
         self.call(json!({"cmd": "state"}))
-    }
-}
-
-impl Drop for RefPeer {
-    fn drop(&mut self) {
-        drop(self.stdin.take()); // EOF: the peer's read loop ends and node exits.
-        let deadline = Instant::now() + Duration::from_secs(3);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

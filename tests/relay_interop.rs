@@ -23,16 +23,14 @@
 //! `SKIPPED` and pass, unless `CI` is set, in which case they fail.
 #![cfg(feature = "relay")]
 
+mod node_peer;
 mod relay_support;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::path::Path;
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc::{self, Receiver};
-use std::sync::{Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use node_peer::{NodePeer, PeerScript};
 use relay_support::{message, wait_for, Node, CONTENT_TOPIC, TIMEOUT};
 use reliable_channel::messaging::relay::{RelayConfig, RELAY_PING_CONTENT_TOPIC};
 use reliable_channel::sds::{ReceiveOutcome, SdsConfig, SdsEngine, SdsEvent};
@@ -42,76 +40,25 @@ use serde_json::{json, Value};
 const CHANNEL: &str = "relay-interop-channel";
 const T0: u64 = 1_700_000_000_000;
 
+/// The js-waku relay node: `node tests/relay_interop/relay_peer.mjs`.
+static JS_PEER: PeerScript = PeerScript {
+    test: "relay_interop",
+    dir: "tests/relay_interop",
+    script: "tests/relay_interop/relay_peer.mjs",
+    installed: &["node_modules/@chainsafe/libp2p-gossipsub/package.json", "node_modules/@waku/sds/package.json"],
+    against: "js-waku",
+    reply_timeout: Duration::from_secs(TIMEOUT.as_secs() + 10),
+};
+
 struct JsPeer {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    lines: Receiver<String>,
-    stderr: Arc<Mutex<String>>,
+    node: NodePeer,
 }
 
 impl JsPeer {
     /// Spawns the js-waku node, or returns `None` (after a loud notice) when Node or the npm
     /// packages are missing and `CI` is not set.
     fn start() -> Option<JsPeer> {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let installed = root.join("tests/relay_interop/node_modules/@chainsafe/libp2p-gossipsub/package.json").is_file()
-            && root.join("tests/relay_interop/node_modules/@waku/sds/package.json").is_file();
-        let node_ok = Command::new("node").arg("--version").stdin(Stdio::null()).output().is_ok_and(|o| o.status.success());
-        let problem = if !node_ok {
-            Some("`node` (>= 20) was not found on PATH")
-        } else if !installed {
-            Some("tests/relay_interop/node_modules is not installed")
-        } else {
-            None
-        };
-        if let Some(problem) = problem {
-            if std::env::var_os("CI").is_some() {
-                panic!(
-                    "relay_interop: {problem}. CI is set, so this is a failure: install Node >= 20 and run \
-                     `npm ci --prefix tests/relay_interop` (make interop-deps) before `cargo test`."
-                );
-            }
-            // Written to the stderr handle directly: libtest captures `eprintln!` of passing tests.
-            let _ = writeln!(
-                std::io::stderr(),
-                "\n==================================================================\n\
-                 SKIPPED relay_interop: {problem}.\n\
-                 run `npm ci --prefix tests/relay_interop` (Node >= 20) to test against js-waku\n\
-                 =================================================================="
-            );
-            return None;
-        }
-        let mut child = Command::new("node")
-            .arg("tests/relay_interop/relay_peer.mjs")
-            .current_dir(root)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawning node tests/relay_interop/relay_peer.mjs");
-        let stdout = child.stdout.take().unwrap();
-        let mut stderr_pipe = child.stderr.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let sink = stderr.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = stderr_pipe.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
-        let mut peer = JsPeer { stdin: child.stdin.take(), child, lines, stderr };
+        let mut peer = JsPeer { node: NodePeer::start(&JS_PEER)? };
         let v = peer.call(json!({"cmd": "ping"}));
         assert_eq!(v["sds"], "0.0.8", "{v}");
         assert_eq!(v["gossipsub"], "14.1.1", "{v}");
@@ -120,23 +67,7 @@ impl JsPeer {
 
     /// Sends one command and returns its response; panics on `{error}` or no answer.
     fn call(&mut self, cmd: Value) -> Value {
-        let line = cmd.to_string();
-        let shown: String = line.chars().take(160).collect();
-        let stdin = self.stdin.as_mut().expect("relay_peer stdin");
-        writeln!(stdin, "{line}").and_then(|_| stdin.flush()).unwrap_or_else(|e| panic!("writing {shown}: {e}\n{}", self.stderr()));
-        let reply = self.lines.recv_timeout(TIMEOUT + Duration::from_secs(10)).unwrap_or_else(|e| {
-            std::thread::sleep(Duration::from_millis(200));
-            panic!("no reply from relay_peer ({e}) to {shown}\nstderr:\n{}", self.stderr())
-        });
-        let v: Value = serde_json::from_str(&reply).unwrap_or_else(|e| panic!("bad reply ({e}): {reply}"));
-        if let Some(err) = v.get("error") {
-            panic!("relay_peer failed on {shown}:\n{}\nstderr:\n{}", err.as_str().unwrap_or_default(), self.stderr());
-        }
-        v
-    }
-
-    fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().clone()
+        self.node.call(&cmd)
     }
 
     /// Starts the js node on `topic`; returns (peer id, first address).
@@ -152,20 +83,6 @@ impl JsPeer {
     fn wait_received(&mut self, count: usize) -> Vec<Value> {
         let v = self.call(json!({"cmd": "waitReceived", "count": count, "timeoutMs": TIMEOUT.as_millis() as u64}));
         v["messages"].as_array().cloned().unwrap_or_default()
-    }
-}
-
-impl Drop for JsPeer {
-    fn drop(&mut self) {
-        drop(self.stdin.take()); // EOF: the peer stops its node and exits
-        for _ in 0..100 {
-            if matches!(self.child.try_wait(), Ok(Some(_))) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
