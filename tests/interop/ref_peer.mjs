@@ -21,7 +21,7 @@
 
 import { createHash } from "node:crypto";
 import { createRequire } from "node:module";
-import { createInterface } from "node:readline";
+import { serve } from "../node_peer/serve.mjs";
 
 import { proto_sds_message } from "@waku/proto";
 import {
@@ -235,18 +235,4 @@ const handlers = {
   }
 };
 
-const rl = createInterface({ input: process.stdin, crlfDelay: Infinity, terminal: false });
-for await (const line of rl) {
-  if (line.trim() === "") continue;
-  let response;
-  try {
-    const c = JSON.parse(line);
-    const h = handlers[c.cmd];
-    if (!h) throw new Error(`unknown command ${JSON.stringify(c.cmd)}`);
-    response = await h(c);
-    response.events = takeEvents();
-  } catch (e) {
-    response = { error: String(e?.stack ?? e), events: takeEvents() };
-  }
-  process.stdout.write(JSON.stringify(response) + "\n");
-}
+await serve(handlers, () => ({ events: takeEvents() }));

@@ -38,7 +38,7 @@ if (typeof Promise.withResolvers !== "function") {
 
 import { createHash } from "node:crypto";
 import { createRequire } from "node:module";
-import { createInterface } from "node:readline";
+import { serve } from "../node_peer/serve.mjs";
 
 // Keep stdout for the protocol only.
 console.log = console.error;
@@ -283,19 +283,6 @@ const handlers = {
   }
 };
 
-const rl = createInterface({ input: process.stdin, crlfDelay: Infinity, terminal: false });
-for await (const line of rl) {
-  if (line.trim() === "") continue;
-  let response;
-  try {
-    const c = JSON.parse(line);
-    const h = handlers[c.cmd];
-    if (!h) throw new Error(`unknown command ${JSON.stringify(c.cmd)}`);
-    response = await h(c);
-  } catch (e) {
-    response = { error: String(e?.stack ?? e) };
-  }
-  process.stdout.write(JSON.stringify(response, (_k, v) => (typeof v === "bigint" ? v.toString() : v)) + "\n");
-}
+await serve(handlers);
 if (node) await node.stop();
 process.exit(0);
