@@ -133,7 +133,7 @@ fn new_messages_and_other_senders_are_not_stale() {
 
 const RATE_PER_MS: u64 = 35;
 /// The receiver's publications are lost from this ms of the stream, for this long.
-const BLACKOUT: (u64, u64) = (300, 200);
+const BLACKOUT: (u64, u64) = (200, 400);
 
 fn bench_channel(sender: &str, seed: u64) -> Channel {
     let json = r#"{"sdsConfig": {"acknowledgementTimeoutMs": 500, "syncIntervalMs": 0}, "rateLimitConfig": {"enabled": false},

@@ -46,11 +46,12 @@ pub const MAX_TRACKED_SENDERS: usize = 256;
 /// sends the sync at once (spec: sds.sync.acks), so a sustained stream is acknowledged
 /// explicitly every `MAX_SYNC_ACKS` messages whatever its rate: two bloom hits from a window of
 /// 5,000–10,000 arrivals cannot keep up with tens of thousands of messages per second (issue
-/// #10). 768 entries of 64-hex ids with 32-byte hints and short sender ids are ~85 KB, ~104 KB
-/// with the bloom filter: within [`MAX_PUBLISHED_SDS_BYTES`] (longer ids are truncated by
-/// `fit_entries`), and with the heads and causal history within the
-/// [`MAX_CAUSAL_HISTORY_ENTRIES`] a receiver accepts.
-pub const MAX_SYNC_ACKS: usize = 768;
+/// #10). 256 entries of 64-hex ids with 32-byte hints and short sender ids are ~28 KB, ~47 KB
+/// with the bloom filter (longer ids are truncated by `fit_entries` to [`MAX_PUBLISHED_SDS_BYTES`]).
+/// Smaller batches cost more syncs (each carries the 18,752-byte filter); larger ones stall a
+/// stream while one sync is built, decoded and its acknowledgements handled: in `benches/e2e.rs`
+/// p99 at window 16 was 0.61–0.90 ms with 768, 0.34–0.47 ms with 256 (BENCHMARKS.md).
+pub const MAX_SYNC_ACKS: usize = 256;
 /// As long as a sync id (`id.rs`): sizes a sync before its id is drawn.
 const SYNC_ID_SIZED: &str = "sync-00000000000";
 /// Ephemeral message ids remembered to drop network duplicates.
