@@ -567,3 +567,76 @@ fn bloom_filter_travels_only_while_it_has_news() {
     let mut r = SdsEngine::new("chan", "carol", cfg, T0, 1);
     assert!(decode(&send(&mut r, T0, "w").bytes).bloom_filter.is_some());
 }
+
+/// Issue #10: a sustained stream is acknowledged before its retransmission timer. 35 messages per
+/// ms for one second, ack timeout 500 ms, no loss, two engines on a virtual clock: every message
+/// is acknowledged explicitly (owing `MAX_SYNC_ACKS` acknowledgements sends the sync at once),
+/// none is retransmitted, and the syncs stay few (one per `MAX_SYNC_ACKS` messages). Before, an
+/// ack sync went out 0.25–0.375 s after a delivery naming at most 64 ids; the rest needed two
+/// bloom hits from a window of 5,000–10,000 arrivals (0.15–0.3 s of this stream), so nearly
+/// every message was retransmitted although received.
+#[test]
+fn a_sustained_stream_is_acknowledged_before_its_retransmission() {
+    const RATE_PER_MS: u64 = 35;
+    const STREAM_MS: u64 = 1_000;
+    let config = SdsConfig { acknowledgement_timeout_ms: 500, sync_interval_ms: 0, max_outgoing_messages: 1 << 20, ..SdsConfig::default() };
+    let mut a = SdsEngine::new("chan", "alice", config.clone(), T0, 1);
+    let mut b = SdsEngine::new("chan", "bob", config, T0, 2);
+    let mut sent = 0u64;
+    for ms in 0..STREAM_MS * 2 {
+        let now = T0 + ms;
+        for _ in 0..if ms < STREAM_MS { RATE_PER_MS } else { 0 } {
+            let w = send(&mut a, now, &format!("m{sent}"));
+            assert_eq!(b.receive(now, w.bytes, None), ReceiveOutcome::Delivered);
+            sent += 1;
+        }
+        for e in [&mut a, &mut b] {
+            if e.next_deadline().is_some_and(|d| d <= now) {
+                e.handle_timeout(now);
+            }
+        }
+        for ev in drain(&mut b) {
+            if let SdsEvent::SendSync { bytes, .. } = ev {
+                assert!(bytes.len() <= reliable_channel::wire::MAX_PUBLISHED_SDS_BYTES);
+                assert_eq!(a.receive(now, bytes, None), ReceiveOutcome::Sync);
+            }
+        }
+        drain(&mut a);
+    }
+    let (sa, sb) = (a.stats(), b.stats());
+    assert_eq!((sa.retransmissions, sa.gave_up), (0, 0), "alice {sa:?}\nbob {sb:?}");
+    assert_eq!((sa.acknowledged, a.outgoing_len().0), (sent, 0), "alice {sa:?}");
+    // Explicitly, in syncs of MAX_SYNC_ACKS (the last one by the timer).
+    let full = sent / reliable_channel::sds::MAX_SYNC_ACKS as u64;
+    assert_eq!(sb.ack_syncs_full, full, "bob {sb:?}");
+    assert!(sb.syncs_sent <= full + 1, "bob {sb:?}");
+    assert_eq!(sb.sync_entries_left_out, 0, "bob {sb:?}");
+}
+
+/// A peer's sync naming a message of ours that our log has evicted (it acknowledges a late copy)
+/// is not a missing dependency: we sent it. Before, the sender of a fast stream asked for its
+/// own messages in repair syncs (tests/exactly_once.rs: 5 repair syncs in the blackout run).
+#[test]
+fn our_own_evicted_message_named_by_a_peer_is_not_missing() {
+    let config = SdsConfig { max_local_history: 4, ..SdsConfig::default() };
+    let mut a = SdsEngine::new("chan", "alice", config, T0, 1);
+    let first = send(&mut a, T0, "m0");
+    for i in 1..10 {
+        send(&mut a, T0 + i, &format!("m{i}"));
+    }
+    assert!(!a.history().contains(&first.message_id));
+    let named = HistoryEntry { message_id: first.message_id.to_string(), retrieval_hint: None, sender_id: Some("alice".into()) };
+    let sync = SdsMessage {
+        sender_id: "bob".into(),
+        message_id: "sync-1".into(),
+        channel_id: "chan".into(),
+        lamport_timestamp: Some(T0 + 20),
+        causal_history: vec![named],
+        ..Default::default()
+    };
+    assert_eq!(a.receive(T0 + 20, sync.encode_to_vec().into(), None), ReceiveOutcome::Sync);
+    assert_eq!(acked(&drain(&mut a)), [first.message_id.to_string()]);
+    assert!(!a.is_missing(&first.message_id));
+    a.handle_timeout(T0 + ACK);
+    assert!(!drain(&mut a).iter().any(|e| matches!(e, SdsEvent::SendSync { .. })), "no repair sync");
+}

@@ -32,18 +32,26 @@ use super::repair::RepairResponder;
 use super::requests::RepairRequests;
 use super::sync::{earliest, Due, SyncScheduler};
 use super::{Delivered, MessageId, ReceiveOutcome, SdsConfig, SdsError, SdsEvent, SdsStats, Wrapped};
-use crate::collections::{BoundedSet, FastMap};
+use crate::collections::{BoundedSet, FastMap, FastSet};
 use crate::wire::{
     fit_entries, BloomFilter, BloomView, HistoryEntry, HistoryEntryRef, MessageKind, RollingBloom, SdsMessage, SdsMessageRef, WireError,
-    MAX_PUBLISHED_SDS_BYTES, MAX_REPAIR_ENTRIES,
+    MAX_CAUSAL_HISTORY_ENTRIES, MAX_PUBLISHED_SDS_BYTES, MAX_REPAIR_ENTRIES,
 };
 
 /// Most senders whose latest message is remembered for sync heads.
 pub const MAX_TRACKED_SENDERS: usize = 256;
-/// Most messages a sync acknowledges explicitly (those delivered since our previous sync):
-/// one sync then acknowledges a whole burst (a 1 MiB file is 11 chunks) by causal history,
-/// instead of needing `possible_acks_threshold` bloom hits before the sender retransmits.
-pub const MAX_SYNC_ACKS: usize = 64;
+/// Most messages a sync acknowledges explicitly (those received since our previous sync, named
+/// in its causal history): one sync acknowledges a whole burst by causal history, instead of
+/// needing `possible_acks_threshold` bloom hits before the sender retransmits. Owing this many
+/// sends the sync at once (spec: sds.sync.acks), so a sustained stream is acknowledged
+/// explicitly every `MAX_SYNC_ACKS` messages whatever its rate: two bloom hits from a window of
+/// 5,000–10,000 arrivals cannot keep up with tens of thousands of messages per second (issue
+/// #10). 256 entries of 64-hex ids with 32-byte hints and short sender ids are ~28 KB, ~47 KB
+/// with the bloom filter (longer ids are truncated by `fit_entries` to [`MAX_PUBLISHED_SDS_BYTES`]).
+/// Smaller batches cost more syncs (each carries the 18,752-byte filter); larger ones stall a
+/// stream while one sync is built, decoded and its acknowledgements handled: in `benches/e2e.rs`
+/// p99 at window 16 was 0.61–0.90 ms with 768, 0.34–0.47 ms with 256 (BENCHMARKS.md).
+pub const MAX_SYNC_ACKS: usize = 256;
 /// As long as a sync id (`id.rs`): sizes a sync before its id is drawn.
 const SYNC_ID_SIZED: &str = "sync-00000000000";
 /// Ephemeral message ids remembered to drop network duplicates.
@@ -88,9 +96,10 @@ pub struct SdsEngine<H: HistoryStore = MemoryHistory> {
     /// filter only to acknowledge their messages, so it is news only after we received content:
     /// then the next `possible_acks_threshold` messages carry it (enough bloom hits for an ack).
     bloom_news: u32,
-    /// Received since our previous sync and not yet named by a message of ours, oldest first
-    /// (bounded by [`MAX_SYNC_ACKS`]).
-    to_ack: VecDeque<LogEntry>,
+    /// Received since our previous sync and not yet named by a message of ours (bounded by
+    /// [`MAX_SYNC_ACKS`]), by id: a received message's causal history is looked up in it (sync
+    /// suppression), never the other way round, so receiving costs O(history), not O(owed acks).
+    to_ack: FastMap<MessageId, LogEntry>,
     outgoing: OutgoingBuffer,
     incoming: IncomingBuffer,
     sync: SyncScheduler,
@@ -132,7 +141,7 @@ impl<H: HistoryStore> SdsEngine<H> {
             evicted_marks: FastMap::default(),
             seen_ephemeral: BoundedSet::new(MAX_SEEN_EPHEMERAL),
             bloom_news: 0,
-            to_ack: VecDeque::new(),
+            to_ack: FastMap::default(),
             outgoing: OutgoingBuffer::default(),
             incoming: IncomingBuffer::new(lost_memory),
             sync: SyncScheduler::default(),
@@ -209,18 +218,17 @@ impl<H: HistoryStore> SdsEngine<H> {
     /// A sync's causal history: the last `causal_history_size` log entries plus the heads of the
     /// most recently active senders, in (lamport, id) order.
     fn sync_history(&self) -> Vec<HistoryEntry> {
-        let mut v: Vec<(u64, HistoryEntry)> = Vec::new();
-        self.history.for_each_last(self.config.causal_history_size, &mut |e| v.push((e.lamport_timestamp, e.to_history_entry())));
+        let mut v: Vec<&LogEntry> = Vec::with_capacity(self.config.causal_history_size + self.config.max_sync_heads + self.to_ack.len());
+        self.history.for_each_last(self.config.causal_history_size, &mut |e| v.push(e));
         let mut heads: Vec<&LogEntry> = self.heads.values().collect();
         heads.sort_unstable_by(|a, b| (b.lamport_timestamp, &b.message_id).cmp(&(a.lamport_timestamp, &a.message_id)));
-        let extra = heads.into_iter().take(self.config.max_sync_heads).chain(self.to_ack.iter());
-        for h in extra {
-            if !v.iter().any(|(_, e)| *e.message_id == *h.message_id) {
-                v.push((h.lamport_timestamp, h.to_history_entry()));
-            }
-        }
-        v.sort_by(|a, b| (a.0, &a.1.message_id).cmp(&(b.0, &b.1.message_id)));
-        v.into_iter().map(|(_, e)| e).collect()
+        v.extend(heads.into_iter().take(self.config.max_sync_heads));
+        v.extend(self.to_ack.values());
+        // An id named twice (a head also owed an ack; their lamports may differ) goes once.
+        let mut named: FastSet<&str> = FastSet::with_capacity_and_hasher(v.len(), Default::default());
+        v.retain(|e| named.insert(&e.message_id));
+        v.sort_unstable_by(|a, b| (a.lamport_timestamp, &a.message_id).cmp(&(b.lamport_timestamp, &b.message_id)));
+        v.into_iter().map(LogEntry::to_history_entry).collect()
     }
 
     fn next_lamport(&mut self, now: u64) -> u64 {
@@ -271,7 +279,9 @@ impl<H: HistoryStore> SdsEngine<H> {
         let bytes = message.encode();
         // What this message names is acknowledged by it: no sync owes those an ack any more.
         if !self.to_ack.is_empty() {
-            self.to_ack.retain(|e| !history.iter().any(|h| h.message_id == &*e.message_id));
+            for h in &history {
+                self.to_ack.remove(h.message_id);
+            }
         }
         let own = LogEntry { message_id: id.clone(), lamport_timestamp: lamport, sender_id: Some(self.sender_arc.clone()), retrieval_hint: None };
         self.log_insert(own.clone());
@@ -409,7 +419,7 @@ impl<H: HistoryStore> SdsEngine<H> {
                 self.review_acks(&msg);
                 self.rebroadcast_if_lacking(now, &msg);
                 self.answer_repair_request(now, &msg);
-                let check = self.incoming.check(&msg.message_id, &msg.causal_history, &|id| self.history.contains(id));
+                let check = self.incoming.check(&msg.message_id, &self.sender_id, &msg.causal_history, &|id| self.history.contains(id));
                 self.note_missing(&check.new_missing, now, false);
                 ReceiveOutcome::Sync
             }
@@ -430,7 +440,7 @@ impl<H: HistoryStore> SdsEngine<H> {
         }
         self.review_acks(&msg);
         self.suppress_acks(&msg);
-        let check = self.incoming.check(id, &msg.causal_history, &|i| self.history.contains(i));
+        let check = self.incoming.check(id, &self.sender_id, &msg.causal_history, &|i| self.history.contains(i));
         let id: MessageId = msg.message_id.as_str().into();
         let remember = |e: &mut Self| {
             // A repair candidate from arrival, buffered or not: peers missing the same message
@@ -447,6 +457,7 @@ impl<H: HistoryStore> SdsEngine<H> {
             self.bloom_news = self.config.possible_acks_threshold;
             self.incoming.arrived(&id);
             self.deliver_cascade(now, id, msg, hint);
+            self.ack_if_full(now);
             return ReceiveOutcome::Delivered;
         }
         let c = &self.config;
@@ -464,6 +475,7 @@ impl<H: HistoryStore> SdsEngine<H> {
         let deadline = now.saturating_add(self.config.dependency_timeout_ms);
         log::debug!("channel {}: {id} from {:?} buffered, waiting for {} dependencies", self.channel_id, msg.sender_id, check.unresolved.len());
         self.incoming.push(id, msg, hint, size, &check, deadline);
+        self.ack_if_full(now);
         ReceiveOutcome::Buffered
     }
 
@@ -670,7 +682,10 @@ impl<H: HistoryStore> SdsEngine<H> {
         let mut history = self.sync_history();
         let base = SdsMessageRef { lamport_timestamp: Some(u64::MAX), bloom_filter: Some(self.bloom.as_bytes()), ..self.envelope(SYNC_ID_SIZED) };
         let mut room = MAX_PUBLISHED_SDS_BYTES.saturating_sub(base.encoded_len());
-        let left_out = fit_entries(&mut history, extra, &mut room);
+        // Receivers refuse a history longer than MAX_CAUSAL_HISTORY_ENTRIES: the oldest go first.
+        let over = (history.len() + extra.len()).saturating_sub(MAX_CAUSAL_HISTORY_ENTRIES).min(history.len());
+        history.drain(..over);
+        let left_out = over + fit_entries(&mut history, extra, &mut room);
         if left_out > 0 {
             self.stats.sync_entries_left_out += left_out as u64;
             log::debug!("channel {}: {left_out} entries left out of a sync to fit the size limit", self.channel_id);

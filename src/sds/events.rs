@@ -128,6 +128,9 @@ pub struct SdsStats {
     pub forced_deliveries: u64,
     /// Acknowledgement syncs cancelled because another participant acknowledged the same messages.
     pub acks_suppressed: u64,
+    /// Syncs sent at once because we owed [`MAX_SYNC_ACKS`](crate::sds::MAX_SYNC_ACKS)
+    /// acknowledgements (a sustained stream).
+    pub ack_syncs_full: u64,
     /// Causal-history entries and repair requests left out of syncs to keep them within the
     /// published size limit.
     pub sync_entries_left_out: u64,

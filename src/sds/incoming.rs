@@ -148,7 +148,11 @@ impl IncomingBuffer {
     }
 
     /// Classifies the causal history of message `own_id`. `delivered` tells whether an id is in the log.
-    pub fn check(&self, own_id: &str, history: &[HistoryEntry], delivered: &dyn Fn(&str) -> bool) -> DepCheck {
+    /// An entry naming `us` as its sender is never missing: we sent it (a peer names a message of
+    /// ours that our log has evicted, e.g. acknowledging a late copy) or, under our id, someone
+    /// made it up (spec: sds.echo-spoof: seen, nothing to wait for); asking for it would spend
+    /// repair syncs on our own messages.
+    pub fn check(&self, own_id: &str, us: &str, history: &[HistoryEntry], delivered: &dyn Fn(&str) -> bool) -> DepCheck {
         let mut out = DepCheck::default();
         // A history repeating ids is deduplicated by a set once it is long (a 1,024-entry
         // history scanned pairwise would cost half a million comparisons per message).
@@ -156,7 +160,7 @@ impl IncomingBuffer {
             (history.len() > LINEAR_DEDUP_MAX).then(|| HashSet::with_capacity_and_hasher(history.len(), Default::default()));
         for e in history {
             let id = e.message_id.as_str();
-            if id == own_id || delivered(id) || self.lost.contains(id) {
+            if id == own_id || e.sender_id.as_deref() == Some(us) || delivered(id) || self.lost.contains(id) {
                 continue;
             }
             let repeated = match seen.as_mut() {
@@ -342,7 +346,7 @@ mod tests {
             let mut history: Vec<HistoryEntry> = (0..len / 2).flat_map(|i| [entry(&format!("d{i}")), entry(&format!("d{i}"))]).collect();
             history.push(entry("me"));
             history.push(entry("done"));
-            let check = buf.check("me", &history, &|id| id == "done");
+            let check = buf.check("me", "us", &history, &|id| id == "done");
             assert_eq!(check.unresolved.len(), len / 2, "history of {len}");
             assert_eq!(check.new_missing.len(), len / 2);
         }

@@ -36,7 +36,7 @@ mod sync;
 
 pub use config::{MessageIdScheme, SdsConfig, DEFAULT_MAX_CLOCK_SKEW_MS, MAX_CLOCK_SKEW_LIMIT_MS};
 pub use durable::{JournaledHistory, LogChange};
-pub use engine::SdsEngine;
+pub use engine::{SdsEngine, MAX_SYNC_ACKS};
 pub use events::{Delivered, MissingDependency, ReceiveOutcome, SdsError, SdsEvent, SdsStats, Wrapped};
 pub use history::{HistoryStore, LogEntry, MemoryHistory};
 pub use id::{message_id, WrapClock};

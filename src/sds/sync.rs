@@ -6,6 +6,9 @@
 //!   before it retransmits. A burst larger than the causal-history window needs
 //!   `possible_acks_threshold` messages from us (bloom hits), so that many rounds are scheduled.
 //!   A duplicate (a peer retransmitting: our ack did not reach it) schedules one more round.
+//!   spec: sds.sync.acks — the sync names every message received since our previous one, up to
+//!   `MAX_SYNC_ACKS`; owing that many sends it at once (`engine/acks.rs`), so a sustained stream
+//!   is acknowledged explicitly, in one round, whatever its rate.
 //!   spec: sds.sync.suppress — the delay is drawn late in the window (0.5–0.75 ×) so that our own
 //!   content, due soon, carries the acknowledgement instead; and as in SRM, a message from
 //!   another participant whose causal history already names everything we owe an ack for (its

@@ -19,8 +19,15 @@ impl<H: HistoryStore> SdsEngine<H> {
             return;
         }
         let by = msg.sender_id.as_str();
-        self.to_ack.retain(|e| e.sender_id.as_deref() == Some(by) || !msg.causal_history.iter().any(|h| *h.message_id == *e.message_id));
-        if self.to_ack.is_empty() {
+        let mut removed = false;
+        for h in &msg.causal_history {
+            // A sender naming its own message does not acknowledge it to itself.
+            if self.to_ack.get(h.message_id.as_str()).is_some_and(|e| e.sender_id.as_deref() != Some(by)) {
+                self.to_ack.remove(h.message_id.as_str());
+                removed = true;
+            }
+        }
+        if removed && self.to_ack.is_empty() {
             self.stats.acks_suppressed += 1;
             log::debug!("channel {}: acknowledgement sync suppressed: {by} acknowledged the same messages", self.channel_id);
             self.sync.acks_covered(self.config.causal_history_size.max(MAX_SYNC_ACKS));
@@ -29,14 +36,27 @@ impl<H: HistoryStore> SdsEngine<H> {
 
     /// spec: sds.sync.acks — a received content message (delivered or waiting for its
     /// dependencies: we hold it either way, as our bloom filter says) is named by our next sync.
+    /// Call [`Self::ack_if_full`] once the message is processed.
     pub(super) fn note_to_ack(&mut self, id: &MessageId, msg: &SdsMessage, hint: &Option<Bytes>) {
-        if self.to_ack.len() == MAX_SYNC_ACKS {
-            // Beyond the bound the oldest rely on bloom-filter acknowledgement.
-            self.to_ack.pop_front();
+        if self.to_ack.len() >= MAX_SYNC_ACKS {
+            // Not reached: `ack_if_full` sends the sync at the bound. Beyond it, bloom hits ack.
+            return;
         }
         let sender_id = Some(self.sender_key(&msg.sender_id));
         let lamport_timestamp = msg.lamport_timestamp.unwrap_or(0);
-        self.to_ack.push_back(LogEntry { message_id: id.clone(), lamport_timestamp, sender_id, retrieval_hint: hint.clone() });
+        self.to_ack.insert(id.clone(), LogEntry { message_id: id.clone(), lamport_timestamp, sender_id, retrieval_hint: hint.clone() });
+    }
+
+    /// spec: sds.sync.acks — owing [`MAX_SYNC_ACKS`] acknowledgements sends the sync now: the
+    /// acknowledgement timer (0.5–0.75 × the timeout, for suppression at chat pace) would let a
+    /// sustained stream outrun what one sync names, and the rest would need two bloom hits, the
+    /// second of which comes after the retransmission (issue #10). At a chat pace this is never
+    /// reached. The rate limiter's control share still bounds what syncs spend.
+    pub(super) fn ack_if_full(&mut self, now: u64) {
+        if self.to_ack.len() >= MAX_SYNC_ACKS {
+            self.stats.ack_syncs_full += 1;
+            self.send_sync(now);
+        }
     }
 
     /// `waited`: named by a received content message (which waits for them), not by a sync.

@@ -77,6 +77,7 @@ impl<H: HistoryStore> SdsEngine<H> {
             self.incoming.arrived(id);
             self.release(now, id);
         }
+        self.ack_if_full(now);
         ReceiveOutcome::Duplicate
     }
 
