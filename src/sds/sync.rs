@@ -115,6 +115,19 @@ impl SyncScheduler {
         self.arm_ack(now, ack_timeout, rng);
     }
 
+    /// spec: sds.sync.store — a peer re-sent something we have: it is retransmitting, our
+    /// acknowledgement did not reach it. With a scaled delay ([`Self::set_ack_delay_scale`]) the
+    /// acknowledgement is pulled in to the plain delay, before the peer's next retransmission
+    /// (one ack timeout after this one); without, as [`Self::owe_ack_round`].
+    pub fn owe_ack_soon(&mut self, now: u64, ack_timeout: u64, rng: &mut impl Rng) {
+        if self.ack_delay_scale <= 1 {
+            return self.owe_ack_round(now, ack_timeout, rng);
+        }
+        self.rounds = self.rounds.max(1);
+        let soon = now.saturating_add(jitter(rng, ack_timeout, ACK_DELAY.0, ACK_DELAY.1));
+        self.ack_at = Some(self.ack_at.map_or(soon, |t| t.min(soon)));
+    }
+
     /// A dependency without retrieval hint became missing: announce our state soon (no earlier
     /// than the repair backoff allows). `urgent`: a received content message that misses only a
     /// few dependencies waits for it, which ends the backoff of repair syncs.
