@@ -28,10 +28,10 @@ pub use crypto::{CryptoError, Encryption};
 pub use events::ChannelEvent;
 pub use outbox::{Outbox, PreparedChunk, PreparedSend, Reservation};
 pub use pipeline::Channel;
+pub use pipeline::{hint_wait_ms, HINT_WAIT_DIVISOR, STORE_ACK_DELAY_SCALE, STORE_FIRST_RETRANSMIT_TIMEOUTS};
 pub use pipeline::{
     Change, ChannelAction, ChannelChanges, ChannelSnapshot, ClockBounds, SendError, StoredChunk, StoredIncoming, StoredPartialChunk, StoredSend,
     LAMPORT_RESERVE, WRAP_RESERVE_NS,
 };
-pub use pipeline::{hint_wait_ms, HINT_WAIT_DIVISOR, STORE_ACK_DELAY_SCALE, STORE_FIRST_RETRANSMIT_TIMEOUTS};
 pub use retrieval::{CROWDED_MISSING, MAX_CROWDED_LOOKUPS_PER_MINUTE, MAX_STORE_LOOKUPS_PER_MINUTE, MAX_STORE_LOOKUP_BATCH};
 pub use stats::ChannelStats;

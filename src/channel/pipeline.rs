@@ -303,6 +303,14 @@ impl Channel {
     }
 
     fn offer(&mut self, now: u64, item: Queued) {
+        // A fresh chunk may first wait, uncharged, for its predecessor's hint (`pipeline/store_timing.rs`).
+        if self.must_hold(now, &item) {
+            return self.hold(item);
+        }
+        self.offer_to_limiter(now, item);
+    }
+
+    fn offer_to_limiter(&mut self, now: u64, item: Queued) {
         let class = item.class();
         let size = item.queued_size();
         match self.limiter.offer(now, item, size, class) {
@@ -329,16 +337,8 @@ impl Channel {
         }
     }
 
-    /// A message the rate limiter let through: wrapped if still fresh, then dispatched (a fresh
-    /// chunk may first wait for its predecessor's hint: `pipeline/store_timing.rs`).
+    /// A message the rate limiter let through: wrapped if still fresh, then dispatched.
     fn release_one(&mut self, now: u64, item: Queued) {
-        if self.must_hold(&item) {
-            return self.hold(now, item);
-        }
-        self.release_unheld(now, item);
-    }
-
-    fn release_unheld(&mut self, now: u64, item: Queued) {
         let out = match item {
             Queued::Fresh { request, index, frame, id } => match self.wrap_fresh(now, &request, index, &frame, id) {
                 Some(out) => out,
@@ -715,6 +715,9 @@ impl Channel {
     /// Releases what the rate limiter lets through now, skipping what is no longer wanted.
     fn release(&mut self, now: u64) {
         loop {
+            if self.gate_closed(now) {
+                break;
+            }
             let (sends, sds) = (&self.sends, &self.sds);
             // Unwanted: chunks of a send that ended, retransmissions acknowledged meanwhile.
             let mut wanted = |it: &Queued| match it {
@@ -733,11 +736,10 @@ impl Channel {
     /// Earliest time at which [`Self::handle_timeout`] has work.
     pub fn next_deadline(&mut self) -> Option<u64> {
         let now = self.now;
-        let hint = self.hint_deadline();
-        [self.sds.next_deadline(), self.reassembler.next_deadline(), self.limiter.next_deadline(now), self.retrievals.next_deadline(), hint]
-            .into_iter()
-            .flatten()
-            .min()
+        // While the gate holds the limiter's head, the limiter's "now" would spin: wait for the gate.
+        let limiter = if self.gate_closed(now) { None } else { self.limiter.next_deadline(now) };
+        let hint = self.hint_deadline(now);
+        [self.sds.next_deadline(), self.reassembler.next_deadline(), limiter, self.retrievals.next_deadline(), hint].into_iter().flatten().min()
     }
 
     /// Fires every timer due at `now`.

@@ -16,7 +16,10 @@
 //!   names each predecessor without a hint: a receiver that lost one of them could neither fetch
 //!   it nor, with the budget spent, ask for it, and another receiver's acknowledgement stops the
 //!   sender's retransmissions (`benches/wire.rs`, chat pace, 4 participants: receptions lost).
-//!   A confirmation that does not come within [`hint_wait_ms`] releases the next chunk anyway.
+//!   A fresh chunk waits *before* the rate limiter charges it (in the channel's hold, or at the
+//!   head of the limiter's queue, which is then not released), so that it is charged in the
+//!   epoch it is published in. A confirmation that does not come within [`hint_wait_ms`]
+//!   releases the next chunk anyway.
 //!
 //! Without a store, or without a rate limit (no budget to save, latency matters more), the plain
 //! timing applies and nothing is held.
@@ -40,23 +43,24 @@ pub fn hint_wait_ms(ack_timeout_ms: u64) -> u64 {
     (ack_timeout_ms / HINT_WAIT_DIVISOR).max(1)
 }
 
-/// Content chunks released by the rate limiter (charged), waiting for the hint of our previous one.
+/// Fresh content chunks waiting, not yet offered to the rate limiter (uncharged), for the hint of
+/// our previous one; and what the wait depends on.
 #[derive(Debug, Default)]
 pub(super) struct HintHold {
     held: VecDeque<Queued>,
-    /// When the head of `held` goes out even without the confirmation.
-    until: Option<u64>,
     /// First dispatches of content chunks not yet confirmed by the messaging layer.
     unconfirmed: usize,
+    /// When the wait for the latest of them ends, confirmed or not.
+    until: Option<u64>,
     /// The transport's store capability, as last told.
     store_available: bool,
 }
 
 impl Channel {
     /// Tells the channel whether its transport's store can serve what it publishes
-    /// (`Transport::has_store`; the runtime calls this when the channel opens). With a store and
-    /// the rate limit on, losses are repaired by store fetches rather than retransmissions (see
-    /// the module docs of `pipeline/store_timing.rs`).
+    /// (`Transport::has_store`; the runtime tells it whenever it drives the channel). With a
+    /// store and the rate limit on, losses are repaired by store fetches rather than
+    /// retransmissions (see the module docs of `pipeline/store_timing.rs`).
     pub fn set_store_available(&mut self, available: bool) {
         if available == self.hints.store_available {
             return;
@@ -68,6 +72,7 @@ impl Channel {
             self.sds.set_store_timing(1, 1);
             let now = self.now;
             self.flush_held(now, true);
+            self.release(now);
         }
     }
 
@@ -76,46 +81,59 @@ impl Channel {
         self.hints.store_available && self.config().rate_limit.enabled
     }
 
-    /// Must this released item wait for the confirmation of our previous content chunk?
-    pub(super) fn must_hold(&self, item: &Queued) -> bool {
-        matches!(item, Queued::Fresh { .. }) && self.store_timing() && (self.hints.unconfirmed > 0 || !self.hints.held.is_empty())
+    /// Is a fresh chunk to wait for the confirmation of our previous one?
+    fn waiting_for_hint(&self, now: u64) -> bool {
+        self.hints.unconfirmed > 0 && self.hints.until.is_some_and(|t| now < t) && self.store_timing()
     }
 
-    pub(super) fn hold(&mut self, now: u64, item: Queued) {
-        if self.hints.held.is_empty() {
-            self.hints.until = Some(now.saturating_add(hint_wait_ms(self.config().sds.acknowledgement_timeout_ms)));
-        }
+    /// Must this offered item wait (uncharged) in the hold? Fresh chunks keep their order: behind
+    /// what is held already; behind the limiter's queue (held at its head by [`Self::gate_closed`]).
+    pub(super) fn must_hold(&self, now: u64, item: &Queued) -> bool {
+        matches!(item, Queued::Fresh { .. }) && (!self.hints.held.is_empty() || (self.limiter.queue_len() == 0 && self.waiting_for_hint(now)))
+    }
+
+    pub(super) fn hold(&mut self, item: Queued) {
         self.hints.held.push_back(item);
+    }
+
+    /// Is the head of the rate limiter's queue a fresh chunk that must wait (not released, not charged)?
+    pub(super) fn gate_closed(&self, now: u64) -> bool {
+        self.waiting_for_hint(now) && matches!(self.limiter.queued().next(), Some(Queued::Fresh { .. }))
     }
 
     /// A first dispatch of a content chunk went out (`true`) or was confirmed or failed (`false`).
     pub(super) fn note_unconfirmed(&mut self, dispatched: bool) {
         if dispatched {
             self.hints.unconfirmed += 1;
+            self.hints.until = Some(self.now.saturating_add(hint_wait_ms(self.config().sds.acknowledgement_timeout_ms)));
         } else {
             self.hints.unconfirmed = self.hints.unconfirmed.saturating_sub(1);
         }
     }
 
-    /// Sends held chunks whose predecessor was confirmed (or waited long enough); `all`: every one.
+    /// Offers held chunks to the rate limiter while nothing is to be waited for (`all`: every
+    /// one). Once the limiter queues one, the rest follow it into its queue, in order.
     pub(super) fn flush_held(&mut self, now: u64, all: bool) {
         while !self.hints.held.is_empty() {
-            let waiting = self.hints.unconfirmed > 0 && self.hints.until.is_some_and(|t| now < t);
-            if waiting && !all {
+            if !all && self.waiting_for_hint(now) {
                 break;
             }
             let Some(item) = self.hints.held.pop_front() else { break };
-            self.hints.until = Some(now.saturating_add(hint_wait_ms(self.config().sds.acknowledgement_timeout_ms)));
-            self.release_unheld(now, item);
-        }
-        if self.hints.held.is_empty() {
-            self.hints.until = None;
+            self.offer_to_limiter(now, item);
+            if self.limiter.queue_len() > 0 {
+                while let Some(item) = self.hints.held.pop_front() {
+                    self.offer_to_limiter(now, item);
+                }
+            }
         }
     }
 
-    /// When a held chunk goes out at the latest.
-    pub(super) fn hint_deadline(&self) -> Option<u64> {
-        self.hints.until.filter(|_| !self.hints.held.is_empty())
+    /// When held chunks are due: at the end of the wait, or now when nothing is to be waited for.
+    pub(super) fn hint_deadline(&self, now: u64) -> Option<u64> {
+        if self.hints.held.is_empty() && !self.gate_closed(now) {
+            return None;
+        }
+        Some(if self.waiting_for_hint(now) { self.hints.until.unwrap_or(now) } else { now })
     }
 
     /// Held chunks (counted with the rate-limit queue in `bounds`).
