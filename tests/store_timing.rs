@@ -317,3 +317,35 @@ fn an_unacknowledged_message_is_still_retransmitted() {
     // Its retransmissions are lost too (the same message): the next one ack timeout later.
     assert_eq!(retx[1] - retx[0] - DISPATCH_MS, timeout, "second retransmission");
 }
+
+/// The SDS engine's timers with mixed first timers: a hinted message's long first timer does not
+/// delay an unhinted message dispatched after it (the timers are kept in deadline order).
+#[test]
+fn a_long_first_timer_does_not_delay_a_shorter_one() {
+    use bytes::Bytes;
+    use reliable_channel::sds::{SdsConfig, SdsEngine, SdsEvent};
+
+    let config = SdsConfig::default();
+    let timeout = config.acknowledgement_timeout_ms;
+    let mut e = SdsEngine::new(CHANNEL, "alice", config, T0, 3);
+    e.set_store_timing(STORE_FIRST_RETRANSMIT_TIMEOUTS, 4);
+    let hinted = e.wrap_content(T0, b"one", None).expect("wrapped").message_id;
+    let plain = e.wrap_content(T0, b"two", None).expect("wrapped").message_id;
+    assert!(e.on_dispatched(T0, &hinted, Some(Bytes::from_static(&[7u8; 32]))));
+    assert!(e.on_dispatched(T0 + 1, &plain, None));
+    assert_eq!(e.next_deadline(), Some(T0 + 1 + timeout), "the message without a hint: one ack timeout");
+    fn retransmitted(e: &mut SdsEngine, at: u64) -> Vec<reliable_channel::sds::MessageId> {
+        e.handle_timeout(at);
+        std::iter::from_fn(|| e.poll_event())
+            .filter_map(|ev| match ev {
+                SdsEvent::Retransmit { message_id, .. } => Some(message_id),
+                _ => None,
+            })
+            .collect()
+    }
+    assert_eq!(retransmitted(&mut e, T0 + 1 + timeout), vec![plain.clone()]);
+    assert!(e.on_dispatched(T0 + 1 + timeout, &plain, None));
+    let first = T0 + u64::from(STORE_FIRST_RETRANSMIT_TIMEOUTS) * timeout;
+    assert!(!retransmitted(&mut e, first - 1).contains(&hinted), "not before");
+    assert!(retransmitted(&mut e, first).contains(&hinted), "the hinted message after its long first timer");
+}
