@@ -9,7 +9,8 @@
 //! * the first retransmission of a message dispatched with its hint waits
 //!   [`STORE_FIRST_RETRANSMIT_TIMEOUTS`] acknowledgement timeouts, and acknowledgement syncs go
 //!   out [`STORE_ACK_DELAY_SCALE`] × later (see `SdsEngine::set_store_timing`): at a budget's pace
-//!   our own next content carries the acknowledgement;
+//!   our own next content carries the acknowledgement (a duplicate, i.e. the sender retransmitting,
+//!   pulls it in to the plain delay: `SyncScheduler::owe_ack_soon` in `src/sds/sync.rs`);
 //! * spec: retrieval.hint-order — a content chunk is wrapped only once the dispatch of our
 //!   previous one has been confirmed with its hash, so that its causal history names that message
 //!   *with* its hint. Otherwise a burst (the rate limiter releasing a queue at an epoch turn)
@@ -83,7 +84,7 @@ impl Channel {
 
     /// Is a fresh chunk to wait for the confirmation of our previous one?
     fn waiting_for_hint(&self, now: u64) -> bool {
-        self.hints.unconfirmed > 0 && self.hints.until.is_some_and(|t| now < t) && self.store_timing()
+        self.hints.store_available && self.hints.unconfirmed > 0 && self.hints.until.is_some_and(|t| now < t) && self.store_timing()
     }
 
     /// Must this offered item wait (uncharged) in the hold? Fresh chunks keep their order: behind
