@@ -4,11 +4,14 @@
 Reads target/bench/wire.json and writes docs/wire_efficiency.png: WakuMessages published per
 delivered message against the loss rate, one panel per number of participants, one line per pace
 (median over the seeds, each seed a small dot beside it), against the ideal for the same loss
-(transmit until every receiver has it, acknowledgements free) and the goal of issue #10.
+(transmit until every receiver has it, acknowledgements free) and the goal of issue #10. With
+`--before` (e.g. the figures of `WIRE_STORE=0 make bench-wire`, the plain timing, written to
+target/bench/wire_variant.json) their medians are drawn as thin dashed lines for comparison.
 
     pip install matplotlib
     make bench-wire
     python3 benches/plot_wire.py [--input target/bench/wire.json] [--output docs/wire_efficiency.png]
+                                 [--before target/bench/wire_variant.json]
 """
 
 import argparse
@@ -29,7 +32,15 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--input", default=os.path.join(ROOT, "target", "bench", "wire.json"))
     ap.add_argument("--output", default=os.path.join(ROOT, "docs", "wire_efficiency.png"))
+    ap.add_argument("--before", help="another wire.json whose medians are drawn as thin dashed lines")
     args = ap.parse_args()
+    before_cells, before_label = [], None
+    if args.before:
+        with open(args.before) as f:
+            before = json.load(f)
+        before_cells = before.get("cells", [])
+        bc = before.get("config", {})
+        before_label = "channels unaware of the store" if bc.get("channels_know_store") is False else (bc.get("channel_config_json") or "before")
 
     try:
         with open(args.input) as f:
@@ -52,7 +63,8 @@ def main():
     goal = config.get("goal_wm_per_delivered")
     participants = sorted({c["participants"] for c in cells})
     paces = sorted({c["pace"] for c in cells}, key=lambda p: p != "rln")
-    ymax = max(max(c["wm_per_delivered_max"] for c in cells), max(c["ideal_wm_per_delivered"] for c in cells)) * 1.08
+    ymax = max([c["wm_per_delivered_max"] for c in cells] + [c["ideal_wm_per_delivered"] for c in cells]
+               + [c["wm_per_delivered"] for c in before_cells]) * 1.08
 
     fig, axes = plt.subplots(1, len(participants), figsize=(5.2 * len(participants), 4.8), dpi=110, sharey=True, squeeze=False)
     for ax, n in zip(axes[0], participants):
@@ -74,6 +86,10 @@ def main():
             ax.plot(sx, sy, marker=marker, color=color, ls="none", ms=3, alpha=0.35)
             y = [c["wm_per_delivered"] for c in pts]
             ax.plot(x, y, marker=marker, color=color, lw=2, label=pace_label(pts[0]))
+            old = sorted((c for c in before_cells if c["participants"] == n and c["pace"] == pace), key=lambda c: c["loss"])
+            if old:
+                ax.plot([100 * c["loss"] for c in old], [c["wm_per_delivered"] for c in old], marker=marker, color=color, lw=1, ls="--",
+                        alpha=0.6, ms=3, label=f"{pace} pace, {before_label}")
             for xi, yi, c in zip(x, y, pts):
                 lost = c["delivered"] < c["expected"]
                 ax.annotate(f"{yi:.2f}{'*' if lost else ''}", (xi, yi), textcoords="offset points", xytext=(0, 7), ha="center", fontsize=7, color=color)
@@ -86,6 +102,9 @@ def main():
     axes[0][0].legend(loc="upper left", fontsize=7)
     seeds = config.get("seeds_per_cell", "?")
     variant = config.get("channel_config_json")
+    if config.get("channels_know_store") is not None:
+        known = "channels know of the store" if config["channels_know_store"] else "channels unaware of the store"
+        variant = f"{variant}, {known}" if variant else known
     title = (f"reliable_channel, RLN-budget efficiency on a virtual clock (benches/wire.rs): default config{' + ' + variant if variant else ''}, "
              f"{config.get('payload_bytes', '?')} B payloads\n"
              f"line: median of {seeds} seeds (dots: each seed); everything published until quiescence counts; "

@@ -20,7 +20,10 @@
 //!   drops echoes by hash before any work, so they change nothing here). The messaging layer
 //!   confirms every publication (`on_dispatch_result(Ok(hash))`) after [`DISPATCH_DELAY_MS`].
 //! * Store: holds every publication; `Retrieve { hashes }` is answered without loss after
-//!   [`STORE_RTT_MS`], like the memory network's store. Store fetches are free (no budget).
+//!   [`STORE_RTT_MS`], like the memory network's store. Store fetches are free (no budget). The
+//!   channels are told a store exists (`Channel::set_store_available`, as the runtime does for a
+//!   transport with a store), so they use the store-aware timing; `WIRE_STORE=0` leaves them
+//!   unaware (the store still answers), to measure without it.
 //! * A run ends when the network is quiescent (no event queued, no timer armed: every send is
 //!   final and the idle syncs have run out) or at [`HORIZON_AFTER_LAST_SEND_MS`] after the last
 //!   send. Everything published until then counts, the wind-down (last ack syncs, idle syncs)
@@ -253,12 +256,18 @@ fn cost(sds: &SdsMessage, kind: MessageKind) -> u64 {
 }
 
 impl Run {
-    fn new(cell: Cell, seed: u64, config: &ChannelConfig, trace: bool) -> Self {
+    fn new(cell: Cell, seed: u64, opts: &Options, trace: bool) -> Self {
+        let config = &opts.config;
         let mut rng = SmallRng::seed_from_u64(seed ^ 0x0b1e_55ed ^ ((cell.n as u64) << 32));
         let t0 = EPOCH_START + rng.gen_range(0..config.rate_limit.epoch_size_ms.max(1));
         let n = cell.n;
-        let chans =
-            (0..n).map(|p| Channel::new(CHANNEL, TOPIC, NAMES[p], config.clone(), t0, seed.wrapping_mul(131).wrapping_add(p as u64))).collect();
+        let chans = (0..n)
+            .map(|p| {
+                let mut ch = Channel::new(CHANNEL, TOPIC, NAMES[p], config.clone(), t0, seed.wrapping_mul(131).wrapping_add(p as u64));
+                ch.set_store_available(opts.store);
+                ch
+            })
+            .collect();
         let m = cell.pace.messages;
         let mut run = Run {
             cell,
@@ -662,12 +671,14 @@ fn table(cells: &[Value], seeds: u64) -> String {
 
 /// Environment options: `WIRE_SEEDS=n` seeds per cell; `WIRE_CONFIG='{...}'` channel JSON applied
 /// over the defaults, to try a protocol variant (written to `wire_variant.json`; the baseline is
-/// the default); `WIRE_TRACE=n,pace,loss,seed` (e.g. `2,chat,0.2,7`) prints that run's sends,
-/// publications, receptions and failures to stderr.
+/// the default); `WIRE_STORE=0`: the channels are not told about the store (the plain timing;
+/// also written to `wire_variant.json`); `WIRE_TRACE=n,pace,loss,seed` (e.g. `2,chat,0.2,7`)
+/// prints that run's sends, publications, receptions and failures to stderr.
 struct Options {
     seeds: u64,
     config: ChannelConfig,
     config_json: Option<String>,
+    store: bool,
     trace: Option<String>,
 }
 
@@ -683,7 +694,8 @@ impl Options {
                 std::process::exit(2);
             }
         };
-        Options { seeds, config, config_json, trace: var("WIRE_TRACE") }
+        let store = var("WIRE_STORE").is_none_or(|v| v != "0");
+        Options { seeds, config, config_json, store, trace: var("WIRE_TRACE") }
     }
 
     fn traced(&self, cell: Cell, seed: u64) -> bool {
@@ -714,7 +726,7 @@ fn main() {
             s.spawn(|| loop {
                 let i = next.fetch_add(1, AtomicOrdering::Relaxed);
                 let Some(&(c, seed)) = jobs.get(i) else { break };
-                let r = Run::new(cells[c], seed, &opts.config, opts.traced(cells[c], seed)).run();
+                let r = Run::new(cells[c], seed, &opts, opts.traced(cells[c], seed)).run();
                 results.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(r);
             });
         }
@@ -731,6 +743,9 @@ fn main() {
     if let Some(j) = &opts.config_json {
         println!("WIRE_CONFIG (not the default configuration): {j}");
     }
+    if !opts.store {
+        println!("WIRE_STORE=0: the channels do not know of the store (plain timing)");
+    }
     print!("{}", table(&summaries, seeds));
     eprintln!("{} runs in {:.1} s ({threads} threads)", jobs.len(), started.elapsed().as_secs_f64());
 
@@ -744,6 +759,7 @@ fn main() {
             "store_rtt_ms": [STORE_RTT_MS.0, STORE_RTT_MS.1],
             "budget_per_epoch": BUDGET,
             "channel_config_json": opts.config_json,
+            "channels_know_store": opts.store,
             "goal_wm_per_delivered": GOAL_WM_PER_DELIVERED,
         },
         "cells": summaries,
@@ -751,7 +767,8 @@ fn main() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target").join("bench");
     std::fs::create_dir_all(&dir).expect("create target/bench");
     // A variant never overwrites the baseline's figures.
-    let path = dir.join(if opts.config_json.is_some() { "wire_variant.json" } else { "wire.json" });
+    let variant = opts.config_json.is_some() || !opts.store;
+    let path = dir.join(if variant { "wire_variant.json" } else { "wire.json" });
     std::fs::write(&path, serde_json::to_string_pretty(&out).expect("serialize") + "\n").expect("write wire.json");
     println!("\nwrote {}", path.display());
 }

@@ -429,7 +429,13 @@ struct Sim<'a> {
 impl<'a> Sim<'a> {
     fn new(sc: &'a Scenario, trace: bool) -> Self {
         let chans = (0..sc.n)
-            .map(|p| Channel::new(CHANNEL, TOPIC, HONEST[p], sc.config.clone(), T0, sc.seed.wrapping_mul(31).wrapping_add(p as u64)))
+            .map(|p| {
+                let mut c = Channel::new(CHANNEL, TOPIC, HONEST[p], sc.config.clone(), T0, sc.seed.wrapping_mul(31).wrapping_add(p as u64));
+                // Odd seeds: the channels know of the store, so the store-aware timing is tested
+                // too where the rate limit is on (`src/channel/pipeline/store_timing.rs`).
+                c.set_store_available(sc.seed % 2 == 1);
+                c
+            })
             .collect();
         let mallory = Mallory {
             rng: SmallRng::seed_from_u64(sc.seed ^ 0x03a1_10e7),

@@ -28,6 +28,14 @@ fn manager(network: &str, extra: &str) -> (Manager, Receiver<Ev>) {
     (m, rx)
 }
 
+/// Returns once `m`'s runtime has opened `channel` (and subscribed its topic): opening a memory
+/// channel does not wait for the runtime, and a message published before the receiver subscribed
+/// reaches it only by a later repair (a retransmission, or a store fetch where the store timing
+/// applies: up to 6 × the acknowledgement timeout).
+fn opened(m: &Manager, channel: &str) {
+    m.channel_stats(channel).expect("the channel is open");
+}
+
 fn wait_for(rx: &Receiver<Ev>, mut pred: impl FnMut(&Ev) -> bool) -> Ev {
     loop {
         let e = rx.recv_timeout(WAIT).expect("event within the timeout");
@@ -43,6 +51,7 @@ fn two_managers_exchange_text_and_a_large_message() {
     let (b, brx) = manager("mgr-basic", "");
     a.open_channel("room", "/app/1/room/proto", "alice", None).unwrap();
     b.open_channel("room", "/app/1/room/proto", "bob", None).unwrap();
+    opened(&b, "room");
 
     let rid = a.send("room", b"hello bob", false).unwrap();
     assert_eq!(rid.len(), 20);
@@ -156,6 +165,7 @@ fn encryption_hook_round_trip_and_failure() {
     let (b, brx) = manager("mgr-enc", "");
     a.open_channel("c", "/enc", "alice", None).unwrap();
     b.open_channel("c", "/enc", "bob", None).unwrap();
+    opened(&b, "c");
     a.set_encryption(None, Some(Arc::new(Xor(0x55)))).unwrap();
     b.set_encryption(Some("c"), Some(Arc::new(Xor(0x55)))).unwrap();
     let rid = a.send("c", b"secret", false).unwrap();

@@ -338,7 +338,13 @@ fn describe(msg: &WakuMessage) -> String {
 impl<'a> Sim<'a> {
     fn new(sc: &'a Scenario, trace: bool) -> Self {
         let chans = (0..sc.n)
-            .map(|p| Channel::new(CHANNEL, TOPIC, NAMES[p], sc.config.clone(), T0, sc.seed.wrapping_mul(31).wrapping_add(p as u64)))
+            .map(|p| {
+                let mut c = Channel::new(CHANNEL, TOPIC, NAMES[p], sc.config.clone(), T0, sc.seed.wrapping_mul(31).wrapping_add(p as u64));
+                // Odd seeds: the channels know of the store, so the store-aware timing is tested
+                // too where the rate limit is on (`src/channel/pipeline/store_timing.rs`).
+                c.set_store_available(sc.seed % 2 == 1);
+                c
+            })
             .collect();
         let mut sim = Sim {
             sc,

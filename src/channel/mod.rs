@@ -9,6 +9,8 @@
 //! | `send_state.rs`| per-send state machine: one RequestId, one entry per chunk            |
 //! | `pipeline.rs`  | the sans-I/O [`Channel`] tying segmentation, SDS and rate limiting    |
 //! | `pipeline/snapshot.rs` | a durable channel's changes and snapshot as plain data, its restore |
+//! | `pipeline/store_timing.rs` | where a store serves our messages: later retransmissions and acks, content wrapped after its predecessor's hint |
+//! | `pipeline/inspect.rs` | the channel's bounded buffers and counters |
 //! | `retrieval.rs` | store lookups of missing dependencies: batches, backoff, cap per minute |
 //! | `stats.rs`     | per-channel counters                                                  |
 
@@ -26,6 +28,7 @@ pub use crypto::{CryptoError, Encryption};
 pub use events::ChannelEvent;
 pub use outbox::{Outbox, PreparedChunk, PreparedSend, Reservation};
 pub use pipeline::Channel;
+pub use pipeline::{hint_wait_ms, HINT_WAIT_DIVISOR, STORE_ACK_DELAY_SCALE, STORE_FIRST_RETRANSMIT_TIMEOUTS};
 pub use pipeline::{
     Change, ChannelAction, ChannelChanges, ChannelSnapshot, ClockBounds, SendError, StoredChunk, StoredIncoming, StoredPartialChunk, StoredSend,
     LAMPORT_RESERVE, WRAP_RESERVE_NS,

@@ -12,12 +12,15 @@
 //! a wrapped message); what the limiter releases becomes an [`Outgoing`] message, the only thing
 //! `dispatch` takes.
 
+mod inspect;
 mod snapshot;
+mod store_timing;
 
 pub use snapshot::{
     Change, ChannelChanges, ChannelSnapshot, ClockBounds, StoredChunk, StoredIncoming, StoredPartialChunk, StoredSend, LAMPORT_RESERVE,
     WRAP_RESERVE_NS,
 };
+pub use store_timing::{hint_wait_ms, HINT_WAIT_DIVISOR, STORE_ACK_DELAY_SCALE, STORE_FIRST_RETRANSMIT_TIMEOUTS};
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -163,6 +166,8 @@ pub struct Channel {
     /// A durable channel's record of what changed since its driver last stored it (see
     /// `pipeline/snapshot.rs`); `None` for a `memory` channel.
     journal: Option<Box<snapshot::Journal>>,
+    /// The store capability and the content chunks waiting for their predecessor's hint.
+    hints: store_timing::HintHold,
 }
 
 /// How many of our own dispatch hashes are remembered to drop echoes early (the SDS layer still
@@ -195,6 +200,7 @@ impl Channel {
             now,
             own_hashes: BoundedSet::new(OWN_HASH_MEMORY),
             journal: None,
+            hints: store_timing::HintHold::default(),
         }
     }
 
@@ -297,6 +303,14 @@ impl Channel {
     }
 
     fn offer(&mut self, now: u64, item: Queued) {
+        // A fresh chunk may first wait, uncharged, for its predecessor's hint (`pipeline/store_timing.rs`).
+        if self.must_hold(now, &item) {
+            return self.hold(item);
+        }
+        self.offer_to_limiter(now, item);
+    }
+
+    fn offer_to_limiter(&mut self, now: u64, item: Queued) {
         let class = item.class();
         let size = item.queued_size();
         match self.limiter.offer(now, item, size, class) {
@@ -400,7 +414,11 @@ impl Channel {
         log::trace!("channel {}: publishing {}", self.channel_id, ByteSummary(&message.payload));
         match &kind {
             Kind::Chunk { retransmission: true, .. } => self.stats.retransmissions += 1,
-            Kind::Chunk { retransmission: false, .. } | Kind::Ephemeral { .. } => self.stats.chunks_sent += 1,
+            Kind::Chunk { retransmission: false, .. } => {
+                self.stats.chunks_sent += 1;
+                self.note_unconfirmed(true);
+            }
+            Kind::Ephemeral { .. } => self.stats.chunks_sent += 1,
             Kind::Sync => self.stats.syncs_sent += 1,
             Kind::Rebroadcast => self.stats.rebroadcasts += 1,
         }
@@ -417,6 +435,9 @@ impl Channel {
         let Some(kind) = self.in_flight.remove(&token) else { return false };
         if let Ok(Some(h)) = &result {
             self.own_hashes.insert(*h);
+        }
+        if matches!(kind, Kind::Chunk { retransmission: false, .. }) {
+            self.note_unconfirmed(false);
         }
         match (kind, result) {
             (Kind::Chunk { request, id, retransmission, .. }, Ok(hash)) => {
@@ -471,6 +492,7 @@ impl Channel {
             }
         }
         self.drain_sds(now);
+        self.flush_held(now, false);
         self.release(now);
         true
     }
@@ -693,6 +715,9 @@ impl Channel {
     /// Releases what the rate limiter lets through now, skipping what is no longer wanted.
     fn release(&mut self, now: u64) {
         loop {
+            if self.gate_closed(now) {
+                break;
+            }
             let (sends, sds) = (&self.sends, &self.sds);
             // Unwanted: chunks of a send that ended, retransmissions acknowledged meanwhile.
             let mut wanted = |it: &Queued| match it {
@@ -711,10 +736,10 @@ impl Channel {
     /// Earliest time at which [`Self::handle_timeout`] has work.
     pub fn next_deadline(&mut self) -> Option<u64> {
         let now = self.now;
-        [self.sds.next_deadline(), self.reassembler.next_deadline(), self.limiter.next_deadline(now), self.retrievals.next_deadline()]
-            .into_iter()
-            .flatten()
-            .min()
+        // While the gate holds the limiter's head, the limiter's "now" would spin: wait for the gate.
+        let limiter = if self.gate_closed(now) { None } else { self.limiter.next_deadline(now) };
+        let hint = self.hint_deadline(now);
+        [self.sds.next_deadline(), self.reassembler.next_deadline(), limiter, self.retrievals.next_deadline(), hint].into_iter().flatten().min()
     }
 
     /// Fires every timer due at `now`.
@@ -725,6 +750,7 @@ impl Channel {
         self.reassembler.handle_timeout(now);
         self.drain_lost();
         self.retry_retrievals(now);
+        self.flush_held(now, false);
         self.release(now);
     }
 
@@ -737,48 +763,5 @@ impl Channel {
             self.stats.retrievals_requested += hashes.len() as u64;
             self.actions.push_back(ChannelAction::Retrieve { hashes });
         }
-    }
-
-    /// Every bounded buffer of the channel as (name, current size, bound) against the effective
-    /// configuration: what a caller can watch to push back before a bound is reached.
-    pub fn bounds(&self) -> [(&'static str, usize, usize); 11] {
-        let c = self.config();
-        let (pending_chunks, pending_bytes) = self.pending();
-        let (in_msgs, in_bytes, missing) = self.sds.incoming_len();
-        let (out_msgs, out_bytes) = self.sds.outgoing_len();
-        [
-            ("reassembly bytes", self.reassembler.bytes(), c.reassembly.max_bytes),
-            ("reassembly messages", self.reassembler.len(), c.reassembly.max_messages),
-            ("SDS incoming messages", in_msgs, c.sds.max_incoming_messages),
-            ("SDS incoming bytes", in_bytes, c.sds.max_incoming_bytes),
-            ("SDS missing dependencies", missing, c.sds.max_missing),
-            ("SDS outgoing messages", out_msgs, c.sds.max_outgoing_messages),
-            ("SDS outgoing bytes", out_bytes, c.sds.max_outgoing_bytes),
-            ("SDS local history", crate::sds::HistoryStore::len(self.sds.history()), c.sds.max_local_history),
-            ("pending chunks", pending_chunks, c.max_pending_chunks),
-            ("pending bytes", pending_bytes, c.max_pending_bytes),
-            ("rate-limit queue", self.limiter.queue_len(), c.rate_limit.max_queued_items),
-        ]
-    }
-
-    /// Current counters.
-    pub fn stats(&self) -> ChannelStats {
-        let mut s = self.stats.clone();
-        let sds = self.sds.stats();
-        s.duplicates = sds.duplicates;
-        s.stale_duplicates = sds.stale_duplicates;
-        s.echo_spoofs = sds.echo_spoofs;
-        s.lamport_clamped = sds.lamport_clamped;
-        s.bloom_rejected = sds.bloom_rejected;
-        s.rate_limit_queued = self.limiter.queue_len() as u64;
-        s.rate_limit_used_in_epoch = self.limiter.used(self.now) as u64;
-        s.reassembly_bytes = self.reassembler.bytes() as u64;
-        s.reassembly_messages = self.reassembler.len() as u64;
-        s.incoming_buffered = self.sds.incoming_len().0 as u64;
-        s.outgoing_unacknowledged = self.sds.outgoing_len().0 as u64;
-        let (pending_chunks, pending_bytes) = self.pending();
-        s.pending_chunks = pending_chunks as u64;
-        s.pending_bytes = pending_bytes as u64;
-        s
     }
 }

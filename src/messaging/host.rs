@@ -162,6 +162,10 @@ impl Transport for HostTransport {
             r.retrieve(content_topic, hashes);
         }
     }
+    /// A host with a store hook installed can fetch what was published.
+    fn has_store(&self) -> bool {
+        self.bridge.retriever.read().is_some()
+    }
     fn shutdown(&mut self) {
         self.bridge.set_sender(None);
         self.bridge.set_retriever(None);

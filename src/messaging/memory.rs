@@ -605,6 +605,11 @@ impl Transport for MemoryTransport {
         }
     }
 
+    /// Every memory network runs a store (of `store_capacity` recent messages).
+    fn has_store(&self) -> bool {
+        true
+    }
+
     /// Delivers, synchronously and to this endpoint only, every stored message among `hashes`
     /// whose content topic is `content_topic` (no faults; unknown or evicted hashes are skipped).
     fn retrieve(&mut self, content_topic: &str, hashes: &[MessageHash]) {

@@ -66,6 +66,12 @@ pub trait Transport: Send {
     /// Asks the network's store for messages by hash (SDS retrieval hints of missing
     /// dependencies). Found messages arrive as `Received`. Default: no store.
     fn retrieve(&mut self, _content_topic: &str, _hashes: &[MessageHash]) {}
+    /// Can [`Self::retrieve`] fetch what was published (a store holds it)? The channels then
+    /// repair losses by store fetches rather than retransmissions where the RLN budget counts
+    /// (see `Channel::set_store_available`). Default: no store.
+    fn has_store(&self) -> bool {
+        false
+    }
     /// Stops the transport: no event is emitted after it returns.
     fn shutdown(&mut self) {}
 }

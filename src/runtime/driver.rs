@@ -453,6 +453,11 @@ impl Driver {
 
     /// Carries out a channel's actions until it has none left, then re-arms its timer.
     fn pump(&mut self, id: &Arc<str>) {
+        // The store capability may change (a host installs or removes its store hook): cheap to ask.
+        let store = self.transport.has_store();
+        if let Some(slot) = self.channels.get_mut(id) {
+            slot.channel.set_store_available(store);
+        }
         loop {
             let Some(slot) = self.channels.get_mut(id) else { return };
             let Some(action) = slot.channel.poll_action() else { break };

@@ -101,6 +101,9 @@ pub struct SdsEngine<H: HistoryStore = MemoryHistory> {
     /// suppression), never the other way round, so receiving costs O(history), not O(owed acks).
     to_ack: FastMap<MessageId, LogEntry>,
     outgoing: OutgoingBuffer,
+    /// spec: sds.retransmission.store — the first acknowledgement timer of a message dispatched
+    /// with its retrieval hint, in acknowledgement timeouts (1: the plain timing).
+    hinted_first_timeouts: u32,
     incoming: IncomingBuffer,
     sync: SyncScheduler,
     events: VecDeque<SdsEvent>,
@@ -143,6 +146,7 @@ impl<H: HistoryStore> SdsEngine<H> {
             bloom_news: 0,
             to_ack: FastMap::default(),
             outgoing: OutgoingBuffer::default(),
+            hinted_first_timeouts: 1,
             incoming: IncomingBuffer::new(lost_memory),
             sync: SyncScheduler::default(),
             events: VecDeque::new(),
@@ -203,6 +207,17 @@ impl<H: HistoryStore> SdsEngine<H> {
     /// Can `n` more content messages be wrapped now without exceeding the outgoing bounds?
     pub fn has_outgoing_room(&self, n: usize) -> bool {
         self.outgoing.len() + n <= self.config.max_outgoing_messages && self.outgoing.bytes() < self.config.max_outgoing_bytes
+    }
+
+    /// spec: sds.retransmission.store — the timing where a store serves our messages and every
+    /// publication costs: the first retransmission of a message dispatched with its retrieval
+    /// hint waits `hinted_first_timeouts` × the acknowledgement timeout (a receiver that lost it
+    /// learns its hint from our next messages and fetches it from the store, for free), and
+    /// acknowledgement syncs go out `ack_delay_scale` × later (our own content, due meanwhile,
+    /// carries the acknowledgement). `(1, 1)`: the plain timing. Applies to later dispatches.
+    pub fn set_store_timing(&mut self, hinted_first_timeouts: u32, ack_delay_scale: u32) {
+        self.hinted_first_timeouts = hinted_first_timeouts.max(1);
+        self.sync.set_ack_delay_scale(ack_delay_scale);
     }
 
     /// Next event, if any.
@@ -320,7 +335,12 @@ impl<H: HistoryStore> SdsEngine<H> {
     /// Returns false for an unknown or already-acknowledged id.
     pub fn on_dispatched(&mut self, now: u64, id: &str, retrieval_hint: Option<Bytes>) -> bool {
         let now = self.tick(now);
-        let Some((first, lamport, positions)) = self.outgoing.dispatched(id, now, self.config.acknowledgement_timeout_ms) else {
+        let timeout = self.config.acknowledgement_timeout_ms;
+        let first_timeout = match &retrieval_hint {
+            Some(_) => timeout.saturating_mul(u64::from(self.hinted_first_timeouts)),
+            None => timeout,
+        };
+        let Some((first, lamport, positions)) = self.outgoing.dispatched(id, now, timeout, first_timeout) else {
             return false;
         };
         if first {

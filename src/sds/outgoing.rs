@@ -4,6 +4,9 @@
 //! `acknowledgement_timeout_ms` after its dispatch, at most `max_retransmissions` times, then
 //! given up one timeout after the last retransmission. The timer runs only while the message is
 //! in flight: a message waiting for dispatch (e.g. behind the rate limiter) is never re-sent.
+//! spec: sds.retransmission.store — the first timer of a message may be longer (the engine
+//! decides: a message a store can serve is fetched by receivers that lost it, see
+//! `SdsEngine::set_store_timing`), so the timers are kept in deadline order by insertion.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -47,7 +50,7 @@ pub(super) enum Expired {
 pub(super) struct OutgoingBuffer {
     entries: BTreeMap<u64, Entry>,
     by_id: HashMap<MessageId, u64>,
-    /// (deadline, seq) in deadline order: deadlines are `now + constant` with non-decreasing `now`.
+    /// (deadline, seq) in deadline order (see [`Self::insert_timer`]).
     timers: VecDeque<(u64, u64)>,
     next_seq: u64,
     bytes: usize,
@@ -120,16 +123,26 @@ impl OutgoingBuffer {
             let Some(e) = self.entries.get_mut(&seq) else { continue };
             let deadline = now.saturating_add(timeout.saturating_mul(k) / n);
             e.state = State::InFlight { deadline };
-            // In deadline order (later dispatches are `now + timeout` or later).
+            self.insert_timer(deadline, seq);
+        }
+    }
+
+    /// Adds a timer in deadline order: at the back in the common case (`now + timeout` with a
+    /// non-decreasing `now`), by binary search when a longer first timer is already queued.
+    fn insert_timer(&mut self, deadline: u64, seq: u64) {
+        if self.timers.back().is_none_or(|&(d, _)| d <= deadline) {
+            self.timers.push_back((deadline, seq));
+        } else {
             let at = self.timers.partition_point(|&(d, _)| d <= deadline);
             self.timers.insert(at, (deadline, seq));
         }
     }
 
-    /// The message was handed to the network: start its acknowledgement timer.
+    /// The message was handed to the network: start its acknowledgement timer, `first_timeout`
+    /// after its first dispatch, `timeout` after a retransmission.
     /// Returns `Some((first_dispatch, lamport, bloom positions))` when the id is known and was
     /// awaiting dispatch.
-    pub fn dispatched(&mut self, id: &str, now: u64, timeout: u64) -> Option<(bool, u64, BloomPositions)> {
+    pub fn dispatched(&mut self, id: &str, now: u64, timeout: u64, first_timeout: u64) -> Option<(bool, u64, BloomPositions)> {
         let seq = *self.by_id.get(id)?;
         let e = self.entries.get_mut(&seq)?;
         if e.state != State::AwaitingDispatch {
@@ -137,10 +150,11 @@ impl OutgoingBuffer {
         }
         let first = !e.dispatched_once;
         e.dispatched_once = true;
-        let deadline = now.saturating_add(timeout);
+        let deadline = now.saturating_add(if first { first_timeout } else { timeout });
         e.state = State::InFlight { deadline };
-        self.timers.push_back((deadline, seq));
-        Some((first, e.lamport, e.positions))
+        let found = (first, e.lamport, e.positions);
+        self.insert_timer(deadline, seq);
+        Some(found)
     }
 
     /// Removes a message, telling whether it was ever dispatched and its lamport timestamp.

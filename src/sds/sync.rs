@@ -56,6 +56,9 @@ pub(super) struct SyncScheduler {
     last_repair_at: Option<u64>,
     /// When we last published content or a sync.
     last_sent_at: Option<u64>,
+    /// spec: sds.sync.store — multiplies the acknowledgement delay (0 or 1: [`ACK_DELAY`] as is);
+    /// see [`Self::set_ack_delay_scale`].
+    ack_delay_scale: u32,
 }
 
 /// When an acknowledgement sync goes out after a delivery, as fractions of the ack timeout: late
@@ -70,8 +73,17 @@ fn jitter(rng: &mut impl Rng, base: u64, lo: f64, hi: f64) -> u64 {
 impl SyncScheduler {
     fn arm_ack(&mut self, now: u64, ack_timeout: u64, rng: &mut impl Rng) {
         if self.ack_at.is_none() {
-            self.ack_at = Some(now.saturating_add(jitter(rng, ack_timeout, ACK_DELAY.0, ACK_DELAY.1)));
+            let base = ack_timeout.saturating_mul(u64::from(self.ack_delay_scale.max(1)));
+            self.ack_at = Some(now.saturating_add(jitter(rng, base, ACK_DELAY.0, ACK_DELAY.1)));
         }
+    }
+
+    /// spec: sds.sync.store — acknowledgement syncs go out `scale` × later (the channel sets it
+    /// where a store serves its messages and the rate limit makes every publication count: our
+    /// own content, due meanwhile, carries the acknowledgement; senders wait correspondingly
+    /// longer before retransmitting, see `SdsEngine::set_store_timing`). 0 or 1: the plain delay.
+    pub fn set_ack_delay_scale(&mut self, scale: u32) {
+        self.ack_delay_scale = scale;
     }
 
     /// spec: sds.sync.suppress — another participant acknowledged everything we owe an ack for:
@@ -104,6 +116,19 @@ impl SyncScheduler {
     pub fn owe_ack_round(&mut self, now: u64, ack_timeout: u64, rng: &mut impl Rng) {
         self.rounds = self.rounds.max(1);
         self.arm_ack(now, ack_timeout, rng);
+    }
+
+    /// spec: sds.sync.store — a peer re-sent something we have: it is retransmitting, our
+    /// acknowledgement did not reach it. With a scaled delay ([`Self::set_ack_delay_scale`]) the
+    /// acknowledgement is pulled in to the plain delay, before the peer's next retransmission
+    /// (one ack timeout after this one); without, as [`Self::owe_ack_round`].
+    pub fn owe_ack_soon(&mut self, now: u64, ack_timeout: u64, rng: &mut impl Rng) {
+        if self.ack_delay_scale <= 1 {
+            return self.owe_ack_round(now, ack_timeout, rng);
+        }
+        self.rounds = self.rounds.max(1);
+        let soon = now.saturating_add(jitter(rng, ack_timeout, ACK_DELAY.0, ACK_DELAY.1));
+        self.ack_at = Some(self.ack_at.map_or(soon, |t| t.min(soon)));
     }
 
     /// A dependency without retrieval hint became missing: announce our state soon (no earlier

@@ -87,7 +87,7 @@ impl<H: HistoryStore> SdsEngine<H> {
     pub(super) fn duplicate_seen(&mut self, now: u64, id: &str) -> bool {
         self.stats.duplicates += 1;
         self.bloom_news = self.config.possible_acks_threshold;
-        self.sync.owe_ack_round(now, self.config.acknowledgement_timeout_ms, &mut self.rng);
+        self.sync.owe_ack_soon(now, self.config.acknowledgement_timeout_ms, &mut self.rng);
         self.bloom.renew(id)
     }
 }

@@ -1,0 +1,351 @@
+//! The store-aware timing of `src/channel/pipeline/store_timing.rs`, on a virtual clock: where a
+//! store serves what a channel publishes and the rate limit is on, a receiver that lost a message
+//! fetches it by the hint in the sender's next message instead of the sender retransmitting it,
+//! and a burst released by the rate limiter names each predecessor *with* its hint.
+//!
+//! Every scenario also runs with the channels unaware of the store (the plain timing) and checks
+//! that the behaviour asserted is then absent: the tests fail without the mechanism.
+
+use std::collections::{BTreeMap, HashMap};
+
+use reliable_channel::channel::{Channel, ChannelAction, ChannelConfig, ChannelEvent, STORE_FIRST_RETRANSMIT_TIMEOUTS};
+use reliable_channel::wire::{MessageHash, MessageKind, SdsMessage, WakuMessage};
+
+const CHANNEL: &str = "store-timing";
+const TOPIC: &str = "/store-timing/1/chat/proto";
+const PUBSUB: &str = "/waku/2/rs/0/0";
+const NAMES: [&str; 3] = ["alice", "bob", "carol"];
+/// An epoch boundary of the 60 s epochs used below.
+const EPOCH_MS: u64 = 60_000;
+const T0: u64 = 1_700_000_040_000;
+const RELAY_MS: u64 = 50;
+const DISPATCH_MS: u64 = 5;
+const STORE_MS: u64 = 100;
+
+enum Ev {
+    Deliver { to: usize, msg: WakuMessage, hash: MessageHash },
+    Done { to: usize, token: u64, hash: MessageHash },
+}
+
+/// One publication, decoded.
+struct Published {
+    from: usize,
+    at: u64,
+    sds: SdsMessage,
+    kind: MessageKind,
+    /// A content message published before (a retransmission).
+    repeated: bool,
+}
+
+/// A lossless network but for `drop`, a store answering every retrieval, channels on a virtual clock.
+struct Net {
+    now: u64,
+    chans: Vec<Channel>,
+    queue: BTreeMap<(u64, u64), Ev>,
+    seq: u64,
+    store: HashMap<MessageHash, WakuMessage>,
+    /// (from, to, content message index of `from`) copies lost on the way.
+    drop: Vec<(usize, usize, usize)>,
+    published: Vec<Published>,
+    /// Content message ids of each participant in publication order.
+    content_ids: Vec<Vec<String>>,
+    /// (receiver, hash) of every store lookup.
+    retrieved: Vec<(usize, MessageHash)>,
+    /// (receiver, request id) of every RECEIVED.
+    received: Vec<(usize, String)>,
+    lost: usize,
+    send_errors: usize,
+}
+
+impl Net {
+    fn new(n: usize, config: &ChannelConfig, store_known: bool) -> Self {
+        let chans = (0..n)
+            .map(|p| {
+                let mut ch = Channel::new(CHANNEL, TOPIC, NAMES[p], config.clone(), T0, 7 + p as u64);
+                ch.set_store_available(store_known);
+                ch
+            })
+            .collect();
+        Net {
+            now: T0,
+            chans,
+            queue: BTreeMap::new(),
+            seq: 0,
+            store: HashMap::new(),
+            drop: Vec::new(),
+            published: Vec::new(),
+            content_ids: vec![Vec::new(); n],
+            retrieved: Vec::new(),
+            received: Vec::new(),
+            lost: 0,
+            send_errors: 0,
+        }
+    }
+
+    fn schedule(&mut self, at: u64, ev: Ev) {
+        self.seq += 1;
+        self.queue.insert((at, self.seq), ev);
+    }
+
+    fn send(&mut self, from: usize, k: usize) {
+        let rid = format!("{}-{k}", NAMES[from]);
+        self.chans[from].send(self.now, &rid, format!("message {k} of {}", NAMES[from]).as_bytes(), false).expect("accepted");
+        self.drain(from);
+    }
+
+    fn publish(&mut self, from: usize, token: u64, msg: WakuMessage) {
+        let (sds, kind) = SdsMessage::decode_bytes(msg.payload.clone()).expect("an SDS message");
+        let mut index = None;
+        let mut repeated = false;
+        if kind == MessageKind::Content {
+            match self.content_ids[from].iter().position(|id| *id == sds.message_id) {
+                Some(i) => {
+                    repeated = true;
+                    index = Some(i);
+                }
+                None => {
+                    index = Some(self.content_ids[from].len());
+                    self.content_ids[from].push(sds.message_id.clone());
+                }
+            }
+        }
+        let hash = msg.hash(PUBSUB);
+        self.store.insert(hash, msg.clone());
+        self.schedule(self.now + DISPATCH_MS, Ev::Done { to: from, token, hash });
+        for to in (0..self.chans.len()).filter(|&to| to != from) {
+            if index.is_some_and(|i| self.drop.contains(&(from, to, i))) {
+                continue;
+            }
+            self.schedule(self.now + RELAY_MS, Ev::Deliver { to, msg: msg.clone(), hash });
+        }
+        self.published.push(Published { from, at: self.now, sds, kind, repeated });
+    }
+
+    fn drain(&mut self, p: usize) {
+        while let Some(a) = self.chans[p].poll_action() {
+            match a {
+                ChannelAction::Dispatch { token, message } => self.publish(p, token, message),
+                ChannelAction::Retrieve { hashes } => {
+                    for hash in hashes {
+                        self.retrieved.push((p, hash));
+                        let msg = self.store.get(&hash).cloned().expect("a published message");
+                        self.schedule(self.now + STORE_MS, Ev::Deliver { to: p, msg, hash });
+                    }
+                }
+                ChannelAction::Event(ChannelEvent::Received { request_id, .. }) => self.received.push((p, request_id)),
+                ChannelAction::Event(ChannelEvent::Lost { .. }) => self.lost += 1,
+                ChannelAction::Event(ChannelEvent::SendError { .. }) => self.send_errors += 1,
+                ChannelAction::Event(_) => {}
+            }
+        }
+    }
+
+    /// Runs every timer and event up to `until`.
+    fn run_until(&mut self, until: u64) {
+        loop {
+            let timer = (0..self.chans.len()).filter_map(|p| self.chans[p].next_deadline().map(|t| (t, p))).min();
+            let event = self.queue.keys().next().map(|&(t, _)| t);
+            let at = match (timer, event) {
+                (Some((t, _)), Some(e)) => t.min(e),
+                (Some((t, _)), None) => t,
+                (None, Some(e)) => e,
+                (None, None) => break,
+            };
+            if at > until {
+                break;
+            }
+            self.now = self.now.max(at);
+            if timer.is_some_and(|(t, _)| t == at) {
+                let p = timer.map_or(0, |t| t.1);
+                self.chans[p].handle_timeout(self.now);
+                self.drain(p);
+                continue;
+            }
+            let Some((_, ev)) = self.queue.pop_first() else { break };
+            match ev {
+                Ev::Deliver { to, msg, hash } => {
+                    self.chans[to].on_message(self.now, &msg, Some(hash));
+                    self.drain(to);
+                }
+                Ev::Done { to, token, hash } => {
+                    assert!(self.chans[to].on_dispatch_result(self.now, token, Ok(Some(hash))));
+                    self.drain(to);
+                }
+            }
+        }
+        self.now = self.now.max(until);
+    }
+
+    fn received_by(&self, p: usize, request_id: &str) -> usize {
+        self.received.iter().filter(|(q, r)| *q == p && r == request_id).count()
+    }
+
+    /// For each of `from`'s content messages after its first (first publications only): does its
+    /// causal history name the previous one, and with a retrieval hint?
+    fn predecessor_hints(&self, from: usize) -> Vec<Option<bool>> {
+        let ids = &self.content_ids[from];
+        let firsts = self.published.iter().filter(|p| p.from == from && p.kind == MessageKind::Content && !p.repeated);
+        firsts
+            .skip(1)
+            .map(|p| {
+                let i = ids.iter().position(|id| *id == p.sds.message_id).expect("recorded");
+                p.sds.causal_history.iter().find(|h| h.message_id == ids[i - 1]).map(|h| h.retrieval_hint.is_some())
+            })
+            .collect()
+    }
+
+    fn retransmissions(&self, from: usize) -> Vec<u64> {
+        self.published.iter().filter(|p| p.from == from && p.repeated).map(|p| p.at).collect()
+    }
+}
+
+/// Default timers; a small budget per 60 s epoch so that a burst queues behind the rate limiter.
+fn small_budget() -> ChannelConfig {
+    let mut c = ChannelConfig::default();
+    c.rate_limit.epoch_size_ms = EPOCH_MS;
+    c.rate_limit.messages_per_epoch = 4;
+    c
+}
+
+/// Alice sends 10 messages at once with a budget of 4 per epoch: 4 go out now, 6 at the epoch
+/// turn, in one burst. Carol loses the second message of that burst; bob receives everything
+/// and acknowledges it, so alice has no reason to retransmit it.
+fn burst(store_known: bool) -> Net {
+    let mut net = Net::new(3, &small_budget(), store_known);
+    net.drop.push((0, 2, 5));
+    for k in 0..10 {
+        net.send(0, k);
+    }
+    net.run_until(T0 + 3 * EPOCH_MS);
+    net
+}
+
+#[test]
+fn a_burst_names_each_predecessor_with_its_hint_and_a_loss_is_fetched_from_the_store() {
+    let net = burst(true);
+    assert_eq!(net.content_ids[0].len(), 10, "every message published");
+    let hints = net.predecessor_hints(0);
+    assert_eq!(hints, vec![Some(true); 9], "each content message names its predecessor with its retrieval hint");
+    // Carol fetched the message she lost from the store, by the hint in its successor.
+    let lost_msg = net
+        .store
+        .iter()
+        .find(|(_, m)| SdsMessage::decode_bytes(m.payload.clone()).is_ok_and(|(s, _)| s.message_id == net.content_ids[0][5]))
+        .map(|(h, _)| *h)
+        .expect("in the store");
+    assert!(net.retrieved.contains(&(2, lost_msg)), "carol fetched the lost message from the store");
+    for k in 0..10 {
+        let rid = format!("alice-{k}");
+        assert_eq!((net.received_by(1, &rid), net.received_by(2, &rid)), (1, 1), "{rid} received once by bob and carol");
+    }
+    assert_eq!((net.lost, net.send_errors), (0, 0));
+
+    // Without the store-aware timing the burst goes out in one go: its messages name their
+    // predecessors before the messaging layer returned their hashes, so without hints.
+    let plain = burst(false);
+    assert!(plain.predecessor_hints(0).contains(&Some(false)), "the plain timing names a burst's predecessors without hints");
+}
+
+/// Alice sends one message every 12 s (a budget's pace) to bob, who loses the first.
+fn paced(store_known: bool) -> Net {
+    let mut c = ChannelConfig::default();
+    c.rate_limit.epoch_size_ms = 600_000;
+    let mut net = Net::new(2, &c, store_known);
+    net.drop.push((0, 1, 0));
+    for k in 0..3 {
+        net.send(0, k);
+        let next = net.now + 12_000;
+        net.run_until(next);
+    }
+    net.run_until(T0 + 300_000);
+    net
+}
+
+#[test]
+fn a_lost_message_is_fetched_by_its_hint_instead_of_retransmitted() {
+    let net = paced(true);
+    let timeout = ChannelConfig::default().sds.acknowledgement_timeout_ms;
+    for k in 0..3 {
+        assert_eq!(net.received_by(1, &format!("alice-{k}")), 1, "alice-{k} received once");
+    }
+    assert!(net.retrieved.iter().any(|(p, _)| *p == 1), "bob fetched the lost message from the store");
+    // No retransmission before STORE_FIRST_RETRANSMIT_TIMEOUTS × the ack timeout; bob's fetch
+    // and acknowledgement come earlier, so none at all.
+    assert_eq!(net.retransmissions(0), Vec::<u64>::new(), "alice never retransmitted");
+    assert!(u64::from(STORE_FIRST_RETRANSMIT_TIMEOUTS) * timeout > 12_000 + timeout, "the next message comes first");
+    assert_eq!((net.lost, net.send_errors), (0, 0));
+
+    // The plain timing retransmits the lost message one ack timeout after its dispatch.
+    let plain = paced(false);
+    let first = plain.published.iter().find(|p| p.from == 0 && p.kind == MessageKind::Content).map(|p| p.at).expect("published");
+    // The timer starts when the messaging layer confirms the dispatch.
+    let after = plain.retransmissions(0).first().map(|t| t - first - DISPATCH_MS);
+    assert_eq!(after, Some(timeout), "plain timing: retransmitted one ack timeout after the dispatch");
+}
+
+#[test]
+fn the_store_timing_needs_a_store_and_a_rate_limit() {
+    let mut c = ChannelConfig::default();
+    let mut ch = Channel::new(CHANNEL, TOPIC, "alice", c.clone(), T0, 1);
+    assert!(!ch.store_timing(), "no store known");
+    ch.set_store_available(true);
+    assert!(ch.store_timing());
+    ch.set_store_available(false);
+    assert!(!ch.store_timing());
+    c.rate_limit.enabled = false;
+    let mut ch = Channel::new(CHANNEL, TOPIC, "alice", c, T0, 1);
+    ch.set_store_available(true);
+    assert!(!ch.store_timing(), "no budget to save: latency first");
+}
+
+/// An unacknowledged hinted message is retransmitted, only later: the first retransmission after
+/// STORE_FIRST_RETRANSMIT_TIMEOUTS ack timeouts, the next ones one timeout apart.
+#[test]
+fn an_unacknowledged_message_is_still_retransmitted() {
+    let mut c = ChannelConfig::default();
+    // No idle sync: bob learns nothing of the message but from its retransmissions.
+    c.sds.idle_sync_rounds = 0;
+    let mut net = Net::new(2, &c, true);
+    net.drop.push((0, 1, 0));
+    net.send(0, 0);
+    net.run_until(T0 + 120_000);
+    let timeout = c.sds.acknowledgement_timeout_ms;
+    let retx = net.retransmissions(0);
+    assert!(retx.len() >= 2, "retransmitted: {retx:?}");
+    // Timers start when the messaging layer confirms a dispatch.
+    assert_eq!(retx[0] - T0 - DISPATCH_MS, u64::from(STORE_FIRST_RETRANSMIT_TIMEOUTS) * timeout, "first retransmission");
+    // Its retransmissions are lost too (the same message): the next one ack timeout later.
+    assert_eq!(retx[1] - retx[0] - DISPATCH_MS, timeout, "second retransmission");
+}
+
+/// The SDS engine's timers with mixed first timers: a hinted message's long first timer does not
+/// delay an unhinted message dispatched after it (the timers are kept in deadline order).
+#[test]
+fn a_long_first_timer_does_not_delay_a_shorter_one() {
+    use bytes::Bytes;
+    use reliable_channel::sds::{SdsConfig, SdsEngine, SdsEvent};
+
+    let config = SdsConfig::default();
+    let timeout = config.acknowledgement_timeout_ms;
+    let mut e = SdsEngine::new(CHANNEL, "alice", config, T0, 3);
+    e.set_store_timing(STORE_FIRST_RETRANSMIT_TIMEOUTS, 4);
+    let hinted = e.wrap_content(T0, b"one", None).expect("wrapped").message_id;
+    let plain = e.wrap_content(T0, b"two", None).expect("wrapped").message_id;
+    assert!(e.on_dispatched(T0, &hinted, Some(Bytes::from_static(&[7u8; 32]))));
+    assert!(e.on_dispatched(T0 + 1, &plain, None));
+    assert_eq!(e.next_deadline(), Some(T0 + 1 + timeout), "the message without a hint: one ack timeout");
+    fn retransmitted(e: &mut SdsEngine, at: u64) -> Vec<reliable_channel::sds::MessageId> {
+        e.handle_timeout(at);
+        std::iter::from_fn(|| e.poll_event())
+            .filter_map(|ev| match ev {
+                SdsEvent::Retransmit { message_id, .. } => Some(message_id),
+                _ => None,
+            })
+            .collect()
+    }
+    assert_eq!(retransmitted(&mut e, T0 + 1 + timeout), vec![plain.clone()]);
+    assert!(e.on_dispatched(T0 + 1 + timeout, &plain, None));
+    let first = T0 + u64::from(STORE_FIRST_RETRANSMIT_TIMEOUTS) * timeout;
+    assert!(!retransmitted(&mut e, first - 1).contains(&hinted), "not before");
+    assert!(retransmitted(&mut e, first).contains(&hinted), "the hinted message after its long first timer");
+}
