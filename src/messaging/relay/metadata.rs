@@ -49,7 +49,7 @@ pub fn acceptable(ours: u32, theirs: &WakuMetadata) -> Result<(), String> {
 }
 
 /// The request-response codec of the metadata protocol: one length-prefixed [`WakuMetadata`]
-/// each way, at most [`MAX_METADATA_BYTES`].
+/// each way, at most `MAX_METADATA_BYTES`.
 pub type MetadataCodec = LpCodec<WakuMetadata, WakuMetadata>;
 
 impl Default for MetadataCodec {
