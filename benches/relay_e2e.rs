@@ -80,6 +80,12 @@ fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
+/// Whether phase `i` runs: `RC_RELAY_BENCH_PHASES` lists the phases to run by index
+/// (`0,2`; default all), e.g. the 1 KiB throughput phase alone under `perf`.
+fn phase_selected(i: usize) -> bool {
+    std::env::var("RC_RELAY_BENCH_PHASES").map_or(true, |v| v.split(',').any(|p| p.trim().parse() == Ok(i)))
+}
+
 /// A payload: phase, index, send time, then filler.
 fn payload(phase: usize, index: u32, size: usize) -> Vec<u8> {
     let mut p = vec![0x5au8; size];
@@ -234,6 +240,9 @@ fn run(setup: &'static str, mut send: impl FnMut(&str) -> Box<dyn FnMut(Vec<u8>)
     let mut publish = send(&addr);
     let mut rows = Vec::new();
     for (phase, &(_, size, n, pace)) in PHASES.iter().enumerate() {
+        if !phase_selected(phase) {
+            continue;
+        }
         let cpu0 = cpu_ns();
         for i in 0..n {
             publish(payload(phase, i, size));
@@ -359,7 +368,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// Runs of raw then rc (`RC_RELAY_BENCH_RUNS`, default 5); each run's ratios compare the two
 /// setups measured back to back, and the result is the median over the runs (the machine is
 /// shared: one run alone is noise). `RC_RELAY_BENCH_SETUPS=rc` (or `raw`) runs one setup only
-/// (for profiling).
+/// (for profiling), `RC_RELAY_BENCH_PHASES=0` some phases only (see [`phase_selected`]).
 fn main() {
     if let Ok(role) = std::env::var("RC_RELAY_BENCH_ROLE") {
         return receiver(&role);
@@ -378,6 +387,18 @@ fn main() {
         if setups.contains("rc") {
             rows.extend(run("rc", rc_sender));
         }
+        // Each run's rates and CPU, so that the scatter behind the medians can be reported.
+        for r in &rows {
+            println!(
+                "run {}/{runs}: {:>3} {:>18} {:>8.0} msgs/s, CPU send {:.1} µs, recv {:.1} µs per message",
+                i + 1,
+                r.setup,
+                PHASES[r.phase].0,
+                r.rate,
+                r.cpu_send_us,
+                r.cpu_recv_us
+            );
+        }
         if let Some((r1, r100, p50)) = ratios(&rows) {
             println!("run {}/{runs}: rc / raw 1 KiB {r1:.2}x, 100 KiB {r100:.2}x, p50 overhead {p50:.0} µs", i + 1);
         }
@@ -392,7 +413,7 @@ fn main() {
     for setup in ["raw", "rc"] {
         for phase in 0..PHASES.len() {
             let of = |f: fn(&Row) -> f64| median(per_run.iter().flatten().filter(|r| r.setup == setup && r.phase == phase).map(f).collect());
-            if per_run.iter().flatten().all(|r| r.setup != setup) {
+            if per_run.iter().flatten().all(|r| r.setup != setup || r.phase != phase) {
                 continue;
             }
             table.push(Row {

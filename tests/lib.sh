@@ -17,6 +17,11 @@
 #                       builds tests/relay_proc/participant.c into BIN (one failure and stop on error);
 #   pass NAME, fail NAME [LOG]
 #                       one test passed / failed (a failure shows the last lines of LOG);
+#   wait_participants LABEL
+#                       waits for every process in PIDS (NAMES names them, in the same order);
+#                       returns non-zero when one failed, each failure named after LABEL;
+#   pass_participants NAME DIR
+#                       one test passed, with the "PASS:" line of every participant's DIR/*.log;
 #   finish              prints the time taken and "N passed, N failed", exits non-zero on failure;
 #   on_exit CMD         runs CMD when the script exits (the cleanup of namespaces, temp files...);
 #                       background jobs the script started are killed at exit in any case.
@@ -64,6 +69,19 @@ fail() {
         tail -n 40 "$2"
         echo "----"
     fi
+}
+
+wait_participants() {
+    local i status=0
+    for i in "${!PIDS[@]}"; do
+        wait "${PIDS[$i]}" || { status=1; echo "  $1: ${NAMES[$i]} failed"; }
+    done
+    return $status
+}
+
+pass_participants() {
+    pass "$1"
+    grep -h "PASS:" "$2"/*.log | sed 's/^/    /'
 }
 
 finish() {

@@ -82,12 +82,14 @@ require_lib
 build_participant "$BIN"
 
 PIDS=()
+NAMES=()
 run() { # run HOST ARGS...
     local h="$1"
     shift
     ip netns exec "$T-$h" "$BIN" --name "$h" --dir "$DIR" --listen "/ip4/${IP[$h]}/tcp/60000" \
         --texts 4 --big 1048576 --loss 0.1 --timeout-s 170 --hold-until "$DIR/partitioned" "$@" >"$DIR/$h.log" 2>&1 &
     PIDS+=($!)
+    NAMES+=("$h")
 }
 run a --expect b,c --seed 11
 run b --peer-of a --expect a,c --seed 12
@@ -112,13 +114,8 @@ sleep "$PARTITION_S"
 ip netns exec "$T-c" nft delete table inet rcpartition
 echo "# partition healed ($(( $(date +%s) - START ))s in)"
 
-ok=1
-for i in "${!PIDS[@]}"; do
-    wait "${PIDS[$i]}" || { ok=0; echo "  participant ${HOSTS[$i]} failed"; }
-done
-if [ $ok = 1 ]; then
-    pass "relay across 3 network namespaces: 10 % packet drop, 10 % message loss, ${PARTITION_S}s partition of c ($(( $(date +%s) - START ))s)"
-    grep -h "PASS:" "$DIR"/*.log | sed 's/^/    /'
+if wait_participants netns; then
+    pass_participants "relay across 3 network namespaces: 10 % packet drop, 10 % message loss, ${PARTITION_S}s partition of c ($(( $(date +%s) - START ))s)" "$DIR"
 else
     fail "relay across 3 network namespaces"
     for h in "${HOSTS[@]}"; do echo "---- $h"; grep -vE "received from|delivered:|^\[.*sent " "$DIR/$h.log" | tail -n 20; done

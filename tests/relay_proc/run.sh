@@ -72,12 +72,9 @@ for s in ${RELAY_PROC_ONLY:-star line rejoin}; do
     t=$(date +%s)
     ok=1
     "scenario_$s" || ok=0
-    for i in "${!PIDS[@]}"; do
-        if ! wait "${PIDS[$i]}"; then ok=0; echo "  $s: ${NAMES[$i]} failed"; fi
-    done
+    wait_participants "$s" || ok=0
     if [ $ok = 1 ]; then
-        pass "relay processes: $s ($(( $(date +%s) - t ))s)"
-        grep -h "PASS:" "$DIR"/*.log | sed 's/^/    /'
+        pass_participants "relay processes: $s ($(( $(date +%s) - t ))s)" "$DIR"
     else
         fail "relay processes: $s"
         for f in "$DIR"/*.log; do echo "---- $f"; grep -E "FAIL|PASS|done|leaving|listening|stats" "$f" | tail -n 15; done

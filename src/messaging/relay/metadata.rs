@@ -3,22 +3,18 @@
 //! fail it or answer with another cluster; so do we (see `swarm.rs`).
 //!
 //! Wire: one varint-length-prefixed protobuf request, one varint-length-prefixed protobuf
-//! response on the same stream (as nwaku's `writeLp`/`readLp` and js-waku's `it-length-prefixed`).
+//! response on the same stream (`lp.rs`).
 
-use std::io;
-
-use libp2p::futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::StreamProtocol;
+
+use super::lp::{any_shape, LpCodec};
 
 /// The metadata protocol id.
 pub const METADATA_PROTOCOL: StreamProtocol = StreamProtocol::new("/vac/waku/metadata/1.0.0");
 
 /// The largest metadata message read (a cluster id and up to 1024 shards fit easily).
 pub const MAX_METADATA_BYTES: usize = 8 * 1024;
-
-/// Bytes of the longest varint length prefix read (enough for 32 GiB).
-const MAX_PREFIX_BYTES: usize = 5;
 
 /// `WakuMetadataRequest` and `WakuMetadataResponse` share one shape.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -52,9 +48,15 @@ pub fn acceptable(ours: u32, theirs: &WakuMetadata) -> Result<(), String> {
     }
 }
 
-/// The request-response codec of the metadata protocol.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct MetadataCodec;
+/// The request-response codec of the metadata protocol: one length-prefixed [`WakuMetadata`]
+/// each way, at most `MAX_METADATA_BYTES`.
+pub type MetadataCodec = LpCodec<WakuMetadata, WakuMetadata>;
+
+impl Default for MetadataCodec {
+    fn default() -> Self {
+        LpCodec::new(MAX_METADATA_BYTES, MAX_METADATA_BYTES, any_shape)
+    }
+}
 
 /// The metadata protocol behaviour (both sides).
 pub type MetadataBehaviour = request_response::Behaviour<MetadataCodec>;
@@ -64,70 +66,9 @@ pub fn behaviour(timeout: std::time::Duration) -> MetadataBehaviour {
     request_response::Behaviour::new([(METADATA_PROTOCOL, ProtocolSupport::Full)], request_response::Config::default().with_request_timeout(timeout))
 }
 
-/// Reads one varint-length-prefixed protobuf message of at most `max` bytes (shared with the
-/// store protocol, `store.rs`).
-pub(crate) async fn read_lp<M: prost::Message + Default, T: AsyncRead + Unpin + Send>(io: &mut T, max: usize) -> io::Result<M> {
-    read_lp_checked(io, max, |_| Ok(())).await
-}
-
-/// [`read_lp`], with `check` run on the raw bytes before they are decoded (a cheap look at their
-/// shape that refuses what would decode into far more memory than the bytes themselves).
-pub(crate) async fn read_lp_checked<M: prost::Message + Default, T: AsyncRead + Unpin + Send>(
-    io: &mut T,
-    max: usize,
-    check: impl FnOnce(&[u8]) -> io::Result<()>,
-) -> io::Result<M> {
-    let mut len: usize = 0;
-    let mut byte = [0u8; 1];
-    for i in 0..=MAX_PREFIX_BYTES {
-        if i == MAX_PREFIX_BYTES {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "length prefix too long"));
-        }
-        io.read_exact(&mut byte).await?;
-        len |= usize::from(byte[0] & 0x7f) << (7 * i);
-        if byte[0] & 0x80 == 0 {
-            break;
-        }
-    }
-    if len > max {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("message of {len} bytes (limit {max})")));
-    }
-    let mut buf = vec![0u8; len];
-    io.read_exact(&mut buf).await?;
-    check(&buf)?;
-    M::decode(bytes::Bytes::from(buf)).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
-}
-
-/// Writes one varint-length-prefixed protobuf message and closes the stream's write side.
-pub(crate) async fn write_lp<M: prost::Message, T: AsyncWrite + Unpin + Send>(io: &mut T, msg: &M) -> io::Result<()> {
-    io.write_all(&msg.encode_length_delimited_to_vec()).await?;
-    io.close().await
-}
-
-impl request_response::Codec for MetadataCodec {
-    type Protocol = StreamProtocol;
-    type Request = WakuMetadata;
-    type Response = WakuMetadata;
-
-    async fn read_request<T: AsyncRead + Unpin + Send>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<WakuMetadata> {
-        read_lp(io, MAX_METADATA_BYTES).await
-    }
-
-    async fn read_response<T: AsyncRead + Unpin + Send>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<WakuMetadata> {
-        read_lp(io, MAX_METADATA_BYTES).await
-    }
-
-    async fn write_request<T: AsyncWrite + Unpin + Send>(&mut self, _: &StreamProtocol, io: &mut T, req: WakuMetadata) -> io::Result<()> {
-        write_lp(io, &req).await
-    }
-
-    async fn write_response<T: AsyncWrite + Unpin + Send>(&mut self, _: &StreamProtocol, io: &mut T, res: WakuMetadata) -> io::Result<()> {
-        write_lp(io, &res).await
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::lp::{read_lp, write_lp};
     use super::*;
     use prost::Message as _;
 

@@ -68,6 +68,7 @@
 
 mod config;
 mod gossip;
+mod lp;
 mod metadata;
 mod node;
 mod store;
@@ -78,7 +79,8 @@ pub use config::{
     DEFAULT_MAX_PEERS, DEFAULT_PEER_BYTES_PER_SEC, DEFAULT_PEER_MESSAGES_PER_SEC, JSON_KEYS, MAX_MAX_PEERS,
 };
 pub use gossip::{gossipsub_config, message_id, peer_score, MAX_FRAME_BYTES, RELAY_PING_CONTENT_TOPIC, RELAY_PROTOCOL};
-pub use metadata::{WakuMetadata, METADATA_PROTOCOL};
+pub use lp::LpCodec;
+pub use metadata::{MetadataCodec, WakuMetadata, METADATA_PROTOCOL};
 pub use node::{REDIAL_INITIAL, REDIAL_MAX};
 pub use store::{
     StoreCodec, StoreQueryRequest, StoreQueryResponse, WakuMessageKeyValue, MAX_HASHES_PER_QUERY, MAX_RESPONSE_BYTES, STORE_CACHE_BYTES,

@@ -18,11 +18,10 @@ use std::collections::VecDeque;
 use std::io;
 
 use bytes::Bytes;
-use libp2p::futures::{AsyncRead, AsyncWrite};
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::StreamProtocol;
 
-use super::metadata::{read_lp, read_lp_checked, write_lp};
+use super::lp::LpCodec;
 use crate::collections::FastMap;
 use crate::messaging::MessageHash;
 use crate::wire::{WakuMessage, MAX_WAKU_MESSAGE_BYTES};
@@ -91,9 +90,16 @@ pub struct StoreQueryResponse {
     pub messages: Vec<WakuMessageKeyValue>,
 }
 
-/// The request-response codec of the store query protocol.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct StoreCodec;
+/// The request-response codec of the store query protocol: a length-prefixed request of at most
+/// `MAX_REQUEST_BYTES`, a response of at most [`MAX_RESPONSE_BYTES`] whose shape is checked
+/// before it is decoded (`check_response_shape`).
+pub type StoreCodec = LpCodec<StoreQueryRequest, StoreQueryResponse>;
+
+impl Default for StoreCodec {
+    fn default() -> Self {
+        LpCodec::new(MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES, check_response_shape)
+    }
+}
 
 /// The store behaviour (both sides).
 pub type StoreBehaviour = request_response::Behaviour<StoreCodec>;
@@ -104,28 +110,6 @@ pub fn behaviour() -> StoreBehaviour {
         [(STORE_PROTOCOL, ProtocolSupport::Full)],
         request_response::Config::default().with_request_timeout(STORE_TIMEOUT),
     )
-}
-
-impl request_response::Codec for StoreCodec {
-    type Protocol = StreamProtocol;
-    type Request = StoreQueryRequest;
-    type Response = StoreQueryResponse;
-
-    async fn read_request<T: AsyncRead + Unpin + Send>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<StoreQueryRequest> {
-        read_lp(io, MAX_REQUEST_BYTES).await
-    }
-
-    async fn read_response<T: AsyncRead + Unpin + Send>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<StoreQueryResponse> {
-        read_lp_checked(io, MAX_RESPONSE_BYTES, check_response_shape).await
-    }
-
-    async fn write_request<T: AsyncWrite + Unpin + Send>(&mut self, _: &StreamProtocol, io: &mut T, req: StoreQueryRequest) -> io::Result<()> {
-        write_lp(io, &req).await
-    }
-
-    async fn write_response<T: AsyncWrite + Unpin + Send>(&mut self, _: &StreamProtocol, io: &mut T, res: StoreQueryResponse) -> io::Result<()> {
-        write_lp(io, &res).await
-    }
 }
 
 /// Field number of `StoreQueryResponse.messages`.
