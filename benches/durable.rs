@@ -16,7 +16,7 @@
 //! A durable `send` returns after the commit of the batch that took it; that commit holds the
 //! events (the outbox) and the channel's own state (the send's chunks, the log, the clocks).
 //!
-//! `DURABLE_MESSAGES` overrides the messages per throughput run; `DURABLE_ONLY=throughput,latency,
+//! `DURABLE_MESSAGES` overrides the messages per throughput run, `DURABLE_SENDERS` the sender threads; `DURABLE_ONLY=throughput,latency,
 //! large,idle` runs a subset (idle first when chosen: it measures the process's RSS). Writes `target/bench/durable.json`.
 
 use std::path::PathBuf;
@@ -31,6 +31,7 @@ use reliable_channel::{Error, Event, Manager};
 const TOPIC: &str = "/bench/1/durable/proto";
 const SMALL: usize = 1024;
 const LARGE: usize = 1 << 20;
+/// Sender threads of the throughput runs (`DURABLE_SENDERS` overrides).
 const SENDERS: usize = 8;
 const WINDOW: u64 = 512;
 const REPEATS: usize = 3;
@@ -159,13 +160,13 @@ impl Pair {
     }
 }
 
-/// Messages per second of `n` 1 KiB messages from `SENDERS` threads, `WINDOW` in flight.
-fn throughput(backend: Backend, run: &str, n: u64) -> f64 {
+/// Messages per second of `n` 1 KiB messages from `senders` threads, `WINDOW` in flight.
+fn throughput(backend: Backend, run: &str, n: u64, senders: usize) -> f64 {
     let pair = Pair::new(backend, run);
     let next = AtomicU64::new(0);
     let t0 = Instant::now();
     std::thread::scope(|s| {
-        for _ in 0..SENDERS {
+        for _ in 0..senders {
             s.spawn(|| {
                 let payload = vec![0x5a; SMALL];
                 loop {
@@ -252,6 +253,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn main() {
     let n: u64 = std::env::var("DURABLE_MESSAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(30_000);
+    let senders: usize = std::env::var("DURABLE_SENDERS").ok().and_then(|v| v.parse().ok()).unwrap_or(SENDERS);
     let backends = [Backend::Memory, Backend::Process, Backend::Power];
     let only: Option<Vec<String>> = std::env::var("DURABLE_ONLY").ok().map(|s| s.split(',').map(|x| x.trim().to_owned()).collect());
     let want = |name: &str| only.as_ref().is_none_or(|v| v.iter().any(|x| x == name));
@@ -266,10 +268,10 @@ fn main() {
         }
     }
     if want("throughput") {
-        println!("durable: 1 KiB end to end, {SENDERS} sender threads, window {WINDOW}, {n} messages, median of {REPEATS}");
+        println!("durable: 1 KiB end to end, {senders} sender threads, window {WINDOW}, {n} messages, median of {REPEATS}");
         let mut rates = Vec::new();
         for b in backends {
-            let runs: Vec<f64> = (0..REPEATS).map(|r| throughput(b, &format!("tp-{}-{r}", b.name().replace('/', "-")), n)).collect();
+            let runs: Vec<f64> = (0..REPEATS).map(|r| throughput(b, &format!("tp-{}-{r}", b.name().replace('/', "-")), n, senders)).collect();
             let m = median(runs.clone());
             rates.push(m);
             println!("  {:<16} {:>9.0} msg/s   (runs {:?})", b.name(), m, runs.iter().map(|r| r.round()).collect::<Vec<_>>());
