@@ -57,8 +57,10 @@ pub const CHECKPOINT_PAGES: u32 = 1_000;
 /// WAL pages from which the runtime thread checkpoints itself after a batch: the bound of the WAL
 /// (plus one batch) under a load that leaves the checkpoint thread no moment to copy all of it.
 pub const WAL_BOUND_PAGES: u32 = 16_000;
-/// `journal_size_limit`: a WAL that grew beyond is cut back to this when it starts over.
-const WAL_KEEP_BYTES: i64 = CHECKPOINT_PAGES as i64 * PAGE_SIZE;
+/// `journal_size_limit`: a WAL that grew beyond is cut back to this when it starts over. Above
+/// what it reaches between two checkpoints under a steady load: a WAL cut back at every start
+/// over is extended again page by page (the file system allocates its blocks anew each time).
+const WAL_KEEP_BYTES: i64 = 4 * CHECKPOINT_PAGES as i64 * PAGE_SIZE;
 /// How long a statement waits for a lock the checkpoint thread holds for a moment (it never holds
 /// one for long; an error here would stop the manager's storage).
 const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
