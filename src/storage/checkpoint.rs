@@ -48,14 +48,7 @@ impl Checkpointer {
     /// A checkpointer for the database at `path` (not started yet); its connection uses the
     /// store's `synchronous` setting, which decides the checkpoint's fsyncs.
     pub(super) fn new(path: &Path, synchronous: &'static str, wal_pages: Arc<AtomicU32>) -> Self {
-        Checkpointer {
-            path: path.to_owned(),
-            synchronous,
-            wal_pages,
-            shared: Arc::default(),
-            thread: None,
-            broken: false,
-        }
+        Checkpointer { path: path.to_owned(), synchronous, wal_pages, shared: Arc::default(), thread: None, broken: false }
     }
 
     /// False when checkpoints cannot run in the background (the caller runs them itself).
