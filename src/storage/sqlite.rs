@@ -51,16 +51,17 @@ const PAGE_SIZE: i64 = 4 * 1024;
 /// Prepared statements kept (the commit path uses about twenty).
 const STATEMENT_CACHE: usize = 48;
 
-/// WAL pages from which the checkpoint thread is asked for a checkpoint (SQLite's own default
-/// threshold).
-pub const CHECKPOINT_PAGES: u32 = 1_000;
+/// WAL pages from which the checkpoint thread is asked for a checkpoint (16 MiB). A checkpoint
+/// copies each page once however often the WAL holds it: four times SQLite's default threshold
+/// copies fewer pages per send (`make bench-durable`: 9,600 against 8,600 msgs/s with `process`).
+pub const CHECKPOINT_PAGES: u32 = 4_000;
 /// WAL pages from which the runtime thread checkpoints itself after a batch: the bound of the WAL
 /// (plus one batch) under a load that leaves the checkpoint thread no moment to copy all of it.
 pub const WAL_BOUND_PAGES: u32 = 16_000;
 /// `journal_size_limit`: a WAL that grew beyond is cut back to this when it starts over. Above
 /// what it reaches between two checkpoints under a steady load: a WAL cut back at every start
 /// over is extended again page by page (the file system allocates its blocks anew each time).
-const WAL_KEEP_BYTES: i64 = 4 * CHECKPOINT_PAGES as i64 * PAGE_SIZE;
+const WAL_KEEP_BYTES: i64 = 2 * CHECKPOINT_PAGES as i64 * PAGE_SIZE;
 /// How long a statement waits for a lock the checkpoint thread holds for a moment (it never holds
 /// one for long; an error here would stop the manager's storage).
 const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
