@@ -13,6 +13,9 @@
 //! * idle — `IDLE_CHANNELS` idle channels opened on one manager, of each backend:
 //!   `/proc/self/statm` RSS delta per channel (the `sqlite` ones include SQLite's page cache).
 //!
+//! Each run's databases are removed when it ends, and the latency sections start after a `sync`:
+//! "unloaded" includes the disk (not busy writing back what the throughput runs wrote).
+//!
 //! A durable `send` returns after the commit of the batch that took it; that commit holds the
 //! events (the outbox) and the channel's own state (the send's chunks, the log, the clocks).
 //!
@@ -68,6 +71,26 @@ struct Pair {
     a: Manager,
     _b: Manager,
     probe: Arc<Probe>,
+    // Dropped last, after the managers closed their databases.
+    _files: DbFiles,
+}
+
+/// A run's database files, removed when the run ends: what the next section measures is not
+/// slowed by the kernel writing back a finished run's pages (see `settle`).
+struct DbFiles(Vec<PathBuf>);
+
+impl Drop for DbFiles {
+    fn drop(&mut self) {
+        for p in &self.0 {
+            remove_db(p);
+        }
+    }
+}
+
+/// Writes back every dirty page of the system before an unloaded measurement.
+fn settle() {
+    // SAFETY: sync has no preconditions.
+    unsafe { libc::sync() };
 }
 
 fn dir() -> PathBuf {
@@ -85,12 +108,14 @@ fn remove_db(p: &std::path::Path) {
 impl Pair {
     fn new(backend: Backend, run: &str) -> Pair {
         let network = format!("durable-{run}");
+        let files = std::cell::RefCell::new(Vec::new());
         let config = |who: &str| {
             let storage = match backend {
                 Backend::Memory => String::new(),
                 Backend::Process | Backend::Power => {
                     let path = dir().join(format!("{run}-{who}.db"));
                     remove_db(&path);
+                    files.borrow_mut().push(path.clone());
                     let d = if backend == Backend::Power { "power" } else { "process" };
                     format!(r#""storage": {{"path": "{}", "durability": "{d}"}},"#, path.display())
                 }
@@ -136,7 +161,7 @@ impl Pair {
         b.open_channel("c", TOPIC, "bob", None).unwrap();
         a.channel_stats("c").unwrap();
         b.channel_stats("c").unwrap();
-        Pair { a, _b: b, probe }
+        Pair { a, _b: b, probe, _files: DbFiles(files.into_inner()) }
     }
 
     /// Waits until `n` messages were received.
@@ -281,6 +306,7 @@ fn main() {
         println!("  power: {:.0} durable sends/s  (goal >= 1000)", rates[2]);
     }
     if want("latency") {
+        settle();
         println!("durable: send call, 1 KiB, unloaded ({LATENCY_SENDS} sends)");
         for b in backends {
             let d = call_durations(b, &format!("lat-{}", b.name().replace('/', "-")), SMALL, LATENCY_SENDS);
@@ -290,6 +316,7 @@ fn main() {
         }
     }
     if want("large") {
+        settle();
         println!("durable: send call, 1 MiB ({LARGE_SENDS} sends)");
         for b in [Backend::Memory, Backend::Process] {
             let d = call_durations(b, &format!("large-{}", b.name().replace('/', "-")), LARGE, LARGE_SENDS);
