@@ -13,10 +13,13 @@
 //! * idle — `IDLE_CHANNELS` idle channels opened on one manager, of each backend:
 //!   `/proc/self/statm` RSS delta per channel (the `sqlite` ones include SQLite's page cache).
 //!
+//! Each run's databases are removed when it ends, and the latency sections start after a `sync`:
+//! "unloaded" includes the disk (not busy writing back what the throughput runs wrote).
+//!
 //! A durable `send` returns after the commit of the batch that took it; that commit holds the
 //! events (the outbox) and the channel's own state (the send's chunks, the log, the clocks).
 //!
-//! `DURABLE_MESSAGES` overrides the messages per throughput run; `DURABLE_ONLY=throughput,latency,
+//! `DURABLE_MESSAGES` overrides the messages per throughput run, `DURABLE_SENDERS` the sender threads; `DURABLE_ONLY=throughput,latency,
 //! large,idle` runs a subset (idle first when chosen: it measures the process's RSS). Writes `target/bench/durable.json`.
 
 use std::path::PathBuf;
@@ -31,6 +34,7 @@ use reliable_channel::{Error, Event, Manager};
 const TOPIC: &str = "/bench/1/durable/proto";
 const SMALL: usize = 1024;
 const LARGE: usize = 1 << 20;
+/// Sender threads of the throughput runs (`DURABLE_SENDERS` overrides).
 const SENDERS: usize = 8;
 const WINDOW: u64 = 512;
 const REPEATS: usize = 3;
@@ -67,6 +71,26 @@ struct Pair {
     a: Manager,
     _b: Manager,
     probe: Arc<Probe>,
+    // Dropped last, after the managers closed their databases.
+    _files: DbFiles,
+}
+
+/// A run's database files, removed when the run ends: what the next section measures is not
+/// slowed by the kernel writing back a finished run's pages (see `settle`).
+struct DbFiles(Vec<PathBuf>);
+
+impl Drop for DbFiles {
+    fn drop(&mut self) {
+        for p in &self.0 {
+            remove_db(p);
+        }
+    }
+}
+
+/// Writes back every dirty page of the system before an unloaded measurement.
+fn settle() {
+    // SAFETY: sync has no preconditions.
+    unsafe { libc::sync() };
 }
 
 fn dir() -> PathBuf {
@@ -84,12 +108,14 @@ fn remove_db(p: &std::path::Path) {
 impl Pair {
     fn new(backend: Backend, run: &str) -> Pair {
         let network = format!("durable-{run}");
+        let files = std::cell::RefCell::new(Vec::new());
         let config = |who: &str| {
             let storage = match backend {
                 Backend::Memory => String::new(),
                 Backend::Process | Backend::Power => {
                     let path = dir().join(format!("{run}-{who}.db"));
                     remove_db(&path);
+                    files.borrow_mut().push(path.clone());
                     let d = if backend == Backend::Power { "power" } else { "process" };
                     format!(r#""storage": {{"path": "{}", "durability": "{d}"}},"#, path.display())
                 }
@@ -135,7 +161,7 @@ impl Pair {
         b.open_channel("c", TOPIC, "bob", None).unwrap();
         a.channel_stats("c").unwrap();
         b.channel_stats("c").unwrap();
-        Pair { a, _b: b, probe }
+        Pair { a, _b: b, probe, _files: DbFiles(files.into_inner()) }
     }
 
     /// Waits until `n` messages were received.
@@ -159,13 +185,13 @@ impl Pair {
     }
 }
 
-/// Messages per second of `n` 1 KiB messages from `SENDERS` threads, `WINDOW` in flight.
-fn throughput(backend: Backend, run: &str, n: u64) -> f64 {
+/// Messages per second of `n` 1 KiB messages from `senders` threads, `WINDOW` in flight.
+fn throughput(backend: Backend, run: &str, n: u64, senders: usize) -> f64 {
     let pair = Pair::new(backend, run);
     let next = AtomicU64::new(0);
     let t0 = Instant::now();
     std::thread::scope(|s| {
-        for _ in 0..SENDERS {
+        for _ in 0..senders {
             s.spawn(|| {
                 let payload = vec![0x5a; SMALL];
                 loop {
@@ -252,6 +278,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn main() {
     let n: u64 = std::env::var("DURABLE_MESSAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(30_000);
+    let senders: usize = std::env::var("DURABLE_SENDERS").ok().and_then(|v| v.parse().ok()).unwrap_or(SENDERS);
     let backends = [Backend::Memory, Backend::Process, Backend::Power];
     let only: Option<Vec<String>> = std::env::var("DURABLE_ONLY").ok().map(|s| s.split(',').map(|x| x.trim().to_owned()).collect());
     let want = |name: &str| only.as_ref().is_none_or(|v| v.iter().any(|x| x == name));
@@ -266,10 +293,10 @@ fn main() {
         }
     }
     if want("throughput") {
-        println!("durable: 1 KiB end to end, {SENDERS} sender threads, window {WINDOW}, {n} messages, median of {REPEATS}");
+        println!("durable: 1 KiB end to end, {senders} sender threads, window {WINDOW}, {n} messages, median of {REPEATS}");
         let mut rates = Vec::new();
         for b in backends {
-            let runs: Vec<f64> = (0..REPEATS).map(|r| throughput(b, &format!("tp-{}-{r}", b.name().replace('/', "-")), n)).collect();
+            let runs: Vec<f64> = (0..REPEATS).map(|r| throughput(b, &format!("tp-{}-{r}", b.name().replace('/', "-")), n, senders)).collect();
             let m = median(runs.clone());
             rates.push(m);
             println!("  {:<16} {:>9.0} msg/s   (runs {:?})", b.name(), m, runs.iter().map(|r| r.round()).collect::<Vec<_>>());
@@ -279,6 +306,7 @@ fn main() {
         println!("  power: {:.0} durable sends/s  (goal >= 1000)", rates[2]);
     }
     if want("latency") {
+        settle();
         println!("durable: send call, 1 KiB, unloaded ({LATENCY_SENDS} sends)");
         for b in backends {
             let d = call_durations(b, &format!("lat-{}", b.name().replace('/', "-")), SMALL, LATENCY_SENDS);
@@ -288,6 +316,7 @@ fn main() {
         }
     }
     if want("large") {
+        settle();
         println!("durable: send call, 1 MiB ({LARGE_SENDS} sends)");
         for b in [Backend::Memory, Backend::Process] {
             let d = call_durations(b, &format!("large-{}", b.name().replace('/', "-")), LARGE, LARGE_SENDS);

@@ -11,7 +11,7 @@ use proptest::prelude::*;
 use reliable_channel::channel::{Change, ChannelChanges, ChannelEvent};
 use reliable_channel::storage::{
     Batch, ChannelKey, ChannelRecord, Durability, EventRow, MemoryStore, SqliteStore, StorageConfig, Store, StoredEvent, APPLICATION_ID,
-    CHECKPOINT_BUSY_PAGES, CHECKPOINT_IDLE_PAGES, SCHEMA_VERSION,
+    CHECKPOINT_PAGES, SCHEMA_VERSION, WAL_BOUND_PAGES,
 };
 
 mod storage_support;
@@ -436,35 +436,95 @@ proptest! {
     }
 }
 
-/// Checkpoints are off the commit path: commits alone never copy the WAL into the database (it
-/// grows past SQLite's usual threshold), and `maintain` bounds it — after a batch only beyond
-/// `CHECKPOINT_BUSY_PAGES`, when idle from `CHECKPOINT_IDLE_PAGES`.
-#[test]
-fn the_wal_is_checkpointed_by_maintain_only() {
-    let dir = TempDir::new("storage", "wal");
+/// Commits of 8 KB outbox rows on `s` for channel `key` (about three WAL pages each).
+fn filler(s: &mut SqliteStore, key: ChannelKey, event: &ChannelEvent) {
+    let seq = s.seq_bound();
+    let rows = vec![EventRow { seq, channel: key, event }];
+    s.commit(&Batch { events: rows, seq_bound: Some(seq + 1), ..Batch::default() }).unwrap();
+}
+
+fn wal_store(dir: &TempDir) -> (SqliteStore, ChannelKey) {
     let mut s = SqliteStore::open(&cfg(&dir.file("w.db"))).unwrap();
     let rec = record(&mut s, "a");
     let key = rec.key;
     s.commit(&Batch { new_channels: vec![rec], ..Batch::default() }).unwrap();
+    (s, key)
+}
+
+/// Checkpoints are off the commit path and off the caller's thread: commits alone never copy
+/// the WAL into the database (it grows past SQLite's usual threshold); from `CHECKPOINT_PAGES`
+/// `maintain` asks the checkpoint thread, after which the next commit writes the WAL from its
+/// start again; and what was committed reads back after a reopen.
+#[test]
+fn the_wal_is_checkpointed_by_the_checkpoint_thread() {
+    let dir = TempDir::new("storage", "wal");
+    let (mut s, key) = wal_store(&dir);
     let event = received(1, 8_000);
-    let mut seq = s.seq_bound();
-    let mut commit = |s: &mut SqliteStore| {
-        let rows = vec![EventRow { seq, channel: key, event: &event }];
-        seq += 1;
-        s.commit(&Batch { events: rows, seq_bound: Some(seq + 1), ..Batch::default() }).unwrap();
-    };
-    while s.wal_pages() < CHECKPOINT_IDLE_PAGES + 10 {
-        commit(&mut s);
+    while s.wal_pages() < CHECKPOINT_PAGES + 10 {
+        filler(&mut s, key, &event);
     }
+    s.wait_for_checkpoint();
+    assert!(s.wal_pages() >= CHECKPOINT_PAGES, "no checkpoint without maintain");
     s.maintain(false);
-    assert!(s.wal_pages() >= CHECKPOINT_IDLE_PAGES, "a busy runtime does not checkpoint below the busy threshold");
-    s.maintain(true);
-    assert_eq!(s.wal_pages(), 0, "an idle one does");
-    let mut most = 0;
-    for _ in 0..3_000 {
-        commit(&mut s);
-        most = most.max(s.wal_pages());
+    s.wait_for_checkpoint();
+    assert_eq!(s.wal_pages(), 0, "the checkpoint thread copied the whole WAL");
+    filler(&mut s, key, &event);
+    assert!(s.wal_pages() < 10, "the next commit writes the WAL from its start: {} pages", s.wal_pages());
+    let n = s.seq_bound() - 1;
+    drop(s);
+    let mut s = SqliteStore::open(&cfg(&dir.file("w.db"))).unwrap();
+    assert_eq!(s.load_events(key).unwrap().len() as u64, n, "every row read back");
+}
+
+/// Commits go on while the checkpoint thread copies the WAL (each `maintain` after a commit asks
+/// for one): nothing committed is lost or damaged, as a reopen reads back.
+#[test]
+fn commits_during_background_checkpoints_all_read_back() {
+    let dir = TempDir::new("storage", "wal-concurrent");
+    let (mut s, key) = wal_store(&dir);
+    let events: Vec<ChannelEvent> = (0..3 * CHECKPOINT_PAGES as usize / 3).map(|i| received(i, 8_000 + i % 512)).collect();
+    let first = s.seq_bound();
+    let db_len = || std::fs::metadata(dir.file("w.db")).unwrap().len();
+    let before = db_len();
+    for e in &events {
+        filler(&mut s, key, e);
         s.maintain(false);
     }
-    assert!((CHECKPOINT_BUSY_PAGES..CHECKPOINT_BUSY_PAGES + 10).contains(&most), "bounded under load: {most} pages at most");
+    s.wait_for_checkpoint();
+    assert!(db_len() > before + 8 * 1024 * 1024, "checkpoints copied the WAL into the database");
+    drop(s);
+    let mut s = SqliteStore::open(&cfg(&dir.file("w.db"))).unwrap();
+    let back = s.load_events(key).unwrap();
+    assert_eq!(back.len(), events.len());
+    for (i, (b, e)) in back.iter().zip(&events).enumerate() {
+        assert_eq!((b.seq, &b.event), (first + i as u64, e), "row {i}");
+    }
+}
+
+/// Under a load that leaves no moment to copy the whole WAL (here: no checkpoint thread at all),
+/// `maintain` after a busy batch leaves the WAL alone below `WAL_BOUND_PAGES` and checkpoints
+/// on the caller's thread from there: the WAL stays bounded. Idle, it checkpoints from
+/// `CHECKPOINT_PAGES` (the fallback when the thread cannot be started).
+#[test]
+fn the_wal_stays_bounded_without_the_checkpoint_thread() {
+    let dir = TempDir::new("storage", "wal-bound");
+    let (mut s, key) = wal_store(&dir);
+    s.checkpoint_on_caller_thread_only();
+    let event = received(1, 8_000);
+    while s.wal_pages() < CHECKPOINT_PAGES + 10 {
+        filler(&mut s, key, &event);
+    }
+    s.maintain(false);
+    assert!(s.wal_pages() >= CHECKPOINT_PAGES, "a busy runtime does not checkpoint below the bound");
+    s.maintain(true);
+    assert_eq!(s.wal_pages(), 0, "an idle one does");
+    let (mut most, mut least_after) = (0, u32::MAX);
+    for _ in 0..(WAL_BOUND_PAGES as usize / 3 + 500) {
+        filler(&mut s, key, &event);
+        most = most.max(s.wal_pages());
+        s.maintain(false);
+        least_after = least_after.min(s.wal_pages());
+    }
+    assert!((WAL_BOUND_PAGES..WAL_BOUND_PAGES + 10).contains(&most), "bounded under load: {most} pages at most");
+    assert_eq!(least_after, 0, "checkpointed at the bound");
 }

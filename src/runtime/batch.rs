@@ -100,6 +100,11 @@ impl Committer {
         self.deletions_due
     }
 
+    /// The batch holds something of a durable channel (it is committed when it ends).
+    pub fn holds_durable(&self) -> bool {
+        self.batch.durable
+    }
+
     /// Holds an event for the application with the next `seq`; one of a durable channel (its
     /// `key`) becomes an outbox row.
     pub fn event(&mut self, handle: &Arc<ChannelHandle>, event: ChannelEvent, key: Option<ChannelKey>) {

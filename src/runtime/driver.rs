@@ -211,7 +211,12 @@ pub(crate) fn run(
                             Err(_) => {
                                 if idle == 0 {
                                     d.fire_timers();
-                                    d.end_batch();
+                                    // A batch that commits waits out the yields first: senders
+                                    // woken by the last commit join this one (the group commit)
+                                    // rather than each making a commit of its own.
+                                    if !d.commits() {
+                                        d.end_batch();
+                                    }
                                 }
                                 idle += 1;
                                 std::thread::yield_now();
@@ -371,6 +376,11 @@ impl Driver {
             log::info!("channel {id}: stored state purged");
         }
         Ok(())
+    }
+
+    /// The batch in progress will be committed: it holds something of a durable channel.
+    fn commits(&self) -> bool {
+        !self.dirty.is_empty() || self.committer.holds_durable()
     }
 
     /// Ends the batch (see `batch.rs`); after a failed commit, stops every durable channel: its

@@ -33,8 +33,10 @@
 //! | `mod.rs`    | the [`Store`] trait, [`Batch`], records, [`StorageConfig`]                  |
 //! | `sqlite.rs` | [`SqliteStore`]: the file, its lock, open-time validation, the statements   |
 //! | `sqlite_state.rs` | the channel-state tables: their statements and the snapshot read |
+//! | `checkpoint.rs` | the WAL checkpoint on a thread and connection of its own        |
 //! | `memory.rs` | [`MemoryStore`]: the same tables in memory (tests, crash simulation)        |
 
+mod checkpoint;
 mod memory;
 mod sqlite;
 mod sqlite_state;
@@ -42,7 +44,7 @@ mod sqlite_state;
 use std::path::PathBuf;
 
 pub use memory::MemoryStore;
-pub use sqlite::{SqliteStore, APPLICATION_ID, CHECKPOINT_BUSY_PAGES, CHECKPOINT_IDLE_PAGES, SCHEMA_VERSION};
+pub use sqlite::{SqliteStore, APPLICATION_ID, CHECKPOINT_PAGES, SCHEMA_VERSION, WAL_BOUND_PAGES};
 
 use crate::channel::{ChannelChanges, ChannelEvent, ChannelSnapshot};
 
