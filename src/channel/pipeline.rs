@@ -41,7 +41,7 @@ use crate::logging::ByteSummary;
 use crate::ratelimit::{Admit, Discard, MessageClass, RateLimiter};
 use crate::sds::{JournaledHistory, MessageId, ReceiveOutcome, SdsEngine, SdsEvent};
 use crate::segmentation::{ChunkOutcome, Reassembler};
-use crate::wire::{MessageChunk, MessageHash, WakuMessage, BLOOM_BYTES, MAX_WAKU_MESSAGE_BYTES, SPEC_MARKER};
+use crate::wire::{MessageChunk, MessageHash, WakuMessage, BLOOM_BYTES, MAX_WAKU_MESSAGE_BYTES};
 
 /// What the channel asks its driver to do.
 #[derive(Debug, Clone, PartialEq)]
@@ -403,13 +403,8 @@ impl Channel {
             },
         };
         let message = WakuMessage {
-            payload,
-            content_topic: self.content_topic.clone(),
-            version: Some(0),
-            timestamp: Some((now as i64).saturating_mul(1_000_000)),
-            meta: Some(Bytes::from_static(SPEC_MARKER)),
-            rate_limit_proof: None,
             ephemeral: matches!(kind, Kind::Ephemeral { .. }).then_some(true),
+            ..WakuMessage::reliable(&self.content_topic, payload, now)
         };
         log::trace!("channel {}: publishing {}", self.channel_id, ByteSummary(&message.payload));
         match &kind {
