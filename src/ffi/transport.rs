@@ -117,7 +117,11 @@ impl HostRetriever for CRetriever {
 /// Installs the host's store callback (`retrieve` NULL removes it): SDS then asks the host for
 /// messages it misses whose retrieval hint (Waku message hash) it knows, e.g. the sender's
 /// earlier message after a loss. Without it, missing messages are recovered by SDS alone
-/// (retransmission, syncs, repair requests to peers). `free_user_data` (may be NULL) runs once
+/// (retransmission, syncs, repair requests to peers). While a store callback is installed and
+/// the channel's rate limit is on, channels rely on the store (README "Behaviour in brief"): the
+/// first retransmission of a message confirmed with its hash (`rc_transport_sent`) waits 6 ×
+/// `acknowledgementTimeoutMs` and acknowledgement syncs go out later, which saves RLN budget; so
+/// report message hashes and serve lookups promptly. `free_user_data` (may be NULL) runs once
 /// the library no longer uses `user_data`. `RC_ERR_TRANSPORT` unless the manager was created
 /// with `transport.kind = "host"`.
 ///
