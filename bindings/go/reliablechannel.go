@@ -555,7 +555,10 @@ type retrieveHook struct {
 // sender's earlier message after a loss, retrieve is asked to fetch it from a Store node and
 // hand it back with TransportReceive. Without it, missing messages are recovered by SDS alone
 // (retransmission, syncs, repair requests to peers), which takes an acknowledgement timeout
-// instead of a store round trip. The manager must have been created with
+// instead of a store round trip. While a hook is installed and a channel's rate limit is on, the
+// channel relies on the store to save RLN budget (first retransmission after 6 acknowledgement
+// timeouts, later acknowledgement syncs; see rc_set_transport_retrieve in the C header), so
+// report message hashes with TransportSent. The manager must have been created with
 // {"transport": {"kind": "host"}} (else ErrTransport). retrieve runs on the library's runtime
 // thread; the previous hook is released once the library no longer uses it.
 func (m *Manager) SetTransportRetrieve(retrieve RetrieveFunc) error {

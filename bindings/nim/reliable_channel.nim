@@ -571,8 +571,11 @@ proc setTransportRetrieve*(m: Handle; retrieve: RetrieveProc) =
   ## message after a loss, `retrieve` is asked to fetch it from a Store node and hand it back
   ## with `transportReceive`. Without it, missing messages are recovered by SDS alone
   ## (retransmission, syncs, repair requests to peers), which takes an acknowledgement timeout
-  ## instead of a store round trip. The manager must have been created with
-  ## `{"transport": {"kind": "host"}}` (else `rcTransport`). The previous hook is released once
+  ## instead of a store round trip. While a hook is installed and a channel's rate limit is on,
+  ## the channel relies on the store to save RLN budget (first retransmission after 6
+  ## acknowledgement timeouts, later acknowledgement syncs; see `rc_set_transport_retrieve` in the
+  ## C header), so report message hashes with `transportSent`. The manager must have been created
+  ## with `{"transport": {"kind": "host"}}` (else `rcTransport`). The previous hook is released once
   ## the library no longer uses it.
   let st = m.state
   if retrieve.isNil:
