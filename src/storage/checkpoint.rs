@@ -7,7 +7,7 @@
 //! when it started, never waits for the writer and never makes it wait), while the runtime keeps
 //! committing to the WAL. The WAL is written from its start again at the first commit after a
 //! checkpoint that copied everything; under a load that leaves no quiet moment for that, the
-//! store's own bound ([`super::CHECKPOINT_BUSY_PAGES`]) applies (see `sqlite.rs`).
+//! store's own bound ([`super::WAL_BOUND_PAGES`]) applies (see `sqlite.rs`).
 //!
 //! The thread is started by the first request (a manager that writes little never has one) and
 //! stopped and joined before the store's own connection is closed.
