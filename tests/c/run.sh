@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The C API tests: run by `make test-c` (env CC and LIBDIR), or directly from the repository root.
 #
-#   1. the harness programs (tests/c/test_capi.c, test_log.c, test_storage.c) built with ASan + UBSan
+#   1. the harness programs (tests/c/test_capi.c, test_host.c, test_concurrency.c, test_log.c,
+#      test_storage.c) built with ASan + UBSan
 #      (LeakSanitizer on) and run; test_log once more with RC_LOG=warn (the stderr logger);
 #   2. the same built without sanitizers and run under valgrind (definite leaks and invalid
 #      accesses fail the run);
@@ -62,7 +63,7 @@ harness() {
 
 echo "# C API tests (CC=$CC, LIBDIR=$LIBDIR)"
 
-HARNESSES=(test_capi test_log test_storage)
+HARNESSES=(test_capi test_host test_concurrency test_log test_storage)
 
 # 1. Harnesses under ASan + UBSan.
 for prog in "${HARNESSES[@]}"; do

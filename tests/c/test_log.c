@@ -11,7 +11,7 @@
  */
 #define _POSIX_C_SOURCE 200809L
 
-/* harness.h is shared with test_capi.c: not every helper is used here. */
+/* harness.h is shared with the other test programs: not every helper is used here. */
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wunused-function"
 #include "harness.h"
