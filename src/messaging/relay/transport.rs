@@ -421,6 +421,13 @@ impl Transport for RelayTransport {
         let _ = self.shared.send(Command::Unsubscribe(content_topic.to_owned()));
     }
 
+    // `has_store` stays `false` (the plain retransmission timing), although `retrieve` works:
+    // what a peer can fetch is only what its *connected* peers' caches hold (bounded, only what
+    // they relayed). A participant behind a partition, or one whose neighbours all missed the
+    // message (the `loss` fault drops a publication for every peer), finds nothing, and with the
+    // store-aware timing it would then wait 6 × the acknowledgement timeout for the sender's
+    // retransmission. Peers of other implementations (js-waku) do not query our caches at all.
+
     /// Stops the node and closes its connections. After it returns the sink is never called
     /// again; called from the node thread itself (inside the sink) it stops the node without
     /// waiting for it. Idempotent.
