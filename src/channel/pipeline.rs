@@ -595,7 +595,7 @@ impl Channel {
         let size = plain.len();
         // spec: sds.retransmission.evidence — re-sending on evidence of a loss only while nothing
         // of ours waits for the budget (`pipeline/store_timing.rs`).
-        self.sds.allow_evidence_resend(self.evidence_resend_affordable(now));
+        self.sds.allow_evidence_resend(self.evidence_resend_affordable());
         match self.sds.receive(now, plain, hint) {
             // Duplicates are counted by the SDS engine (see `stats`).
             ReceiveOutcome::Echo => self.stats.echoes += 1,

@@ -137,21 +137,11 @@ impl Channel {
         Some(if self.waiting_for_hint(now) { self.hints.until.unwrap_or(now) } else { now })
     }
 
-    /// spec: sds.retransmission.evidence — may a message a peer lacks be re-sent at once? Only
-    /// while nothing of ours waits for the budget and this epoch's spending is below the budget's
-    /// pace (spent / limit ≤ elapsed / epoch, plus [`EVIDENCE_PACE_SLACK`] of the limit): above
-    /// it, our next content is due soon and carries the hint, and every re-send delays it.
-    pub(super) fn evidence_resend_affordable(&self, now: u64) -> bool {
-        if self.limiter.queue_len() > 0 || self.held_len() > 0 {
-            return false;
-        }
-        let cfg = self.limiter.config();
-        let epoch = u128::from(cfg.effective_epoch_size_ms().max(1));
-        let left = u128::from(self.limiter.next_epoch_start(now).saturating_sub(now)).min(epoch);
-        let elapsed = epoch - left;
-        let limit = u128::from(cfg.messages_per_epoch);
-        let slack: u128 = std::env::var("EV_SLACK").ok().and_then(|v| v.parse().ok()).unwrap_or(8);
-        u128::from(self.limiter.used(now)) * epoch * slack <= limit * (elapsed * slack + epoch)
+    /// spec: sds.retransmission.evidence — may a message a peer lacks be re-sent at once? Not
+    /// while something of ours waits for the budget (held or queued by the rate limiter): that
+    /// next content carries the hint, and a re-send would only delay it.
+    pub(super) fn evidence_resend_affordable(&self) -> bool {
+        self.limiter.queue_len() == 0 && self.held_len() == 0
     }
 
     /// Held chunks (counted with the rate-limit queue in `bounds`).

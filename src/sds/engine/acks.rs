@@ -6,7 +6,6 @@ use bytes::Bytes;
 
 use super::{SdsEngine, MAX_SYNC_ACKS};
 use crate::sds::history::{HistoryStore, LogEntry};
-use crate::sds::outgoing::Expired;
 use crate::sds::requests::MAX_URGENT_UNRESOLVED;
 use crate::sds::{MessageId, MissingDependency, SdsEvent};
 use crate::wire::{BloomView, SdsMessage};
@@ -116,73 +115,5 @@ impl<H: HistoryStore> SdsEngine<H> {
             self.events.push_back(SdsEvent::PossiblyAcknowledged { message_id, count });
         }
         self.resend_if_lacking(msg, Some(view));
-    }
-
-    /// Smooths the gap between our content messages (a quarter of each new gap).
-    pub(super) fn note_wrap(&mut self, now: u64) {
-        if let Some(last) = self.last_wrap_at {
-            let gap = now.saturating_sub(last);
-            self.wrap_gap_ms = Some(self.wrap_gap_ms.map_or(gap, |g| g - g / 4 + gap / 4));
-        }
-        self.last_wrap_at = Some(now);
-    }
-
-    /// spec: sds.retransmission.evidence — with the store-aware timing, a message of ours that a
-    /// peer's message (composed long enough after we sent it to have reached it) shows it lacks is
-    /// re-sent at once rather than after the long first timer.
-    pub(super) fn resend_if_lacking(&mut self, msg: &SdsMessage, view: Option<BloomView<'_>>) {
-        if self.hinted_first_timeouts <= 1 || !self.evidence_resend || std::env::var("EV_OFF").is_ok() {
-            return;
-        }
-        // Another participant heard from lately names our message in its next ones too, with its
-        // hint: the peer fetches it from the store, for free.
-        let recent = self.now.saturating_sub(self.config.sync_interval_ms);
-        let (us, peer) = (self.sender_id.as_str(), msg.sender_id.as_str());
-        if std::env::var("EV_ALL").is_err() && self.heads.iter().any(|(k, h)| **k != *us && **k != *peer && h.lamport_timestamp >= recent) {
-            return;
-        }
-        let Some(composed_at) = msg.lamport_timestamp else { return };
-        let timeout = self.config.acknowledgement_timeout_ms;
-        let Some((id, sent_at, positions)) = self.outgoing.newest_unconfirmed(self.config.max_retransmissions) else { return };
-        if sent_at.saturating_add(timeout / 4) > composed_at {
-            return;
-        }
-        // Our next message, carrying the hint, is due within an acknowledgement timeout anyway.
-        let k: u64 = std::env::var("EV_K").ok().and_then(|v| v.parse().ok()).unwrap_or(4);
-        if let (Some(last), Some(gap)) = (self.last_wrap_at, self.wrap_gap_ms) {
-            if last.saturating_add(gap) < self.now.saturating_add(timeout * k / 4) {
-                return;
-            }
-        }
-        let lacks = match view {
-            Some(v) => !v.contains_positions(positions),
-            None => {
-                if std::env::var("EV_NOHIST").is_ok() { return; }
-                // The peer's causal history is its last `causal_history_size` arrivals: had ours
-                // arrived, it would be named unless that many arrived after it. The peer's
-                // previous message, sent before ours, arrived (at the peer) before it.
-                let head = self.heads.get(msg.sender_id.as_str()).filter(|h| h.lamport_timestamp < sent_at);
-                let mut later = 0;
-                let mut named = false;
-                for h in &msg.causal_history {
-                    named |= h.message_id == **id;
-                    // Our own other messages named are older than our newest, and arrived before it.
-                    let ours = h.sender_id.as_deref() == Some(self.sender_id.as_str());
-                    if !ours && !head.is_some_and(|e| *e.message_id == *h.message_id) {
-                        later += 1;
-                    }
-                }
-                !named && later < self.config.causal_history_size
-            }
-        };
-        if !lacks {
-            return;
-        }
-        let id = id.clone();
-        if let Some(Expired::Retransmit { id, bytes, attempt }) = self.outgoing.resend_now(&id) {
-            self.stats.retransmissions += 1;
-            log::debug!("channel {}: {} lacks {id}: retransmission {attempt}", self.channel_id, msg.sender_id);
-            self.events.push_back(SdsEvent::Retransmit { message_id: id, bytes, attempt });
-        }
     }
 }
