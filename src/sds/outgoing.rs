@@ -7,6 +7,8 @@
 //! spec: sds.retransmission.store — the first timer of a message may be longer (the engine
 //! decides: a message a store can serve is fetched by receivers that lost it, see
 //! `SdsEngine::set_store_timing`), so the timers are kept in deadline order by insertion.
+//! spec: sds.retransmission.evidence — our newest message may be re-sent before its timer when a
+//! peer's message shows it lacks it (`engine/evidence.rs`); its next timer is the long one again.
 
 use std::collections::{BTreeMap, VecDeque};
 

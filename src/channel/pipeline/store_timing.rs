@@ -11,6 +11,11 @@
 //!   out [`STORE_ACK_DELAY_SCALE`] × later (see `SdsEngine::set_store_timing`): at a budget's pace
 //!   our own next content carries the acknowledgement (a duplicate, i.e. the sender retransmitting,
 //!   pulls it in to the plain delay: `SyncScheduler::owe_ack_soon` in `src/sds/sync.rs`);
+//! * spec: sds.retransmission.evidence — our newest message is re-sent at once when a peer's
+//!   message shows the peer lacks it and nothing else brings it the hint soon (with one peer, only
+//!   our next message does, a budget's pace away): `src/sds/engine/evidence.rs`. The channel
+//!   allows it only while nothing of ours waits for the rate limit
+//!   ([`Channel::evidence_resend_affordable`]).
 //! * spec: retrieval.hint-order — a content chunk is wrapped only once the dispatch of our
 //!   previous one has been confirmed with its hash, so that its causal history names that message
 //!   *with* its hint. Otherwise a burst (the rate limiter releasing a queue at an epoch turn)
