@@ -371,7 +371,14 @@ fn conversation(participants: usize, talkers: usize, n: usize, pace_ms: u64, los
     conversation_with(participants, talkers, n, pace_ms, lose, None)
 }
 
-fn conversation_with(participants: usize, talkers: usize, n: usize, pace_ms: u64, lose: &[(usize, usize, usize)], deaf: Option<(usize, usize)>) -> Net {
+fn conversation_with(
+    participants: usize,
+    talkers: usize,
+    n: usize,
+    pace_ms: u64,
+    lose: &[(usize, usize, usize)],
+    deaf: Option<(usize, usize)>,
+) -> Net {
     let mut c = ChannelConfig::default();
     c.rate_limit.epoch_size_ms = 600_000;
     let mut net = Net::new(participants, &c, true);
@@ -402,7 +409,8 @@ fn two_consecutive_losses_are_re_sent_on_the_peers_evidence() {
         assert!(at - sent < pace, "{rid} received {} ms after its send: within one pace", at - sent);
         // Re-sent once, on a message of bob's (his next content, or his acknowledgement sync),
         // before alice's next message and long before her first retransmission timer.
-        let resent: Vec<u64> = net.published.iter().filter(|p| p.from == 0 && p.repeated && p.sds.message_id == net.content_ids[0][k]).map(|p| p.at).collect();
+        let resent: Vec<u64> =
+            net.published.iter().filter(|p| p.from == 0 && p.repeated && p.sds.message_id == net.content_ids[0][k]).map(|p| p.at).collect();
         assert_eq!(resent.len(), 1, "{rid} re-sent once: {resent:?}");
         assert!(resent[0] - sent < pace, "{rid} re-sent {} ms after its send, before alice's next message", resent[0] - sent);
         let timeout = ChannelConfig::default().sds.acknowledgement_timeout_ms;

@@ -70,8 +70,10 @@ impl<H: HistoryStore> SdsEngine<H> {
                 let mut named = false;
                 for h in &msg.causal_history {
                     named |= h.message_id == **id;
+                    // Arrived at the peer before ours: our own other messages (older than our
+                    // newest) and the peer's latest we hold, when sent before ours.
                     let ours = h.sender_id.as_deref() == Some(self.sender_id.as_str());
-                    if !ours && !head.is_some_and(|e| *e.message_id == *h.message_id) {
+                    if !(ours || head.is_some_and(|e| *e.message_id == *h.message_id)) {
                         later += 1;
                     }
                 }
