@@ -445,3 +445,49 @@ fn no_re_send_on_evidence_when_the_hint_comes_soon_anyway() {
     assert_eq!(three.retransmissions(0), Vec::<u64>::new(), "not re-sent: carol names it too");
     assert_eq!((three.lost, three.send_errors, fast.lost, fast.send_errors), (0, 0, 0, 0));
 }
+
+/// spec: sds.retransmission.evidence, on the engine: a peer's message composed too soon after our
+/// dispatch is no evidence; a later one lacking our message re-sends it at once, and the next
+/// timer is the long first one again.
+#[test]
+fn an_evidence_re_send_is_followed_by_the_long_timer() {
+    use bytes::Bytes;
+    use reliable_channel::sds::{SdsConfig, SdsEngine, SdsEvent};
+
+    let config = SdsConfig::default();
+    let timeout = config.acknowledgement_timeout_ms;
+    let long = u64::from(STORE_FIRST_RETRANSMIT_TIMEOUTS) * timeout;
+    let mut alice = SdsEngine::new(CHANNEL, "alice", config.clone(), T0, 3);
+    alice.set_store_timing(STORE_FIRST_RETRANSMIT_TIMEOUTS, 4);
+    let mut bob = SdsEngine::new(CHANNEL, "bob", config, T0, 4);
+    let m = alice.wrap_content(T0, b"lost at bob", None).expect("wrapped").message_id;
+    assert!(alice.on_dispatched(T0, &m, Some(Bytes::from_static(&[7u8; 32]))));
+    fn resent(e: &mut SdsEngine, at: u64, bytes: Bytes) -> Vec<reliable_channel::sds::MessageId> {
+        e.receive(at, bytes, None);
+        std::iter::from_fn(|| e.poll_event())
+            .filter_map(|ev| match ev {
+                SdsEvent::Retransmit { message_id, .. } => Some(message_id),
+                _ => None,
+            })
+            .collect()
+    }
+    // Bob composed this before alice's message could reach him: no evidence.
+    let early = bob.wrap_content(T0 + timeout / 8, b"crossing", None).expect("wrapped").bytes;
+    assert_eq!(resent(&mut alice, T0 + timeout / 8 + 50, early), vec![]);
+    // Bob's next message, well after it, does not name it: he lacks it.
+    let later = bob.wrap_content(T0 + 6_000, b"later", None).expect("wrapped").bytes;
+    assert_eq!(resent(&mut alice, T0 + 6_050, later), vec![m.clone()]);
+    assert_eq!(alice.stats().evidence_resends, 1);
+    assert!(alice.on_dispatched(T0 + 6_060, &m, Some(Bytes::from_static(&[7u8; 32]))));
+    fn expired(e: &mut SdsEngine, at: u64) -> Vec<reliable_channel::sds::MessageId> {
+        e.handle_timeout(at);
+        std::iter::from_fn(|| e.poll_event())
+            .filter_map(|ev| match ev {
+                SdsEvent::Retransmit { message_id, .. } => Some(message_id),
+                _ => None,
+            })
+            .collect()
+    }
+    assert_eq!(expired(&mut alice, T0 + 6_060 + long - 1), vec![], "not after one ack timeout: the long timer again");
+    assert_eq!(expired(&mut alice, T0 + 6_060 + long), vec![m]);
+}
