@@ -8,8 +8,9 @@
 //! acknowledgements a sync carries, and our latest message; `crate::wire` writes the bytes.
 //!
 //! The engine's own code is split by concern: `engine/acks.rs` (what acknowledges what, sync
-//! suppression), `engine/evidence.rs` (re-sends on evidence of a loss), `engine/lost.rs` (dependencies given up), `engine/snapshot.rs` (restore of a
-//! durable channel); the rest (wrap, receive, deliver, timers, syncs) is here.
+//! suppression), `engine/evidence.rs` (re-sends on evidence of a loss), `engine/lost.rs`
+//! (dependencies given up), `engine/snapshot.rs` (restore of a durable channel); the rest (wrap,
+//! receive, deliver, timers, syncs) is here.
 
 mod acks;
 mod evidence;

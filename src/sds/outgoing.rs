@@ -39,7 +39,7 @@ struct Entry {
     restored: bool,
     /// When it was last handed to the network.
     sent_at: u64,
-    /// Re-sent on evidence of a loss ([`OutgoingBuffer::review_lack`]): its next timer is the first one's.
+    /// Re-sent on evidence of a loss ([`OutgoingBuffer::resend_now`]): its next timer is as long as its first.
     long_timer: bool,
     state: State,
 }
