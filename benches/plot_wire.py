@@ -4,7 +4,8 @@
 Reads target/bench/wire.json and writes docs/wire_efficiency.png: WakuMessages published per
 delivered message against the loss rate, one panel per number of participants, one line per pace
 (median over the seeds, each seed a small dot beside it), against the ideal for the same loss
-(transmit until every receiver has it, acknowledgements free) and the goal of issue #10. With
+(transmit until every receiver has it, acknowledgements free) and the goal of issue #10; below,
+the p99 time to delivery at the RLN pace (log scale). With
 `--before` (e.g. the figures of `WIRE_STORE=0 make bench-wire`, the plain timing, written to
 target/bench/wire_variant.json) their medians are drawn as thin dashed lines for comparison.
 
@@ -66,7 +67,8 @@ def main():
     ymax = max([c["wm_per_delivered_max"] for c in cells] + [c["ideal_wm_per_delivered"] for c in cells]
                + [c["wm_per_delivered"] for c in before_cells]) * 1.08
 
-    fig, axes = plt.subplots(1, len(participants), figsize=(5.2 * len(participants), 4.8), dpi=110, sharey=True, squeeze=False)
+    fig, axes = plt.subplots(2, len(participants), figsize=(5.2 * len(participants), 8.4), dpi=110, sharey="row", squeeze=False,
+                             gridspec_kw={"height_ratios": [3, 2]})
     for ax, n in zip(axes[0], participants):
         mine = [c for c in cells if c["participants"] == n]
         ideal = sorted({(c["loss"], c["ideal_wm_per_delivered"]) for c in mine})
@@ -100,6 +102,26 @@ def main():
         ax.grid(True, alpha=0.3)
     axes[0][0].set_ylabel("WakuMessages published per delivered message")
     axes[0][0].legend(loc="upper left", fontsize=7)
+    # p99 time to delivery at the RLN pace (the latency the store-aware timing trades, issue #10).
+    color, marker = PACE_STYLE["rln"]
+    for ax, n in zip(axes[1], participants):
+        pts = sorted((c for c in cells if c["participants"] == n and c["pace"] == "rln"), key=lambda c: c["loss"])
+        old = sorted((c for c in before_cells if c["participants"] == n and c["pace"] == "rln"), key=lambda c: c["loss"])
+        if pts:
+            x = [100 * c["loss"] for c in pts]
+            y = [max(c["latency_p99_ms"], 1) / 1000 for c in pts]
+            ax.plot(x, y, marker=marker, color=color, lw=2, label="rln pace, p99")
+            for xi, yi in zip(x, y):
+                ax.annotate(f"{yi:.1f}", (xi, yi), textcoords="offset points", xytext=(0, 7), ha="center", fontsize=7, color=color)
+        if old:
+            ax.plot([100 * c["loss"] for c in old], [max(c["latency_p99_ms"], 1) / 1000 for c in old], marker=marker, color=color, lw=1,
+                    ls="--", alpha=0.6, ms=3, label=f"rln pace, p99, {before_label}")
+        ax.set_yscale("log")
+        ax.set_xlabel("loss per copy (%)")
+        ax.set_xticks(sorted({100 * c["loss"] for c in cells if c["participants"] == n}))
+        ax.grid(True, which="both", alpha=0.3)
+    axes[1][0].set_ylabel("p99 time to delivery (s), RLN pace")
+    axes[1][0].legend(loc="upper left", fontsize=7)
     seeds = config.get("seeds_per_cell", "?")
     variant = config.get("channel_config_json")
     if config.get("channels_know_store") is not None:

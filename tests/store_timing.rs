@@ -46,13 +46,17 @@ struct Net {
     store: HashMap<MessageHash, WakuMessage>,
     /// (from, to, content message index of `from`) copies lost on the way.
     drop: Vec<(usize, usize, usize)>,
+    /// The same, only the first copy (its retransmissions get through).
+    drop_first: Vec<(usize, usize, usize)>,
+    /// (from, to): everything lost on the way.
+    deaf: Option<(usize, usize)>,
     published: Vec<Published>,
     /// Content message ids of each participant in publication order.
     content_ids: Vec<Vec<String>>,
     /// (receiver, hash) of every store lookup.
     retrieved: Vec<(usize, MessageHash)>,
-    /// (receiver, request id) of every RECEIVED.
-    received: Vec<(usize, String)>,
+    /// (receiver, request id, time) of every RECEIVED.
+    received: Vec<(usize, String, u64)>,
     lost: usize,
     send_errors: usize,
 }
@@ -73,6 +77,8 @@ impl Net {
             seq: 0,
             store: HashMap::new(),
             drop: Vec::new(),
+            drop_first: Vec::new(),
+            deaf: None,
             published: Vec::new(),
             content_ids: vec![Vec::new(); n],
             retrieved: Vec::new(),
@@ -113,7 +119,11 @@ impl Net {
         self.store.insert(hash, msg.clone());
         self.schedule(self.now + DISPATCH_MS, Ev::Done { to: from, token, hash });
         for to in (0..self.chans.len()).filter(|&to| to != from) {
-            if index.is_some_and(|i| self.drop.contains(&(from, to, i))) {
+            if index.is_some_and(|i| self.drop.contains(&(from, to, i))) || self.deaf == Some((from, to)) {
+                continue;
+            }
+            if let Some(at) = index.and_then(|i| self.drop_first.iter().position(|d| *d == (from, to, i))) {
+                self.drop_first.remove(at);
                 continue;
             }
             self.schedule(self.now + RELAY_MS, Ev::Deliver { to, msg: msg.clone(), hash });
@@ -132,7 +142,7 @@ impl Net {
                         self.schedule(self.now + STORE_MS, Ev::Deliver { to: p, msg, hash });
                     }
                 }
-                ChannelAction::Event(ChannelEvent::Received { request_id, .. }) => self.received.push((p, request_id)),
+                ChannelAction::Event(ChannelEvent::Received { request_id, .. }) => self.received.push((p, request_id, self.now)),
                 ChannelAction::Event(ChannelEvent::Lost { .. }) => self.lost += 1,
                 ChannelAction::Event(ChannelEvent::SendError { .. }) => self.send_errors += 1,
                 ChannelAction::Event(_) => {}
@@ -177,7 +187,12 @@ impl Net {
     }
 
     fn received_by(&self, p: usize, request_id: &str) -> usize {
-        self.received.iter().filter(|(q, r)| *q == p && r == request_id).count()
+        self.received.iter().filter(|(q, r, _)| *q == p && r == request_id).count()
+    }
+
+    /// When `p` received `request_id` (first time).
+    fn received_at(&self, p: usize, request_id: &str) -> Option<u64> {
+        self.received.iter().find(|(q, r, _)| *q == p && r == request_id).map(|r| r.2)
     }
 
     /// For each of `from`'s content messages after its first (first publications only): does its
@@ -348,4 +363,131 @@ fn a_long_first_timer_does_not_delay_a_shorter_one() {
     let first = T0 + u64::from(STORE_FIRST_RETRANSMIT_TIMEOUTS) * timeout;
     assert!(!retransmitted(&mut e, first - 1).contains(&hinted), "not before");
     assert!(retransmitted(&mut e, first).contains(&hinted), "the hinted message after its long first timer");
+}
+
+/// Participants `talkers` each send `n` messages, one every `pace_ms`, participant `p` starting
+/// `p × pace_ms / talkers` after T0; the first copies listed in `lose` are lost.
+fn conversation(participants: usize, talkers: usize, n: usize, pace_ms: u64, lose: &[(usize, usize, usize)]) -> Net {
+    conversation_with(participants, talkers, n, pace_ms, lose, None)
+}
+
+fn conversation_with(
+    participants: usize,
+    talkers: usize,
+    n: usize,
+    pace_ms: u64,
+    lose: &[(usize, usize, usize)],
+    deaf: Option<(usize, usize)>,
+) -> Net {
+    let mut c = ChannelConfig::default();
+    c.rate_limit.epoch_size_ms = 600_000;
+    let mut net = Net::new(participants, &c, true);
+    net.deaf = deaf;
+    net.drop_first.extend_from_slice(lose);
+    let mut sends: Vec<(u64, usize, usize)> =
+        (0..talkers).flat_map(|p| (0..n).map(move |k| (T0 + p as u64 * pace_ms / talkers as u64 + k as u64 * pace_ms, p, k))).collect();
+    sends.sort_unstable();
+    for (at, p, k) in sends {
+        net.run_until(at);
+        net.send(p, k);
+    }
+    net.run_until(T0 + n as u64 * pace_ms + 300_000);
+    net
+}
+
+/// spec: sds.retransmission.evidence — two consecutive messages of alice (one every 12 s, an RLN
+/// budget's pace) lost at bob: each is re-sent as soon as bob's next message (6 s later) shows he
+/// lacks it, so each arrives within one pace, instead of alice-1 waiting 24 s for alice-3's hints.
+#[test]
+fn two_consecutive_losses_are_re_sent_on_the_peers_evidence() {
+    let pace = 12_000;
+    let net = conversation(2, 2, 5, pace, &[(0, 1, 1), (0, 1, 2)]);
+    for k in 1..3 {
+        let rid = format!("alice-{k}");
+        let sent = T0 + k as u64 * pace;
+        let at = net.received_at(1, &rid).expect("received");
+        assert!(at - sent < pace, "{rid} received {} ms after its send: within one pace", at - sent);
+        // Re-sent once, on a message of bob's (his next content, or his acknowledgement sync),
+        // before alice's next message and long before her first retransmission timer.
+        let resent: Vec<u64> =
+            net.published.iter().filter(|p| p.from == 0 && p.repeated && p.sds.message_id == net.content_ids[0][k]).map(|p| p.at).collect();
+        assert_eq!(resent.len(), 1, "{rid} re-sent once: {resent:?}");
+        assert!(resent[0] - sent < pace, "{rid} re-sent {} ms after its send, before alice's next message", resent[0] - sent);
+        let timeout = ChannelConfig::default().sds.acknowledgement_timeout_ms;
+        assert!(pace < u64::from(STORE_FIRST_RETRANSMIT_TIMEOUTS) * timeout, "not the retransmission timer");
+    }
+    for k in 0..5 {
+        assert_eq!(net.received_by(1, &format!("alice-{k}")), 1, "alice-{k} received once");
+        assert_eq!(net.received_by(0, &format!("bob-{k}")), 1, "bob-{k} received once");
+    }
+    assert_eq!(net.retransmissions(0).len(), 2, "nothing else re-sent");
+    assert_eq!((net.lost, net.send_errors), (0, 0));
+
+    // Alice hearing nothing from bob: no evidence, alice-1 waits for the hints in alice-3.
+    let silent = conversation_with(2, 2, 5, pace, &[(0, 1, 1), (0, 1, 2)], Some((1, 0)));
+    let at = silent.received_at(1, "alice-1").expect("received");
+    assert!(at - (T0 + pace) >= 2 * pace, "without evidence, alice-1 arrives two paces later");
+    assert!(silent.retrieved.iter().any(|(p, _)| *p == 1), "by the store");
+}
+
+/// No re-send on evidence when the hint comes soon for free: at a chat's pace (our next message
+/// within half an ack timeout), or when a third participant, active, names the message too.
+#[test]
+fn no_re_send_on_evidence_when_the_hint_comes_soon_anyway() {
+    let fast = conversation(2, 2, 8, 2_000, &[(0, 1, 3)]);
+    assert_eq!(fast.received_by(1, "alice-3"), 1);
+    assert!(fast.retrieved.iter().any(|(p, _)| *p == 1), "bob fetched alice-3 by its hint");
+    assert_eq!(fast.retransmissions(0), Vec::<u64>::new(), "not re-sent: alice's next message carried its hint");
+
+    let three = conversation(3, 3, 5, 12_000, &[(0, 1, 1)]);
+    assert_eq!(three.received_by(1, "alice-1"), 1);
+    assert!(three.retrieved.iter().any(|(p, _)| *p == 1), "bob fetched alice-1 by its hint");
+    assert_eq!(three.retransmissions(0), Vec::<u64>::new(), "not re-sent: carol names it too");
+    assert_eq!((three.lost, three.send_errors, fast.lost, fast.send_errors), (0, 0, 0, 0));
+}
+
+/// spec: sds.retransmission.evidence, on the engine: a peer's message composed too soon after our
+/// dispatch is no evidence; a later one lacking our message re-sends it at once, and the next
+/// timer is the long first one again.
+#[test]
+fn an_evidence_re_send_is_followed_by_the_long_timer() {
+    use bytes::Bytes;
+    use reliable_channel::sds::{SdsConfig, SdsEngine, SdsEvent};
+
+    let config = SdsConfig::default();
+    let timeout = config.acknowledgement_timeout_ms;
+    let long = u64::from(STORE_FIRST_RETRANSMIT_TIMEOUTS) * timeout;
+    let mut alice = SdsEngine::new(CHANNEL, "alice", config.clone(), T0, 3);
+    alice.set_store_timing(STORE_FIRST_RETRANSMIT_TIMEOUTS, 4);
+    let mut bob = SdsEngine::new(CHANNEL, "bob", config, T0, 4);
+    let m = alice.wrap_content(T0, b"lost at bob", None).expect("wrapped").message_id;
+    assert!(alice.on_dispatched(T0, &m, Some(Bytes::from_static(&[7u8; 32]))));
+    fn resent(e: &mut SdsEngine, at: u64, bytes: Bytes) -> Vec<reliable_channel::sds::MessageId> {
+        e.receive(at, bytes, None);
+        std::iter::from_fn(|| e.poll_event())
+            .filter_map(|ev| match ev {
+                SdsEvent::Retransmit { message_id, .. } => Some(message_id),
+                _ => None,
+            })
+            .collect()
+    }
+    // Bob composed this before alice's message could reach him: no evidence.
+    let early = bob.wrap_content(T0 + timeout / 8, b"crossing", None).expect("wrapped").bytes;
+    assert_eq!(resent(&mut alice, T0 + timeout / 8 + 50, early), vec![]);
+    // Bob's next message, well after it, does not name it: he lacks it.
+    let later = bob.wrap_content(T0 + 6_000, b"later", None).expect("wrapped").bytes;
+    assert_eq!(resent(&mut alice, T0 + 6_050, later), vec![m.clone()]);
+    assert_eq!(alice.stats().evidence_resends, 1);
+    assert!(alice.on_dispatched(T0 + 6_060, &m, Some(Bytes::from_static(&[7u8; 32]))));
+    fn expired(e: &mut SdsEngine, at: u64) -> Vec<reliable_channel::sds::MessageId> {
+        e.handle_timeout(at);
+        std::iter::from_fn(|| e.poll_event())
+            .filter_map(|ev| match ev {
+                SdsEvent::Retransmit { message_id, .. } => Some(message_id),
+                _ => None,
+            })
+            .collect()
+    }
+    assert_eq!(expired(&mut alice, T0 + 6_060 + long - 1), vec![], "not after one ack timeout: the long timer again");
+    assert_eq!(expired(&mut alice, T0 + 6_060 + long), vec![m]);
 }

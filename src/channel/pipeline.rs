@@ -593,6 +593,9 @@ impl Channel {
         // A durable channel stores what waits for dependencies: the bytes, kept only if it waits.
         let kept = self.journal.is_some().then(|| (plain.clone(), hint.clone()));
         let size = plain.len();
+        // spec: sds.retransmission.evidence — re-sending on evidence of a loss only while nothing
+        // of ours waits for the budget (`pipeline/store_timing.rs`).
+        self.sds.allow_evidence_resend(self.evidence_resend_affordable());
         match self.sds.receive(now, plain, hint) {
             // Duplicates are counted by the SDS engine (see `stats`).
             ReceiveOutcome::Echo => self.stats.echoes += 1,

@@ -8,10 +8,12 @@
 //! acknowledgements a sync carries, and our latest message; `crate::wire` writes the bytes.
 //!
 //! The engine's own code is split by concern: `engine/acks.rs` (what acknowledges what, sync
-//! suppression), `engine/lost.rs` (dependencies given up), `engine/snapshot.rs` (restore of a
-//! durable channel); the rest (wrap, receive, deliver, timers, syncs) is here.
+//! suppression), `engine/evidence.rs` (re-sends on evidence of a loss), `engine/lost.rs`
+//! (dependencies given up), `engine/snapshot.rs` (restore of a durable channel); the rest (wrap,
+//! receive, deliver, timers, syncs) is here.
 
 mod acks;
+mod evidence;
 mod lost;
 mod snapshot;
 mod stale;
@@ -104,6 +106,13 @@ pub struct SdsEngine<H: HistoryStore = MemoryHistory> {
     /// spec: sds.retransmission.store — the first acknowledgement timer of a message dispatched
     /// with its retrieval hint, in acknowledgement timeouts (1: the plain timing).
     hinted_first_timeouts: u32,
+    /// spec: sds.retransmission.evidence — may a message a peer lacks be re-sent now (the
+    /// caller's budget has room)? See [`Self::allow_evidence_resend`].
+    evidence_resend: bool,
+    /// When we last wrapped content, and the smoothed gap between our content messages (`None`
+    /// until the second): when our next message is due (spec: sds.retransmission.evidence).
+    last_wrap_at: Option<u64>,
+    wrap_gap_ms: Option<u64>,
     incoming: IncomingBuffer,
     sync: SyncScheduler,
     events: VecDeque<SdsEvent>,
@@ -147,6 +156,9 @@ impl<H: HistoryStore> SdsEngine<H> {
             to_ack: FastMap::default(),
             outgoing: OutgoingBuffer::default(),
             hinted_first_timeouts: 1,
+            evidence_resend: true,
+            last_wrap_at: None,
+            wrap_gap_ms: None,
             incoming: IncomingBuffer::new(lost_memory),
             sync: SyncScheduler::default(),
             events: VecDeque::new(),
@@ -218,6 +230,14 @@ impl<H: HistoryStore> SdsEngine<H> {
     pub fn set_store_timing(&mut self, hinted_first_timeouts: u32, ack_delay_scale: u32) {
         self.hinted_first_timeouts = hinted_first_timeouts.max(1);
         self.sync.set_ack_delay_scale(ack_delay_scale);
+    }
+
+    /// spec: sds.retransmission.evidence — with the store-aware timing, may our newest message be
+    /// re-sent as soon as a peer's message shows it lacks it? The channel allows it while nothing
+    /// of ours waits for the rate limit (otherwise our queued next message carries its hint soon,
+    /// and a re-send would only delay it). Default: allowed.
+    pub fn allow_evidence_resend(&mut self, allowed: bool) {
+        self.evidence_resend = allowed;
     }
 
     /// Next event, if any.
@@ -304,6 +324,7 @@ impl<H: HistoryStore> SdsEngine<H> {
         self.last_own = Some(own);
         self.last_own_bytes = Some(bytes.clone());
         self.outgoing.push(id.clone(), lamport, bytes.clone());
+        self.note_wrap(now);
         let idle = (self.config.sync_interval_ms, self.config.idle_sync_rounds);
         self.sync.on_content_sent(now, self.config.acknowledgement_timeout_ms, idle, &mut self.rng);
         if !self.to_ack.is_empty() {

@@ -108,6 +108,9 @@ pub struct SdsStats {
     pub ephemeral_sent: u64,
     pub syncs_sent: u64,
     pub retransmissions: u64,
+    /// Of those, re-sent at once because a peer's message showed it lacked the message (the
+    /// store-aware timing; see `sds.retransmission.evidence` in docs/spec-map.md).
+    pub evidence_resends: u64,
     pub acknowledged: u64,
     pub gave_up: u64,
     pub delivered: u64,

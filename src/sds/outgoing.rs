@@ -7,6 +7,8 @@
 //! spec: sds.retransmission.store — the first timer of a message may be longer (the engine
 //! decides: a message a store can serve is fetched by receivers that lost it, see
 //! `SdsEngine::set_store_timing`), so the timers are kept in deadline order by insertion.
+//! spec: sds.retransmission.evidence — our newest message may be re-sent before its timer when a
+//! peer's message shows it lacks it (`engine/evidence.rs`); its next timer is the long one again.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -35,6 +37,10 @@ struct Entry {
     dispatched_once: bool,
     /// Restored after a restart: its first expiry re-sends it without counting a retransmission.
     restored: bool,
+    /// When it was last handed to the network.
+    sent_at: u64,
+    /// Re-sent on evidence of a loss ([`OutgoingBuffer::resend_now`]): its next timer is as long as its first.
+    long_timer: bool,
     state: State,
 }
 
@@ -89,6 +95,8 @@ impl OutgoingBuffer {
                 possible_acks: 0,
                 dispatched_once: false,
                 restored: false,
+                sent_at: 0,
+                long_timer: false,
                 state: State::AwaitingDispatch,
             },
         );
@@ -150,7 +158,9 @@ impl OutgoingBuffer {
         }
         let first = !e.dispatched_once;
         e.dispatched_once = true;
-        let deadline = now.saturating_add(if first { first_timeout } else { timeout });
+        e.sent_at = now;
+        let long = first || std::mem::take(&mut e.long_timer);
+        let deadline = now.saturating_add(if long { first_timeout } else { timeout });
         e.state = State::InFlight { deadline };
         let found = (first, e.lamport, e.positions);
         self.insert_timer(deadline, seq);
@@ -212,6 +222,26 @@ impl OutgoingBuffer {
                 acked(e.id);
             }
         }
+    }
+
+    /// spec: sds.retransmission.evidence — our newest message, when it is in flight with no
+    /// sign of having arrived anywhere (no bloom filter hit) and may be retransmitted: its id,
+    /// when it was last sent and its bloom positions, for the engine to look for evidence of its
+    /// loss ([`Self::resend_now`]).
+    pub fn newest_unconfirmed(&self, max_retransmissions: u32) -> Option<(&MessageId, u64, &BloomPositions)> {
+        let (_, e) = self.entries.iter().next_back()?;
+        let in_flight = matches!(e.state, State::InFlight { .. });
+        (in_flight && !e.restored && e.possible_acks == 0 && e.retransmissions < max_retransmissions).then_some((&e.id, e.sent_at, &e.positions))
+    }
+
+    /// Re-sends an in-flight message now (a peer lacks it), its next timer as long as its first.
+    pub fn resend_now(&mut self, id: &str) -> Option<Expired> {
+        let e = self.entries.get_mut(self.by_id.get(id)?)?;
+        let State::InFlight { .. } = e.state else { return None };
+        e.retransmissions += 1;
+        e.state = State::AwaitingDispatch;
+        e.long_timer = true;
+        Some(Expired::Retransmit { id: e.id.clone(), bytes: e.bytes.clone(), attempt: e.retransmissions })
     }
 
     pub fn next_deadline(&mut self) -> Option<u64> {

@@ -11,6 +11,11 @@
 //!   out [`STORE_ACK_DELAY_SCALE`] × later (see `SdsEngine::set_store_timing`): at a budget's pace
 //!   our own next content carries the acknowledgement (a duplicate, i.e. the sender retransmitting,
 //!   pulls it in to the plain delay: `SyncScheduler::owe_ack_soon` in `src/sds/sync.rs`);
+//! * spec: sds.retransmission.evidence — our newest message is re-sent at once when a peer's
+//!   message shows the peer lacks it and nothing else brings it the hint soon (with one peer, only
+//!   our next message does, a budget's pace away): `src/sds/engine/evidence.rs`. The channel
+//!   allows it only while nothing of ours waits for the rate limit
+//!   ([`Channel::evidence_resend_affordable`]).
 //! * spec: retrieval.hint-order — a content chunk is wrapped only once the dispatch of our
 //!   previous one has been confirmed with its hash, so that its causal history names that message
 //!   *with* its hint. Otherwise a burst (the rate limiter releasing a queue at an epoch turn)
@@ -135,6 +140,13 @@ impl Channel {
             return None;
         }
         Some(if self.waiting_for_hint(now) { self.hints.until.unwrap_or(now) } else { now })
+    }
+
+    /// spec: sds.retransmission.evidence — may a message a peer lacks be re-sent at once? Not
+    /// while something of ours waits for the budget (held or queued by the rate limiter): that
+    /// next content carries the hint, and a re-send would only delay it.
+    pub(super) fn evidence_resend_affordable(&self) -> bool {
+        self.limiter.queue_len() == 0 && self.held_len() == 0
     }
 
     /// Held chunks (counted with the rate-limit queue in `bounds`).

@@ -88,7 +88,9 @@ impl<H: HistoryStore> SdsEngine<H> {
         if self.outgoing.len() == 0 {
             return;
         }
-        let Some(view) = msg.bloom_filter.as_deref().and_then(BloomView::new) else { return };
+        let Some(view) = msg.bloom_filter.as_deref().and_then(BloomView::new) else {
+            return self.resend_if_lacking(msg, None);
+        };
         let stats = &mut self.stats;
         // spec: sds.bloom.plausible — a saturated or all-ones filter "contains" everything, so it
         // is evidence of nothing: checked (a count of its bits) only once it would acknowledge.
@@ -112,5 +114,6 @@ impl<H: HistoryStore> SdsEngine<H> {
         for (message_id, count) in possibly {
             self.events.push_back(SdsEvent::PossiblyAcknowledged { message_id, count });
         }
+        self.resend_if_lacking(msg, Some(view));
     }
 }
