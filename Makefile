@@ -151,9 +151,10 @@ bench-relay:
 plot:
 	python3 benches/plot_throughput.py
 
-# docs/wire_efficiency.png from target/bench/wire.json (make bench-wire); needs matplotlib.
+# docs/wire_efficiency.png from target/bench/wire.json (make bench-wire); needs matplotlib. With
+# target/bench/wire_variant.json (`WIRE_STORE=0 make bench-wire`: the plain timing) drawn dashed.
 plot-wire:
-	python3 benches/plot_wire.py
+	python3 benches/plot_wire.py $(if $(wildcard target/bench/wire_variant.json),--before target/bench/wire_variant.json)
 
 install: lib
 	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
