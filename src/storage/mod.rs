@@ -39,12 +39,14 @@
 mod checkpoint;
 mod memory;
 mod sqlite;
+mod sqlite_journal;
 mod sqlite_state;
 
 use std::path::PathBuf;
 
 pub use memory::MemoryStore;
 pub use sqlite::{SqliteStore, APPLICATION_ID, CHECKPOINT_PAGES, SCHEMA_VERSION, WAL_BOUND_PAGES};
+pub use sqlite_journal::{JOURNAL_FOLD_BYTES, JOURNAL_FOLD_ROWS};
 
 use crate::channel::{ChannelChanges, ChannelEvent, ChannelSnapshot};
 

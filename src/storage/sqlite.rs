@@ -36,13 +36,14 @@ use crate::channel::ChannelSnapshot;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 
 use super::checkpoint::{self, Checkpointer};
+use super::sqlite_journal::{self, Journal, JOURNAL_TABLE};
 use super::sqlite_state::{self, CHUNK_COUNTS, STATE_TABLES, STATE_TABLE_NAMES};
 use super::{event_columns, event_from_columns, Batch, ChannelKey, ChannelRecord, Durability, StorageConfig, StorageError, Store, StoredEvent};
 
 /// `PRAGMA application_id` of a reliable-channel database ("RlCh").
 pub const APPLICATION_ID: u32 = 0x526C_4368;
 /// `PRAGMA user_version` this library writes and reads.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 /// Page size of a new database. A commit writes every page it touches to the WAL, and a 1 KiB
 /// send touches about ten (the channel-state tables and their indexes): 4 KiB pages cost a
 /// quarter of 16 KiB ones there (`make bench-durable`: 1,900 against 1,560 sends/s, p99 of
@@ -73,8 +74,8 @@ const HEADER_BYTES: usize = 100;
 
 /// Migrations from an older schema: `MIGRATIONS[i]` takes version `i + 1` to `i + 2`. Version 2
 /// adds the channel state's tables (`sqlite_state.rs`), version 3 a chunk's counts of
-/// retransmissions and bloom filter hits.
-const MIGRATIONS: &[&str] = &[STATE_TABLES, CHUNK_COUNTS];
+/// retransmissions and bloom filter hits, version 4 the journal (`sqlite_journal.rs`).
+const MIGRATIONS: &[&str] = &[STATE_TABLES, CHUNK_COUNTS, JOURNAL_TABLE];
 
 /// The schema of version 1; a new database gets it and then every migration, in the same
 /// transaction. `seq` is the rowid (the natural key); `meta` is keyed by name.
@@ -160,6 +161,8 @@ pub struct SqliteStore {
     last_key: ChannelKey,
     /// Pages in the WAL, as its hook reported them after the last commit.
     wal_pages: Arc<AtomicU32>,
+    /// The channel-state changes committed but not yet folded into the tables.
+    journal: Journal,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -231,8 +234,11 @@ impl SqliteStore {
             let pages = i64::try_from(max.div_ceil(page.max(1) as u64).max(1)).unwrap_or(i64::MAX);
             conn.pragma_update(None, "max_page_count", pages).map_err(sql_err("PRAGMA max_page_count", path))?;
         }
+        // What the last run journalled goes to the tables now: the journal starts empty.
+        sqlite_journal::fold(&mut conn, path).map_err(sql_err("folding the journal", path))?;
         let checkpointer = Checkpointer::new(path, sync, wal_pages.clone());
-        Ok(SqliteStore { checkpointer, conn, _lock: lock, path: path.to_owned(), seq_bound, last_key: last_key.unwrap_or(0), wal_pages })
+        let last_key = last_key.unwrap_or(0);
+        Ok(SqliteStore { checkpointer, conn, _lock: lock, path: path.to_owned(), seq_bound, last_key, wal_pages, journal: Journal::default() })
     }
 
     /// A new database: page size, identity, version and tables in one transaction, so that a
@@ -330,10 +336,23 @@ impl SqliteStore {
                 tx.prepare_cached("INSERT INTO meta (key, value) VALUES ('seq_bound', ?1) ON CONFLICT (key) DO UPDATE SET value = excluded.value")?;
             st.execute([seq_i64(b)?])?;
         }
-        for (key, changes) in batch.channels {
-            sqlite_state::write_changes(&tx, *key, changes)?;
+        let (mut rows, mut bytes) = (0, 0);
+        for (key, changes) in batch.channels.iter().filter(|(_, c)| !c.is_empty()) {
+            bytes += self.journal.append(&tx, *key, changes)?;
+            rows += 1;
         }
-        tx.commit()
+        tx.commit()?;
+        self.journal.rows += rows;
+        self.journal.bytes += bytes;
+        Ok(())
+    }
+
+    /// Folds the journal into the channel-state tables (`sqlite_journal.rs`).
+    fn fold_journal(&mut self) -> Result<(), StorageError> {
+        sqlite_journal::fold(&mut self.conn, &self.path).map_err(sql_err("folding the journal", &self.path))?;
+        self.journal.rows = 0;
+        self.journal.bytes = 0;
+        Ok(())
     }
 }
 
@@ -365,6 +384,12 @@ impl Store for SqliteStore {
     }
 
     fn maintain(&mut self, idle: bool) {
+        if self.journal.full() {
+            // Not fatal: the journal is committed; the next attempt folds it.
+            if let Err(e) = self.fold_journal() {
+                log::warn!("{e} (retried later)");
+            }
+        }
         let pages = self.wal_pages();
         if pages < CHECKPOINT_PAGES {
             return;
@@ -418,6 +443,9 @@ impl Store for SqliteStore {
     }
 
     fn load_snapshot(&mut self, key: ChannelKey) -> Result<ChannelSnapshot, StorageError> {
+        if self.journal.rows > 0 {
+            self.fold_journal()?;
+        }
         sqlite_state::load_snapshot(&self.conn, key).map_err(sql_err("reading the channel state", &self.path))
     }
 

@@ -1,0 +1,441 @@
+//! The journal of the channel-state tables (schema version 4): a commit appends each channel's
+//! changes as one row of the `journal` table, keyed by a sequential integer, instead of applying
+//! them to the tables of `sqlite_state.rs` row by row. Appended rows share the rightmost leaf of
+//! one B-tree: a commit writes a handful of WAL pages however many sends, chunks and log entries
+//! it holds, where applying the changes wrote a page per table touched and, for every row keyed
+//! by a random message or request id, a page of its index.
+//!
+//! [`fold`] applies the journal to the tables, in order, in one transaction, and deletes it: from
+//! [`JOURNAL_FOLD_ROWS`] rows or [`JOURNAL_FOLD_BYTES`] bytes on (after a batch was released, off
+//! the commit path), before a snapshot is read, and when the database is opened. The changes of
+//! all folded rows of a channel go through one `write_changes`, whose plan writes nothing for a
+//! send accepted and finished within them: most sends never reach the tables at all.
+//!
+//! A row is the encoding below ([`encode`]/[`decode`]): a format byte, then the log changes, the
+//! other changes, the clock bounds and the RLN usage; integers as LEB128, strings and blobs with
+//! their length first. A row that does not decode (a damaged file) is dropped with a warning when
+//! folded, never a panic.
+
+use bytes::Bytes;
+use rusqlite::{params, Connection, TransactionBehavior};
+
+use super::sqlite_state;
+use super::ChannelKey;
+use crate::channel::{Change, ChannelChanges, ClockBounds};
+use crate::collections::FastMap;
+use crate::sds::{LogChange, LogEntry};
+
+/// Migration 3 → 4, also part of every new database: the journal.
+pub(super) const JOURNAL_TABLE: &str = "
+CREATE TABLE journal (
+    seq INTEGER PRIMARY KEY,
+    channel INTEGER NOT NULL,
+    changes BLOB NOT NULL
+);
+";
+
+/// Journal rows from which [`super::Store::maintain`] folds the journal into the tables. A larger
+/// journal lets more sends be accepted and finished before a fold (they are then never written
+/// to the tables) but makes each fold (a pause of the runtime thread) and the fold at a reopen
+/// longer.
+pub const JOURNAL_FOLD_ROWS: u32 = 1_024;
+/// Journal bytes from which the journal is folded (bounds the memory a fold reads at once, with
+/// the batch that crossed it).
+pub const JOURNAL_FOLD_BYTES: u64 = 8 << 20;
+
+/// Format byte of a journal row.
+const FORMAT: u8 = 1;
+
+/// What the journal holds, counted as it is appended (reset by a fold).
+#[derive(Debug, Default)]
+pub(super) struct Journal {
+    pub rows: u32,
+    pub bytes: u64,
+    /// The encoding buffer, reused by every append.
+    buf: Vec<u8>,
+}
+
+impl Journal {
+    /// True when [`fold`] is due.
+    pub fn full(&self) -> bool {
+        self.rows >= JOURNAL_FOLD_ROWS || self.bytes >= JOURNAL_FOLD_BYTES
+    }
+
+    /// Appends the changes of channel `key` inside the batch's transaction; returns the row's
+    /// bytes (counted by the caller once the transaction committed).
+    pub fn append(&mut self, tx: &rusqlite::Transaction<'_>, key: ChannelKey, c: &ChannelChanges) -> rusqlite::Result<u64> {
+        self.buf.clear();
+        encode(c, &mut self.buf);
+        tx.prepare_cached("INSERT INTO journal (channel, changes) VALUES (?1, ?2)")?.execute(params![key, &self.buf[..]])?;
+        Ok(self.buf.len() as u64)
+    }
+}
+
+/// Applies every journal row to the channel-state tables, in order, and deletes them: one
+/// transaction. Returns the rows folded.
+pub(super) fn fold(conn: &mut Connection, path: &std::path::Path) -> rusqlite::Result<usize> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    // Each channel's changes of every row, concatenated in order (applying the concatenation is
+    // applying the rows one after the other: see `sqlite_state::write_changes`).
+    let mut merged: Vec<(ChannelKey, ChannelChanges)> = Vec::new();
+    let mut at: FastMap<ChannelKey, usize> = FastMap::default();
+    let mut rows = 0;
+    {
+        let mut st = tx.prepare_cached("SELECT seq, channel, changes FROM journal ORDER BY seq")?;
+        let mut q = st.query([])?;
+        while let Some(r) = q.next()? {
+            rows += 1;
+            let (seq, key, blob): (i64, ChannelKey, Vec<u8>) = (r.get(0)?, r.get(1)?, r.get(2)?);
+            let Some(c) = decode(Bytes::from(blob)) else {
+                log::warn!("{}: dropped a damaged journal row (seq {seq}, channel {key})", path.display());
+                continue;
+            };
+            let i = *at.entry(key).or_insert_with(|| {
+                merged.push((key, ChannelChanges::default()));
+                merged.len() - 1
+            });
+            let m = &mut merged[i].1;
+            m.log.extend(c.log);
+            m.changes.extend(c.changes);
+            m.clocks = c.clocks.or(m.clocks);
+            m.rln = c.rln.or(m.rln);
+        }
+    }
+    if rows == 0 {
+        return Ok(0);
+    }
+    for (key, changes) in &merged {
+        sqlite_state::write_changes(&tx, *key, changes)?;
+    }
+    tx.execute("DELETE FROM journal", [])?;
+    tx.commit()?;
+    Ok(rows)
+}
+
+/// Appends LEB128 `v`.
+fn put_uint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    put_uint(out, b.len() as u64);
+    out.extend_from_slice(b);
+}
+
+fn put_opt_bytes(out: &mut Vec<u8>, b: Option<&[u8]>) {
+    match b {
+        None => out.push(0),
+        Some(b) => {
+            out.push(1);
+            put_bytes(out, b);
+        }
+    }
+}
+
+/// Encodes `c` (see the module docs).
+pub(super) fn encode(c: &ChannelChanges, out: &mut Vec<u8>) {
+    out.push(FORMAT);
+    put_uint(out, c.log.len() as u64);
+    for l in &c.log {
+        match l {
+            LogChange::Insert(e) => {
+                out.push(0);
+                put_bytes(out, e.message_id.as_bytes());
+                put_uint(out, e.lamport_timestamp);
+                put_opt_bytes(out, e.sender_id.as_deref().map(str::as_bytes));
+                put_opt_bytes(out, e.retrieval_hint.as_deref());
+            }
+            LogChange::Remove(id) => {
+                out.push(1);
+                put_bytes(out, id.as_bytes());
+            }
+            LogChange::Hint(id, hint) => {
+                out.push(2);
+                put_bytes(out, id.as_bytes());
+                put_bytes(out, hint);
+            }
+        }
+    }
+    put_uint(out, c.changes.len() as u64);
+    for ch in &c.changes {
+        match ch {
+            Change::SendAccepted { request, ephemeral, bytes, chunks } => {
+                out.push(0);
+                put_bytes(out, request.as_bytes());
+                out.push(u8::from(*ephemeral));
+                put_uint(out, *bytes as u64);
+                put_uint(out, chunks.len() as u64);
+                for (id, frame) in chunks {
+                    put_bytes(out, id.as_bytes());
+                    put_bytes(out, frame);
+                }
+            }
+            Change::ChunkWrapped { request, index, lamport, bytes } => {
+                out.push(1);
+                put_bytes(out, request.as_bytes());
+                put_uint(out, u64::from(*index));
+                put_uint(out, *lamport);
+                put_bytes(out, bytes);
+            }
+            Change::ChunkAcked { request, index } => {
+                out.push(2);
+                put_bytes(out, request.as_bytes());
+                put_uint(out, u64::from(*index));
+            }
+            Change::ChunkRetransmitted { request, index, count } => {
+                out.push(3);
+                put_bytes(out, request.as_bytes());
+                put_uint(out, u64::from(*index));
+                put_uint(out, u64::from(*count));
+            }
+            Change::ChunkPossiblyAcked { request, index, count } => {
+                out.push(4);
+                put_bytes(out, request.as_bytes());
+                put_uint(out, u64::from(*index));
+                put_uint(out, u64::from(*count));
+            }
+            Change::SendSent { request } => {
+                out.push(5);
+                put_bytes(out, request.as_bytes());
+            }
+            Change::SendFinished { request } => {
+                out.push(6);
+                put_bytes(out, request.as_bytes());
+            }
+            Change::Buffered { id, at, bytes, hint } => {
+                out.push(7);
+                put_bytes(out, id.as_bytes());
+                put_uint(out, *at);
+                put_bytes(out, bytes);
+                put_opt_bytes(out, hint.as_deref());
+            }
+            Change::Unbuffered { id } => {
+                out.push(8);
+                put_bytes(out, id.as_bytes());
+            }
+            Change::PartialChunk { sender, request, index, at, frame } => {
+                out.push(9);
+                put_bytes(out, sender.as_bytes());
+                put_bytes(out, request.as_bytes());
+                put_uint(out, u64::from(*index));
+                put_uint(out, *at);
+                put_bytes(out, frame);
+            }
+            Change::PartialDone { sender, request } => {
+                out.push(10);
+                put_bytes(out, sender.as_bytes());
+                put_bytes(out, request.as_bytes());
+            }
+        }
+    }
+    match c.clocks {
+        None => out.push(0),
+        Some(b) => {
+            out.push(1);
+            put_uint(out, b.lamport);
+            put_uint(out, b.wrap_ns);
+        }
+    }
+    match c.rln {
+        None => out.push(0),
+        Some((epoch, used)) => {
+            out.push(1);
+            put_uint(out, epoch);
+            put_uint(out, u64::from(used));
+        }
+    }
+}
+
+/// A reader of an encoded row: every read is `None` past the end or on a malformed value.
+struct Reader {
+    b: Bytes,
+    at: usize,
+}
+
+impl Reader {
+    fn u8(&mut self) -> Option<u8> {
+        let v = *self.b.get(self.at)?;
+        self.at += 1;
+        Some(v)
+    }
+
+    fn uint(&mut self) -> Option<u64> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let byte = self.u8()?;
+            v |= u64::from(byte & 0x7f).checked_shl(shift)?;
+            if byte & 0x80 == 0 {
+                return Some(v);
+            }
+        }
+        None
+    }
+
+    fn u32(&mut self) -> Option<u32> {
+        u32::try_from(self.uint()?).ok()
+    }
+
+    /// A count of elements: each takes at least one byte, so a count beyond the bytes left is
+    /// damage, not a reason to reserve memory.
+    fn count(&mut self) -> Option<usize> {
+        usize::try_from(self.uint()?).ok().filter(|&n| n <= self.b.len().saturating_sub(self.at))
+    }
+
+    fn flag(&mut self) -> Option<bool> {
+        match self.u8()? {
+            0 => Some(false),
+            1 => Some(true),
+            _ => None,
+        }
+    }
+
+    /// A length-prefixed blob, shared with the row's buffer (no copy).
+    fn bytes(&mut self) -> Option<Bytes> {
+        let n = usize::try_from(self.uint()?).ok()?;
+        let end = self.at.checked_add(n).filter(|&e| e <= self.b.len())?;
+        let out = self.b.slice(self.at..end);
+        self.at = end;
+        Some(out)
+    }
+
+    fn str(&mut self) -> Option<std::sync::Arc<str>> {
+        let b = self.bytes()?;
+        Some(std::str::from_utf8(&b).ok()?.into())
+    }
+
+    fn opt_bytes(&mut self) -> Option<Option<Bytes>> {
+        Some(if self.flag()? { Some(self.bytes()?) } else { None })
+    }
+
+    fn opt_str(&mut self) -> Option<Option<std::sync::Arc<str>>> {
+        Some(if self.flag()? { Some(self.str()?) } else { None })
+    }
+}
+
+/// Decodes a row written by [`encode`]; `None` when it is not one (damaged).
+pub(super) fn decode(b: Bytes) -> Option<ChannelChanges> {
+    let mut r = Reader { b, at: 0 };
+    if r.u8()? != FORMAT {
+        return None;
+    }
+    let mut c = ChannelChanges::default();
+    let n = r.count()?;
+    for _ in 0..n {
+        c.log.push(match r.u8()? {
+            0 => LogChange::Insert(LogEntry {
+                message_id: r.str()?,
+                lamport_timestamp: r.uint()?,
+                sender_id: r.opt_str()?,
+                retrieval_hint: r.opt_bytes()?,
+            }),
+            1 => LogChange::Remove(r.str()?),
+            2 => LogChange::Hint(r.str()?, r.bytes()?),
+            _ => return None,
+        });
+    }
+    let n = r.count()?;
+    for _ in 0..n {
+        c.changes.push(match r.u8()? {
+            0 => {
+                let (request, ephemeral, bytes) = (r.str()?, r.flag()?, usize::try_from(r.uint()?).ok()?);
+                let k = r.count()?;
+                let mut chunks = Vec::with_capacity(k);
+                for _ in 0..k {
+                    chunks.push((r.str()?, r.bytes()?));
+                }
+                Change::SendAccepted { request, ephemeral, bytes, chunks }
+            }
+            1 => Change::ChunkWrapped { request: r.str()?, index: r.u32()?, lamport: r.uint()?, bytes: r.bytes()? },
+            2 => Change::ChunkAcked { request: r.str()?, index: r.u32()? },
+            3 => Change::ChunkRetransmitted { request: r.str()?, index: r.u32()?, count: r.u32()? },
+            4 => Change::ChunkPossiblyAcked { request: r.str()?, index: r.u32()?, count: r.u32()? },
+            5 => Change::SendSent { request: r.str()? },
+            6 => Change::SendFinished { request: r.str()? },
+            7 => Change::Buffered { id: r.str()?, at: r.uint()?, bytes: r.bytes()?, hint: r.opt_bytes()? },
+            8 => Change::Unbuffered { id: r.str()? },
+            9 => Change::PartialChunk { sender: r.str()?, request: r.str()?, index: r.u32()?, at: r.uint()?, frame: r.bytes()? },
+            10 => Change::PartialDone { sender: r.str()?, request: r.str()? },
+            _ => return None,
+        });
+    }
+    if r.flag()? {
+        c.clocks = Some(ClockBounds { lamport: r.uint()?, wrap_ns: r.uint()? });
+    }
+    if r.flag()? {
+        c.rln = Some((r.uint()?, r.u32()?));
+    }
+    // Trailing bytes are damage too.
+    (r.at == r.b.len()).then_some(c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> ChannelChanges {
+        let b = |v: &[u8]| Bytes::copy_from_slice(v);
+        ChannelChanges {
+            log: vec![
+                LogChange::Insert(LogEntry { message_id: "m1".into(), lamport_timestamp: u64::MAX, sender_id: Some("bob".into()), retrieval_hint: None }),
+                LogChange::Insert(LogEntry { message_id: "m2".into(), lamport_timestamp: 7, sender_id: None, retrieval_hint: Some(b(b"h")) }),
+                LogChange::Remove("m0".into()),
+                LogChange::Hint("m1".into(), b(&[0, 1, 2])),
+            ],
+            changes: vec![
+                Change::SendAccepted { request: "r".into(), ephemeral: true, bytes: 300, chunks: vec![("c0".into(), b(&[9; 200])), ("c1".into(), b(b""))] },
+                Change::ChunkWrapped { request: "r".into(), index: 1, lamport: 1 << 40, bytes: b(b"sds") },
+                Change::ChunkAcked { request: "r".into(), index: 0 },
+                Change::ChunkRetransmitted { request: "r".into(), index: 1, count: u32::MAX },
+                Change::ChunkPossiblyAcked { request: "r".into(), index: 1, count: 3 },
+                Change::SendSent { request: "r".into() },
+                Change::SendFinished { request: "r".into() },
+                Change::Buffered { id: "i".into(), at: 12, bytes: b(b"x"), hint: Some(b(b"y")) },
+                Change::Unbuffered { id: "i".into() },
+                Change::PartialChunk { sender: "s".into(), request: "q".into(), index: 2, at: 5, frame: b(b"f") },
+                Change::PartialDone { sender: "s".into(), request: "q".into() },
+            ],
+            clocks: Some(ClockBounds { lamport: 1, wrap_ns: 2 }),
+            rln: Some((3, 4)),
+        }
+    }
+
+    #[test]
+    fn every_change_survives_its_encoding() {
+        for c in [sample(), ChannelChanges::default()] {
+            let mut out = Vec::new();
+            encode(&c, &mut out);
+            assert_eq!(decode(Bytes::from(out)), Some(c));
+        }
+    }
+
+    #[test]
+    fn a_damaged_row_decodes_to_nothing_and_never_panics() {
+        let mut out = Vec::new();
+        encode(&sample(), &mut out);
+        for cut in 0..out.len() {
+            assert_eq!(decode(Bytes::copy_from_slice(&out[..cut])), None, "cut at {cut}");
+        }
+        let mut longer = out.clone();
+        longer.push(0);
+        assert_eq!(decode(Bytes::from(longer)), None, "trailing bytes");
+        let mut other = out.clone();
+        other[0] = FORMAT + 1;
+        assert_eq!(decode(Bytes::from(other)), None, "unknown format");
+        // A huge count reserves nothing.
+        let mut huge = vec![FORMAT];
+        put_uint(&mut huge, u64::MAX);
+        assert_eq!(decode(Bytes::from(huge)), None);
+        // Every single-byte corruption: a result or None, never a panic.
+        for at in 0..out.len() {
+            for v in [0u8, 0x7f, 0x80, 0xff] {
+                let mut d = out.clone();
+                d[at] = v;
+                let _ = decode(Bytes::from(d));
+            }
+        }
+    }
+}
