@@ -235,7 +235,7 @@ impl SqliteStore {
             conn.pragma_update(None, "max_page_count", pages).map_err(sql_err("PRAGMA max_page_count", path))?;
         }
         // What the last run journalled goes to the tables now: the journal starts empty.
-        sqlite_journal::fold(&mut conn, path).map_err(sql_err("folding the journal", path))?;
+        sqlite_journal::fold_stored(&mut conn, path).map_err(sql_err("folding the journal", path))?;
         let checkpointer = Checkpointer::new(path, sync, wal_pages.clone());
         let last_key = last_key.unwrap_or(0);
         Ok(SqliteStore { checkpointer, conn, _lock: lock, path: path.to_owned(), seq_bound, last_key, wal_pages, journal: Journal::default() })
@@ -336,23 +336,18 @@ impl SqliteStore {
                 tx.prepare_cached("INSERT INTO meta (key, value) VALUES ('seq_bound', ?1) ON CONFLICT (key) DO UPDATE SET value = excluded.value")?;
             st.execute([seq_i64(b)?])?;
         }
-        let (mut rows, mut bytes) = (0, 0);
+        let mut bytes = 0;
         for (key, changes) in batch.channels.iter().filter(|(_, c)| !c.is_empty()) {
             bytes += self.journal.append(&tx, *key, changes)?;
-            rows += 1;
         }
         tx.commit()?;
-        self.journal.rows += rows;
-        self.journal.bytes += bytes;
+        self.journal.committed(batch.channels, bytes);
         Ok(())
     }
 
     /// Folds the journal into the channel-state tables (`sqlite_journal.rs`).
     fn fold_journal(&mut self) -> Result<(), StorageError> {
-        sqlite_journal::fold(&mut self.conn, &self.path).map_err(sql_err("folding the journal", &self.path))?;
-        self.journal.rows = 0;
-        self.journal.bytes = 0;
-        Ok(())
+        self.journal.fold(&mut self.conn).map_err(sql_err("folding the journal", &self.path))
     }
 }
 

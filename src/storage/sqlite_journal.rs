@@ -46,13 +46,47 @@ pub const JOURNAL_FOLD_BYTES: u64 = 8 << 20;
 /// Format byte of a journal row.
 const FORMAT: u8 = 1;
 
-/// What the journal holds, counted as it is appended (reset by a fold).
+/// What the journal holds since the last fold: counted, and each channel's changes merged (the
+/// same data as the rows, kept so that a fold does not read the rows back: a `Bytes` is shared,
+/// not copied).
 #[derive(Debug, Default)]
 pub(super) struct Journal {
     pub rows: u32,
     pub bytes: u64,
     /// The encoding buffer, reused by every append.
     buf: Vec<u8>,
+    merged: Merged,
+}
+
+/// Each channel's changes of a run of journal rows, concatenated in order: applying the
+/// concatenation is applying the rows one after the other (see `sqlite_state::write_changes`).
+#[derive(Debug, Default)]
+struct Merged {
+    channels: Vec<(ChannelKey, ChannelChanges)>,
+    at: FastMap<ChannelKey, usize>,
+}
+
+impl Merged {
+    fn push(&mut self, key: ChannelKey, c: ChannelChanges) {
+        let i = *self.at.entry(key).or_insert_with(|| {
+            self.channels.push((key, ChannelChanges::default()));
+            self.channels.len() - 1
+        });
+        let m = &mut self.channels[i].1;
+        m.log.extend(c.log);
+        m.changes.extend(c.changes);
+        m.clocks = c.clocks.or(m.clocks);
+        m.rln = c.rln.or(m.rln);
+    }
+
+    /// Applies the changes to the tables and deletes the journal's rows, in `tx`.
+    fn write(&self, tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
+        for (key, changes) in &self.channels {
+            sqlite_state::write_changes(tx, *key, changes)?;
+        }
+        tx.execute("DELETE FROM journal", [])?;
+        Ok(())
+    }
 }
 
 impl Journal {
@@ -69,16 +103,35 @@ impl Journal {
         tx.prepare_cached("INSERT INTO journal (channel, changes) VALUES (?1, ?2)")?.execute(params![key, &self.buf[..]])?;
         Ok(self.buf.len() as u64)
     }
+
+    /// Counts and keeps what a commit appended (after it committed).
+    pub fn committed(&mut self, channels: &[(ChannelKey, ChannelChanges)], bytes: u64) {
+        for (key, c) in channels.iter().filter(|(_, c)| !c.is_empty()) {
+            self.rows += 1;
+            self.merged.push(*key, c.clone());
+        }
+        self.bytes += bytes;
+    }
+
+    /// Folds what was appended since the last fold (or since the open, which folded) into the
+    /// tables, in one transaction.
+    pub fn fold(&mut self, conn: &mut Connection) -> rusqlite::Result<()> {
+        if self.rows == 0 {
+            return Ok(());
+        }
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        self.merged.write(&tx)?;
+        tx.commit()?;
+        *self = Journal { buf: std::mem::take(&mut self.buf), ..Journal::default() };
+        Ok(())
+    }
 }
 
-/// Applies every journal row to the channel-state tables, in order, and deletes them: one
-/// transaction. Returns the rows folded.
-pub(super) fn fold(conn: &mut Connection, path: &std::path::Path) -> rusqlite::Result<usize> {
+/// Applies every journal row in the file to the channel-state tables, in order, and deletes them:
+/// one transaction (at the open: what a previous run journalled). Returns the rows folded.
+pub(super) fn fold_stored(conn: &mut Connection, path: &std::path::Path) -> rusqlite::Result<usize> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    // Each channel's changes of every row, concatenated in order (applying the concatenation is
-    // applying the rows one after the other: see `sqlite_state::write_changes`).
-    let mut merged: Vec<(ChannelKey, ChannelChanges)> = Vec::new();
-    let mut at: FastMap<ChannelKey, usize> = FastMap::default();
+    let mut merged = Merged::default();
     let mut rows = 0;
     {
         let mut st = tx.prepare_cached("SELECT seq, channel, changes FROM journal ORDER BY seq")?;
@@ -90,24 +143,13 @@ pub(super) fn fold(conn: &mut Connection, path: &std::path::Path) -> rusqlite::R
                 log::warn!("{}: dropped a damaged journal row (seq {seq}, channel {key})", path.display());
                 continue;
             };
-            let i = *at.entry(key).or_insert_with(|| {
-                merged.push((key, ChannelChanges::default()));
-                merged.len() - 1
-            });
-            let m = &mut merged[i].1;
-            m.log.extend(c.log);
-            m.changes.extend(c.changes);
-            m.clocks = c.clocks.or(m.clocks);
-            m.rln = c.rln.or(m.rln);
+            merged.push(key, c);
         }
     }
     if rows == 0 {
         return Ok(0);
     }
-    for (key, changes) in &merged {
-        sqlite_state::write_changes(&tx, *key, changes)?;
-    }
-    tx.execute("DELETE FROM journal", [])?;
+    merged.write(&tx)?;
     tx.commit()?;
     Ok(rows)
 }
