@@ -38,7 +38,7 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBeha
 use super::checkpoint::{self, Checkpointer};
 use super::sqlite_journal::{self, Journal, JOURNAL_TABLE};
 use super::sqlite_state::{self, CHUNK_COUNTS, STATE_TABLES, STATE_TABLE_NAMES};
-use super::{event_columns, event_from_columns, Batch, ChannelKey, ChannelRecord, Durability, StorageConfig, StorageError, Store, StoredEvent};
+use super::{event_from_columns, Batch, ChannelKey, ChannelRecord, Durability, StorageConfig, StorageError, Store, StoredEvent};
 
 /// `PRAGMA application_id` of a reliable-channel database ("RlCh").
 pub const APPLICATION_ID: u32 = 0x526C_4368;
@@ -162,6 +162,9 @@ pub struct SqliteStore {
     _lock: File,
     path: std::path::PathBuf,
     seq_bound: u64,
+    /// The largest event seq stored: a new event row must be above it (the journal cannot ask
+    /// the `events` table's key whether a seq is taken).
+    last_seq: u64,
     last_key: ChannelKey,
     /// Pages in the WAL, as its hook reported them after the last commit.
     wal_pages: Arc<AtomicU32>,
@@ -219,8 +222,7 @@ impl SqliteStore {
         let seq_bound: Option<i64> =
             conn.query_row("SELECT value FROM meta WHERE key = 'seq_bound'", [], |r| r.get(0)).optional().map_err(sql_err("reading meta", path))?;
         let last_key: Option<i64> = conn.query_row("SELECT max(key) FROM channels", [], |r| r.get(0)).map_err(sql_err("reading channels", path))?;
-        let max_seq: Option<i64> = conn.query_row("SELECT max(seq) FROM events", [], |r| r.get(0)).map_err(sql_err("reading events", path))?;
-        let seq_bound = seq_bound.unwrap_or(1).max(max_seq.map_or(1, |s| s + 1)).max(1) as u64;
+        conn.query_row("SELECT max(seq) FROM events", [], |r| r.get::<_, Option<i64>>(0)).map_err(sql_err("reading events", path))?;
         let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0)).map_err(sql_err("PRAGMA journal_mode", path))?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(StorageError(format!("{p}: cannot use WAL (journal_mode is {mode})")));
@@ -241,9 +243,22 @@ impl SqliteStore {
         }
         // What the last run journalled goes to the tables now: the journal starts empty.
         sqlite_journal::fold_stored(&mut conn, path).map_err(sql_err("folding the journal", path))?;
+        let max_seq: Option<i64> = conn.query_row("SELECT max(seq) FROM events", [], |r| r.get(0)).map_err(sql_err("reading events", path))?;
+        let seq_bound = seq_bound.unwrap_or(1).max(max_seq.map_or(1, |s| s + 1)).max(1) as u64;
+        let last_seq = max_seq.map_or(0, |s| s.max(0) as u64);
         let checkpointer = Checkpointer::new(path, sync, wal_pages.clone());
         let last_key = last_key.unwrap_or(0);
-        Ok(SqliteStore { checkpointer, conn, _lock: lock, path: path.to_owned(), seq_bound, last_key, wal_pages, journal: Journal::default() })
+        Ok(SqliteStore {
+            checkpointer,
+            conn,
+            _lock: lock,
+            path: path.to_owned(),
+            seq_bound,
+            last_seq,
+            last_key,
+            wal_pages,
+            journal: Journal::default(),
+        })
     }
 
     /// A new database: page size, identity, version and tables in one transaction, so that a
@@ -321,32 +336,15 @@ impl SqliteStore {
                 st.execute(params![c.key, c.channel_id, c.sender_id, c.content_topic])?;
             }
         }
-        if !batch.events.is_empty() {
-            let mut st = tx.prepare_cached(
-                "INSERT INTO events (seq, channel, kind, request_id, sender_id, payload, error) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )?;
-            for e in &batch.events {
-                let (kind, request_id, sender_id, payload, error) = event_columns(e.event);
-                st.execute(params![seq_i64(e.seq)?, e.channel, kind, request_id, sender_id, payload, error])?;
-            }
-        }
-        if !batch.delivered.is_empty() {
-            let mut st = tx.prepare_cached("DELETE FROM events WHERE seq = ?1")?;
-            for &seq in &batch.delivered {
-                st.execute([seq_i64(seq)?])?;
-            }
-        }
+        // The outbox rows and the channels' changes: one journal row (`sqlite_journal.rs`).
+        let bytes = self.journal.append(&tx, batch)?;
         if let Some(b) = batch.seq_bound {
             let mut st =
                 tx.prepare_cached("INSERT INTO meta (key, value) VALUES ('seq_bound', ?1) ON CONFLICT (key) DO UPDATE SET value = excluded.value")?;
             st.execute([seq_i64(b)?])?;
         }
-        let mut bytes = 0;
-        for (key, changes) in batch.channels.iter().filter(|(_, c)| !c.is_empty()) {
-            bytes += self.journal.append(&tx, *key, changes)?;
-        }
         tx.commit()?;
-        self.journal.committed(batch.channels, bytes);
+        self.journal.committed(batch, bytes);
         Ok(())
     }
 
@@ -376,10 +374,31 @@ impl Store for SqliteStore {
         if batch.is_empty() {
             return Ok(());
         }
-        self.write_batch(batch).map_err(|e| StorageError(format!("{}: commit failed: {e}", self.path.display())))?;
+        // Seqs are handed out in order (`seq_bound`): one at or below the last stored is taken.
+        let mut last = self.last_seq;
+        for e in &batch.events {
+            if e.seq <= last {
+                return Err(StorageError(format!(
+                    "{}: commit failed: event seq {} is not above the last stored one ({last}): a seq is UNIQUE and only grows",
+                    self.path.display(),
+                    e.seq
+                )));
+            }
+            last = e.seq;
+        }
+        let mut written = self.write_batch(batch);
+        if matches!(&written, Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::DiskFull) && self.journal.rows > 0 {
+            // The deletions the journal holds make room once folded (the rows they delete are
+            // still in the tables): fold, then try once more.
+            if self.fold_journal().is_ok() {
+                written = self.write_batch(batch);
+            }
+        }
+        written.map_err(|e| StorageError(format!("{}: commit failed: {e}", self.path.display())))?;
         if let Some(b) = batch.seq_bound {
             self.seq_bound = b;
         }
+        self.last_seq = last;
         Ok(())
     }
 
@@ -423,6 +442,9 @@ impl Store for SqliteStore {
     }
 
     fn load_events(&mut self, key: ChannelKey) -> Result<Vec<StoredEvent>, StorageError> {
+        if self.journal.rows > 0 {
+            self.fold_journal()?;
+        }
         let path = &self.path;
         let mut st = self
             .conn
@@ -452,6 +474,9 @@ impl Store for SqliteStore {
     fn purge(&mut self, channel_id: &str) -> Result<bool, StorageError> {
         let path = self.path.clone();
         let Some(rec) = self.load_channel(channel_id)? else { return Ok(false) };
+        if self.journal.rows > 0 {
+            self.fold_journal()?;
+        }
         let run = |conn: &mut Connection| -> rusqlite::Result<()> {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             tx.execute("DELETE FROM events WHERE channel = ?1", [rec.key])?;

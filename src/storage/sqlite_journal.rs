@@ -1,27 +1,33 @@
-//! The journal of the channel-state tables (schema version 4): a commit appends each channel's
-//! changes as one row of the `journal` table, keyed by a sequential integer, instead of applying
-//! them to the tables of `sqlite_state.rs` row by row. Appended rows share the rightmost leaf of
-//! one B-tree: a commit writes a handful of WAL pages however many sends, chunks and log entries
-//! it holds, where applying the changes wrote a page per table touched and, for every row keyed
-//! by a random message or request id, a page of its index.
+//! The journal (schema version 4): a commit appends what its batch changed in the outbox (event
+//! rows written and deleted) and in the channels' own state as one row of the `journal` table,
+//! keyed by a sequential integer, instead of applying it to the `events` table and the tables of
+//! `sqlite_state.rs` row by row. Appended rows share the rightmost leaf of one B-tree: a commit
+//! writes a handful of WAL pages however many events, sends, chunks and log entries it holds,
+//! where applying them wrote a page per table touched and, for every row keyed by a random
+//! message or request id, a page of its index.
 //!
 //! [`fold`] applies the journal to the tables, in order, in one transaction, and deletes it: from
 //! [`JOURNAL_FOLD_ROWS`] rows or [`JOURNAL_FOLD_BYTES`] bytes on (after a batch was released, off
-//! the commit path), before a snapshot is read, and when the database is opened. The changes of
-//! all folded rows of a channel go through one `write_changes`, whose plan writes nothing for a
-//! send accepted and finished within them: most sends never reach the tables at all.
+//! the commit path), before the outbox or a snapshot is read or a channel purged, and when the
+//! database is opened. An event row written and deleted within the folded rows is never written
+//! to `events`; the changes of all folded rows of a channel go through one `write_changes`, whose
+//! plan writes nothing for a send accepted and finished within them: most events and sends never
+//! reach the tables at all.
 //!
-//! A row is the encoding below ([`encode`]/[`decode`]): a format byte, then the log changes, the
-//! other changes, the clock bounds and the RLN usage; integers as LEB128, strings and blobs with
-//! their length first. A row that does not decode (a damaged file) is dropped with a warning when
-//! folded, never a panic.
+//! A row is the encoding below ([`encode`]/[`decode`]): a format byte, the event rows (seq,
+//! channel, the outbox columns), the delivered seqs, then per channel its key, the log changes,
+//! the other changes, the clock bounds and the RLN usage; integers as LEB128, strings and blobs
+//! with their length first. A row that does not decode (a damaged file) is dropped with a warning
+//! when folded, never a panic.
+
+use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use rusqlite::{params, Connection, TransactionBehavior};
 
 use super::sqlite_state;
-use super::ChannelKey;
-use crate::channel::{Change, ChannelChanges, ClockBounds};
+use super::{event_columns, event_from_columns, Batch, ChannelKey};
+use crate::channel::{Change, ChannelChanges, ChannelEvent, ClockBounds};
 use crate::collections::FastMap;
 use crate::sds::{LogChange, LogEntry};
 
@@ -29,8 +35,7 @@ use crate::sds::{LogChange, LogEntry};
 pub(super) const JOURNAL_TABLE: &str = "
 CREATE TABLE journal (
     seq INTEGER PRIMARY KEY,
-    channel INTEGER NOT NULL,
-    changes BLOB NOT NULL
+    batch BLOB NOT NULL
 );
 ";
 
@@ -46,9 +51,8 @@ pub const JOURNAL_FOLD_BYTES: u64 = 8 << 20;
 /// Format byte of a journal row.
 const FORMAT: u8 = 1;
 
-/// What the journal holds since the last fold: counted, and each channel's changes merged (the
-/// same data as the rows, kept so that a fold does not read the rows back: a `Bytes` is shared,
-/// not copied).
+/// What the journal holds since the last fold: counted, and merged (the same data as the rows,
+/// kept so that a fold does not read the rows back: a `Bytes` is shared, not copied).
 #[derive(Debug, Default)]
 pub(super) struct Journal {
     pub rows: u32,
@@ -58,15 +62,45 @@ pub(super) struct Journal {
     merged: Merged,
 }
 
-/// Each channel's changes of a run of journal rows, concatenated in order: applying the
-/// concatenation is applying the rows one after the other (see `sqlite_state::write_changes`).
+/// A run of journal rows merged: the event rows they write and do not delete again, the rows of
+/// `events` they delete, and each channel's changes concatenated in order (applying the
+/// concatenation is applying the rows one after the other: see `sqlite_state::write_changes`).
 #[derive(Debug, Default)]
 struct Merged {
+    events: BTreeMap<u64, (ChannelKey, ChannelEvent)>,
+    deleted: Vec<u64>,
     channels: Vec<(ChannelKey, ChannelChanges)>,
     at: FastMap<ChannelKey, usize>,
 }
 
+/// A journal row as decoded.
+#[derive(Debug, Default, PartialEq)]
+pub(super) struct Row {
+    pub events: Vec<(u64, ChannelKey, ChannelEvent)>,
+    pub delivered: Vec<u64>,
+    pub channels: Vec<(ChannelKey, ChannelChanges)>,
+}
+
 impl Merged {
+    fn push_row(&mut self, row: Row) {
+        for (seq, key, e) in row.events {
+            self.events.insert(seq, (key, e));
+        }
+        self.deliver(&row.delivered);
+        for (key, c) in row.channels {
+            self.push(key, c);
+        }
+    }
+
+    /// Delivered events: a row written in the run is not written at all (seqs are never reused).
+    fn deliver(&mut self, seqs: &[u64]) {
+        for &seq in seqs {
+            if self.events.remove(&seq).is_none() {
+                self.deleted.push(seq);
+            }
+        }
+    }
+
     fn push(&mut self, key: ChannelKey, c: ChannelChanges) {
         let i = *self.at.entry(key).or_insert_with(|| {
             self.channels.push((key, ChannelChanges::default()));
@@ -79,12 +113,29 @@ impl Merged {
         m.rln = c.rln.or(m.rln);
     }
 
-    /// Applies the changes to the tables and deletes the journal's rows, in `tx`.
+    /// Deletes the journal's rows and applies the changes to the tables, in `tx`: in this order,
+    /// so that the rows written reuse the journal's pages (a database at its size limit can
+    /// still be folded).
     fn write(&self, tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
+        tx.execute("DELETE FROM journal", [])?;
+        if !self.events.is_empty() {
+            let mut st = tx.prepare_cached(
+                "INSERT INTO events (seq, channel, kind, request_id, sender_id, payload, error) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?;
+            for (&seq, (key, e)) in &self.events {
+                let (kind, request_id, sender_id, payload, error) = event_columns(e);
+                st.execute(params![seq_i64(seq)?, key, kind, request_id, sender_id, payload, error])?;
+            }
+        }
+        if !self.deleted.is_empty() {
+            let mut st = tx.prepare_cached("DELETE FROM events WHERE seq = ?1")?;
+            for &seq in &self.deleted {
+                st.execute([seq_i64(seq)?])?;
+            }
+        }
         for (key, changes) in &self.channels {
             sqlite_state::write_changes(tx, *key, changes)?;
         }
-        tx.execute("DELETE FROM journal", [])?;
         Ok(())
     }
 }
@@ -95,22 +146,34 @@ impl Journal {
         self.rows >= JOURNAL_FOLD_ROWS || self.bytes >= JOURNAL_FOLD_BYTES
     }
 
-    /// Appends the changes of channel `key` inside the batch's transaction; returns the row's
-    /// bytes (counted by the caller once the transaction committed).
-    pub fn append(&mut self, tx: &rusqlite::Transaction<'_>, key: ChannelKey, c: &ChannelChanges) -> rusqlite::Result<u64> {
+    /// Appends the outbox rows and channel changes of `batch` as one row inside the batch's
+    /// transaction (nothing when it has none); returns the row's bytes (counted by
+    /// [`Journal::committed`] once the transaction committed).
+    pub fn append(&mut self, tx: &rusqlite::Transaction<'_>, batch: &Batch<'_>) -> rusqlite::Result<u64> {
+        if !journalled(batch) {
+            return Ok(0);
+        }
         self.buf.clear();
-        encode(c, &mut self.buf);
-        tx.prepare_cached("INSERT INTO journal (channel, changes) VALUES (?1, ?2)")?.execute(params![key, &self.buf[..]])?;
+        encode(batch, &mut self.buf);
+        tx.prepare_cached("INSERT INTO journal (batch) VALUES (?1)")?.execute([&self.buf[..]])?;
         Ok(self.buf.len() as u64)
     }
 
     /// Counts and keeps what a commit appended (after it committed).
-    pub fn committed(&mut self, channels: &[(ChannelKey, ChannelChanges)], bytes: u64) {
-        for (key, c) in channels.iter().filter(|(_, c)| !c.is_empty()) {
-            self.rows += 1;
-            self.merged.push(*key, c.clone());
+    pub fn committed(&mut self, batch: &Batch<'_>, bytes: u64) {
+        if !journalled(batch) {
+            return;
         }
+        self.rows += 1;
         self.bytes += bytes;
+        let m = &mut self.merged;
+        for e in &batch.events {
+            m.events.insert(e.seq, (e.channel, e.event.clone()));
+        }
+        m.deliver(&batch.delivered);
+        for (key, c) in batch.channels.iter().filter(|(_, c)| !c.is_empty()) {
+            m.push(*key, c.clone());
+        }
     }
 
     /// Folds what was appended since the last fold (or since the open, which folded) into the
@@ -134,16 +197,16 @@ pub(super) fn fold_stored(conn: &mut Connection, path: &std::path::Path) -> rusq
     let mut merged = Merged::default();
     let mut rows = 0;
     {
-        let mut st = tx.prepare_cached("SELECT seq, channel, changes FROM journal ORDER BY seq")?;
+        let mut st = tx.prepare_cached("SELECT seq, batch FROM journal ORDER BY seq")?;
         let mut q = st.query([])?;
         while let Some(r) = q.next()? {
             rows += 1;
-            let (seq, key, blob): (i64, ChannelKey, Vec<u8>) = (r.get(0)?, r.get(1)?, r.get(2)?);
-            let Some(c) = decode(Bytes::from(blob)) else {
-                log::warn!("{}: dropped a damaged journal row (seq {seq}, channel {key})", path.display());
+            let (seq, blob): (i64, Vec<u8>) = (r.get(0)?, r.get(1)?);
+            let Some(row) = decode(Bytes::from(blob)) else {
+                log::warn!("{}: dropped a damaged journal row (seq {seq})", path.display());
                 continue;
             };
-            merged.push(key, c);
+            merged.push_row(row);
         }
     }
     if rows == 0 {
@@ -178,9 +241,50 @@ fn put_opt_bytes(out: &mut Vec<u8>, b: Option<&[u8]>) {
     }
 }
 
-/// Encodes `c` (see the module docs).
-pub(super) fn encode(c: &ChannelChanges, out: &mut Vec<u8>) {
+/// True when `batch` has something for the journal (new channels and the sequence bound are
+/// written to their tables directly).
+fn journalled(batch: &Batch<'_>) -> bool {
+    !batch.events.is_empty() || !batch.delivered.is_empty() || batch.channels.iter().any(|(_, c)| !c.is_empty())
+}
+
+/// A sequence number or key as SQLite's signed integer (a damaged value must not wrap silently).
+fn seq_i64(seq: u64) -> rusqlite::Result<i64> {
+    i64::try_from(seq).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
+}
+
+fn put_opt_str(out: &mut Vec<u8>, s: Option<&str>) {
+    put_opt_bytes(out, s.map(str::as_bytes));
+}
+
+/// Encodes the journal row of `batch` (see the module docs).
+pub(super) fn encode(batch: &Batch<'_>, out: &mut Vec<u8>) {
     out.push(FORMAT);
+    put_uint(out, batch.events.len() as u64);
+    for e in &batch.events {
+        put_uint(out, e.seq);
+        // Keys are positive (`allocate_key`); the bits are kept as they are.
+        put_uint(out, e.channel as u64);
+        let (kind, request_id, sender_id, payload, error) = event_columns(e.event);
+        put_uint(out, kind as u64);
+        put_opt_str(out, request_id);
+        put_opt_str(out, sender_id);
+        put_opt_bytes(out, payload);
+        put_opt_str(out, error);
+    }
+    put_uint(out, batch.delivered.len() as u64);
+    for &seq in &batch.delivered {
+        put_uint(out, seq);
+    }
+    let channels = || batch.channels.iter().filter(|(_, c)| !c.is_empty());
+    put_uint(out, channels().count() as u64);
+    for (key, c) in channels() {
+        put_uint(out, *key as u64);
+        encode_changes(c, out);
+    }
+}
+
+/// Encodes one channel's changes.
+fn encode_changes(c: &ChannelChanges, out: &mut Vec<u8>) {
     put_uint(out, c.log.len() as u64);
     for l in &c.log {
         match l {
@@ -356,14 +460,43 @@ impl Reader {
     fn opt_str(&mut self) -> Option<Option<std::sync::Arc<str>>> {
         Some(if self.flag()? { Some(self.str()?) } else { None })
     }
+
+    fn opt_string(&mut self) -> Option<Option<String>> {
+        Some(self.opt_str()?.map(|s| s.to_string()))
+    }
+
+    fn key(&mut self) -> Option<ChannelKey> {
+        Some(self.uint()? as ChannelKey)
+    }
 }
 
 /// Decodes a row written by [`encode`]; `None` when it is not one (damaged).
-pub(super) fn decode(b: Bytes) -> Option<ChannelChanges> {
+pub(super) fn decode(b: Bytes) -> Option<Row> {
     let mut r = Reader { b, at: 0 };
     if r.u8()? != FORMAT {
         return None;
     }
+    let mut row = Row::default();
+    for _ in 0..r.count()? {
+        let (seq, key, kind) = (r.uint()?, r.key()?, i64::try_from(r.uint()?).ok()?);
+        let (request_id, sender_id) = (r.opt_string()?, r.opt_string()?);
+        let payload = r.opt_bytes()?.map(|b| b.to_vec());
+        let event = event_from_columns(kind, request_id, sender_id, payload, r.opt_string()?)?;
+        row.events.push((seq, key, event));
+    }
+    for _ in 0..r.count()? {
+        row.delivered.push(r.uint()?);
+    }
+    for _ in 0..r.count()? {
+        let key = r.key()?;
+        row.channels.push((key, decode_changes(&mut r)?));
+    }
+    // Trailing bytes are damage too.
+    (r.at == r.b.len()).then_some(row)
+}
+
+/// Decodes one channel's changes.
+fn decode_changes(r: &mut Reader) -> Option<ChannelChanges> {
     let mut c = ChannelChanges::default();
     let n = r.count()?;
     for _ in 0..n {
@@ -410,13 +543,13 @@ pub(super) fn decode(b: Bytes) -> Option<ChannelChanges> {
     if r.flag()? {
         c.rln = Some((r.uint()?, r.u32()?));
     }
-    // Trailing bytes are damage too.
-    (r.at == r.b.len()).then_some(c)
+    Some(c)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::EventRow;
 
     fn sample() -> ChannelChanges {
         let b = |v: &[u8]| Bytes::copy_from_slice(v);
@@ -445,19 +578,38 @@ mod tests {
         }
     }
 
+    fn events() -> Vec<ChannelEvent> {
+        vec![
+            ChannelEvent::Received { request_id: "r".into(), sender_id: "bob".into(), payload: vec![1, 2, 3] },
+            ChannelEvent::Sent { request_id: "s".into() },
+            ChannelEvent::Lost { request_id: None, sender_id: Some("carol".into()), error: "gone".into() },
+        ]
+    }
+
+    fn row(changes: &[(ChannelKey, ChannelChanges)], events: &[ChannelEvent]) -> Row {
+        let events = events.iter().enumerate().map(|(i, e)| (u64::MAX - i as u64, 7, e.clone())).collect();
+        Row { events, delivered: vec![3, 1 << 50], channels: changes.iter().filter(|(_, c)| !c.is_empty()).cloned().collect() }
+    }
+
+    fn encoded(changes: &[(ChannelKey, ChannelChanges)], events: &[ChannelEvent]) -> Vec<u8> {
+        let rows = events.iter().enumerate().map(|(i, e)| EventRow { seq: u64::MAX - i as u64, channel: 7, event: e }).collect();
+        let batch = Batch { events: rows, delivered: vec![3, 1 << 50], channels: changes, ..Batch::default() };
+        let mut out = Vec::new();
+        encode(&batch, &mut out);
+        out
+    }
+
     #[test]
     fn every_change_survives_its_encoding() {
-        for c in [sample(), ChannelChanges::default()] {
-            let mut out = Vec::new();
-            encode(&c, &mut out);
-            assert_eq!(decode(Bytes::from(out)), Some(c));
-        }
+        let changes = [(1, sample()), (2, ChannelChanges::default()), (i64::MAX, sample())];
+        let events = events();
+        assert_eq!(decode(Bytes::from(encoded(&changes, &events))), Some(row(&changes, &events)));
+        assert_eq!(decode(Bytes::from(encoded(&[], &[]))), Some(row(&[], &[])));
     }
 
     #[test]
     fn a_damaged_row_decodes_to_nothing_and_never_panics() {
-        let mut out = Vec::new();
-        encode(&sample(), &mut out);
+        let out = encoded(&[(1, sample())], &events());
         for cut in 0..out.len() {
             assert_eq!(decode(Bytes::copy_from_slice(&out[..cut])), None, "cut at {cut}");
         }

@@ -76,7 +76,7 @@ CREATE TABLE partials (
 ";
 
 /// The tables holding rows of a channel, keyed by a `channel` column (purge deletes from each).
-pub(super) const STATE_TABLE_NAMES: [&str; 7] = ["channel_state", "log", "sends", "send_chunks", "incoming", "partials", "journal"];
+pub(super) const STATE_TABLE_NAMES: [&str; 6] = ["channel_state", "log", "sends", "send_chunks", "incoming", "partials"];
 
 /// A clock value or epoch as SQLite's signed integer, bit for bit (read back with `as u64`).
 fn i(v: u64) -> i64 {
