@@ -304,6 +304,13 @@ impl SqliteStore {
         self.wal_pages.load(Ordering::Relaxed)
     }
 
+    /// Journal rows committed since the last fold (`sqlite_journal.rs`): what a reopen, a read
+    /// of a channel's state or outbox, or [`Store::maintain`] from [`super::JOURNAL_FOLD_ROWS`]
+    /// on, applies to the tables.
+    pub fn journal_rows(&self) -> u32 {
+        self.journal.rows
+    }
+
     /// Waits until the checkpoint thread has nothing asked of it or running (for tests: what
     /// `maintain` asked for is then done).
     pub fn wait_for_checkpoint(&self) {
