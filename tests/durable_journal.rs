@@ -30,7 +30,7 @@ fn batch_changes(i: u64) -> (ChannelChanges, Vec<ChannelEvent>) {
         Change::ChunkWrapped { request: req(i), index: 0, lamport: 1_000 + i, bytes: Bytes::from(vec![7u8; 130]) },
         Change::SendSent { request: req(i) },
     ];
-    if i > 0 && i % 3 != 0 {
+    if i > 0 && !i.is_multiple_of(3) {
         // Every third send stays pending: some reach the tables.
         changes.push(Change::ChunkAcked { request: req(i - 1), index: 0 });
         changes.push(Change::SendFinished { request: req(i - 1) });
@@ -39,7 +39,7 @@ fn batch_changes(i: u64) -> (ChannelChanges, Vec<ChannelEvent>) {
     if i >= 4 {
         log.push(LogChange::Remove(id(i - 4)));
     }
-    let clocks = (i % 10 == 0).then_some(ClockBounds { lamport: 2_000 + i, wrap_ns: i });
+    let clocks = i.is_multiple_of(10).then_some(ClockBounds { lamport: 2_000 + i, wrap_ns: i });
     let events = vec![
         ChannelEvent::Received { request_id: format!("in-{i}"), sender_id: "bob".into(), payload: vec![i as u8; 50] },
         ChannelEvent::Sent { request_id: format!("req-{i}") },
@@ -53,9 +53,9 @@ fn stream(store: &mut dyn Store, key: ChannelKey, range: std::ops::Range<u64>) {
     for i in range {
         let (changes, events) = batch_changes(i);
         let rows = events.iter().enumerate().map(|(j, e)| EventRow { seq: 1 + 2 * i + j as u64, channel: key, event: e }).collect();
-        let delivered = if i > 0 && (i - 1) % 7 != 0 { vec![2 * i - 1, 2 * i] } else { vec![] };
+        let delivered = if i > 0 && !(i - 1).is_multiple_of(7) { vec![2 * i - 1, 2 * i] } else { vec![] };
         let channels = [(key, changes)];
-        let seq_bound = (i % 100 == 0).then_some(2 * i + 1_000);
+        let seq_bound = i.is_multiple_of(100).then_some(2 * i + 1_000);
         store.commit(&Batch { events: rows, delivered, seq_bound, channels: &channels, ..Batch::default() }).unwrap();
     }
 }

@@ -15,7 +15,9 @@
 //!    (4 KiB pages, see [`PAGE_SIZE`]) in one transaction, then WAL and `synchronous` per
 //!    [`Durability`].
 //!
-//! Commits use cached prepared statements in one `BEGIN IMMEDIATE` transaction per batch.
+//! Commits use cached prepared statements in one `BEGIN IMMEDIATE` transaction per batch: new
+//! channels and the sequence bound go to their tables, the outbox rows, deliveries and channel
+//! changes to one row of the journal (`sqlite_journal.rs`), folded into the tables later.
 //!
 //! Checkpoints are off the commit path and off the runtime thread: SQLite's automatic checkpoint
 //! (run inside the commit that crosses `wal_autocheckpoint`, with its fsyncs) is replaced by a WAL

@@ -555,13 +555,23 @@ mod tests {
         let b = |v: &[u8]| Bytes::copy_from_slice(v);
         ChannelChanges {
             log: vec![
-                LogChange::Insert(LogEntry { message_id: "m1".into(), lamport_timestamp: u64::MAX, sender_id: Some("bob".into()), retrieval_hint: None }),
+                LogChange::Insert(LogEntry {
+                    message_id: "m1".into(),
+                    lamport_timestamp: u64::MAX,
+                    sender_id: Some("bob".into()),
+                    retrieval_hint: None,
+                }),
                 LogChange::Insert(LogEntry { message_id: "m2".into(), lamport_timestamp: 7, sender_id: None, retrieval_hint: Some(b(b"h")) }),
                 LogChange::Remove("m0".into()),
                 LogChange::Hint("m1".into(), b(&[0, 1, 2])),
             ],
             changes: vec![
-                Change::SendAccepted { request: "r".into(), ephemeral: true, bytes: 300, chunks: vec![("c0".into(), b(&[9; 200])), ("c1".into(), b(b""))] },
+                Change::SendAccepted {
+                    request: "r".into(),
+                    ephemeral: true,
+                    bytes: 300,
+                    chunks: vec![("c0".into(), b(&[9; 200])), ("c1".into(), b(b""))],
+                },
                 Change::ChunkWrapped { request: "r".into(), index: 1, lamport: 1 << 40, bytes: b(b"sds") },
                 Change::ChunkAcked { request: "r".into(), index: 0 },
                 Change::ChunkRetransmitted { request: "r".into(), index: 1, count: u32::MAX },
