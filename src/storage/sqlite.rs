@@ -46,10 +46,12 @@ use super::{event_from_columns, Batch, ChannelKey, ChannelRecord, Durability, St
 pub const APPLICATION_ID: u32 = 0x526C_4368;
 /// `PRAGMA user_version` this library writes and reads.
 pub const SCHEMA_VERSION: u32 = 4;
-/// Page size of a new database. A commit writes every page it touches to the WAL, and a 1 KiB
-/// send touches about ten (the channel-state tables and their indexes): 4 KiB pages cost a
-/// quarter of 16 KiB ones there (`make bench-durable`: 1,900 against 1,560 sends/s, p99 of
-/// `send` 14 against 59 ms), for 24.6 against 16.8 ms per 1 MiB send. Set at creation only.
+/// Page size of a new database. A commit writes every page it touches to the WAL, whole: with
+/// schema 3 a 1 KiB send touched about ten (the channel-state tables and their indexes), and
+/// 4 KiB pages cost a quarter of 16 KiB ones there (`make bench-durable`: 1,900 against 1,560
+/// sends/s, p99 of `send` 14 against 59 ms), for 24.6 against 16.8 ms per 1 MiB send. With the
+/// journal (version 4) a commit writes the journal's last leaf, its overflow pages and parent,
+/// and the header and freelist pages: a few, which small pages keep small. Set at creation only.
 const PAGE_SIZE: i64 = 4 * 1024;
 /// SQLite's page cache of the store's connection, KiB (SQLite's default is 2,000). Holds what a
 /// fold of the journal rewrites and frees (the tables' recent pages, the journal's own) without
