@@ -20,7 +20,7 @@
 //! events (the outbox) and the channel's own state (the send's chunks, the log, the clocks).
 //!
 //! `DURABLE_MESSAGES` overrides the messages per throughput run, `DURABLE_SENDERS` the sender threads; `DURABLE_ONLY=throughput,latency,
-//! large,idle` runs a subset (idle first when chosen: it measures the process's RSS). Writes `target/bench/durable.json`.
+//! large,idle` runs a subset, `DURABLE_BACKENDS=memory,process,power` a subset of the backends (for profiling) (idle first when chosen: it measures the process's RSS). Writes `target/bench/durable.json`.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -279,7 +279,12 @@ fn median(mut v: Vec<f64>) -> f64 {
 fn main() {
     let n: u64 = std::env::var("DURABLE_MESSAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(30_000);
     let senders: usize = std::env::var("DURABLE_SENDERS").ok().and_then(|v| v.parse().ok()).unwrap_or(SENDERS);
-    let backends = [Backend::Memory, Backend::Process, Backend::Power];
+    // `DURABLE_BACKENDS=process` (for profiling) runs only the named backends; the ratios need all.
+    let named: Option<String> = std::env::var("DURABLE_BACKENDS").ok();
+    let backends: Vec<Backend> = [Backend::Memory, Backend::Process, Backend::Power]
+        .into_iter()
+        .filter(|b| named.as_deref().is_none_or(|n| n.split(',').any(|x| b.name().ends_with(x.trim()))))
+        .collect();
     let only: Option<Vec<String>> = std::env::var("DURABLE_ONLY").ok().map(|s| s.split(',').map(|x| x.trim().to_owned()).collect());
     let want = |name: &str| only.as_ref().is_none_or(|v| v.iter().any(|x| x == name));
     let mut json = String::from("{");
@@ -295,20 +300,22 @@ fn main() {
     if want("throughput") {
         println!("durable: 1 KiB end to end, {senders} sender threads, window {WINDOW}, {n} messages, median of {REPEATS}");
         let mut rates = Vec::new();
-        for b in backends {
+        for &b in &backends {
             let runs: Vec<f64> = (0..REPEATS).map(|r| throughput(b, &format!("tp-{}-{r}", b.name().replace('/', "-")), n, senders)).collect();
             let m = median(runs.clone());
             rates.push(m);
             println!("  {:<16} {:>9.0} msg/s   (runs {:?})", b.name(), m, runs.iter().map(|r| r.round()).collect::<Vec<_>>());
             json += &format!("\"throughput_{}\": {m:.0}, ", b.name().replace('/', "_"));
         }
-        println!("  ratio process / memory: {:.2}  (goal >= 0.5)", rates[1] / rates[0]);
-        println!("  power: {:.0} durable sends/s  (goal >= 1000)", rates[2]);
+        if let [memory, process, power] = rates[..] {
+            println!("  ratio process / memory: {:.2}  (goal >= 0.5)", process / memory);
+            println!("  power: {power:.0} durable sends/s  (goal >= 1000)");
+        }
     }
     if want("latency") {
         settle();
         println!("durable: send call, 1 KiB, unloaded ({LATENCY_SENDS} sends)");
-        for b in backends {
+        for &b in &backends {
             let d = call_durations(b, &format!("lat-{}", b.name().replace('/', "-")), SMALL, LATENCY_SENDS);
             let (p50, p99) = (percentile(&d, 0.5), percentile(&d, 0.99));
             println!("  {:<16} p50 {:>7.0} µs   p99 {:>7.0} µs", b.name(), p50, p99);

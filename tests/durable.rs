@@ -105,6 +105,11 @@ fn seq_counts_from_one_and_grows_in_delivery_order() {
     let (arx, brx) = (recorder(&a), recorder(&b));
     a.open_channel("room", TOPIC, "alice", None).unwrap();
     b.open_channel("room", TOPIC, "bob", None).unwrap();
+    // A memory channel's open returns before its runtime subscribed it: a stats call (a round
+    // trip through bob's runtime) makes sure bob hears the first send. Without it, a send
+    // published before the subscription was missed and came only with alice's retransmission
+    // after the acknowledgement timeout (the test took 5-30 s in about one run of six).
+    b.channel_stats("room").unwrap();
     for i in 0..5u8 {
         a.send("room", &[i; 10], false).unwrap();
     }

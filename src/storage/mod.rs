@@ -15,9 +15,10 @@
 //! | `channels` | one per stored channel: its key, id, our sender id, the content topic       |
 //! | `events`   | the outbox: events of durable channels not yet handed to the application    |
 //!
-//! The channel's own protocol state (version 2; version 3 adds the chunks' counts), written from
-//! `Channel::take_changes()` in [`Batch::channels`] and read back by [`Store::load_snapshot`] into a `ChannelSnapshot`; one
-//! row per entry, inserted, updated and deleted as the channel changes (never a growing blob):
+//! The channel's own protocol state (version 2; version 3 adds the chunks' counts), from
+//! `Channel::take_changes()` in [`Batch::channels`], read back by [`Store::load_snapshot`] into a
+//! `ChannelSnapshot`; one row per entry, inserted, updated and deleted as the channel changes
+//! (never a growing blob):
 //!
 //! | table           | rows                                                                  |
 //! |-----------------|-----------------------------------------------------------------------|
@@ -28,23 +29,32 @@
 //! | `incoming`      | received messages waiting for dependencies: their decrypted SDS bytes  |
 //! | `partials`      | chunks of partial incoming messages, one row per chunk                 |
 //!
+//! Version 4: the `journal`. A commit appends its outbox rows, deliveries and channel changes as
+//! one row keyed by a sequential integer (a few WAL pages per commit); they reach `events` and the
+//! tables above when the journal is folded: at the open, before a read, from
+//! [`JOURNAL_FOLD_ROWS`] rows on (`sqlite_journal.rs`). The memory store applies every batch
+//! directly: both load the same state.
+//!
 //! | file        | what                                                                      |
 //! |-------------|---------------------------------------------------------------------------|
 //! | `mod.rs`    | the [`Store`] trait, [`Batch`], records, [`StorageConfig`]                  |
 //! | `sqlite.rs` | [`SqliteStore`]: the file, its lock, open-time validation, the statements   |
 //! | `sqlite_state.rs` | the channel-state tables: their statements and the snapshot read |
+//! | `sqlite_journal.rs` | the journal: its rows' encoding, the fold into the tables        |
 //! | `checkpoint.rs` | the WAL checkpoint on a thread and connection of its own        |
 //! | `memory.rs` | [`MemoryStore`]: the same tables in memory (tests, crash simulation)        |
 
 mod checkpoint;
 mod memory;
 mod sqlite;
+mod sqlite_journal;
 mod sqlite_state;
 
 use std::path::PathBuf;
 
 pub use memory::MemoryStore;
 pub use sqlite::{SqliteStore, APPLICATION_ID, CHECKPOINT_PAGES, SCHEMA_VERSION, WAL_BOUND_PAGES};
+pub use sqlite_journal::{JOURNAL_FOLD_BYTES, JOURNAL_FOLD_ROWS};
 
 use crate::channel::{ChannelChanges, ChannelEvent, ChannelSnapshot};
 

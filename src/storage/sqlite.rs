@@ -15,7 +15,9 @@
 //!    (4 KiB pages, see [`PAGE_SIZE`]) in one transaction, then WAL and `synchronous` per
 //!    [`Durability`].
 //!
-//! Commits use cached prepared statements in one `BEGIN IMMEDIATE` transaction per batch.
+//! Commits use cached prepared statements in one `BEGIN IMMEDIATE` transaction per batch: new
+//! channels and the sequence bound go to their tables, the outbox rows, deliveries and channel
+//! changes to one row of the journal (`sqlite_journal.rs`), folded into the tables later.
 //!
 //! Checkpoints are off the commit path and off the runtime thread: SQLite's automatic checkpoint
 //! (run inside the commit that crosses `wal_autocheckpoint`, with its fsyncs) is replaced by a WAL
@@ -36,18 +38,25 @@ use crate::channel::ChannelSnapshot;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 
 use super::checkpoint::{self, Checkpointer};
+use super::sqlite_journal::{self, Journal, JOURNAL_TABLE};
 use super::sqlite_state::{self, CHUNK_COUNTS, STATE_TABLES, STATE_TABLE_NAMES};
-use super::{event_columns, event_from_columns, Batch, ChannelKey, ChannelRecord, Durability, StorageConfig, StorageError, Store, StoredEvent};
+use super::{event_from_columns, Batch, ChannelKey, ChannelRecord, Durability, StorageConfig, StorageError, Store, StoredEvent};
 
 /// `PRAGMA application_id` of a reliable-channel database ("RlCh").
 pub const APPLICATION_ID: u32 = 0x526C_4368;
 /// `PRAGMA user_version` this library writes and reads.
-pub const SCHEMA_VERSION: u32 = 3;
-/// Page size of a new database. A commit writes every page it touches to the WAL, and a 1 KiB
-/// send touches about ten (the channel-state tables and their indexes): 4 KiB pages cost a
-/// quarter of 16 KiB ones there (`make bench-durable`: 1,900 against 1,560 sends/s, p99 of
-/// `send` 14 against 59 ms), for 24.6 against 16.8 ms per 1 MiB send. Set at creation only.
+pub const SCHEMA_VERSION: u32 = 4;
+/// Page size of a new database. A commit writes every page it touches to the WAL, whole: with
+/// schema 3 a 1 KiB send touched about ten (the channel-state tables and their indexes), and
+/// 4 KiB pages cost a quarter of 16 KiB ones there (`make bench-durable`: 1,900 against 1,560
+/// sends/s, p99 of `send` 14 against 59 ms), for 24.6 against 16.8 ms per 1 MiB send. With the
+/// journal (version 4) a commit writes the journal's last leaf, its overflow pages and parent,
+/// and the header and freelist pages: a few, which small pages keep small. Set at creation only.
 const PAGE_SIZE: i64 = 4 * 1024;
+/// SQLite's page cache of the store's connection, KiB (SQLite's default is 2,000). Holds what a
+/// fold of the journal rewrites and frees (the tables' recent pages, the journal's own) without
+/// reading them back from the WAL; SQLite fills it only as pages are used.
+const CACHE_KIB: i64 = 16 * 1024;
 /// Prepared statements kept (the commit path uses about twenty).
 const STATEMENT_CACHE: usize = 48;
 
@@ -73,8 +82,8 @@ const HEADER_BYTES: usize = 100;
 
 /// Migrations from an older schema: `MIGRATIONS[i]` takes version `i + 1` to `i + 2`. Version 2
 /// adds the channel state's tables (`sqlite_state.rs`), version 3 a chunk's counts of
-/// retransmissions and bloom filter hits.
-const MIGRATIONS: &[&str] = &[STATE_TABLES, CHUNK_COUNTS];
+/// retransmissions and bloom filter hits, version 4 the journal (`sqlite_journal.rs`).
+const MIGRATIONS: &[&str] = &[STATE_TABLES, CHUNK_COUNTS, JOURNAL_TABLE];
 
 /// The schema of version 1; a new database gets it and then every migration, in the same
 /// transaction. `seq` is the rowid (the natural key); `meta` is keyed by name.
@@ -157,9 +166,14 @@ pub struct SqliteStore {
     _lock: File,
     path: std::path::PathBuf,
     seq_bound: u64,
+    /// The largest event seq stored: a new event row must be above it (the journal cannot ask
+    /// the `events` table's key whether a seq is taken).
+    last_seq: u64,
     last_key: ChannelKey,
     /// Pages in the WAL, as its hook reported them after the last commit.
     wal_pages: Arc<AtomicU32>,
+    /// The channel-state changes committed but not yet folded into the tables.
+    journal: Journal,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -203,6 +217,7 @@ impl SqliteStore {
             Durability::Power => "FULL",
         };
         conn.pragma_update(None, "synchronous", sync).map_err(sql_err("PRAGMA synchronous", path))?;
+        conn.pragma_update(None, "cache_size", -CACHE_KIB).map_err(sql_err("PRAGMA cache_size", path))?;
         match kind {
             Header::New => Self::create_schema(&mut conn, path)?,
             Header::Ours { version } => Self::migrate(&mut conn, path, version)?,
@@ -211,8 +226,7 @@ impl SqliteStore {
         let seq_bound: Option<i64> =
             conn.query_row("SELECT value FROM meta WHERE key = 'seq_bound'", [], |r| r.get(0)).optional().map_err(sql_err("reading meta", path))?;
         let last_key: Option<i64> = conn.query_row("SELECT max(key) FROM channels", [], |r| r.get(0)).map_err(sql_err("reading channels", path))?;
-        let max_seq: Option<i64> = conn.query_row("SELECT max(seq) FROM events", [], |r| r.get(0)).map_err(sql_err("reading events", path))?;
-        let seq_bound = seq_bound.unwrap_or(1).max(max_seq.map_or(1, |s| s + 1)).max(1) as u64;
+        conn.query_row("SELECT max(seq) FROM events", [], |r| r.get::<_, Option<i64>>(0)).map_err(sql_err("reading events", path))?;
         let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0)).map_err(sql_err("PRAGMA journal_mode", path))?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(StorageError(format!("{p}: cannot use WAL (journal_mode is {mode})")));
@@ -231,8 +245,24 @@ impl SqliteStore {
             let pages = i64::try_from(max.div_ceil(page.max(1) as u64).max(1)).unwrap_or(i64::MAX);
             conn.pragma_update(None, "max_page_count", pages).map_err(sql_err("PRAGMA max_page_count", path))?;
         }
+        // What the last run journalled goes to the tables now: the journal starts empty.
+        sqlite_journal::fold_stored(&mut conn, path).map_err(sql_err("folding the journal", path))?;
+        let max_seq: Option<i64> = conn.query_row("SELECT max(seq) FROM events", [], |r| r.get(0)).map_err(sql_err("reading events", path))?;
+        let seq_bound = seq_bound.unwrap_or(1).max(max_seq.map_or(1, |s| s + 1)).max(1) as u64;
+        let last_seq = max_seq.map_or(0, |s| s.max(0) as u64);
         let checkpointer = Checkpointer::new(path, sync, wal_pages.clone());
-        Ok(SqliteStore { checkpointer, conn, _lock: lock, path: path.to_owned(), seq_bound, last_key: last_key.unwrap_or(0), wal_pages })
+        let last_key = last_key.unwrap_or(0);
+        Ok(SqliteStore {
+            checkpointer,
+            conn,
+            _lock: lock,
+            path: path.to_owned(),
+            seq_bound,
+            last_seq,
+            last_key,
+            wal_pages,
+            journal: Journal::default(),
+        })
     }
 
     /// A new database: page size, identity, version and tables in one transaction, so that a
@@ -278,6 +308,13 @@ impl SqliteStore {
         self.wal_pages.load(Ordering::Relaxed)
     }
 
+    /// Journal rows committed since the last fold (`sqlite_journal.rs`): what a reopen, a read
+    /// of a channel's state or outbox, or [`Store::maintain`] from [`super::JOURNAL_FOLD_ROWS`]
+    /// on, applies to the tables.
+    pub fn journal_rows(&self) -> u32 {
+        self.journal.rows
+    }
+
     /// Waits until the checkpoint thread has nothing asked of it or running (for tests: what
     /// `maintain` asked for is then done).
     pub fn wait_for_checkpoint(&self) {
@@ -310,30 +347,21 @@ impl SqliteStore {
                 st.execute(params![c.key, c.channel_id, c.sender_id, c.content_topic])?;
             }
         }
-        if !batch.events.is_empty() {
-            let mut st = tx.prepare_cached(
-                "INSERT INTO events (seq, channel, kind, request_id, sender_id, payload, error) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )?;
-            for e in &batch.events {
-                let (kind, request_id, sender_id, payload, error) = event_columns(e.event);
-                st.execute(params![seq_i64(e.seq)?, e.channel, kind, request_id, sender_id, payload, error])?;
-            }
-        }
-        if !batch.delivered.is_empty() {
-            let mut st = tx.prepare_cached("DELETE FROM events WHERE seq = ?1")?;
-            for &seq in &batch.delivered {
-                st.execute([seq_i64(seq)?])?;
-            }
-        }
+        // The outbox rows and the channels' changes: one journal row (`sqlite_journal.rs`).
+        let bytes = self.journal.append(&tx, batch)?;
         if let Some(b) = batch.seq_bound {
             let mut st =
                 tx.prepare_cached("INSERT INTO meta (key, value) VALUES ('seq_bound', ?1) ON CONFLICT (key) DO UPDATE SET value = excluded.value")?;
             st.execute([seq_i64(b)?])?;
         }
-        for (key, changes) in batch.channels {
-            sqlite_state::write_changes(&tx, *key, changes)?;
-        }
-        tx.commit()
+        tx.commit()?;
+        self.journal.committed(batch, bytes);
+        Ok(())
+    }
+
+    /// Folds the journal into the channel-state tables (`sqlite_journal.rs`).
+    fn fold_journal(&mut self) -> Result<(), StorageError> {
+        self.journal.fold(&mut self.conn).map_err(sql_err("folding the journal", &self.path))
     }
 }
 
@@ -357,14 +385,41 @@ impl Store for SqliteStore {
         if batch.is_empty() {
             return Ok(());
         }
-        self.write_batch(batch).map_err(|e| StorageError(format!("{}: commit failed: {e}", self.path.display())))?;
+        // Seqs are handed out in order (`seq_bound`): one at or below the last stored is taken.
+        let mut last = self.last_seq;
+        for e in &batch.events {
+            if e.seq <= last {
+                return Err(StorageError(format!(
+                    "{}: commit failed: event seq {} is not above the last stored one ({last}): a seq is UNIQUE and only grows",
+                    self.path.display(),
+                    e.seq
+                )));
+            }
+            last = e.seq;
+        }
+        let mut written = self.write_batch(batch);
+        if matches!(&written, Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::DiskFull) && self.journal.rows > 0 {
+            // The deletions the journal holds make room once folded (the rows they delete are
+            // still in the tables): fold, then try once more.
+            if self.fold_journal().is_ok() {
+                written = self.write_batch(batch);
+            }
+        }
+        written.map_err(|e| StorageError(format!("{}: commit failed: {e}", self.path.display())))?;
         if let Some(b) = batch.seq_bound {
             self.seq_bound = b;
         }
+        self.last_seq = last;
         Ok(())
     }
 
     fn maintain(&mut self, idle: bool) {
+        if self.journal.full() {
+            // Not fatal: the journal is committed; the next attempt folds it.
+            if let Err(e) = self.fold_journal() {
+                log::warn!("{e} (retried later)");
+            }
+        }
         let pages = self.wal_pages();
         if pages < CHECKPOINT_PAGES {
             return;
@@ -398,6 +453,9 @@ impl Store for SqliteStore {
     }
 
     fn load_events(&mut self, key: ChannelKey) -> Result<Vec<StoredEvent>, StorageError> {
+        if self.journal.rows > 0 {
+            self.fold_journal()?;
+        }
         let path = &self.path;
         let mut st = self
             .conn
@@ -418,12 +476,18 @@ impl Store for SqliteStore {
     }
 
     fn load_snapshot(&mut self, key: ChannelKey) -> Result<ChannelSnapshot, StorageError> {
+        if self.journal.rows > 0 {
+            self.fold_journal()?;
+        }
         sqlite_state::load_snapshot(&self.conn, key).map_err(sql_err("reading the channel state", &self.path))
     }
 
     fn purge(&mut self, channel_id: &str) -> Result<bool, StorageError> {
         let path = self.path.clone();
         let Some(rec) = self.load_channel(channel_id)? else { return Ok(false) };
+        if self.journal.rows > 0 {
+            self.fold_journal()?;
+        }
         let run = |conn: &mut Connection| -> rusqlite::Result<()> {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             tx.execute("DELETE FROM events WHERE channel = ?1", [rec.key])?;

@@ -1,5 +1,6 @@
 //! The channel-state tables of [`super::SqliteStore`] (schema version 2): the statements that
-//! apply a channel's changes inside the batch's transaction, and the reads of its snapshot.
+//! apply a channel's changes (when the journal is folded, `sqlite_journal.rs`), and the reads of
+//! its snapshot.
 //! Every statement is a prepared, cached one; every change touches the rows it names only.
 
 use std::collections::HashMap;

@@ -1,0 +1,175 @@
+//! The SQLite store's journal (schema version 4, `src/storage/sqlite_journal.rs`): what a commit
+//! appends is folded into the tables at a reopen, before a read, and from `JOURNAL_FOLD_ROWS` on
+//! by `maintain`, each time leaving the state the memory store holds for the same batches; and a
+//! version 3 database with state in its tables is migrated and keeps it.
+
+use std::path::Path;
+
+use bytes::Bytes;
+use reliable_channel::channel::{Change, ChannelChanges, ChannelEvent, ClockBounds};
+use reliable_channel::sds::{LogChange, LogEntry};
+use reliable_channel::storage::{
+    Batch, ChannelKey, ChannelRecord, Durability, EventRow, MemoryStore, SqliteStore, StorageConfig, Store, JOURNAL_FOLD_ROWS, SCHEMA_VERSION,
+};
+
+mod storage_support;
+use storage_support::TempDir;
+
+fn cfg(path: &Path) -> StorageConfig {
+    StorageConfig { path: path.to_owned(), durability: Durability::Process, max_size_bytes: None }
+}
+
+/// The batch `i` of a steady stream on channel `key`: a send accepted and wrapped, the previous
+/// one acknowledged and finished, a log entry in and (from the fifth on) the oldest out, a RECEIVED
+/// and a SENT event, and the previous batch's events delivered.
+fn batch_changes(i: u64) -> (ChannelChanges, Vec<ChannelEvent>) {
+    let req = |i: u64| -> std::sync::Arc<str> { format!("req-{i}").into() };
+    let id = |i: u64| -> std::sync::Arc<str> { format!("{:064x}", i * 7_919).into() };
+    let mut changes = vec![
+        Change::SendAccepted { request: req(i), ephemeral: false, bytes: 100, chunks: vec![(id(i), Bytes::from(vec![i as u8; 100]))] },
+        Change::ChunkWrapped { request: req(i), index: 0, lamport: 1_000 + i, bytes: Bytes::from(vec![7u8; 130]) },
+        Change::SendSent { request: req(i) },
+    ];
+    if i > 0 && !i.is_multiple_of(3) {
+        // Every third send stays pending: some reach the tables.
+        changes.push(Change::ChunkAcked { request: req(i - 1), index: 0 });
+        changes.push(Change::SendFinished { request: req(i - 1) });
+    }
+    let mut log = vec![LogChange::Insert(LogEntry { message_id: id(i), lamport_timestamp: 1_000 + i, sender_id: None, retrieval_hint: None })];
+    if i >= 4 {
+        log.push(LogChange::Remove(id(i - 4)));
+    }
+    let clocks = i.is_multiple_of(10).then_some(ClockBounds { lamport: 2_000 + i, wrap_ns: i });
+    let events = vec![
+        ChannelEvent::Received { request_id: format!("in-{i}"), sender_id: "bob".into(), payload: vec![i as u8; 50] },
+        ChannelEvent::Sent { request_id: format!("req-{i}") },
+    ];
+    (ChannelChanges { log, changes, clocks, rln: None }, events)
+}
+
+/// Commits batches `range` to `store` (seq = 2 per batch; the previous batch's events delivered,
+/// except every seventh batch's, which stay in the outbox).
+fn stream(store: &mut dyn Store, key: ChannelKey, range: std::ops::Range<u64>) {
+    for i in range {
+        let (changes, events) = batch_changes(i);
+        let rows = events.iter().enumerate().map(|(j, e)| EventRow { seq: 1 + 2 * i + j as u64, channel: key, event: e }).collect();
+        let delivered = if i > 0 && !(i - 1).is_multiple_of(7) { vec![2 * i - 1, 2 * i] } else { vec![] };
+        let channels = [(key, changes)];
+        let seq_bound = i.is_multiple_of(100).then_some(2 * i + 1_000);
+        store.commit(&Batch { events: rows, delivered, seq_bound, channels: &channels, ..Batch::default() }).unwrap();
+    }
+}
+
+fn open(store: &mut dyn Store) -> ChannelKey {
+    let key = store.allocate_key();
+    let rec = ChannelRecord { key, channel_id: "room".into(), sender_id: "alice".into(), content_topic: "/app/1/room/proto".into() };
+    store.commit(&Batch { new_channels: vec![rec], ..Batch::default() }).unwrap();
+    key
+}
+
+fn state(store: &mut dyn Store, key: ChannelKey) -> (Vec<u64>, reliable_channel::channel::ChannelSnapshot) {
+    let events = store.load_events(key).unwrap().iter().map(|e| e.seq).collect();
+    (events, store.load_snapshot(key).unwrap())
+}
+
+#[test]
+fn the_journal_is_folded_at_the_reopen_and_when_it_is_full() {
+    let dir = TempDir::new("journal", "fold");
+    let path = dir.file("j.db");
+    let mut mem = MemoryStore::new();
+    let key = open(&mut mem);
+    let n = u64::from(JOURNAL_FOLD_ROWS) + 250;
+    stream(&mut mem, key, 0..n);
+    let want = state(&mut mem, key);
+    assert!(want.0.len() > 10 && want.1.sends.len() > 10 && want.1.log.len() == 4 && want.1.clocks.is_some(), "{:?}", want.0);
+    {
+        let mut sql = SqliteStore::open(&cfg(&path)).unwrap();
+        assert_eq!(open(&mut sql), key);
+        // Nothing is read back before the close: the reopen folds all of it.
+        stream(&mut sql, key, 0..200);
+        assert_eq!(sql.journal_rows(), 200);
+    }
+    let mut sql = SqliteStore::open(&cfg(&path)).unwrap();
+    assert_eq!(sql.journal_rows(), 0, "folded at the open");
+    // The rest, past the fold threshold: `maintain` folds.
+    stream(&mut sql, key, 200..n);
+    assert_eq!(sql.journal_rows(), JOURNAL_FOLD_ROWS + 50);
+    sql.maintain(false);
+    assert_eq!(sql.journal_rows(), 0, "folded from JOURNAL_FOLD_ROWS on");
+    assert_eq!(state(&mut sql, key), want);
+    // What the tables hold is what a reopen reads.
+    drop(sql);
+    let mut sql = SqliteStore::open(&cfg(&path)).unwrap();
+    assert_eq!(state(&mut sql, key), want);
+    assert!(sql.seq_bound() > 2 * n, "the bound covers every seq");
+}
+
+#[test]
+fn a_commit_needs_growing_seqs() {
+    let dir = TempDir::new("journal", "seq");
+    let mut sql = SqliteStore::open(&cfg(&dir.file("s.db"))).unwrap();
+    let key = open(&mut sql);
+    stream(&mut sql, key, 0..3);
+    let e = ChannelEvent::Sent { request_id: "x".into() };
+    for seq in [1, 6] {
+        let err = sql.commit(&Batch { events: vec![EventRow { seq, channel: key, event: &e }], ..Batch::default() }).unwrap_err();
+        assert!(err.0.contains("UNIQUE") && err.0.contains("s.db"), "{err}");
+    }
+    sql.commit(&Batch { events: vec![EventRow { seq: 7, channel: key, event: &e }], ..Batch::default() }).unwrap();
+    drop(sql);
+    // The bound survives the reopen (read from the events, after the fold).
+    let mut sql = SqliteStore::open(&cfg(&dir.file("s.db"))).unwrap();
+    let err = sql.commit(&Batch { events: vec![EventRow { seq: 7, channel: key, event: &e }], ..Batch::default() }).unwrap_err();
+    assert!(err.0.contains("UNIQUE"), "{err}");
+}
+
+#[test]
+fn a_version_3_database_with_state_is_migrated() {
+    let dir = TempDir::new("journal", "v3");
+    let path = dir.file("v3.db");
+    {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        // The schema of version 3 as that library wrote it, with a row in each table.
+        c.execute_batch(
+            "PRAGMA application_id = 1382826856; PRAGMA user_version = 3;
+             CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+             CREATE TABLE channels (key INTEGER PRIMARY KEY, channel_id TEXT NOT NULL UNIQUE, sender_id TEXT NOT NULL, content_topic TEXT NOT NULL);
+             CREATE TABLE events (seq INTEGER PRIMARY KEY, channel INTEGER NOT NULL, kind INTEGER NOT NULL, request_id TEXT, sender_id TEXT, payload BLOB, error TEXT);
+             CREATE TABLE channel_state (channel INTEGER PRIMARY KEY, lamport_bound INTEGER, wrap_bound INTEGER, rln_epoch INTEGER, rln_used INTEGER);
+             CREATE TABLE log (channel INTEGER NOT NULL, id TEXT NOT NULL, lamport INTEGER NOT NULL, sender TEXT, hint BLOB, UNIQUE (channel, id));
+             CREATE TABLE sends (channel INTEGER NOT NULL, request_id TEXT NOT NULL, ephemeral INTEGER NOT NULL, bytes INTEGER NOT NULL, sent INTEGER NOT NULL, UNIQUE (channel, request_id));
+             CREATE TABLE send_chunks (channel INTEGER NOT NULL, request_id TEXT NOT NULL, idx INTEGER NOT NULL, id TEXT NOT NULL, frame BLOB, lamport INTEGER, wrapped BLOB, acked INTEGER NOT NULL, UNIQUE (channel, request_id, idx));
+             CREATE TABLE incoming (channel INTEGER NOT NULL, id TEXT NOT NULL, at INTEGER NOT NULL, bytes BLOB NOT NULL, hint BLOB, UNIQUE (channel, id));
+             CREATE TABLE partials (channel INTEGER NOT NULL, sender TEXT NOT NULL, request_id TEXT NOT NULL, idx INTEGER NOT NULL, at INTEGER NOT NULL, frame BLOB NOT NULL, UNIQUE (channel, sender, request_id, idx));
+             ALTER TABLE send_chunks ADD COLUMN retransmissions INTEGER NOT NULL DEFAULT 0;
+             ALTER TABLE send_chunks ADD COLUMN possible_acks INTEGER NOT NULL DEFAULT 0;
+             INSERT INTO meta VALUES ('seq_bound', 90);
+             INSERT INTO channels VALUES (1, 'room', 'alice', '/app/1/room/proto');
+             INSERT INTO events VALUES (80, 1, 2, 'r1', NULL, NULL, NULL);
+             INSERT INTO channel_state VALUES (1, 5000, 6000, NULL, NULL);
+             INSERT INTO log VALUES (1, 'm1', 17, 'bob', NULL);
+             INSERT INTO sends VALUES (1, 'r1', 0, 3, 1);
+             INSERT INTO send_chunks VALUES (1, 'r1', 0, 'c1', NULL, 18, x'0102', 0, 2, 1);",
+        )
+        .unwrap();
+    }
+    let mut s = SqliteStore::open(&cfg(&path)).unwrap();
+    let v: u32 = rusqlite::Connection::open(&path).unwrap().query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+    assert_eq!(v, SCHEMA_VERSION);
+    assert_eq!(SCHEMA_VERSION, 4);
+    assert_eq!(s.seq_bound(), 90);
+    let key = s.load_channel("room").unwrap().expect("kept").key;
+    let (events, snap) = state(&mut s, key);
+    assert_eq!(events, vec![80]);
+    assert_eq!(snap.clocks, Some(ClockBounds { lamport: 5000, wrap_ns: 6000 }));
+    assert_eq!((snap.log.len(), snap.sends.len()), (1, 1));
+    let chunk = &snap.sends[0].chunks[0];
+    assert_eq!((chunk.wrapped.clone(), chunk.retransmissions, chunk.possible_acks), (Some((18, Bytes::from_static(&[1, 2]))), 2, 1));
+    // The migrated database takes journalled commits and folds them into the old rows.
+    let finish = [(key, ChannelChanges { changes: vec![Change::SendFinished { request: "r1".into() }], ..ChannelChanges::default() })];
+    s.commit(&Batch { delivered: vec![80], channels: &finish, ..Batch::default() }).unwrap();
+    drop(s);
+    let mut s = SqliteStore::open(&cfg(&path)).unwrap();
+    let (events, snap) = state(&mut s, key);
+    assert_eq!((events.len(), snap.sends.len(), snap.log.len()), (0, 0, 1));
+}
