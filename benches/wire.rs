@@ -53,7 +53,6 @@
 
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap, HashSet};
-use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
 use std::sync::{Arc, Mutex};
@@ -65,6 +64,10 @@ use rand::{Rng, SeedableRng};
 use reliable_channel::channel::{Channel, ChannelAction, ChannelConfig, ChannelEvent};
 use reliable_channel::wire::{HistoryEntry, MessageChunk, MessageHash, MessageKind, SdsMessage, WakuMessage};
 use serde_json::{json, Value};
+
+#[path = "wire_support/report.rs"]
+mod report;
+use report::{mixed_table, summarize, table};
 
 const CHANNEL: &str = "bench-wire";
 const TOPIC: &str = "/bench/1/wire/proto";
@@ -202,6 +205,13 @@ struct RunResult {
     /// Publications after the last message reached every receiver.
     tail: u64,
     latencies_ms: Vec<u64>,
+    /// (sender, receiver) of each entry of `latencies_ms`.
+    latency_pairs: Vec<(usize, usize)>,
+    /// Per participant: WakuMessages published, retransmissions, syncs, sends ended SEND_ERROR.
+    published_by: Vec<u64>,
+    retx_by: Vec<u64>,
+    syncs_by: Vec<u64>,
+    send_errors_by: Vec<u64>,
     virtual_ms: u64,
     quiescent: bool,
 }
@@ -264,7 +274,7 @@ impl Run {
         let chans = (0..n)
             .map(|p| {
                 let mut ch = Channel::new(CHANNEL, TOPIC, NAMES[p], config.clone(), t0, seed.wrapping_mul(131).wrapping_add(p as u64));
-                ch.set_store_available(opts.store);
+                ch.set_store_available(opts.store_for(p));
                 ch
             })
             .collect();
@@ -288,7 +298,16 @@ impl Run {
             t0,
             complete_at_published: None,
             complete_receptions: 0,
-            r: RunResult { seed, delivered_by: vec![0; n], cost_by: vec![0; n], ..Default::default() },
+            r: RunResult {
+                seed,
+                delivered_by: vec![0; n],
+                cost_by: vec![0; n],
+                published_by: vec![0; n],
+                retx_by: vec![0; n],
+                syncs_by: vec![0; n],
+                send_errors_by: vec![0; n],
+                ..Default::default()
+            },
         };
         for from in 0..n {
             let phase = run.rng.gen_range(0..cell.pace.interval_ms);
@@ -308,6 +327,7 @@ impl Run {
 
     fn publish(&mut self, p: usize, token: u64, message: WakuMessage) {
         self.r.published += 1;
+        self.r.published_by[p] += 1;
         self.r.bytes_published += message.encoded_len() as u64;
         let (sds, kind) = SdsMessage::decode_bytes(message.payload.clone()).expect("the channel publishes decodable SDS messages");
         self.r.cost_by[p] += cost(&sds, kind);
@@ -365,6 +385,7 @@ impl Run {
                 self.first_rx[from][k][p] = Some(self.now);
                 if let Some(sent) = self.sent_at[from][k] {
                     self.r.latencies_ms.push(self.now - sent);
+                    self.r.latency_pairs.push((from, p));
                     self.trace_line(p, &format!("RECEIVED {request_id} after {:.3} s", (self.now - sent) as f64 / 1e3));
                 }
                 self.complete_receptions += 1;
@@ -375,6 +396,7 @@ impl Run {
             }
             ChannelEvent::SendError { request_id, error } => {
                 self.r.send_errors += 1;
+                self.r.send_errors_by[p] += 1;
                 self.trace_line(p, &format!("SEND_ERROR {request_id}: {error}"));
             }
             ChannelEvent::Lost { request_id, sender_id, error } => {
@@ -483,8 +505,10 @@ impl Run {
                 }
             }
         }
-        for ch in &self.chans {
+        for (p, ch) in self.chans.iter().enumerate() {
             let s = ch.stats();
+            r.retx_by[p] = s.retransmissions + s.rebroadcasts;
+            r.syncs_by[p] = s.syncs_sent;
             r.content += s.chunks_sent;
             r.retransmissions += s.retransmissions;
             r.syncs += s.syncs_sent;
@@ -504,181 +528,22 @@ impl Run {
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-// Aggregation
-
-fn median(v: &mut [f64]) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(f64::total_cmp);
-    let m = v.len() / 2;
-    if v.len() % 2 == 1 {
-        v[m]
-    } else {
-        (v[m - 1] + v[m]) / 2.0
-    }
-}
-
-/// Nearest-rank percentile of sorted values.
-fn percentile(sorted: &[u64], q: f64) -> u64 {
-    if sorted.is_empty() {
-        return 0;
-    }
-    let rank = (q * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
-fn ratio(a: u64, b: u64) -> f64 {
-    if b == 0 {
-        f64::NAN
-    } else {
-        a as f64 / b as f64
-    }
-}
-
-/// One cell's figures: per-seed ratios as medians (with min and max), counts as sums, kinds per
-/// delivered message pooled over the seeds, latency percentiles pooled over every reception.
-fn summarize(cell: Cell, runs: &[RunResult]) -> Value {
-    let per_seed = |f: &dyn Fn(&RunResult) -> f64| {
-        let mut v: Vec<f64> = runs.iter().map(f).collect();
-        let med = median(&mut v);
-        (med, v.first().copied().unwrap_or(f64::NAN), v.last().copied().unwrap_or(f64::NAN))
-    };
-    let wm = per_seed(&|r| ratio(r.published, r.delivered));
-    let bytes = per_seed(&|r| ratio(r.bytes_published, r.payload_bytes_delivered));
-    let mut budget: Vec<f64> =
-        runs.iter().flat_map(|r| r.delivered_by.iter().zip(&r.cost_by).map(|(&d, &c)| BUDGET * ratio(d, c)).collect::<Vec<_>>()).collect();
-    let budget_median = median(&mut budget);
-    let sum = |f: &dyn Fn(&RunResult) -> u64| runs.iter().map(f).sum::<u64>();
-    let delivered = sum(&|r| r.delivered);
-    let per_delivered = |x: u64| ratio(x, delivered);
-    let mut lat: Vec<u64> = runs.iter().flat_map(|r| r.latencies_ms.iter().copied()).collect();
-    lat.sort_unstable();
-    let ideal = ideal(cell.n - 1, cell.loss);
-    json!({
-        "participants": cell.n,
-        "pace": cell.pace.name,
-        "messages_per_participant": cell.pace.messages,
-        "interval_ms": cell.pace.interval_ms,
-        "loss": cell.loss,
-        "seeds": runs.len(),
-        "ideal_wm_per_delivered": ideal,
-        "ideal_delivered_per_budget": BUDGET / ideal,
-        "wm_per_delivered": wm.0,
-        "wm_per_delivered_min": wm.1,
-        "wm_per_delivered_max": wm.2,
-        "delivered_per_budget": budget_median,
-        "bytes_per_payload_byte": bytes.0,
-        "latency_p50_ms": percentile(&lat, 0.50),
-        "latency_p99_ms": percentile(&lat, 0.99),
-        "latency_max_ms": lat.last().copied().unwrap_or(0),
-        "per_delivered": {
-            "all": per_delivered(sum(&|r| r.published)),
-            "content": per_delivered(sum(&|r| r.content)),
-            "retransmission": per_delivered(sum(&|r| r.retransmissions)),
-            "sync": per_delivered(sum(&|r| r.syncs)),
-            "rebroadcast": per_delivered(sum(&|r| r.rebroadcasts)),
-            "repair_answer": per_delivered(sum(&|r| r.repairs)),
-            "tail": per_delivered(sum(&|r| r.tail)),
-            "store_fetch": per_delivered(sum(&|r| r.store_fetches)),
-        },
-        "sent": sum(&|r| r.sent),
-        "expected": runs.len() * cell.n * cell.pace.messages,
-        "delivered": delivered,
-        "missing_receptions": sum(&|r| r.missing),
-        "duplicate_receptions": sum(&|r| r.duplicates),
-        "wrong_payloads": sum(&|r| r.wrong_payload),
-        "send_errors": sum(&|r| r.send_errors),
-        "lost_events": sum(&|r| r.lost_events),
-        "rate_limit_dropped": sum(&|r| r.rate_limit_dropped),
-        "published": sum(&|r| r.published),
-        "bytes_published": sum(&|r| r.bytes_published),
-        "quiescent_runs": runs.iter().filter(|r| r.quiescent).count(),
-        "virtual_s_median": median(&mut runs.iter().map(|r| r.virtual_ms as f64 / 1e3).collect::<Vec<_>>()),
-        "runs": runs.iter().map(|r| json!({
-            "seed": r.seed,
-            "wm_per_delivered": ratio(r.published, r.delivered),
-            "published": r.published,
-            "delivered": r.delivered,
-            "retransmissions": r.retransmissions,
-            "syncs": r.syncs,
-            "send_errors": r.send_errors,
-            "virtual_s": r.virtual_ms as f64 / 1e3,
-        })).collect::<Vec<_>>(),
-    })
-}
-
-fn f(v: &Value, key: &str) -> f64 {
-    v[key].as_f64().unwrap_or(f64::NAN)
-}
-
-fn u(v: &Value, key: &str) -> u64 {
-    v[key].as_u64().unwrap_or(0)
-}
-
-/// The stdout table; `!` marks a cell where a message missed a receiver, was received twice or
-/// altered.
-fn table(cells: &[Value], seeds: u64) -> String {
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "RLN-budget efficiency: {PAYLOAD_BYTES} B payloads, {seeds} seeds per cell. WM/msg, /100 and B/B: median over seeds (WM/msg also min-max);\n\
-         kinds: WakuMessages per delivered message, pooled over the seeds ((rep) = repair answers, counted among the syncs too;\n\
-         tail = published after the last message reached everyone; store = store fetches, free); latency percentiles pooled.\n"
-    );
-    let _ = writeln!(
-        s,
-        "{:>2} {:>4} {:>4} | {:>12} {:>3} {:>4} | {:>6} {:>11} {:>5} | {:>5} {:>5} {:>5} {:>5} {:>5} {:>5} {:>5} | {:>5} {:>5} | {:>5} | {:>6} {:>6} | {:>5}",
-        "n", "pace", "loss", "delivered", "dup", "err", "WM/msg", "(min-max)", "ideal", "cont", "retx", "sync", "rebr", "(rep)", "tail", "store", "/100", "ideal", "B/B",
-        "p50 s", "p99 s", "quiet"
-    );
-    for c in cells {
-        let pd = &c["per_delivered"];
-        let ok = u(c, "delivered") == u(c, "expected") && u(c, "duplicate_receptions") == 0 && u(c, "wrong_payloads") == 0;
-        let delivered = format!("{}/{}{}", u(c, "delivered"), u(c, "expected"), if ok { " " } else { "!" });
-        let range = format!("({:.2}-{:.2})", f(c, "wm_per_delivered_min"), f(c, "wm_per_delivered_max"));
-        let _ = writeln!(
-            s,
-            "{:>2} {:>4} {:>3.0}% | {:>12} {:>3} {:>4} | {:>6.2} {:>11} {:>5.2} | {:>5.2} {:>5.2} {:>5.2} {:>5.2} {:>5.2} {:>5.2} {:>5.2} | {:>5.1} {:>5.1} | {:>5.0} | {:>6.1} {:>6.1} | {:>2}/{:<2}",
-            u(c, "participants"),
-            c["pace"].as_str().unwrap_or(""),
-            f(c, "loss") * 100.0,
-            delivered,
-            u(c, "duplicate_receptions"),
-            u(c, "send_errors"),
-            f(c, "wm_per_delivered"),
-            range,
-            f(c, "ideal_wm_per_delivered"),
-            f(pd, "content"),
-            f(pd, "retransmission"),
-            f(pd, "sync"),
-            f(pd, "rebroadcast"),
-            f(pd, "repair_answer"),
-            f(pd, "tail"),
-            f(pd, "store_fetch"),
-            f(c, "delivered_per_budget"),
-            f(c, "ideal_delivered_per_budget"),
-            f(c, "bytes_per_payload_byte"),
-            f(c, "latency_p50_ms") / 1e3,
-            f(c, "latency_p99_ms") / 1e3,
-            u(c, "quiescent_runs"),
-            u(c, "seeds"),
-        );
-    }
-    s
-}
-
 /// Environment options: `WIRE_SEEDS=n` seeds per cell; `WIRE_CONFIG='{...}'` channel JSON applied
 /// over the defaults, to try a protocol variant (written to `wire_variant.json`; the baseline is
 /// the default); `WIRE_STORE=0`: the channels are not told about the store (the plain timing;
-/// also written to `wire_variant.json`); `WIRE_TRACE=n,pace,loss,seed` (e.g. `2,chat,0.2,7`)
-/// prints that run's sends, publications, receptions and failures to stderr.
+/// also written to `wire_variant.json`); `WIRE_MIXED=1`: participant 0 (alice) on the plain
+/// timing, the others store-aware (a peer on an older version, or on a host transport without a
+/// store hook), `WIRE_MIXED=2`: participant 0 store-aware, the others plain (overrides
+/// `WIRE_STORE`; prints a per-side table too, written to `wire_mixed1.json` / `wire_mixed2.json`);
+/// `WIRE_TRACE=n,pace,loss,seed` (e.g. `2,chat,0.2,7`) prints that run's sends, publications,
+/// receptions and failures to stderr.
 struct Options {
     seeds: u64,
     config: ChannelConfig,
     config_json: Option<String>,
     store: bool,
+    /// 0: every participant on the same timing (`store`); 1 or 2: see above.
+    mixed: u8,
     trace: Option<String>,
 }
 
@@ -695,7 +560,25 @@ impl Options {
             }
         };
         let store = var("WIRE_STORE").is_none_or(|v| v != "0");
-        Options { seeds, config, config_json, store, trace: var("WIRE_TRACE") }
+        let mixed = match var("WIRE_MIXED").as_deref() {
+            None | Some("0") => 0,
+            Some("1") => 1,
+            Some("2") => 2,
+            Some(other) => {
+                eprintln!("WIRE_MIXED: 0, 1 or 2, not {other:?}");
+                std::process::exit(2);
+            }
+        };
+        Options { seeds, config, config_json, store, mixed, trace: var("WIRE_TRACE") }
+    }
+
+    /// Whether participant `p` is told about the store (uses the store-aware timing).
+    fn store_for(&self, p: usize) -> bool {
+        match self.mixed {
+            1 => p != 0,
+            2 => p == 0,
+            _ => self.store,
+        }
     }
 
     fn traced(&self, cell: Cell, seed: u64) -> bool {
@@ -737,19 +620,29 @@ fn main() {
         .enumerate()
         .map(|(c, cell)| {
             let runs: Vec<RunResult> = jobs.iter().zip(&results).filter(|((jc, _), _)| *jc == c).filter_map(|(_, r)| r.clone()).collect();
-            summarize(*cell, &runs)
+            let mut summary = summarize(*cell, &runs);
+            if opts.mixed != 0 {
+                summary["mixed"] = report::mixed_summary(*cell, &runs);
+            }
+            summary
         })
         .collect();
     if let Some(j) = &opts.config_json {
         println!("WIRE_CONFIG (not the default configuration): {j}");
     }
-    if !opts.store {
-        println!("WIRE_STORE=0: the channels do not know of the store (plain timing)");
+    match opts.mixed {
+        1 => println!("WIRE_MIXED=1: {} on the plain timing, the others store-aware", NAMES[0]),
+        2 => println!("WIRE_MIXED=2: {} store-aware, the others on the plain timing", NAMES[0]),
+        _ if !opts.store => println!("WIRE_STORE=0: the channels do not know of the store (plain timing)"),
+        _ => {}
     }
     print!("{}", table(&summaries, seeds));
+    if opts.mixed != 0 {
+        print!("\n{}", mixed_table(&summaries, NAMES[0]));
+    }
     eprintln!("{} runs in {:.1} s ({threads} threads)", jobs.len(), started.elapsed().as_secs_f64());
 
-    let out = json!({
+    let mut out = json!({
         "description": "RLN-budget efficiency of the reliable channel on a virtual clock (benches/wire.rs)",
         "config": {
             "payload_bytes": PAYLOAD_BYTES,
@@ -764,11 +657,19 @@ fn main() {
         },
         "cells": summaries,
     });
+    if opts.mixed != 0 {
+        out["config"]["mixed"] = json!(opts.mixed);
+    }
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target").join("bench");
     std::fs::create_dir_all(&dir).expect("create target/bench");
     // A variant never overwrites the baseline's figures.
     let variant = opts.config_json.is_some() || !opts.store;
-    let path = dir.join(if variant { "wire_variant.json" } else { "wire.json" });
+    let name = match opts.mixed {
+        0 if variant => "wire_variant.json".to_owned(),
+        0 => "wire.json".to_owned(),
+        m => format!("wire_mixed{m}.json"),
+    };
+    let path = dir.join(name);
     std::fs::write(&path, serde_json::to_string_pretty(&out).expect("serialize") + "\n").expect("write wire.json");
     println!("\nwrote {}", path.display());
 }
