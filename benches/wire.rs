@@ -236,6 +236,8 @@ struct Run {
     decoded: (u64, u64, u64),
     /// Print every publication and final outcome (`WIRE_TRACE`), with the time since `t0`.
     trace: bool,
+    /// (participant, message id) → order of first publication, for the trace's request ids.
+    trace_rids: HashMap<(usize, String), usize>,
     t0: u64,
     complete_at_published: Option<u64>,
     complete_receptions: u64,
@@ -295,6 +297,7 @@ impl Run {
             published_ids: vec![HashSet::new(); n],
             decoded: (0, 0, 0),
             trace,
+            trace_rids: HashMap::new(),
             t0,
             complete_at_published: None,
             complete_receptions: 0,
@@ -353,7 +356,9 @@ impl Run {
                 |h: &HistoryEntry| format!("{}{}", &h.message_id[..h.message_id.len().min(8)], if h.retrieval_hint.is_some() { "+" } else { "" });
             let history: Vec<String> = sds.causal_history.iter().map(hinted).collect();
             let (used, queued) = (st.rate_limit_used_in_epoch, st.rate_limit_queued);
-            self.trace_line(p, &format!("publishes {what} {id} history {history:?} (RLN used {used}, queued {queued})"));
+            // Single-chunk messages go out in send order: the n-th new content is `name-(n-1)`.
+            let rid = if kind == MessageKind::Sync { String::new() } else { format!(" ({})", self.trace_rid(p, &sds.message_id)) };
+            self.trace_line(p, &format!("publishes {what} {id}{rid} history {history:?} (RLN used {used}, queued {queued})"));
         }
         let hash = message.hash(PUBSUB);
         let msg = Arc::new(message);
@@ -403,8 +408,17 @@ impl Run {
                 self.r.lost_events += 1;
                 self.trace_line(p, &format!("LOST {sender_id:?}/{request_id:?}: {error}"));
             }
-            ChannelEvent::Sent { .. } | ChannelEvent::Delivered { .. } => {}
+            ChannelEvent::Delivered { request_id } => self.trace_line(p, &format!("acknowledged {request_id}")),
+            ChannelEvent::Sent { .. } => {}
         }
+    }
+
+    /// The request id of participant `p`'s content message `message_id`, for the trace.
+    fn trace_rid(&mut self, p: usize, message_id: &str) -> String {
+        let next = self.trace_rids.len();
+        let k = *self.trace_rids.entry((p, message_id.to_owned())).or_insert(next);
+        let k = self.trace_rids.iter().filter(|((q, _), &j)| *q == p && j < k).count();
+        format!("{}-{k}", NAMES[p])
     }
 
     fn trace_line(&self, p: usize, line: &str) {
@@ -497,6 +511,9 @@ impl Run {
         for from in 0..n {
             for k in 0..m {
                 let got = (0..n).filter(|&to| to != from && self.rx_count[from][k][to] > 0).count();
+                for to in (0..n).filter(|&to| to != from && self.rx_count[from][k][to] == 0) {
+                    self.trace_line(to, &format!("never RECEIVED {}-{k}", NAMES[from]));
+                }
                 r.missing += (n - 1 - got) as u64;
                 if got == n - 1 {
                     r.delivered += 1;
