@@ -491,3 +491,51 @@ fn an_evidence_re_send_is_followed_by_the_long_timer() {
     assert_eq!(expired(&mut alice, T0 + 6_060 + long - 1), vec![], "not after one ack timeout: the long timer again");
     assert_eq!(expired(&mut alice, T0 + 6_060 + long), vec![m]);
 }
+
+/// spec: sds.sync.plain-peers, on the engine: a store-aware receiver acknowledges 2–3 × the ack
+/// timeout after a delivery; once a sender's early copy (a retransmission 1 × the ack timeout
+/// after the first copy: the plain timing) shows it does not wait that long, that sender's next
+/// messages are acknowledged within the plain 0.5–0.75 ×, before it would retransmit them.
+#[test]
+fn a_peer_on_the_plain_timing_is_acknowledged_promptly() {
+    use reliable_channel::sds::{SdsConfig, SdsEngine, SdsEvent};
+
+    // No idle syncs: every sync bob publishes is an acknowledgement.
+    let config = SdsConfig { idle_sync_rounds: 0, ..SdsConfig::default() };
+    let timeout = config.acknowledgement_timeout_ms;
+    // The first acknowledgement sync bob publishes in [from, until], stepping his timers.
+    fn first_sync(e: &mut SdsEngine, from: u64, until: u64) -> Option<u64> {
+        let mut now = from;
+        loop {
+            e.handle_timeout(now);
+            if std::iter::from_fn(|| e.poll_event()).any(|ev| matches!(ev, SdsEvent::SendSync { .. })) {
+                return Some(now);
+            }
+            now = e.next_deadline().filter(|d| *d <= until)?.max(now + 1);
+        }
+    }
+    let run = |early_copy: bool| {
+        let mut alice = SdsEngine::new(CHANNEL, "alice", config.clone(), T0, 5); // the plain timing
+        let mut bob = SdsEngine::new(CHANNEL, "bob", config.clone(), T0, 6);
+        bob.set_store_timing(STORE_FIRST_RETRANSMIT_TIMEOUTS, 4);
+        let first = alice.wrap_content(T0, b"first", None).expect("wrapped").bytes;
+        bob.receive(T0 + 50, first.clone(), None);
+        if early_copy {
+            // Alice's plain first retransmission, one ack timeout later.
+            bob.receive(T0 + timeout + 50, first, None);
+        }
+        // Whatever bob owed for the first message goes out (at most 3 × the ack timeout later).
+        assert!(first_sync(&mut bob, T0 + 50, T0 + 20_000).is_some());
+        assert_eq!(first_sync(&mut bob, T0 + 20_000, T0 + 20_000), None);
+        let second = alice.wrap_content(T0 + 20_000, b"second", None).expect("wrapped").bytes;
+        bob.receive(T0 + 20_050, second, None);
+        let acked = first_sync(&mut bob, T0 + 20_050, T0 + 20_050 + 4 * timeout).expect("acknowledged");
+        (acked - (T0 + 20_050), bob.stats().plain_peers_seen)
+    };
+    let (prompt, seen) = run(true);
+    assert_eq!(seen, 1, "alice found on the plain timing");
+    assert!(prompt <= timeout * 3 / 4, "acknowledged {prompt} ms after the delivery: before alice's retransmission");
+    let (late, seen) = run(false);
+    assert_eq!(seen, 0);
+    assert!(late >= 2 * timeout, "without an early copy, the store-aware delay ({late} ms)");
+}

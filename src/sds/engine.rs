@@ -15,6 +15,7 @@
 mod acks;
 mod evidence;
 mod lost;
+mod plain_peers;
 mod snapshot;
 mod stale;
 
@@ -113,6 +114,9 @@ pub struct SdsEngine<H: HistoryStore = MemoryHistory> {
     /// until the second): when our next message is due (spec: sds.retransmission.evidence).
     last_wrap_at: Option<u64>,
     wrap_gap_ms: Option<u64>,
+    /// spec: sds.sync.plain-peers — senders retransmitting on the plain timing (see
+    /// `engine/plain_peers.rs`).
+    plain_peers: plain_peers::PlainPeers,
     incoming: IncomingBuffer,
     sync: SyncScheduler,
     events: VecDeque<SdsEvent>,
@@ -158,6 +162,7 @@ impl<H: HistoryStore> SdsEngine<H> {
             hinted_first_timeouts: 1,
             evidence_resend: true,
             last_wrap_at: None,
+            plain_peers: plain_peers::PlainPeers::default(),
             wrap_gap_ms: None,
             incoming: IncomingBuffer::new(lost_memory),
             sync: SyncScheduler::default(),
@@ -473,12 +478,14 @@ impl<H: HistoryStore> SdsEngine<H> {
         if self.history.contains(id) || self.incoming.is_waiting(id) {
             // spec: sds.duplicates — never delivered twice.
             let renewed = self.duplicate_seen(now, id);
+            self.note_copy(now, id, &msg.sender_id);
             log::debug!("channel {}: duplicate {id} from {:?} dropped (renewed in our filter: {renewed})", self.channel_id, msg.sender_id);
             return ReceiveOutcome::Duplicate;
         }
         if self.is_stale(&msg) {
             return self.drop_stale(now, &msg);
         }
+        self.note_first_arrival(now, id);
         self.review_acks(&msg);
         self.suppress_acks(&msg);
         let check = self.incoming.check(id, &self.sender_id, &msg.causal_history, &|i| self.history.contains(i));
@@ -644,6 +651,7 @@ impl<H: HistoryStore> SdsEngine<H> {
         // A sync acknowledges up to MAX_SYNC_ACKS deliveries explicitly: one round suffices below that.
         let window = c.causal_history_size.max(MAX_SYNC_ACKS);
         self.sync.on_delivered(now, window, c.possible_acks_threshold, c.acknowledgement_timeout_ms, idle, &mut self.rng);
+        self.ack_plain_peer(now, &msg.sender_id);
         self.events.push_back(SdsEvent::Delivered(Delivered {
             message_id: id,
             sender_id: msg.sender_id,

@@ -111,6 +111,9 @@ pub struct SdsStats {
     /// Of those, re-sent at once because a peer's message showed it lacked the message (the
     /// store-aware timing; see `sds.retransmission.evidence` in docs/spec-map.md).
     pub evidence_resends: u64,
+    /// Senders found retransmitting on the plain timing while ours is store-aware, so acknowledged
+    /// promptly (`sds.sync.plain-peers` in docs/spec-map.md); counted each time one is marked anew.
+    pub plain_peers_seen: u64,
     pub acknowledged: u64,
     pub gave_up: u64,
     pub delivered: u64,
