@@ -364,7 +364,8 @@ fn main() {
             if !folds.is_empty() {
                 let (p50, fmax) = (percentile(&folds, 0.5), percentile(&folds, 1.0));
                 println!("  {:<16} journal folds: {} in {REPEATS} runs, p50 {:.1} ms, max {:.1} ms", "", folds.len(), p50 / 1e3, fmax / 1e3);
-                json += &format!("\"folds_{key}\": {}, \"fold_p50_ms_{key}\": {:.1}, \"fold_max_ms_{key}\": {:.1}, ", folds.len(), p50 / 1e3, fmax / 1e3);
+                json +=
+                    &format!("\"folds_{key}\": {}, \"fold_p50_ms_{key}\": {:.1}, \"fold_max_ms_{key}\": {:.1}, ", folds.len(), p50 / 1e3, fmax / 1e3);
             }
         }
         if let [memory, process, power] = rates[..] {

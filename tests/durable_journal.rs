@@ -231,7 +231,7 @@ fn log_rows_are_found_by_rowid_across_reopens_folds_and_purges() {
     let commit = |s: &mut dyn Store, i: u64| {
         let mut channels = vec![(room, ChannelChanges { log: log_batch("r", i), ..ChannelChanges::default() })];
         // The hall skips every third batch, and is purged at batch 120.
-        if i % 3 != 0 && i < 120 {
+        if !i.is_multiple_of(3) && i < 120 {
             channels.push((hall, ChannelChanges { log: log_batch("h", i), ..ChannelChanges::default() }));
         }
         s.commit(&Batch { channels: &channels, ..Batch::default() }).unwrap();

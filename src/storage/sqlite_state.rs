@@ -183,7 +183,8 @@ fn write_log(tx: &Transaction<'_>, key: ChannelKey, log: &[LogChange], log_rows:
     let first = log_rows.next;
     log_rows.next = i64::try_from(new.len()).ok().and_then(|n| first.checked_add(n)).ok_or(rusqlite::Error::IntegralValueOutOfRange(0, first))?;
     for (group, entries) in new.chunks(LOG_INSERT_ROWS).enumerate() {
-        let sql = format!("INSERT INTO log (rowid, channel, id, lamport, sender, hint) VALUES {}", vec!["(?, ?, ?, ?, ?, ?)"; entries.len()].join(", "));
+        let sql =
+            format!("INSERT INTO log (rowid, channel, id, lamport, sender, hint) VALUES {}", vec!["(?, ?, ?, ?, ?, ?)"; entries.len()].join(", "));
         let mut st = tx.prepare_cached(&sql)?;
         let base = first + (group * LOG_INSERT_ROWS) as i64;
         for (j, e) in entries.iter().enumerate() {
@@ -220,8 +221,9 @@ fn delete_log_rows(tx: &Transaction<'_>, key: ChannelKey, mut rowids: Vec<i64>) 
             continue;
         }
         let (lo, hi) = (run[0], run[run.len() - 1]);
-        let held: i64 =
-            tx.prepare_cached("SELECT count(*) FROM log WHERE channel = ?1 AND rowid BETWEEN ?2 AND ?3")?.query_row(params![key, lo, hi], |r| r.get(0))?;
+        let held: i64 = tx
+            .prepare_cached("SELECT count(*) FROM log WHERE channel = ?1 AND rowid BETWEEN ?2 AND ?3")?
+            .query_row(params![key, lo, hi], |r| r.get(0))?;
         if usize::try_from(held).is_ok_and(|h| h == run.len()) {
             tx.prepare_cached("DELETE FROM log WHERE channel = ?1 AND rowid BETWEEN ?2 AND ?3")?.execute(params![key, lo, hi])?;
         } else {
