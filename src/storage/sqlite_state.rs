@@ -182,21 +182,24 @@ fn write_log(tx: &Transaction<'_>, key: ChannelKey, log: &[LogChange], log_rows:
     let new: Vec<LogEntry> = new.into_iter().flatten().collect();
     let first = log_rows.next;
     log_rows.next = i64::try_from(new.len()).ok().and_then(|n| first.checked_add(n)).ok_or(rusqlite::Error::IntegralValueOutOfRange(0, first))?;
+    // Full groups share one statement; the rest go one by one (a statement per remainder length
+    // would crowd the connection's statement cache).
+    let full = format!("{LOG_INSERT} {}", ["(?, ?, ?, ?, ?, ?)"; LOG_INSERT_ROWS].join(", "));
     for (group, entries) in new.chunks(LOG_INSERT_ROWS).enumerate() {
-        let sql =
-            format!("INSERT INTO log (rowid, channel, id, lamport, sender, hint) VALUES {}", vec!["(?, ?, ?, ?, ?, ?)"; entries.len()].join(", "));
-        let mut st = tx.prepare_cached(&sql)?;
         let base = first + (group * LOG_INSERT_ROWS) as i64;
-        for (j, e) in entries.iter().enumerate() {
-            let p = j * 6;
-            st.raw_bind_parameter(p + 1, base + j as i64)?;
-            st.raw_bind_parameter(p + 2, key)?;
-            st.raw_bind_parameter(p + 3, &*e.message_id)?;
-            st.raw_bind_parameter(p + 4, i(e.lamport_timestamp))?;
-            st.raw_bind_parameter(p + 5, e.sender_id.as_deref())?;
-            st.raw_bind_parameter(p + 6, e.retrieval_hint.as_deref())?;
+        if entries.len() == LOG_INSERT_ROWS {
+            let mut st = tx.prepare_cached(&full)?;
+            for (j, e) in entries.iter().enumerate() {
+                bind_log_row(&mut st, j * 6, base + j as i64, key, e)?;
+            }
+            st.raw_execute()?;
+        } else {
+            let mut st = tx.prepare_cached(&format!("{LOG_INSERT} (?, ?, ?, ?, ?, ?)"))?;
+            for (j, e) in entries.iter().enumerate() {
+                bind_log_row(&mut st, 0, base + j as i64, key, e)?;
+                st.raw_execute()?;
+            }
         }
-        st.raw_execute()?;
     }
     let rows = log_rows.by_channel.entry(key).or_default();
     for (n, e) in new.into_iter().enumerate() {
@@ -206,6 +209,19 @@ fn write_log(tx: &Transaction<'_>, key: ChannelKey, log: &[LogChange], log_rows:
         log_rows.by_channel.remove(&key);
     }
     delete_log_rows(tx, key, deleted)
+}
+
+/// The start of an insert into the log with explicit rowids.
+const LOG_INSERT: &str = "INSERT INTO log (rowid, channel, id, lamport, sender, hint) VALUES";
+
+/// Binds one log row's six values from parameter `at + 1` on.
+fn bind_log_row(st: &mut rusqlite::CachedStatement<'_>, at: usize, rowid: i64, key: ChannelKey, e: &LogEntry) -> rusqlite::Result<()> {
+    st.raw_bind_parameter(at + 1, rowid)?;
+    st.raw_bind_parameter(at + 2, key)?;
+    st.raw_bind_parameter(at + 3, &*e.message_id)?;
+    st.raw_bind_parameter(at + 4, i(e.lamport_timestamp))?;
+    st.raw_bind_parameter(at + 5, e.sender_id.as_deref())?;
+    st.raw_bind_parameter(at + 6, e.retrieval_hint.as_deref())
 }
 
 /// Deletes the rows `rowids` of channel `key`'s log: a range at a time where the range holds
