@@ -2,6 +2,7 @@
 //! apply a channel's changes (when the journal is folded, `sqlite_journal.rs`), and the reads of
 //! its snapshot.
 //! Every statement is a prepared, cached one; every change touches the rows it names only.
+//! Version 4 drops the log's index on message ids: its rows are found by rowid ([`LogRows`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
