@@ -8,6 +8,9 @@
 //! * throughput — 1 KiB messages sent by `SENDERS` threads (a durable `send` waits for its
 //!   commit: concurrent senders share one group commit per runtime batch), window of
 //!   `WINDOW` messages in flight, until the receiver has every one: messages/s, median of 3;
+//!   with the p99 and the maximum of the `send` calls of the three runs (under load), and for
+//!   `sqlite` the pauses of the runtime thread folding the journal (the store's `debug` line,
+//!   `src/storage/sqlite_journal.rs`, caught by this bench's logger): count, median, maximum;
 //! * latency — the duration of one `send` call, unloaded (one message in flight): p50 / p99;
 //! * large — the duration of a 1 MiB `send` call: median;
 //! * idle — `IDLE_CHANNELS` idle channels opened on one manager, of each backend:
@@ -24,7 +27,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
 
@@ -185,33 +188,70 @@ impl Pair {
     }
 }
 
-/// Messages per second of `n` 1 KiB messages from `senders` threads, `WINDOW` in flight.
-fn throughput(backend: Backend, run: &str, n: u64, senders: usize) -> f64 {
+/// Fold durations (µs) reported by the store's `debug` line since the last [`take_folds`].
+static FOLDS: Mutex<Vec<f64>> = Mutex::new(Vec::new());
+
+/// Catches the store's "folded N journal rows in D µs" lines (nothing else is formatted).
+struct FoldLogger;
+
+impl log::Log for FoldLogger {
+    fn enabled(&self, m: &log::Metadata<'_>) -> bool {
+        m.target().ends_with("sqlite_journal")
+    }
+
+    fn log(&self, r: &log::Record<'_>) {
+        if !self.enabled(r.metadata()) {
+            return;
+        }
+        let text = r.args().to_string();
+        let us = text.strip_prefix("folded ").and_then(|t| t.split(" in ").nth(1)).and_then(|t| t.strip_suffix(" µs"));
+        if let Some(us) = us.and_then(|u| u.parse::<f64>().ok()) {
+            FOLDS.lock().unwrap().push(us);
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+fn take_folds() -> Vec<f64> {
+    let mut v = std::mem::take(&mut *FOLDS.lock().unwrap());
+    v.sort_by(f64::total_cmp);
+    v
+}
+
+/// Messages per second of `n` 1 KiB messages from `senders` threads, `WINDOW` in flight, and the
+/// duration (µs) of every `send` call.
+fn throughput(backend: Backend, run: &str, n: u64, senders: usize) -> (f64, Vec<f64>) {
     let pair = Pair::new(backend, run);
     let next = AtomicU64::new(0);
+    let calls = Mutex::new(Vec::with_capacity(n as usize));
     let t0 = Instant::now();
     std::thread::scope(|s| {
         for _ in 0..senders {
             s.spawn(|| {
                 let payload = vec![0x5a; SMALL];
+                let mut mine = Vec::new();
                 loop {
                     let i = next.fetch_add(1, Ordering::SeqCst);
                     if i >= n {
-                        return;
+                        break;
                     }
                     while i >= pair.probe.received.load(Ordering::SeqCst) + WINDOW {
                         assert!(t0.elapsed() < RUN_TIMEOUT, "run timed out");
                         std::thread::yield_now();
                     }
+                    let t = Instant::now();
                     pair.send(&payload);
+                    mine.push(t.elapsed().as_secs_f64() * 1e6);
                 }
+                calls.lock().unwrap().extend(mine);
             });
         }
     });
     pair.wait_received(n, t0);
     let rate = n as f64 / t0.elapsed().as_secs_f64();
     assert_eq!(pair.probe.problems.load(Ordering::Relaxed), 0, "no send error or loss");
-    rate
+    (rate, calls.into_inner().unwrap())
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -288,6 +328,9 @@ fn main() {
     let only: Option<Vec<String>> = std::env::var("DURABLE_ONLY").ok().map(|s| s.split(',').map(|x| x.trim().to_owned()).collect());
     let want = |name: &str| only.as_ref().is_none_or(|v| v.iter().any(|x| x == name));
     let mut json = String::from("{");
+    if log::set_logger(&FoldLogger).is_ok() {
+        log::set_max_level(log::LevelFilter::Debug);
+    }
     // Idle memory first, while the process's heap is small and untouched by the other sections.
     if want("idle") {
         println!("durable: idle memory, {IDLE_CHANNELS} channels on one manager");
@@ -301,11 +344,29 @@ fn main() {
         println!("durable: 1 KiB end to end, {senders} sender threads, window {WINDOW}, {n} messages, median of {REPEATS}");
         let mut rates = Vec::new();
         for &b in &backends {
-            let runs: Vec<f64> = (0..REPEATS).map(|r| throughput(b, &format!("tp-{}-{r}", b.name().replace('/', "-")), n, senders)).collect();
+            take_folds();
+            let mut calls = Vec::new();
+            let mut runs = Vec::new();
+            for r in 0..REPEATS {
+                let (rate, c) = throughput(b, &format!("tp-{}-{r}", b.name().replace('/', "-")), n, senders);
+                runs.push(rate);
+                calls.extend(c);
+            }
+            calls.sort_by(f64::total_cmp);
+            let folds = take_folds();
             let m = median(runs.clone());
             rates.push(m);
+            let key = b.name().replace('/', "_");
             println!("  {:<16} {:>9.0} msg/s   (runs {:?})", b.name(), m, runs.iter().map(|r| r.round()).collect::<Vec<_>>());
-            json += &format!("\"throughput_{}\": {m:.0}, ", b.name().replace('/', "_"));
+            let (p99, max) = (percentile(&calls, 0.99), percentile(&calls, 1.0));
+            println!("  {:<16} send under load: p50 {:.0} µs, p99 {p99:.0} µs, max {max:.0} µs", "", percentile(&calls, 0.5));
+            json += &format!("\"throughput_{key}\": {m:.0}, \"loaded_send_p99_us_{key}\": {p99:.0}, \"loaded_send_max_us_{key}\": {max:.0}, ");
+            if !folds.is_empty() {
+                let (p50, fmax) = (percentile(&folds, 0.5), percentile(&folds, 1.0));
+                println!("  {:<16} journal folds: {} in {REPEATS} runs, p50 {:.1} ms, max {:.1} ms", "", folds.len(), p50 / 1e3, fmax / 1e3);
+                json +=
+                    &format!("\"folds_{key}\": {}, \"fold_p50_ms_{key}\": {:.1}, \"fold_max_ms_{key}\": {:.1}, ", folds.len(), p50 / 1e3, fmax / 1e3);
+            }
         }
         if let [memory, process, power] = rates[..] {
             println!("  ratio process / memory: {:.2}  (goal >= 0.5)", process / memory);

@@ -166,10 +166,120 @@ fn a_version_3_database_with_state_is_migrated() {
     let chunk = &snap.sends[0].chunks[0];
     assert_eq!((chunk.wrapped.clone(), chunk.retransmissions, chunk.possible_acks), (Some((18, Bytes::from_static(&[1, 2]))), 2, 1));
     // The migrated database takes journalled commits and folds them into the old rows.
-    let finish = [(key, ChannelChanges { changes: vec![Change::SendFinished { request: "r1".into() }], ..ChannelChanges::default() })];
+    // The old log row is found by its rowid (the migration dropped the index on ids).
+    let m2 = LogEntry { message_id: "m2".into(), lamport_timestamp: 19, sender_id: None, retrieval_hint: None };
+    let finish = [(
+        key,
+        ChannelChanges {
+            changes: vec![Change::SendFinished { request: "r1".into() }],
+            log: vec![LogChange::Insert(m2.clone()), LogChange::Remove("m1".into())],
+            ..ChannelChanges::default()
+        },
+    )];
     s.commit(&Batch { delivered: vec![80], channels: &finish, ..Batch::default() }).unwrap();
     drop(s);
     let mut s = SqliteStore::open(&cfg(&path)).unwrap();
     let (events, snap) = state(&mut s, key);
-    assert_eq!((events.len(), snap.sends.len(), snap.log.len()), (0, 0, 1));
+    assert_eq!((events.len(), snap.sends.len(), snap.log), (0, 0, vec![m2]));
+}
+
+/// Log changes of batch `i` on a channel whose entries are `tag`-prefixed: two entries in, the
+/// oldest ones evicted in order (a window of 40), now and then an entry of the window removed
+/// out of order, one inserted again (it moves to the end) and a hint set.
+fn log_batch(tag: &str, i: u64) -> Vec<LogChange> {
+    let id = |n: u64| -> std::sync::Arc<str> { format!("{tag}-{n:04}").into() };
+    let entry = |n: u64| LogEntry { message_id: id(n), lamport_timestamp: n, sender_id: Some("bob".into()), retrieval_hint: None };
+    let mut log = vec![LogChange::Insert(entry(2 * i)), LogChange::Insert(entry(2 * i + 1))];
+    if i >= 20 {
+        log.push(LogChange::Remove(id(2 * i - 40)));
+        log.push(LogChange::Remove(id(2 * i - 39)));
+    }
+    match i % 7 {
+        // Out of order: an entry in the middle of the window (removed twice: once is a no-op).
+        3 if i > 10 => log.push(LogChange::Remove(id(2 * i - 11))),
+        // Inserted again: the stored row moves to the end.
+        4 if i > 10 => log.push(LogChange::Insert(entry(2 * i - 13))),
+        5 if i > 2 => log.push(LogChange::Hint(id(2 * i - 5), Bytes::from(vec![i as u8; 3]))),
+        // A hint on an entry inserted in this very batch.
+        6 => log.push(LogChange::Hint(id(2 * i), Bytes::from_static(b"new"))),
+        _ => {}
+    }
+    log
+}
+
+#[test]
+fn log_rows_are_found_by_rowid_across_reopens_folds_and_purges() {
+    let dir = TempDir::new("journal", "log-rows");
+    let path = dir.file("l.db");
+    let mut mem = MemoryStore::new();
+    let mut sql = SqliteStore::open(&cfg(&path)).unwrap();
+    let mut keys = Vec::new();
+    for store in [&mut mem as &mut dyn Store, &mut sql as &mut dyn Store] {
+        let mut ks = Vec::new();
+        for ch in ["room", "hall"] {
+            let key = store.allocate_key();
+            let rec = ChannelRecord { key, channel_id: ch.into(), sender_id: "alice".into(), content_topic: format!("/app/1/{ch}/proto") };
+            store.commit(&Batch { new_channels: vec![rec], ..Batch::default() }).unwrap();
+            ks.push(key);
+        }
+        keys = ks;
+    }
+    let (room, hall) = (keys[0], keys[1]);
+    assert_eq!(mem.load_channel("hall").unwrap().map(|r| r.key), Some(hall));
+    // Both channels in every batch: their rows interleave, so an eviction's rowid range holds
+    // the other channel's rows too (deleted one by one there, never the other's).
+    let commit = |s: &mut dyn Store, i: u64| {
+        let mut channels = vec![(room, ChannelChanges { log: log_batch("r", i), ..ChannelChanges::default() })];
+        // The hall skips every third batch, and is purged at batch 120.
+        if !i.is_multiple_of(3) && i < 120 {
+            channels.push((hall, ChannelChanges { log: log_batch("h", i), ..ChannelChanges::default() }));
+        }
+        s.commit(&Batch { channels: &channels, ..Batch::default() }).unwrap();
+    };
+    let logs = |s: &mut dyn Store| (s.load_snapshot(room).unwrap().log, s.load_snapshot(hall).unwrap().log);
+    for i in 0..60 {
+        commit(&mut mem, i);
+        commit(&mut sql, i);
+        // Folds of a few batches each (a read folds), so entries are removed by later folds.
+        if i % 9 == 8 {
+            assert_eq!(logs(&mut sql), logs(&mut mem), "after batch {i}");
+        }
+    }
+    let want = logs(&mut mem);
+    assert!(want.0.len() >= 38 && want.1.len() >= 38, "{} {}", want.0.len(), want.1.len());
+    assert!(want.0.iter().any(|e| e.retrieval_hint.is_some()), "hints set");
+    assert_eq!(logs(&mut sql), want);
+    // Reopened: the rowids are read from the table; evictions of entries written before the
+    // reopen delete the right rows, before and after a fold at the open.
+    for round in 0..3u64 {
+        let now = logs(&mut mem);
+        drop(sql);
+        sql = SqliteStore::open(&cfg(&path)).unwrap();
+        assert_eq!(sql.log_rows_known(), Some(now.0.len() + now.1.len()), "round {round}: every stored entry's row");
+        for i in 60 + 20 * round..80 + 20 * round {
+            commit(&mut mem, i);
+            commit(&mut sql, i);
+        }
+        if round == 1 {
+            // Left in the journal: the next open folds it with the rowids it reads.
+            continue;
+        }
+        assert_eq!(logs(&mut sql), logs(&mut mem), "round {round}");
+    }
+    let rows: i64 = rusqlite::Connection::open(&path).unwrap().query_row("SELECT count(*) FROM log", [], |r| r.get(0)).unwrap();
+    let want = logs(&mut mem);
+    assert_eq!(rows as usize, want.0.len() + want.1.len(), "no row left behind");
+    assert_eq!(sql.log_rows_known(), Some(want.0.len() + want.1.len()));
+    // A purge forgets the channel's rows; the other channel goes on.
+    assert!(sql.purge("hall").unwrap());
+    assert!(mem.purge("hall").unwrap());
+    assert_eq!(sql.log_rows_known(), Some(want.0.len()));
+    for i in 120..140 {
+        commit(&mut mem, i);
+        commit(&mut sql, i);
+    }
+    assert_eq!(logs(&mut sql).0, logs(&mut mem).0);
+    drop(sql);
+    let mut sql = SqliteStore::open(&cfg(&path)).unwrap();
+    assert_eq!(logs(&mut sql).0, logs(&mut mem).0);
 }

@@ -39,7 +39,7 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBeha
 
 use super::checkpoint::{self, Checkpointer};
 use super::sqlite_journal::{self, Journal, JOURNAL_TABLE};
-use super::sqlite_state::{self, CHUNK_COUNTS, STATE_TABLES, STATE_TABLE_NAMES};
+use super::sqlite_state::{self, LogRows, CHUNK_COUNTS, LOG_BY_ROWID, STATE_TABLES, STATE_TABLE_NAMES};
 use super::{event_from_columns, Batch, ChannelKey, ChannelRecord, Durability, StorageConfig, StorageError, Store, StoredEvent};
 
 /// `PRAGMA application_id` of a reliable-channel database ("RlCh").
@@ -82,8 +82,10 @@ const HEADER_BYTES: usize = 100;
 
 /// Migrations from an older schema: `MIGRATIONS[i]` takes version `i + 1` to `i + 2`. Version 2
 /// adds the channel state's tables (`sqlite_state.rs`), version 3 a chunk's counts of
-/// retransmissions and bloom filter hits, version 4 the journal (`sqlite_journal.rs`).
-const MIGRATIONS: &[&str] = &[STATE_TABLES, CHUNK_COUNTS, JOURNAL_TABLE];
+/// retransmissions and bloom filter hits, version 4 the journal (`sqlite_journal.rs`) and the log
+/// without its index on message ids (`sqlite_state.rs`); the statements of a step run in one
+/// transaction.
+const MIGRATIONS: &[&[&str]] = &[&[STATE_TABLES], &[CHUNK_COUNTS], &[JOURNAL_TABLE, LOG_BY_ROWID]];
 
 /// The schema of version 1; a new database gets it and then every migration, in the same
 /// transaction. `seq` is the rowid (the natural key); `meta` is keyed by name.
@@ -174,6 +176,9 @@ pub struct SqliteStore {
     wal_pages: Arc<AtomicU32>,
     /// The channel-state changes committed but not yet folded into the tables.
     journal: Journal,
+    /// Where each stored log entry is (`sqlite_state.rs`); `None` after a fold failed (its
+    /// transaction rolled back what the map had recorded): read again before the next one.
+    log_rows: Option<LogRows>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -246,7 +251,8 @@ impl SqliteStore {
             conn.pragma_update(None, "max_page_count", pages).map_err(sql_err("PRAGMA max_page_count", path))?;
         }
         // What the last run journalled goes to the tables now: the journal starts empty.
-        sqlite_journal::fold_stored(&mut conn, path).map_err(sql_err("folding the journal", path))?;
+        let mut log_rows = LogRows::load(&conn).map_err(sql_err("reading the log", path))?;
+        sqlite_journal::fold_stored(&mut conn, path, &mut log_rows).map_err(sql_err("folding the journal", path))?;
         let max_seq: Option<i64> = conn.query_row("SELECT max(seq) FROM events", [], |r| r.get(0)).map_err(sql_err("reading events", path))?;
         let seq_bound = seq_bound.unwrap_or(1).max(max_seq.map_or(1, |s| s + 1)).max(1) as u64;
         let last_seq = max_seq.map_or(0, |s| s.max(0) as u64);
@@ -262,6 +268,7 @@ impl SqliteStore {
             last_key,
             wal_pages,
             journal: Journal::default(),
+            log_rows: Some(log_rows),
         })
     }
 
@@ -274,7 +281,7 @@ impl SqliteStore {
         tx.pragma_update(None, "application_id", APPLICATION_ID as i32).map_err(sql_err("PRAGMA application_id", path))?;
         tx.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(sql_err("PRAGMA user_version", path))?;
         tx.execute_batch(SCHEMA).map_err(sql_err("creating the schema", path))?;
-        for m in MIGRATIONS {
+        for m in MIGRATIONS.iter().copied().flatten() {
             tx.execute_batch(m).map_err(sql_err("creating the schema", path))?;
         }
         tx.commit().map_err(sql_err("creating the schema", path))
@@ -283,9 +290,10 @@ impl SqliteStore {
     /// Brings a database of an older `version` to [`SCHEMA_VERSION`], one transaction per step.
     fn migrate(conn: &mut Connection, path: &Path, version: u32) -> Result<(), StorageError> {
         for v in version..SCHEMA_VERSION {
-            let sql = MIGRATIONS[(v - 1) as usize];
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql_err("migrating", path))?;
-            tx.execute_batch(sql).map_err(sql_err(&format!("migrating from version {v}"), path))?;
+            for sql in MIGRATIONS[(v - 1) as usize] {
+                tx.execute_batch(sql).map_err(sql_err(&format!("migrating from version {v}"), path))?;
+            }
             tx.pragma_update(None, "user_version", v + 1).map_err(sql_err("PRAGMA user_version", path))?;
             tx.commit().map_err(sql_err("migrating", path))?;
         }
@@ -361,7 +369,22 @@ impl SqliteStore {
 
     /// Folds the journal into the channel-state tables (`sqlite_journal.rs`).
     fn fold_journal(&mut self) -> Result<(), StorageError> {
-        self.journal.fold(&mut self.conn).map_err(sql_err("folding the journal", &self.path))
+        let err = sql_err("folding the journal", &self.path);
+        let log_rows = match &mut self.log_rows {
+            Some(r) => r,
+            None => self.log_rows.insert(LogRows::load(&self.conn).map_err(&err)?),
+        };
+        let folded = self.journal.fold(&mut self.conn, log_rows);
+        if folded.is_err() {
+            self.log_rows = None;
+        }
+        folded.map_err(err)
+    }
+
+    /// Log entries whose rows the store knows (`sqlite_state.rs`), for tests.
+    #[doc(hidden)]
+    pub fn log_rows_known(&self) -> Option<usize> {
+        self.log_rows.as_ref().map(LogRows::len)
     }
 }
 
@@ -498,6 +521,9 @@ impl Store for SqliteStore {
             tx.commit()
         };
         run(&mut self.conn).map_err(sql_err(&format!("purging channel {channel_id}"), &path))?;
+        if let Some(r) = &mut self.log_rows {
+            r.forget(rec.key);
+        }
         Ok(true)
     }
 }

@@ -25,13 +25,14 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 use rusqlite::{params, Connection, TransactionBehavior};
 
-use super::sqlite_state;
+use super::sqlite_state::{self, LogRows};
 use super::{event_columns, event_from_columns, Batch, ChannelKey};
 use crate::channel::{Change, ChannelChanges, ChannelEvent, ClockBounds};
 use crate::collections::FastMap;
 use crate::sds::{LogChange, LogEntry};
 
-/// Migration 3 → 4, also part of every new database: the journal.
+/// Migration 3 → 4, also part of every new database: the journal (and the log found by rowid,
+/// `sqlite_state::LOG_BY_ROWID`, the same migration).
 pub(super) const JOURNAL_TABLE: &str = "
 CREATE TABLE journal (
     seq INTEGER PRIMARY KEY,
@@ -116,7 +117,7 @@ impl Merged {
     /// Deletes the journal's rows and applies the changes to the tables, in `tx`: in this order,
     /// so that the rows written reuse the journal's pages (a database at its size limit can
     /// still be folded).
-    fn write(&self, tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
+    fn write(&self, tx: &rusqlite::Transaction<'_>, log_rows: &mut LogRows) -> rusqlite::Result<()> {
         tx.execute("DELETE FROM journal", [])?;
         if !self.events.is_empty() {
             let mut st = tx.prepare_cached(
@@ -134,7 +135,7 @@ impl Merged {
             }
         }
         for (key, changes) in &self.channels {
-            sqlite_state::write_changes(tx, *key, changes)?;
+            sqlite_state::write_changes(tx, *key, changes, log_rows)?;
         }
         Ok(())
     }
@@ -177,22 +178,26 @@ impl Journal {
     }
 
     /// Folds what was appended since the last fold (or since the open, which folded) into the
-    /// tables, in one transaction.
-    pub fn fold(&mut self, conn: &mut Connection) -> rusqlite::Result<()> {
+    /// tables, in one transaction; `log_rows` is stale when it fails.
+    pub fn fold(&mut self, conn: &mut Connection, log_rows: &mut LogRows) -> rusqlite::Result<()> {
         if self.rows == 0 {
             return Ok(());
         }
+        // Timed: a fold pauses the runtime thread (`benches/durable.rs` reports these lines).
+        let t0 = std::time::Instant::now();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        self.merged.write(&tx)?;
+        self.merged.write(&tx, log_rows)?;
         tx.commit()?;
+        log::debug!("folded {} journal rows in {} µs", self.rows, t0.elapsed().as_micros());
         *self = Journal { buf: std::mem::take(&mut self.buf), ..Journal::default() };
         Ok(())
     }
 }
 
 /// Applies every journal row in the file to the channel-state tables, in order, and deletes them:
-/// one transaction (at the open: what a previous run journalled). Returns the rows folded.
-pub(super) fn fold_stored(conn: &mut Connection, path: &std::path::Path) -> rusqlite::Result<usize> {
+/// one transaction (at the open: what a previous run journalled). Returns the rows folded;
+/// `log_rows` is stale when it fails.
+pub(super) fn fold_stored(conn: &mut Connection, path: &std::path::Path, log_rows: &mut LogRows) -> rusqlite::Result<usize> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut merged = Merged::default();
     let mut rows = 0;
@@ -212,7 +217,7 @@ pub(super) fn fold_stored(conn: &mut Connection, path: &std::path::Path) -> rusq
     if rows == 0 {
         return Ok(0);
     }
-    merged.write(&tx)?;
+    merged.write(&tx, log_rows)?;
     tx.commit()?;
     Ok(rows)
 }

@@ -2,8 +2,10 @@
 //! apply a channel's changes (when the journal is folded, `sqlite_journal.rs`), and the reads of
 //! its snapshot.
 //! Every statement is a prepared, cached one; every change touches the rows it names only.
+//! Version 4 drops the log's index on message ids: its rows are found by rowid ([`LogRows`]).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
@@ -76,6 +78,180 @@ CREATE TABLE partials (
 );
 ";
 
+/// Part of migration 3 → 4, also of every new database: the log loses its `UNIQUE (channel, id)`
+/// index, keeping its rows and their order (rowids). Message ids are random: the index took a
+/// leaf page per entry a fold wrote or deleted, most of a fold's time. Entries are found by
+/// rowid instead ([`LogRows`]); the index on `channel` alone grows at its end (rowids only grow).
+pub(super) const LOG_BY_ROWID: &str = "
+CREATE TABLE log_v4 (
+    channel INTEGER NOT NULL,
+    id TEXT NOT NULL,
+    lamport INTEGER NOT NULL,
+    sender TEXT,
+    hint BLOB
+);
+INSERT INTO log_v4 (rowid, channel, id, lamport, sender, hint) SELECT rowid, channel, id, lamport, sender, hint FROM log ORDER BY rowid;
+DROP TABLE log;
+ALTER TABLE log_v4 RENAME TO log;
+CREATE INDEX log_channel ON log (channel);
+";
+
+/// The rowid of every row of the `log` table, by channel and message id: what the dropped
+/// `UNIQUE (channel, id)` index answered ([`LOG_BY_ROWID`]). Read from the table at the open
+/// and kept as folds write the log; as large as the stored logs (bounded by each channel's
+/// history, whose entries the channel holds in memory too).
+#[derive(Debug, Default)]
+pub(super) struct LogRows {
+    by_channel: FastMap<ChannelKey, FastMap<Arc<str>, i64>>,
+    /// The rowid of the next row written: above every row's (rowids are not reused, so a fold's
+    /// inserts of a channel take consecutive ones, and evictions delete ranges of them).
+    next: i64,
+}
+
+impl LogRows {
+    /// Reads where every stored log entry is.
+    pub fn load(conn: &Connection) -> rusqlite::Result<LogRows> {
+        let mut rows = LogRows { next: 1, ..LogRows::default() };
+        let mut st = conn.prepare("SELECT rowid, channel, id FROM log")?;
+        let mut q = st.query([])?;
+        while let Some(r) = q.next()? {
+            let (rowid, key, id): (i64, ChannelKey, String) = (r.get(0)?, r.get(1)?, r.get(2)?);
+            rows.by_channel.entry(key).or_default().insert(id.into(), rowid);
+            rows.next = rows.next.max(rowid.saturating_add(1));
+        }
+        Ok(rows)
+    }
+
+    /// Forgets channel `key` (purged).
+    pub fn forget(&mut self, key: ChannelKey) {
+        self.by_channel.remove(&key);
+    }
+
+    /// Log entries known, over all channels.
+    pub fn len(&self) -> usize {
+        self.by_channel.values().map(FastMap::len).sum()
+    }
+}
+
+/// Log rows written by one multi-row `INSERT` (6 parameters each; SQLite allows 32,766): one
+/// statement per row was most of a fold's time.
+const LOG_INSERT_ROWS: usize = 32;
+/// Runs of deleted rowids from which a fold checks whether one range `DELETE` covers them.
+const LOG_RANGE_MIN: usize = 4;
+
+/// Applies a channel's log changes: their net effect, in three steps. The entries inserted and
+/// not removed again, in order, with new rowids (multi-row `INSERT`s); the hints of stored ones;
+/// then the stored rows removed or replaced, deleted by rowid range where the range holds no
+/// other row of the channel (evictions remove the oldest entries: rows a past fold inserted with
+/// consecutive rowids).
+fn write_log(tx: &Transaction<'_>, key: ChannelKey, log: &[LogChange], log_rows: &mut LogRows) -> rusqlite::Result<()> {
+    let rows = log_rows.by_channel.entry(key).or_default();
+    // Entries inserted here (`None` once removed or inserted again), by position.
+    let mut new: Vec<Option<LogEntry>> = Vec::new();
+    let mut new_at: FastMap<&str, usize> = FastMap::default();
+    let mut deleted: Vec<i64> = Vec::new();
+    for l in log {
+        match l {
+            LogChange::Insert(e) => {
+                // An entry inserted again moves to the end, as the memory store's does.
+                if let Some(at) = new_at.remove(&*e.message_id) {
+                    new[at] = None;
+                } else if let Some(old) = rows.remove(&e.message_id) {
+                    deleted.push(old);
+                }
+                new_at.insert(&e.message_id, new.len());
+                new.push(Some(e.clone()));
+            }
+            LogChange::Remove(id) => {
+                if let Some(at) = new_at.remove(&**id) {
+                    new[at] = None;
+                } else if let Some(old) = rows.remove(id) {
+                    deleted.push(old);
+                }
+            }
+            LogChange::Hint(id, hint) => {
+                if let Some(&at) = new_at.get(&**id) {
+                    if let Some(e) = &mut new[at] {
+                        e.retrieval_hint = Some(hint.clone());
+                    }
+                } else if let Some(&at) = rows.get(id) {
+                    tx.prepare_cached("UPDATE log SET hint = ?2 WHERE rowid = ?1")?.execute(params![at, &hint[..]])?;
+                }
+            }
+        }
+    }
+    let new: Vec<LogEntry> = new.into_iter().flatten().collect();
+    let first = log_rows.next;
+    log_rows.next = i64::try_from(new.len()).ok().and_then(|n| first.checked_add(n)).ok_or(rusqlite::Error::IntegralValueOutOfRange(0, first))?;
+    // Full groups share one statement; the rest go one by one (a statement per remainder length
+    // would crowd the connection's statement cache).
+    let full = format!("{LOG_INSERT} {}", ["(?, ?, ?, ?, ?, ?)"; LOG_INSERT_ROWS].join(", "));
+    for (group, entries) in new.chunks(LOG_INSERT_ROWS).enumerate() {
+        let base = first + (group * LOG_INSERT_ROWS) as i64;
+        if entries.len() == LOG_INSERT_ROWS {
+            let mut st = tx.prepare_cached(&full)?;
+            for (j, e) in entries.iter().enumerate() {
+                bind_log_row(&mut st, j * 6, base + j as i64, key, e)?;
+            }
+            st.raw_execute()?;
+        } else {
+            let mut st = tx.prepare_cached(&format!("{LOG_INSERT} (?, ?, ?, ?, ?, ?)"))?;
+            for (j, e) in entries.iter().enumerate() {
+                bind_log_row(&mut st, 0, base + j as i64, key, e)?;
+                st.raw_execute()?;
+            }
+        }
+    }
+    let rows = log_rows.by_channel.entry(key).or_default();
+    for (n, e) in new.into_iter().enumerate() {
+        rows.insert(e.message_id, first + n as i64);
+    }
+    if rows.is_empty() {
+        log_rows.by_channel.remove(&key);
+    }
+    delete_log_rows(tx, key, deleted)
+}
+
+/// The start of an insert into the log with explicit rowids.
+const LOG_INSERT: &str = "INSERT INTO log (rowid, channel, id, lamport, sender, hint) VALUES";
+
+/// Binds one log row's six values from parameter `at + 1` on.
+fn bind_log_row(st: &mut rusqlite::CachedStatement<'_>, at: usize, rowid: i64, key: ChannelKey, e: &LogEntry) -> rusqlite::Result<()> {
+    st.raw_bind_parameter(at + 1, rowid)?;
+    st.raw_bind_parameter(at + 2, key)?;
+    st.raw_bind_parameter(at + 3, &*e.message_id)?;
+    st.raw_bind_parameter(at + 4, i(e.lamport_timestamp))?;
+    st.raw_bind_parameter(at + 5, e.sender_id.as_deref())?;
+    st.raw_bind_parameter(at + 6, e.retrieval_hint.as_deref())
+}
+
+/// Deletes the rows `rowids` of channel `key`'s log: a range at a time where the range holds
+/// these rows only (counted first), else one by one.
+fn delete_log_rows(tx: &Transaction<'_>, key: ChannelKey, mut rowids: Vec<i64>) -> rusqlite::Result<()> {
+    rowids.sort_unstable();
+    let mut todo = vec![&rowids[..]];
+    while let Some(run) = todo.pop() {
+        if run.len() < LOG_RANGE_MIN {
+            for &r in run {
+                tx.prepare_cached("DELETE FROM log WHERE rowid = ?1")?.execute([r])?;
+            }
+            continue;
+        }
+        let (lo, hi) = (run[0], run[run.len() - 1]);
+        let held: i64 = tx
+            .prepare_cached("SELECT count(*) FROM log WHERE channel = ?1 AND rowid BETWEEN ?2 AND ?3")?
+            .query_row(params![key, lo, hi], |r| r.get(0))?;
+        if usize::try_from(held).is_ok_and(|h| h == run.len()) {
+            tx.prepare_cached("DELETE FROM log WHERE channel = ?1 AND rowid BETWEEN ?2 AND ?3")?.execute(params![key, lo, hi])?;
+        } else {
+            let (a, b) = run.split_at(run.len() / 2);
+            todo.push(b);
+            todo.push(a);
+        }
+    }
+    Ok(())
+}
+
 /// The tables holding rows of a channel, keyed by a `channel` column (purge deletes from each).
 pub(super) const STATE_TABLE_NAMES: [&str; 6] = ["channel_state", "log", "sends", "send_chunks", "incoming", "partials"];
 
@@ -84,21 +260,11 @@ fn i(v: u64) -> i64 {
     v as i64
 }
 
-/// Applies `c`, the changes of channel `key`, in order.
-pub(super) fn write_changes(tx: &Transaction<'_>, key: ChannelKey, c: &ChannelChanges) -> rusqlite::Result<()> {
-    for l in &c.log {
-        match l {
-            LogChange::Insert(e) => {
-                let mut st = tx.prepare_cached("INSERT OR REPLACE INTO log (channel, id, lamport, sender, hint) VALUES (?1, ?2, ?3, ?4, ?5)")?;
-                st.execute(params![key, &*e.message_id, i(e.lamport_timestamp), e.sender_id.as_deref(), e.retrieval_hint.as_deref()])?;
-            }
-            LogChange::Remove(id) => {
-                tx.prepare_cached("DELETE FROM log WHERE channel = ?1 AND id = ?2")?.execute(params![key, &**id])?;
-            }
-            LogChange::Hint(id, hint) => {
-                tx.prepare_cached("UPDATE log SET hint = ?3 WHERE channel = ?1 AND id = ?2")?.execute(params![key, &**id, &hint[..]])?;
-            }
-        }
+/// Applies `c`, the changes of channel `key`, in order, keeping `log_rows` (which the caller
+/// reloads if the transaction does not commit).
+pub(super) fn write_changes(tx: &Transaction<'_>, key: ChannelKey, c: &ChannelChanges, log_rows: &mut LogRows) -> rusqlite::Result<()> {
+    if !c.log.is_empty() {
+        write_log(tx, key, &c.log, log_rows)?;
     }
     let plan = SendPlan::new(&c.changes);
     for (at, ch) in c.changes.iter().enumerate() {
