@@ -22,6 +22,28 @@ const RELAY_MS: u64 = 50;
 const DISPATCH_MS: u64 = 5;
 const STORE_MS: u64 = 100;
 
+/// The ids of the retransmissions among the engine's queued events.
+fn retransmits(e: &mut reliable_channel::sds::SdsEngine) -> Vec<reliable_channel::sds::MessageId> {
+    std::iter::from_fn(|| e.poll_event())
+        .filter_map(|ev| match ev {
+            reliable_channel::sds::SdsEvent::Retransmit { message_id, .. } => Some(message_id),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Fires the engine's timers due at `at`: the ids it retransmits.
+fn retransmitted(e: &mut reliable_channel::sds::SdsEngine, at: u64) -> Vec<reliable_channel::sds::MessageId> {
+    e.handle_timeout(at);
+    retransmits(e)
+}
+
+/// Receives `bytes` at `at`: the ids the engine re-sends on it.
+fn received_then_retransmitted(e: &mut reliable_channel::sds::SdsEngine, at: u64, bytes: bytes::Bytes) -> Vec<reliable_channel::sds::MessageId> {
+    e.receive(at, bytes, None);
+    retransmits(e)
+}
+
 enum Ev {
     Deliver { to: usize, msg: WakuMessage, hash: MessageHash },
     Done { to: usize, token: u64, hash: MessageHash },
@@ -338,7 +360,7 @@ fn an_unacknowledged_message_is_still_retransmitted() {
 #[test]
 fn a_long_first_timer_does_not_delay_a_shorter_one() {
     use bytes::Bytes;
-    use reliable_channel::sds::{SdsConfig, SdsEngine, SdsEvent};
+    use reliable_channel::sds::{SdsConfig, SdsEngine};
 
     let config = SdsConfig::default();
     let timeout = config.acknowledgement_timeout_ms;
@@ -349,15 +371,6 @@ fn a_long_first_timer_does_not_delay_a_shorter_one() {
     assert!(e.on_dispatched(T0, &hinted, Some(Bytes::from_static(&[7u8; 32]))));
     assert!(e.on_dispatched(T0 + 1, &plain, None));
     assert_eq!(e.next_deadline(), Some(T0 + 1 + timeout), "the message without a hint: one ack timeout");
-    fn retransmitted(e: &mut SdsEngine, at: u64) -> Vec<reliable_channel::sds::MessageId> {
-        e.handle_timeout(at);
-        std::iter::from_fn(|| e.poll_event())
-            .filter_map(|ev| match ev {
-                SdsEvent::Retransmit { message_id, .. } => Some(message_id),
-                _ => None,
-            })
-            .collect()
-    }
     assert_eq!(retransmitted(&mut e, T0 + 1 + timeout), vec![plain.clone()]);
     assert!(e.on_dispatched(T0 + 1 + timeout, &plain, None));
     let first = T0 + u64::from(STORE_FIRST_RETRANSMIT_TIMEOUTS) * timeout;
@@ -452,7 +465,7 @@ fn no_re_send_on_evidence_when_the_hint_comes_soon_anyway() {
 #[test]
 fn an_evidence_re_send_is_followed_by_the_long_timer() {
     use bytes::Bytes;
-    use reliable_channel::sds::{SdsConfig, SdsEngine, SdsEvent};
+    use reliable_channel::sds::{SdsConfig, SdsEngine};
 
     let config = SdsConfig::default();
     let timeout = config.acknowledgement_timeout_ms;
@@ -462,34 +475,16 @@ fn an_evidence_re_send_is_followed_by_the_long_timer() {
     let mut bob = SdsEngine::new(CHANNEL, "bob", config, T0, 4);
     let m = alice.wrap_content(T0, b"lost at bob", None).expect("wrapped").message_id;
     assert!(alice.on_dispatched(T0, &m, Some(Bytes::from_static(&[7u8; 32]))));
-    fn resent(e: &mut SdsEngine, at: u64, bytes: Bytes) -> Vec<reliable_channel::sds::MessageId> {
-        e.receive(at, bytes, None);
-        std::iter::from_fn(|| e.poll_event())
-            .filter_map(|ev| match ev {
-                SdsEvent::Retransmit { message_id, .. } => Some(message_id),
-                _ => None,
-            })
-            .collect()
-    }
     // Bob composed this before alice's message could reach him: no evidence.
     let early = bob.wrap_content(T0 + timeout / 8, b"crossing", None).expect("wrapped").bytes;
-    assert_eq!(resent(&mut alice, T0 + timeout / 8 + 50, early), vec![]);
+    assert_eq!(received_then_retransmitted(&mut alice, T0 + timeout / 8 + 50, early), vec![]);
     // Bob's next message, well after it, does not name it: he lacks it.
     let later = bob.wrap_content(T0 + 6_000, b"later", None).expect("wrapped").bytes;
-    assert_eq!(resent(&mut alice, T0 + 6_050, later), vec![m.clone()]);
+    assert_eq!(received_then_retransmitted(&mut alice, T0 + 6_050, later), vec![m.clone()]);
     assert_eq!(alice.stats().evidence_resends, 1);
     assert!(alice.on_dispatched(T0 + 6_060, &m, Some(Bytes::from_static(&[7u8; 32]))));
-    fn expired(e: &mut SdsEngine, at: u64) -> Vec<reliable_channel::sds::MessageId> {
-        e.handle_timeout(at);
-        std::iter::from_fn(|| e.poll_event())
-            .filter_map(|ev| match ev {
-                SdsEvent::Retransmit { message_id, .. } => Some(message_id),
-                _ => None,
-            })
-            .collect()
-    }
-    assert_eq!(expired(&mut alice, T0 + 6_060 + long - 1), vec![], "not after one ack timeout: the long timer again");
-    assert_eq!(expired(&mut alice, T0 + 6_060 + long), vec![m]);
+    assert_eq!(retransmitted(&mut alice, T0 + 6_060 + long - 1), vec![], "not after one ack timeout: the long timer again");
+    assert_eq!(retransmitted(&mut alice, T0 + 6_060 + long), vec![m]);
 }
 
 /// spec: sds.sync.plain-peers, on the engine: a store-aware receiver acknowledges 2–3 × the ack
