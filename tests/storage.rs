@@ -282,6 +282,21 @@ fn foreign_corrupt_and_newer_files_are_refused_and_left_untouched() {
     std::fs::write(&damaged, &bytes).unwrap();
     refused_untouched(&damaged, "malformed");
 
+    // Ours, with a journal row that does not decode: refused (dropping it would lose what it
+    // records), the file untouched.
+    let bad_row = dir.file("bad_journal_row.db");
+    {
+        let mut s = SqliteStore::open(&cfg(&bad_row)).unwrap();
+        let rec = record(&mut s, "room");
+        s.commit(&Batch { new_channels: vec![rec], ..Batch::default() }).unwrap();
+    }
+    {
+        let c = rusqlite::Connection::open(&bad_row).unwrap();
+        c.execute("INSERT INTO journal (batch) VALUES (x'ff00')", []).unwrap();
+        c.pragma_update(None, "journal_mode", "DELETE").unwrap();
+    }
+    refused_untouched(&bad_row, "journal row");
+
     // An empty SQLite database (no application id, no table) is adopted.
     let empty = dir.file("empty.db");
     {

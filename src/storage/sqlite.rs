@@ -232,6 +232,7 @@ impl SqliteStore {
             conn.query_row("SELECT value FROM meta WHERE key = 'seq_bound'", [], |r| r.get(0)).optional().map_err(sql_err("reading meta", path))?;
         let last_key: Option<i64> = conn.query_row("SELECT max(key) FROM channels", [], |r| r.get(0)).map_err(sql_err("reading channels", path))?;
         conn.query_row("SELECT max(seq) FROM events", [], |r| r.get::<_, Option<i64>>(0)).map_err(sql_err("reading events", path))?;
+        sqlite_journal::check_stored(&conn, path)?;
         let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0)).map_err(sql_err("PRAGMA journal_mode", path))?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(StorageError(format!("{p}: cannot use WAL (journal_mode is {mode})")));
@@ -252,7 +253,7 @@ impl SqliteStore {
         }
         // What the last run journalled goes to the tables now: the journal starts empty.
         let mut log_rows = LogRows::load(&conn).map_err(sql_err("reading the log", path))?;
-        sqlite_journal::fold_stored(&mut conn, path, &mut log_rows).map_err(sql_err("folding the journal", path))?;
+        sqlite_journal::fold_stored(&mut conn, path, &mut log_rows)?;
         let max_seq: Option<i64> = conn.query_row("SELECT max(seq) FROM events", [], |r| r.get(0)).map_err(sql_err("reading events", path))?;
         let seq_bound = seq_bound.unwrap_or(1).max(max_seq.map_or(1, |s| s + 1)).max(1) as u64;
         let last_seq = max_seq.map_or(0, |s| s.max(0) as u64);

@@ -17,8 +17,8 @@
 //! A row is the encoding below ([`encode`]/[`decode`]): a format byte, the event rows (seq,
 //! channel, the outbox columns), the delivered seqs, then per channel its key, the log changes,
 //! the other changes, the clock bounds and the RLN usage; integers as LEB128, strings and blobs
-//! with their length first. A row that does not decode (a damaged file) is dropped with a warning
-//! when folded, never a panic.
+//! with their length first. A row that does not decode (a damaged file) refuses the database at
+//! the open, never a panic.
 
 use std::collections::BTreeMap;
 
@@ -26,7 +26,7 @@ use bytes::Bytes;
 use rusqlite::{params, Connection, TransactionBehavior};
 
 use super::sqlite_state::{self, LogRows};
-use super::{event_columns, event_from_columns, Batch, ChannelKey};
+use super::{event_columns, event_from_columns, Batch, ChannelKey, StorageError};
 use crate::channel::{Change, ChannelChanges, ChannelEvent, ClockBounds};
 use crate::collections::FastMap;
 use crate::sds::{LogChange, LogEntry};
@@ -194,22 +194,39 @@ impl Journal {
     }
 }
 
+/// Checks that every journal row in the file decodes, before the open writes anything (a damaged
+/// row refuses the database, see [`fold_stored`]).
+pub(super) fn check_stored(conn: &Connection, path: &std::path::Path) -> Result<(), StorageError> {
+    let sql = |e: rusqlite::Error| StorageError(format!("{}: reading the journal: {e}", path.display()));
+    let mut st = conn.prepare("SELECT seq, batch FROM journal ORDER BY seq").map_err(sql)?;
+    let mut q = st.query([]).map_err(sql)?;
+    while let Some(r) = q.next().map_err(sql)? {
+        let (seq, blob): (i64, Vec<u8>) = (r.get(0).map_err(sql)?, r.get(1).map_err(sql)?);
+        if decode(Bytes::from(blob)).is_none() {
+            return Err(StorageError(format!("{}: journal row {seq} is damaged: the database is refused", path.display())));
+        }
+    }
+    Ok(())
+}
+
 /// Applies every journal row in the file to the channel-state tables, in order, and deletes them:
 /// one transaction (at the open: what a previous run journalled). Returns the rows folded;
-/// `log_rows` is stale when it fails.
-pub(super) fn fold_stored(conn: &mut Connection, path: &std::path::Path, log_rows: &mut LogRows) -> rusqlite::Result<usize> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+/// `log_rows` is stale when it fails. A row that does not decode refuses the database (the
+/// transaction rolls back, the file stays as it was): dropping it would lose what it records
+/// (accepted sends, deliveries), and applying the rows after it without it would break their order.
+pub(super) fn fold_stored(conn: &mut Connection, path: &std::path::Path, log_rows: &mut LogRows) -> Result<usize, StorageError> {
+    let sql = |what: &'static str| move |e: rusqlite::Error| StorageError(format!("{}: {what}: {e}", path.display()));
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql("folding the journal"))?;
     let mut merged = Merged::default();
     let mut rows = 0;
     {
-        let mut st = tx.prepare_cached("SELECT seq, batch FROM journal ORDER BY seq")?;
-        let mut q = st.query([])?;
-        while let Some(r) = q.next()? {
+        let mut st = tx.prepare_cached("SELECT seq, batch FROM journal ORDER BY seq").map_err(sql("reading the journal"))?;
+        let mut q = st.query([]).map_err(sql("reading the journal"))?;
+        while let Some(r) = q.next().map_err(sql("reading the journal"))? {
             rows += 1;
-            let (seq, blob): (i64, Vec<u8>) = (r.get(0)?, r.get(1)?);
+            let (seq, blob): (i64, Vec<u8>) = (r.get(0).map_err(sql("reading the journal"))?, r.get(1).map_err(sql("reading the journal"))?);
             let Some(row) = decode(Bytes::from(blob)) else {
-                log::warn!("{}: dropped a damaged journal row (seq {seq})", path.display());
-                continue;
+                return Err(StorageError(format!("{}: journal row {seq} is damaged: the database is refused", path.display())));
             };
             merged.push_row(row);
         }
@@ -217,8 +234,8 @@ pub(super) fn fold_stored(conn: &mut Connection, path: &std::path::Path, log_row
     if rows == 0 {
         return Ok(0);
     }
-    merged.write(&tx, log_rows)?;
-    tx.commit()?;
+    merged.write(&tx, log_rows).map_err(sql("folding the journal"))?;
+    tx.commit().map_err(sql("folding the journal"))?;
     Ok(rows)
 }
 
