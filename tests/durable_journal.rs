@@ -156,7 +156,7 @@ fn a_version_3_database_with_state_is_migrated() {
     let mut s = SqliteStore::open(&cfg(&path)).unwrap();
     let v: u32 = rusqlite::Connection::open(&path).unwrap().query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
     assert_eq!(v, SCHEMA_VERSION);
-    assert_eq!(SCHEMA_VERSION, 4);
+    assert_eq!(SCHEMA_VERSION, 5);
     assert_eq!(s.seq_bound(), 90);
     let key = s.load_channel("room").unwrap().expect("kept").key;
     let (events, snap) = state(&mut s, key);
@@ -282,4 +282,156 @@ fn log_rows_are_found_by_rowid_across_reopens_folds_and_purges() {
     drop(sql);
     let mut sql = SqliteStore::open(&cfg(&path)).unwrap();
     assert_eq!(logs(&mut sql).0, logs(&mut mem).0);
+}
+
+/// The journal file of the database at `db` (`src/storage/journal_file.rs`).
+fn journal_file(db: &Path) -> std::path::PathBuf {
+    format!("{}-rc-journal", db.display()).into()
+}
+
+/// The byte ranges of the journal file's records: a 16-byte header, then per record its payload
+/// length (u32 LE), checksum, sequence number (u64) and payload.
+fn records(bytes: &[u8]) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    let mut at = 16;
+    while at + 16 <= bytes.len() {
+        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        out.push(at..at + 16 + len);
+        at += 16 + len;
+    }
+    assert_eq!(at, bytes.len(), "whole records");
+    out
+}
+
+/// A database holding batches `0..n` in its journal file only (closed without a fold), and the
+/// state the memory store holds after `0..n - cut` of the same batches.
+fn journalled(
+    dir: &TempDir,
+    name: &str,
+    durability: Durability,
+    n: u64,
+    cut: u64,
+) -> (std::path::PathBuf, ChannelKey, (Vec<u64>, reliable_channel::channel::ChannelSnapshot)) {
+    let path = dir.file(name);
+    let mut mem = MemoryStore::new();
+    let key = open(&mut mem);
+    stream(&mut mem, key, 0..n - cut);
+    let mut sql = SqliteStore::open(&StorageConfig { durability, ..cfg(&path) }).unwrap();
+    assert_eq!(open(&mut sql), key);
+    stream(&mut sql, key, 0..n);
+    assert_eq!(u64::from(sql.journal_rows()), n);
+    drop(sql);
+    (path, key, state(&mut mem, key))
+}
+
+#[test]
+fn a_commit_cut_short_at_the_end_of_the_journal_file_is_dropped() {
+    let dir = TempDir::new("journal", "torn");
+    for (name, durability) in [("cut.db", Durability::Process), ("cut-power.db", Durability::Power)] {
+        // Cut short: the kill interrupted the last commit's write (it never returned).
+        let (path, key, want) = journalled(&dir, name, durability, 40, 1);
+        let file = journal_file(&path);
+        let len = std::fs::metadata(&file).unwrap().len();
+        let f = std::fs::OpenOptions::new().write(true).open(&file).unwrap();
+        f.set_len(len - 7).unwrap();
+        drop(f);
+        let mut sql = SqliteStore::open(&cfg(&path)).unwrap();
+        assert_eq!(state(&mut sql, key), want, "{name}: the 39 whole commits, not the cut one");
+        assert_eq!(std::fs::metadata(&file).unwrap().len(), 16, "folded, the file emptied");
+    }
+    // The last record whole but with other bytes (not all of it reached the disk): dropped too.
+    let (path, key, want) = journalled(&dir, "bad-last.db", Durability::Power, 40, 1);
+    let file = journal_file(&path);
+    let mut bytes = std::fs::read(&file).unwrap();
+    let last = records(&bytes).pop().unwrap();
+    bytes[last.end - 3] ^= 0xff;
+    std::fs::write(&file, &bytes).unwrap();
+    let mut sql = SqliteStore::open(&cfg(&path)).unwrap();
+    assert_eq!(state(&mut sql, key), want);
+}
+
+/// Opens `path` expecting a refusal mentioning `why`; the database and its journal file are left
+/// as they were.
+fn refused_untouched(path: &Path, why: &str) {
+    let before = (std::fs::read(path).unwrap(), std::fs::read(journal_file(path)).unwrap());
+    let err = SqliteStore::open(&cfg(path)).unwrap_err();
+    assert!(err.0.contains(why), "{err}");
+    assert!(err.0.contains("rc-journal"), "names the file: {err}");
+    assert!((std::fs::read(path).unwrap(), std::fs::read(journal_file(path)).unwrap()) == before, "both files left as they were");
+}
+
+#[test]
+fn damage_inside_the_journal_file_refuses_the_database() {
+    let dir = TempDir::new("journal", "damage");
+    // A record in the middle with other bytes: dropping it would lose what it records.
+    let (path, _, _) = journalled(&dir, "middle.db", Durability::Process, 30, 0);
+    let file = journal_file(&path);
+    let mut bytes = std::fs::read(&file).unwrap();
+    let r = records(&bytes)[10].clone();
+    bytes[r.start + 20] ^= 0x01;
+    std::fs::write(&file, &bytes).unwrap();
+    refused_untouched(&path, "damaged");
+
+    // A record missing (a gap in the sequence numbers).
+    let (path, _, _) = journalled(&dir, "gap.db", Durability::Process, 30, 0);
+    let file = journal_file(&path);
+    let mut bytes = std::fs::read(&file).unwrap();
+    let r = records(&bytes)[10].clone();
+    bytes.drain(r);
+    std::fs::write(&file, &bytes).unwrap();
+    refused_untouched(&path, "does not follow");
+
+    // Another database's journal file.
+    let (other, _, _) = journalled(&dir, "other.db", Durability::Process, 5, 0);
+    std::fs::copy(journal_file(&other), &file).unwrap();
+    refused_untouched(&path, "belongs to another database");
+
+    // Not a journal file at all.
+    std::fs::write(&file, "my notes, not a journal\n".repeat(5)).unwrap();
+    refused_untouched(&path, "not a reliable-channel journal");
+}
+
+#[test]
+fn records_a_fold_already_applied_are_skipped() {
+    // A crash after the fold's commit, before the file was emptied: its records are still there.
+    let dir = TempDir::new("journal", "skip");
+    let (path, key, _) = journalled(&dir, "s.db", Durability::Process, 30, 0);
+    let file = journal_file(&path);
+    let old = std::fs::read(&file).unwrap();
+    let mut mem = MemoryStore::new();
+    assert_eq!(open(&mut mem), key);
+    stream(&mut mem, key, 0..40);
+    let want = state(&mut mem, key);
+    drop(SqliteStore::open(&cfg(&path)).unwrap());
+    std::fs::write(&file, &old).unwrap();
+    // Applied twice, the events would break their UNIQUE seq and the open would fail.
+    let mut sql = SqliteStore::open(&cfg(&path)).unwrap();
+    // New records follow the folded ones (a reopen does not see them as a gap).
+    stream(&mut sql, key, 30..40);
+    drop(sql);
+    let mut sql = SqliteStore::open(&cfg(&path)).unwrap();
+    assert_eq!(state(&mut sql, key), want);
+}
+
+#[test]
+fn a_version_4_database_with_journal_rows_is_migrated() {
+    // Version 4 kept the journal in a table: the rows a version 4 library left are folded.
+    let dir = TempDir::new("journal", "v4");
+    let (path, key, want) = journalled(&dir, "v4.db", Durability::Process, 30, 0);
+    let file = journal_file(&path);
+    let bytes = std::fs::read(&file).unwrap();
+    {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        for r in records(&bytes) {
+            c.execute("INSERT INTO journal (batch) VALUES (?1)", [&bytes[r.start + 16..r.end]]).unwrap();
+        }
+        c.execute_batch("DELETE FROM meta WHERE key IN ('journal_id', 'journal_folded'); PRAGMA user_version = 4;").unwrap();
+    }
+    std::fs::remove_file(&file).unwrap();
+    let mut sql = SqliteStore::open(&cfg(&path)).unwrap();
+    assert_eq!(state(&mut sql, key), want);
+    let v: u32 = rusqlite::Connection::open(&path).unwrap().query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+    assert_eq!(v, SCHEMA_VERSION);
+    let rows: i64 = rusqlite::Connection::open(&path).unwrap().query_row("SELECT count(*) FROM journal", [], |r| r.get(0)).unwrap();
+    assert_eq!(rows, 0);
 }

@@ -30,9 +30,11 @@
 //! | `partials`      | chunks of partial incoming messages, one row per chunk                 |
 //!
 //! Version 4: the `journal`. A commit appends its outbox rows, deliveries and channel changes as
-//! one row keyed by a sequential integer (a few WAL pages per commit); they reach `events` and the
-//! tables above when the journal is folded: at the open, before a read, from
-//! [`JOURNAL_FOLD_ROWS`] rows on (`sqlite_journal.rs`). The memory store applies every batch
+//! one row keyed by a sequential integer; they reach `events` and the tables above when the
+//! journal is folded: at the open, before a read, from [`JOURNAL_FOLD_ROWS`] rows on
+//! (`sqlite_journal.rs`). Version 5 keeps those rows in a file of their own beside the database
+//! (`journal_file.rs`): a commit is one `pwrite` instead of an SQLite transaction; the `meta` row
+//! `journal_folded` tells which records the tables hold. The memory store applies every batch
 //! directly: both load the same state.
 //!
 //! | file        | what                                                                      |
@@ -41,10 +43,12 @@
 //! | `sqlite.rs` | [`SqliteStore`]: the file, its lock, open-time validation, the statements   |
 //! | `sqlite_state.rs` | the channel-state tables: their statements and the snapshot read |
 //! | `sqlite_journal.rs` | the journal: its rows' encoding, the fold into the tables        |
+//! | `journal_file.rs` | the journal's file: records, checksums, the checks at the open    |
 //! | `checkpoint.rs` | the WAL checkpoint on a thread and connection of its own        |
 //! | `memory.rs` | [`MemoryStore`]: the same tables in memory (tests, crash simulation)        |
 
 mod checkpoint;
+mod journal_file;
 mod memory;
 mod sqlite;
 mod sqlite_journal;
@@ -78,8 +82,9 @@ pub struct StorageConfig {
     pub path: PathBuf,
     /// See [`Durability`].
     pub durability: Durability,
-    /// Largest size of the database file (SQLite's `max_page_count`); a commit that would grow it
-    /// beyond fails like a full disk. `None`: no limit but the disk's.
+    /// Largest size of the database file (SQLite's `max_page_count`) with its journal file: a
+    /// commit that would grow them beyond is written to the tables directly, where it fails like
+    /// a full disk unless it makes room. `None`: no limit but the disk's.
     pub max_size_bytes: Option<u64>,
 }
 

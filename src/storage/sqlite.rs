@@ -15,9 +15,10 @@
 //!    (4 KiB pages, see [`PAGE_SIZE`]) in one transaction, then WAL and `synchronous` per
 //!    [`Durability`].
 //!
-//! Commits use cached prepared statements in one `BEGIN IMMEDIATE` transaction per batch: new
-//! channels and the sequence bound go to their tables, the outbox rows, deliveries and channel
-//! changes to one row of the journal (`sqlite_journal.rs`), folded into the tables later.
+//! A commit appends the batch's outbox rows, deliveries and channel changes as one record to the
+//! journal file (`journal_file.rs`, checked at the open before anything is written: step 2 above
+//! covers it too), folded into the tables later in one transaction (`sqlite_journal.rs`); new
+//! channels and the sequence bound go to their tables first, in a transaction of their own.
 //!
 //! Checkpoints are off the commit path and off the runtime thread: SQLite's automatic checkpoint
 //! (run inside the commit that crosses `wal_autocheckpoint`, with its fsyncs) is replaced by a WAL
@@ -38,6 +39,7 @@ use crate::channel::ChannelSnapshot;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 
 use super::checkpoint::{self, Checkpointer};
+use super::journal_file::JournalFile;
 use super::sqlite_journal::{self, Journal, JOURNAL_TABLE};
 use super::sqlite_state::{self, LogRows, CHUNK_COUNTS, LOG_BY_ROWID, STATE_TABLES, STATE_TABLE_NAMES};
 use super::{event_from_columns, Batch, ChannelKey, ChannelRecord, Durability, StorageConfig, StorageError, Store, StoredEvent};
@@ -45,13 +47,13 @@ use super::{event_from_columns, Batch, ChannelKey, ChannelRecord, Durability, St
 /// `PRAGMA application_id` of a reliable-channel database ("RlCh").
 pub const APPLICATION_ID: u32 = 0x526C_4368;
 /// `PRAGMA user_version` this library writes and reads.
-pub const SCHEMA_VERSION: u32 = 4;
+pub const SCHEMA_VERSION: u32 = 5;
 /// Page size of a new database. A commit writes every page it touches to the WAL, whole: with
 /// schema 3 a 1 KiB send touched about ten (the channel-state tables and their indexes), and
 /// 4 KiB pages cost a quarter of 16 KiB ones there (`make bench-durable`: 1,900 against 1,560
 /// sends/s, p99 of `send` 14 against 59 ms), for 24.6 against 16.8 ms per 1 MiB send. With the
-/// journal (version 4) a commit writes the journal's last leaf, its overflow pages and parent,
-/// and the header and freelist pages: a few, which small pages keep small. Set at creation only.
+/// journal (version 4, a file since version 5) a commit writes no page: the folds write the
+/// tables' pages in bulk. Set at creation only.
 const PAGE_SIZE: i64 = 4 * 1024;
 /// SQLite's page cache of the store's connection, KiB (SQLite's default is 2,000). Holds what a
 /// fold of the journal rewrites and frees (the tables' recent pages, the journal's own) without
@@ -83,9 +85,10 @@ const HEADER_BYTES: usize = 100;
 /// Migrations from an older schema: `MIGRATIONS[i]` takes version `i + 1` to `i + 2`. Version 2
 /// adds the channel state's tables (`sqlite_state.rs`), version 3 a chunk's counts of
 /// retransmissions and bloom filter hits, version 4 the journal (`sqlite_journal.rs`) and the log
-/// without its index on message ids (`sqlite_state.rs`); the statements of a step run in one
-/// transaction.
-const MIGRATIONS: &[&[&str]] = &[&[STATE_TABLES], &[CHUNK_COUNTS], &[JOURNAL_TABLE, LOG_BY_ROWID]];
+/// without its index on message ids (`sqlite_state.rs`), version 5 the journal file (no statement:
+/// the version number keeps a version 4 library, which would not read the file, out); the
+/// statements of a step run in one transaction.
+const MIGRATIONS: &[&[&str]] = &[&[STATE_TABLES], &[CHUNK_COUNTS], &[JOURNAL_TABLE, LOG_BY_ROWID], &[]];
 
 /// The schema of version 1; a new database gets it and then every migration, in the same
 /// transaction. `seq` is the rowid (the natural key); `meta` is keyed by name.
@@ -179,6 +182,10 @@ pub struct SqliteStore {
     /// Where each stored log entry is (`sqlite_state.rs`); `None` after a fold failed (its
     /// transaction rolled back what the map had recorded): read again before the next one.
     log_rows: Option<LogRows>,
+    /// `StorageConfig::max_size_bytes`, and the database file's size after the last fold: the
+    /// journal file counts against the limit too (see `write_batch`).
+    max_bytes: Option<u64>,
+    db_bytes: u64,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -223,16 +230,37 @@ impl SqliteStore {
         };
         conn.pragma_update(None, "synchronous", sync).map_err(sql_err("PRAGMA synchronous", path))?;
         conn.pragma_update(None, "cache_size", -CACHE_KIB).map_err(sql_err("PRAGMA cache_size", path))?;
+        // The journal file is checked before anything is written (a refusal changes nothing).
+        let (journal_id, folded) = match kind {
+            Header::New => (None, 0),
+            Header::Ours { .. } => {
+                let meta = |key: &str| {
+                    conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get::<_, i64>(0))
+                        .optional()
+                        .map_err(sql_err("reading meta", path))
+                };
+                (meta("journal_id")?, meta("journal_folded")?.unwrap_or(0).max(0) as u64)
+            }
+        };
+        let found = JournalFile::read(path, journal_id.map(|i| i as u64), folded)?;
         match kind {
             Header::New => Self::create_schema(&mut conn, path)?,
             Header::Ours { version } => Self::migrate(&mut conn, path, version)?,
         }
+        let journal_id = match journal_id {
+            Some(id) => id as u64,
+            None => {
+                let id: u64 = rand::random();
+                conn.execute("INSERT INTO meta (key, value) VALUES ('journal_id', ?1)", [id as i64]).map_err(sql_err("writing meta", path))?;
+                id
+            }
+        };
         // Reading the tables is where a damaged file shows, before anything else is written.
         let seq_bound: Option<i64> =
             conn.query_row("SELECT value FROM meta WHERE key = 'seq_bound'", [], |r| r.get(0)).optional().map_err(sql_err("reading meta", path))?;
         let last_key: Option<i64> = conn.query_row("SELECT max(key) FROM channels", [], |r| r.get(0)).map_err(sql_err("reading channels", path))?;
         conn.query_row("SELECT max(seq) FROM events", [], |r| r.get::<_, Option<i64>>(0)).map_err(sql_err("reading events", path))?;
-        sqlite_journal::check_stored(&conn, path)?;
+        let file_rows = sqlite_journal::check_stored(&conn, path, &found)?;
         let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0)).map_err(sql_err("PRAGMA journal_mode", path))?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(StorageError(format!("{p}: cannot use WAL (journal_mode is {mode})")));
@@ -253,13 +281,14 @@ impl SqliteStore {
         }
         // What the last run journalled goes to the tables now: the journal starts empty.
         let mut log_rows = LogRows::load(&conn).map_err(sql_err("reading the log", path))?;
-        sqlite_journal::fold_stored(&mut conn, path, &mut log_rows)?;
+        sqlite_journal::fold_stored(&mut conn, path, &mut log_rows, file_rows, found.last_seq)?;
+        let file = JournalFile::open(path, journal_id, found.last_seq, cfg.durability == Durability::Power)?;
         let max_seq: Option<i64> = conn.query_row("SELECT max(seq) FROM events", [], |r| r.get(0)).map_err(sql_err("reading events", path))?;
         let seq_bound = seq_bound.unwrap_or(1).max(max_seq.map_or(1, |s| s + 1)).max(1) as u64;
         let last_seq = max_seq.map_or(0, |s| s.max(0) as u64);
         let checkpointer = Checkpointer::new(path, sync, wal_pages.clone());
         let last_key = last_key.unwrap_or(0);
-        Ok(SqliteStore {
+        let mut store = SqliteStore {
             checkpointer,
             conn,
             _lock: lock,
@@ -268,9 +297,13 @@ impl SqliteStore {
             last_seq,
             last_key,
             wal_pages,
-            journal: Journal::default(),
+            journal: Journal::new(file),
             log_rows: Some(log_rows),
-        })
+            max_bytes: cfg.max_size_bytes,
+            db_bytes: 0,
+        };
+        store.measure().map_err(sql_err("PRAGMA page_count", path))?;
+        Ok(store)
     }
 
     /// A new database: page size, identity, version and tables in one transaction, so that a
@@ -309,7 +342,18 @@ impl SqliteStore {
     /// Fault injection for tests: `PRAGMA query_only`, after which every write fails as on a
     /// read-only file system (root ignores `chmod`, so tests cannot rely on file modes).
     pub fn set_query_only(&mut self, on: bool) -> Result<(), StorageError> {
+        self.journal.file.read_only = on;
         self.conn.pragma_update(None, "query_only", on).map_err(sql_err("PRAGMA query_only", &self.path))
+    }
+
+    /// Reads the database file's size, when a limit needs it.
+    fn measure(&mut self) -> rusqlite::Result<()> {
+        if self.max_bytes.is_some() {
+            let pages: i64 = self.conn.pragma_query_value(None, "page_count", |r| r.get(0))?;
+            let size: i64 = self.conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
+            self.db_bytes = (pages.max(0) as u64).saturating_mul(size.max(0) as u64);
+        }
+        Ok(())
     }
 
     /// Pages in the WAL not yet checkpointed (as of the last commit or checkpoint).
@@ -348,7 +392,24 @@ impl SqliteStore {
         Ok(())
     }
 
-    fn write_batch(&mut self, batch: &Batch<'_>) -> rusqlite::Result<()> {
+    /// Writes `batch`: new channels and the sequence bound to their tables (a small transaction,
+    /// when it has them), then its journal row to the journal file. A crash between the two
+    /// leaves a channel's record or a higher bound without the rest: harmless (the caller was not
+    /// answered; a bound only has to be high enough).
+    fn write_batch(&mut self, batch: &Batch<'_>) -> Result<(), Failure> {
+        if !batch.new_channels.is_empty() || batch.seq_bound.is_some() {
+            self.write_tables(batch).map_err(Failure::sql)?;
+        }
+        let Some(bytes) = self.journal.encode(batch) else { return Ok(()) };
+        if self.max_bytes.is_some_and(|max| self.db_bytes + self.journal.file.len() + bytes > max) {
+            // Near the size limit: into the tables directly, where SQLite's `max_page_count`
+            // decides (deletions still fit: they make room).
+            return self.fold_with(Some(batch)).map_err(Failure::Sql);
+        }
+        self.journal.append(batch).map_err(|e| Failure::Io(e, self.journal.file.path().to_owned()))
+    }
+
+    fn write_tables(&mut self, batch: &Batch<'_>) -> rusqlite::Result<()> {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         if !batch.new_channels.is_empty() {
             let mut st = tx.prepare_cached("INSERT INTO channels (key, channel_id, sender_id, content_topic) VALUES (?1, ?2, ?3, ?4)")?;
@@ -356,36 +417,70 @@ impl SqliteStore {
                 st.execute(params![c.key, c.channel_id, c.sender_id, c.content_topic])?;
             }
         }
-        // The outbox rows and the channels' changes: one journal row (`sqlite_journal.rs`).
-        let bytes = self.journal.append(&tx, batch)?;
         if let Some(b) = batch.seq_bound {
             let mut st =
                 tx.prepare_cached("INSERT INTO meta (key, value) VALUES ('seq_bound', ?1) ON CONFLICT (key) DO UPDATE SET value = excluded.value")?;
             st.execute([seq_i64(b)?])?;
         }
-        tx.commit()?;
-        self.journal.committed(batch, bytes);
-        Ok(())
+        tx.commit()
     }
 
     /// Folds the journal into the channel-state tables (`sqlite_journal.rs`).
     fn fold_journal(&mut self) -> Result<(), StorageError> {
-        let err = sql_err("folding the journal", &self.path);
+        self.fold_with(None).map_err(|e| StorageError(format!("{}: folding the journal: {e}", self.path.display())))
+    }
+
+    /// Folds the journal, and `also` after it, in one transaction.
+    fn fold_with(&mut self, also: Option<&Batch<'_>>) -> rusqlite::Result<()> {
         let log_rows = match &mut self.log_rows {
             Some(r) => r,
-            None => self.log_rows.insert(LogRows::load(&self.conn).map_err(&err)?),
+            None => self.log_rows.insert(LogRows::load(&self.conn)?),
         };
-        let folded = self.journal.fold(&mut self.conn, log_rows);
+        let folded = self.journal.fold(&mut self.conn, log_rows, also);
         if folded.is_err() {
             self.log_rows = None;
         }
-        folded.map_err(err)
+        folded?;
+        self.measure()
     }
 
     /// Log entries whose rows the store knows (`sqlite_state.rs`), for tests.
     #[doc(hidden)]
     pub fn log_rows_known(&self) -> Option<usize> {
         self.log_rows.as_ref().map(LogRows::len)
+    }
+}
+
+/// Why a commit failed.
+#[derive(Debug)]
+enum Failure {
+    Sql(rusqlite::Error),
+    /// Appending to the journal file (named).
+    Io(std::io::Error, std::path::PathBuf),
+}
+
+impl Failure {
+    fn sql(e: rusqlite::Error) -> Failure {
+        Failure::Sql(e)
+    }
+
+    /// The disk or the database is full.
+    fn full(&self) -> bool {
+        match self {
+            Failure::Sql(rusqlite::Error::SqliteFailure(e, _)) => e.code == rusqlite::ErrorCode::DiskFull,
+            Failure::Sql(_) => false,
+            Failure::Io(e, _) => e.kind() == std::io::ErrorKind::StorageFull,
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Sql(e) => e.fmt(f),
+            Failure::Io(e, path) if e.kind() == std::io::ErrorKind::StorageFull => write!(f, "database or disk is full ({}: {e})", path.display()),
+            Failure::Io(e, path) => write!(f, "{}: {e}", path.display()),
+        }
     }
 }
 
@@ -422,9 +517,9 @@ impl Store for SqliteStore {
             last = e.seq;
         }
         let mut written = self.write_batch(batch);
-        if matches!(&written, Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::DiskFull) && self.journal.rows > 0 {
-            // The deletions the journal holds make room once folded (the rows they delete are
-            // still in the tables): fold, then try once more.
+        if written.as_ref().is_err_and(Failure::full) && self.journal.rows > 0 {
+            // A fold empties the journal file, and the deletions it holds make room in the
+            // tables (the rows they delete are still there): fold, then try once more.
             if self.fold_journal().is_ok() {
                 written = self.write_batch(batch);
             }

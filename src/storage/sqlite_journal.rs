@@ -1,10 +1,10 @@
-//! The journal (schema version 4): a commit appends what its batch changed in the outbox (event
-//! rows written and deleted) and in the channels' own state as one row of the `journal` table,
-//! keyed by a sequential integer, instead of applying it to the `events` table and the tables of
-//! `sqlite_state.rs` row by row. Appended rows share the rightmost leaf of one B-tree: a commit
-//! writes a handful of WAL pages however many events, sends, chunks and log entries it holds,
-//! where applying them wrote a page per table touched and, for every row keyed by a random
-//! message or request id, a page of its index.
+//! The journal: a commit appends what its batch changed in the outbox (event rows written and
+//! deleted) and in the channels' own state as one row, instead of applying it to the `events`
+//! table and the tables of `sqlite_state.rs` row by row (which wrote a page per table touched
+//! and, for every row keyed by a random message or request id, a page of its index). Schema
+//! version 4 appended the rows to the `journal` table (still read and folded at the open);
+//! version 5 appends them to the journal file (`journal_file.rs`): one `pwrite`, no SQLite
+//! transaction, nothing the WAL checkpoint copies again.
 //!
 //! [`fold`] applies the journal to the tables, in order, in one transaction, and deletes it: from
 //! [`JOURNAL_FOLD_ROWS`] rows or [`JOURNAL_FOLD_BYTES`] bytes on (after a batch was released, off
@@ -25,6 +25,7 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 use rusqlite::{params, Connection, TransactionBehavior};
 
+use super::journal_file::{self, Found, JournalFile};
 use super::sqlite_state::{self, LogRows};
 use super::{event_columns, event_from_columns, Batch, ChannelKey, StorageError};
 use crate::channel::{Change, ChannelChanges, ChannelEvent, ClockBounds};
@@ -54,13 +55,15 @@ const FORMAT: u8 = 1;
 
 /// What the journal holds since the last fold: counted, and merged (the same data as the rows,
 /// kept so that a fold does not read the rows back: a `Bytes` is shared, not copied).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct Journal {
     pub rows: u32,
     pub bytes: u64,
     /// The encoding buffer, reused by every append.
     buf: Vec<u8>,
     merged: Merged,
+    /// Where the rows are appended (version 5: `journal_file.rs`).
+    pub file: JournalFile,
 }
 
 /// A run of journal rows merged: the event rows they write and do not delete again, the rows of
@@ -83,6 +86,23 @@ pub(super) struct Row {
 }
 
 impl Merged {
+    /// The rows of one batch, merged.
+    fn of_batch(batch: &Batch<'_>) -> Merged {
+        let mut m = Merged::default();
+        m.push_batch(batch);
+        m
+    }
+
+    fn push_batch(&mut self, batch: &Batch<'_>) {
+        for e in &batch.events {
+            self.events.insert(e.seq, (e.channel, e.event.clone()));
+        }
+        self.deliver(&batch.delivered);
+        for (key, c) in batch.channels.iter().filter(|(_, c)| !c.is_empty()) {
+            self.push(*key, c.clone());
+        }
+    }
+
     fn push_row(&mut self, row: Row) {
         for (seq, key, e) in row.events {
             self.events.insert(seq, (key, e));
@@ -147,56 +167,69 @@ impl Journal {
         self.rows >= JOURNAL_FOLD_ROWS || self.bytes >= JOURNAL_FOLD_BYTES
     }
 
-    /// Appends the outbox rows and channel changes of `batch` as one row inside the batch's
-    /// transaction (nothing when it has none); returns the row's bytes (counted by
-    /// [`Journal::committed`] once the transaction committed).
-    pub fn append(&mut self, tx: &rusqlite::Transaction<'_>, batch: &Batch<'_>) -> rusqlite::Result<u64> {
+    /// A journal appending to `file` (emptied: the open folded what it held).
+    pub fn new(file: JournalFile) -> Journal {
+        Journal { rows: 0, bytes: 0, buf: Vec::new(), merged: Merged::default(), file }
+    }
+
+    /// Encodes the row of `batch` (`None` when it has nothing for the journal); [`Journal::append`]
+    /// appends it.
+    pub fn encode(&mut self, batch: &Batch<'_>) -> Option<u64> {
         if !journalled(batch) {
-            return Ok(0);
+            return None;
         }
         self.buf.clear();
         encode(batch, &mut self.buf);
-        tx.prepare_cached("INSERT INTO journal (batch) VALUES (?1)")?.execute([&self.buf[..]])?;
-        Ok(self.buf.len() as u64)
+        Some(self.buf.len() as u64)
     }
 
-    /// Counts and keeps what a commit appended (after it committed).
-    pub fn committed(&mut self, batch: &Batch<'_>, bytes: u64) {
-        if !journalled(batch) {
-            return;
-        }
+    /// Appends the row [`Journal::encode`] made to the file and keeps what it holds: committed.
+    pub fn append(&mut self, batch: &Batch<'_>) -> std::io::Result<()> {
+        self.file.append(&self.buf)?;
         self.rows += 1;
-        self.bytes += bytes;
-        let m = &mut self.merged;
-        for e in &batch.events {
-            m.events.insert(e.seq, (e.channel, e.event.clone()));
-        }
-        m.deliver(&batch.delivered);
-        for (key, c) in batch.channels.iter().filter(|(_, c)| !c.is_empty()) {
-            m.push(*key, c.clone());
-        }
+        self.bytes += self.buf.len() as u64;
+        self.merged.push_batch(batch);
+        Ok(())
     }
 
     /// Folds what was appended since the last fold (or since the open, which folded) into the
-    /// tables, in one transaction; `log_rows` is stale when it fails.
-    pub fn fold(&mut self, conn: &mut Connection, log_rows: &mut LogRows) -> rusqlite::Result<()> {
-        if self.rows == 0 {
+    /// tables, and then `also` (a batch written to the tables directly), in one transaction that
+    /// records the last record folded; then empties the file. `log_rows` is stale when it fails.
+    pub fn fold(&mut self, conn: &mut Connection, log_rows: &mut LogRows, also: Option<&Batch<'_>>) -> rusqlite::Result<()> {
+        if self.rows == 0 && also.is_none() {
             return Ok(());
         }
         // Timed: a fold pauses the runtime thread (`benches/durable.rs` reports these lines).
         let t0 = std::time::Instant::now();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         self.merged.write(&tx, log_rows)?;
+        if let Some(batch) = also {
+            Merged::of_batch(batch).write(&tx, log_rows)?;
+        }
+        set_folded(&tx, self.file.last_seq())?;
         tx.commit()?;
         log::debug!("folded {} journal rows in {} µs", self.rows, t0.elapsed().as_micros());
-        *self = Journal { buf: std::mem::take(&mut self.buf), ..Journal::default() };
+        (self.rows, self.bytes, self.merged) = (0, 0, Merged::default());
+        // The records are in the tables now and skipped at an open (`journal_folded`): a file
+        // that could not be cut only holds them longer.
+        if let Err(e) = self.file.reset() {
+            log::warn!("{}: cannot empty the journal after a fold (its records are skipped): {e}", self.file.path().display());
+        }
         Ok(())
     }
 }
 
-/// Checks that every journal row in the file decodes, before the open writes anything (a damaged
-/// row refuses the database, see [`fold_stored`]).
-pub(super) fn check_stored(conn: &Connection, path: &std::path::Path) -> Result<(), StorageError> {
+/// Records in `meta` the last journal record the tables hold (`journal_file.rs`).
+fn set_folded(tx: &rusqlite::Transaction<'_>, seq: u64) -> rusqlite::Result<()> {
+    tx.prepare_cached("INSERT INTO meta (key, value) VALUES ('journal_folded', ?1) ON CONFLICT (key) DO UPDATE SET value = excluded.value")?
+        .execute([seq_i64(seq)?])?;
+    Ok(())
+}
+
+/// Checks that every row of the `journal` table (written by version 4) and every record of the
+/// journal file after the last fold (`found`, version 5) decodes, before the open writes
+/// anything: a damaged one refuses the database. Returns the file's rows, decoded.
+pub(super) fn check_stored(conn: &Connection, path: &std::path::Path, found: &Found) -> Result<Vec<Row>, StorageError> {
     let sql = |e: rusqlite::Error| StorageError(format!("{}: reading the journal: {e}", path.display()));
     let mut st = conn.prepare("SELECT seq, batch FROM journal ORDER BY seq").map_err(sql)?;
     let mut q = st.query([]).map_err(sql)?;
@@ -206,15 +239,30 @@ pub(super) fn check_stored(conn: &Connection, path: &std::path::Path) -> Result<
             return Err(StorageError(format!("{}: journal row {seq} is damaged: the database is refused", path.display())));
         }
     }
-    Ok(())
+    let file = journal_file::path_of(path);
+    found
+        .records
+        .iter()
+        .map(|(seq, b)| {
+            decode(b.clone()).ok_or_else(|| StorageError(format!("{}: journal record {seq} is damaged: the database is refused", file.display())))
+        })
+        .collect()
 }
 
-/// Applies every journal row in the file to the channel-state tables, in order, and deletes them:
-/// one transaction (at the open: what a previous run journalled). Returns the rows folded;
-/// `log_rows` is stale when it fails. A row that does not decode refuses the database (the
+/// Applies the journal to the channel-state tables, in order: the rows of the `journal` table
+/// (version 4), deleted, then `file_rows` (the journal file's, checked by [`check_stored`]), in
+/// one transaction that records `last_seq` as the last record folded (at the open: what a
+/// previous run journalled; the caller then empties the file). Returns the rows folded;
+/// `log_rows` is stale when it fails. A table row that does not decode refuses the database (the
 /// transaction rolls back, the file stays as it was): dropping it would lose what it records
 /// (accepted sends, deliveries), and applying the rows after it without it would break their order.
-pub(super) fn fold_stored(conn: &mut Connection, path: &std::path::Path, log_rows: &mut LogRows) -> Result<usize, StorageError> {
+pub(super) fn fold_stored(
+    conn: &mut Connection,
+    path: &std::path::Path,
+    log_rows: &mut LogRows,
+    file_rows: Vec<Row>,
+    last_seq: u64,
+) -> Result<usize, StorageError> {
     let sql = |what: &'static str| move |e: rusqlite::Error| StorageError(format!("{}: {what}: {e}", path.display()));
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql("folding the journal"))?;
     let mut merged = Merged::default();
@@ -231,10 +279,15 @@ pub(super) fn fold_stored(conn: &mut Connection, path: &std::path::Path, log_row
             merged.push_row(row);
         }
     }
+    for row in file_rows {
+        rows += 1;
+        merged.push_row(row);
+    }
     if rows == 0 {
         return Ok(0);
     }
     merged.write(&tx, log_rows).map_err(sql("folding the journal"))?;
+    set_folded(&tx, last_seq).map_err(sql("folding the journal"))?;
     tx.commit().map_err(sql("folding the journal"))?;
     Ok(rows)
 }
