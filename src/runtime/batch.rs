@@ -39,8 +39,7 @@ pub(crate) const DELETION_DELAY_MS: u64 = 50;
 /// Deliveries that make a commit of their own at the end of a batch.
 pub(crate) const MAX_DEFERRED_DELETIONS: usize = 1_024;
 
-/// Where the runtime answers a caller waiting for a commit.
-pub(crate) type Reply = crossbeam_channel::Sender<Result<(), Error>>;
+pub(crate) use super::answer::Reply;
 
 /// What one batch holds back until it is committed.
 #[derive(Default)]
@@ -161,6 +160,11 @@ impl Committer {
         let failed_now = self.commit(now, queue).err();
         let failed = self.failure.is_some();
         let b = &mut self.batch;
+        // The callers waiting for the commit first: their next sends are prepared on their
+        // threads while this one publishes (they join the next batch sooner).
+        for r in b.replies.drain(..) {
+            r.send(self.failure.as_ref().map_or(Ok(()), |f| Err(Error::Storage(f.clone()))));
+        }
         for (id, message, durable) in b.publishes.drain(..) {
             if failed && durable {
                 dispatches.remove(&id);
@@ -175,9 +179,6 @@ impl Committer {
         queue.push_batch(&mut b.redeliveries);
         queue.push_batch(&mut b.events);
         b.rows.clear();
-        for r in b.replies.drain(..) {
-            let _ = r.send(self.failure.as_ref().map_or(Ok(()), |f| Err(Error::Storage(f.clone()))));
-        }
         b.new_channels.clear();
         b.changes.clear();
         b.durable = false;

@@ -8,6 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use parking_lot::{Mutex, RwLock};
 use rand::RngCore;
 
+use super::answer::{answer, Answer};
 use super::config::ManagerConfig;
 use super::dispatcher::{self, EventQueue};
 use super::driver::{self, Command};
@@ -89,8 +90,8 @@ impl Shared {
     }
     /// Waits for the runtime's answer to a command; durable operations only, never on the
     /// runtime thread (which would wait for itself).
-    fn wait(&self, rx: &crossbeam_channel::Receiver<Result<(), Error>>) -> Result<(), Error> {
-        rx.recv().unwrap_or(Err(Error::Stopped))
+    fn wait(&self, answer: Answer) -> Result<(), Error> {
+        answer.wait()
     }
     pub fn handler(&self) -> Option<EventHandler> {
         self.handler.read().clone()
@@ -246,7 +247,7 @@ impl Manager {
             durable,
         });
         let (reply, answer) = if durable {
-            let (tx, rx) = crossbeam_channel::bounded(1);
+            let (tx, rx) = answer();
             (Some(tx), Some(rx))
         } else {
             (None, None)
@@ -260,7 +261,7 @@ impl Manager {
             reg.insert(handle.id.clone(), handle.clone());
         }
         let Some(answer) = answer else { return Ok(()) };
-        let result = self.shared.wait(&answer);
+        let result = self.shared.wait(answer);
         if result.is_err() {
             // Refused by the runtime (stored with another sender, storage failed): not open.
             let mut reg = self.shared.registry.lock();
@@ -290,7 +291,7 @@ impl Manager {
             return Ok(());
         }
         self.durable_call("purging a channel")?;
-        let (tx, rx) = crossbeam_channel::bounded(1);
+        let (tx, rx) = answer();
         {
             let reg = self.shared.registry.lock();
             if reg.contains_key(channel_id) {
@@ -299,7 +300,7 @@ impl Manager {
             // Under the registry lock: an open of the same id queues after it.
             self.shared.submit(Command::Purge { channel: channel_id.into(), reply: tx })?;
         }
-        self.shared.wait(&rx)
+        self.shared.wait(rx)
     }
 
     /// Closes a channel: releases its state; no event of it is delivered after this returns
@@ -535,9 +536,9 @@ impl SendPermit<'_> {
             return Ok(request_id);
         }
         // spec: durability — accepted means committed: wait for the batch's commit.
-        let (tx, rx) = crossbeam_channel::bounded(1);
+        let (tx, rx) = answer();
         self.shared.submit(Command::Send { handle: self.handle, prepared, reply: Some(tx) })?;
-        self.shared.wait(&rx)?;
+        self.shared.wait(rx)?;
         Ok(request_id)
     }
 }

@@ -24,10 +24,12 @@
 //! | `manager.rs`    | [`Manager`], the public API: validation, the channel registry     |
 //! | `driver.rs`     | the runtime thread: channels, timers, the transport               |
 //! | `batch.rs`      | the write-ahead rule: a batch's output waits for its commit       |
+//! | `answer.rs`     | the commit's answer to a caller blocked for it                    |
 //! | `dispatcher.rs` | the event thread: hands events to the application                 |
 //! | `relay.rs`      | the relay transport's node: built from the config, its node key   |
 //! | `fault.rs`      | `RC_FAULT`: kills the process at a commit point (crash tests)     |
 
+mod answer;
 mod batch;
 mod config;
 mod dispatcher;

@@ -18,7 +18,7 @@
 #define TOPIC "/rc-test/1/room/proto"
 #define SQLITE "{\"sdsConfig\": {\"historyBackend\": \"sqlite\"}}"
 
-/* A database path unique to this process and test (its -wal / -shm siblings are removed too). */
+/* A database path unique to this process and test (its -wal / -shm / -rc-journal siblings are removed too). */
 static const char *db_path(const char *name) {
     static _Thread_local char buf[256];
     snprintf(buf, sizeof buf, "/tmp/rc-c-storage-%ld-%s.db", (long)getpid(), name);
@@ -31,6 +31,8 @@ static void db_remove(const char *path) {
     snprintf(side, sizeof side, "%s-wal", path);
     unlink(side);
     snprintf(side, sizeof side, "%s-shm", path);
+    unlink(side);
+    snprintf(side, sizeof side, "%s-rc-journal", path);
     unlink(side);
 }
 

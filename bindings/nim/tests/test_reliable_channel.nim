@@ -456,7 +456,7 @@ suite "reliable_channel (Nim)":
   test "a durable channel across a restart: seq continues, nothing again from the database, purge":
     let net = netName("durable")
     let db = getTempDir() / ("rc-nim-" & $getCurrentProcessId() & "-durable.db")
-    for f in [db, db & "-wal", db & "-shm"]: removeFile(f)
+    for f in [db, db & "-wal", db & "-shm", db & "-rc-journal"]: removeFile(f)
     let durableConfig = """{"transport":{"kind":"memory","network":"$1"},"storage":{"path":"$2"},
         "channelDefaults":{"sdsConfig":{"acknowledgementTimeoutMs":400,"maxRetransmissions":30},
         "rateLimitConfig":{"enabled":false}}}""" % [net, db]
@@ -503,7 +503,7 @@ suite "reliable_channel (Nim)":
       discard newManager(durableConfig)
     b.close()
     a.close()
-    for f in [db, db & "-wal", db & "-shm"]: removeFile(f)
+    for f in [db, db & "-wal", db & "-shm", db & "-rc-journal"]: removeFile(f)
 
   test "relay transport: listen addresses, connect at run time, a message each way":
     const relayConfig = """{"transport":{"kind":"relay","listen":["/ip4/127.0.0.1/tcp/0"]},
