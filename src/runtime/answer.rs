@@ -71,15 +71,15 @@ mod tests {
 
     #[test]
     fn the_answer_arrives_from_another_thread_and_a_dropped_reply_means_stopped() {
-        let (reply, answer) = answer();
+        let (reply, waiting) = answer();
         let t = std::thread::spawn(move || reply.send(Err(Error::Storage("full".into()))));
-        assert!(matches!(answer.wait(), Err(Error::Storage(m)) if m == "full"));
+        assert!(matches!(waiting.wait(), Err(Error::Storage(m)) if m == "full"));
         t.join().unwrap();
-        let (reply, answer) = answer();
+        let (reply, waiting) = answer();
         std::thread::spawn(move || drop(reply)).join().unwrap();
-        assert!(matches!(answer.wait(), Err(Error::Stopped)));
-        let (reply, answer) = answer();
+        assert!(matches!(waiting.wait(), Err(Error::Stopped)));
+        let (reply, waiting) = answer();
         reply.send(Ok(()));
-        assert!(answer.wait().is_ok());
+        assert!(waiting.wait().is_ok());
     }
 }

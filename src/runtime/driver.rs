@@ -252,7 +252,7 @@ impl Driver {
                         Ok(key) => Some(key),
                         Err(e) => {
                             if let Some(r) = reply {
-                                let _ = r.send(Err(e));
+                                r.send(Err(e));
                             }
                             return true;
                         }
@@ -284,7 +284,7 @@ impl Driver {
                     if let Some(r) = reply {
                         let why =
                             self.committer.failure().map_or_else(|| Error::UnknownChannel(handle.id.to_string()), |f| Error::Storage(f.to_owned()));
-                        let _ = r.send(Err(why));
+                        r.send(Err(why));
                     }
                     return true;
                 };
@@ -303,7 +303,7 @@ impl Driver {
                 self.pump(&id);
             }
             Command::Purge { channel, reply } => {
-                let _ = reply.send(self.purge(&channel));
+                reply.send(self.purge(&channel));
             }
             Command::Delivered => {}
             Command::SetEncryption { channel: Some(id), enc } => {
