@@ -145,10 +145,9 @@ fn a_version_1_database_is_migrated() {
     assert_eq!(s.load_snapshot(rec.key).unwrap().log, vec![e]);
 }
 
-/// The database and its write-ahead log, in bytes.
+/// The database, its write-ahead log and its journal file, in bytes.
 fn file_size(path: &Path) -> u64 {
-    let wal = PathBuf::from(format!("{}-wal", path.display()));
-    std::fs::metadata(path).map_or(0, |m| m.len()) + std::fs::metadata(wal).map_or(0, |m| m.len())
+    ["", "-wal", "-rc-journal"].iter().map(|ext| std::fs::metadata(PathBuf::from(format!("{}{ext}", path.display()))).map_or(0, |m| m.len())).sum()
 }
 
 /// A channel with 10,000 log entries and 1,000 pending chunks (100 sends of 10 wrapped chunks of
@@ -206,10 +205,11 @@ fn reopen_with_10000_log_entries_and_1000_pending_chunks() {
     assert_eq!(ch.sds().history().len(), 10_000);
     assert_eq!(ch.sds().outgoing_len().0, 1_000);
     eprintln!(
-        "reopen: open {opened:?}, read {:?}, restore {:?}, total {restored:?}; database {} KiB (10,000 log entries + 1,000 chunks of ~1.3 KiB)",
+        "reopen: open {opened:?}, read {:?}, restore {:?}, total {restored:?}; database {} KiB (10,000 log entries + 1,000 chunks of ~1.3 KiB; {} KiB once the open folded the journal into the tables)",
         read - opened,
         restored - read,
-        size / 1024
+        size / 1024,
+        file_size(&path) / 1024
     );
 }
 
