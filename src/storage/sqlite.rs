@@ -302,7 +302,7 @@ impl SqliteStore {
             max_bytes: cfg.max_size_bytes,
             db_bytes: 0,
         };
-        store.measure().map_err(sql_err("PRAGMA page_count", path))?;
+        store.measure();
         Ok(store)
     }
 
@@ -346,14 +346,16 @@ impl SqliteStore {
         self.conn.pragma_update(None, "query_only", on).map_err(sql_err("PRAGMA query_only", &self.path))
     }
 
-    /// Reads the database file's size, when a limit needs it.
-    fn measure(&mut self) -> rusqlite::Result<()> {
+    /// Reads the database file's size, when a limit needs it (kept as it was when SQLite cannot
+    /// tell: what was committed stays committed).
+    fn measure(&mut self) {
         if self.max_bytes.is_some() {
-            let pages: i64 = self.conn.pragma_query_value(None, "page_count", |r| r.get(0))?;
-            let size: i64 = self.conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
-            self.db_bytes = (pages.max(0) as u64).saturating_mul(size.max(0) as u64);
+            let read = |pragma: &str| self.conn.pragma_query_value(None, pragma, |r| r.get::<_, i64>(0));
+            match read("page_count").and_then(|pages| Ok((pages, read("page_size")?))) {
+                Ok((pages, size)) => self.db_bytes = (pages.max(0) as u64).saturating_mul(size.max(0) as u64),
+                Err(e) => log::warn!("{}: cannot read the database's size: {e}", self.path.display()),
+            }
         }
-        Ok(())
     }
 
     /// Pages in the WAL not yet checkpointed (as of the last commit or checkpoint).
@@ -398,7 +400,7 @@ impl SqliteStore {
     /// answered; a bound only has to be high enough).
     fn write_batch(&mut self, batch: &Batch<'_>) -> Result<(), Failure> {
         if !batch.new_channels.is_empty() || batch.seq_bound.is_some() {
-            self.write_tables(batch).map_err(Failure::sql)?;
+            self.write_tables(batch).map_err(Failure::Sql)?;
         }
         let Some(bytes) = self.journal.encode(batch) else { return Ok(()) };
         if self.max_bytes.is_some_and(|max| self.db_bytes + self.journal.file.len() + bytes > max) {
@@ -441,7 +443,8 @@ impl SqliteStore {
             self.log_rows = None;
         }
         folded?;
-        self.measure()
+        self.measure();
+        Ok(())
     }
 
     /// Log entries whose rows the store knows (`sqlite_state.rs`), for tests.
@@ -460,10 +463,6 @@ enum Failure {
 }
 
 impl Failure {
-    fn sql(e: rusqlite::Error) -> Failure {
-        Failure::Sql(e)
-    }
-
     /// The disk or the database is full.
     fn full(&self) -> bool {
         match self {
