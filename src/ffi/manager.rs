@@ -95,7 +95,8 @@ pub(crate) fn cstring(s: &str) -> CString {
 /// with `RC_ERR_CONFIG` naming the key) and starts its runtime and event threads. With
 /// `storage.path`, first opens the manager's database: `RC_ERR_STORAGE` when it is in use by
 /// another manager (of this or another process), is not a SQLite database, belongs to another
-/// application, has a newer schema version, or cannot be created; a refused file is left as it was.
+/// application, has a newer schema version, has a damaged journal file (`<path>-rc-journal`) or
+/// another database's, or cannot be created; a refused file is left as it was.
 /// On success `*out` receives the handle, owned by the caller until `rc_manager_free`.
 ///
 /// # Safety
