@@ -179,15 +179,16 @@ impl Journal {
             return None;
         }
         self.buf.clear();
+        self.buf.resize(journal_file::RECORD_HEADER, 0);
         encode(batch, &mut self.buf);
-        Some(self.buf.len() as u64)
+        Some((self.buf.len() - journal_file::RECORD_HEADER) as u64)
     }
 
     /// Appends the row [`Journal::encode`] made to the file and keeps what it holds: committed.
     pub fn append(&mut self, batch: &Batch<'_>) -> std::io::Result<()> {
-        self.file.append(&self.buf)?;
+        self.file.append(&mut self.buf)?;
         self.rows += 1;
-        self.bytes += self.buf.len() as u64;
+        self.bytes += (self.buf.len() - journal_file::RECORD_HEADER) as u64;
         self.merged.push_batch(batch);
         Ok(())
     }
