@@ -435,3 +435,40 @@ fn a_version_4_database_with_journal_rows_is_migrated() {
     let rows: i64 = rusqlite::Connection::open(&path).unwrap().query_row("SELECT count(*) FROM journal", [], |r| r.get(0)).unwrap();
     assert_eq!(rows, 0);
 }
+
+#[test]
+fn wherever_a_kill_cuts_the_journal_file_the_open_keeps_the_whole_records_before_it() {
+    // The states after 0..=N batches, from the memory store.
+    let dir = TempDir::new("journal", "cuts");
+    let n = 12;
+    let mut want = Vec::new();
+    for k in 0..=n {
+        let mut mem = MemoryStore::new();
+        let key = open(&mut mem);
+        stream(&mut mem, key, 0..k);
+        want.push(state(&mut mem, key));
+    }
+    let (path, key, _) = journalled(&dir, "full.db", Durability::Process, n, 0);
+    let db = std::fs::read(&path).unwrap();
+    let journal = std::fs::read(journal_file(&path)).unwrap();
+    let records = records(&journal);
+    assert_eq!(records.len() as u64, n);
+    // Cut at, inside and just after each record's header, in its payload, and at its end.
+    let mut cuts = vec![0, 5, 8, 12, 16];
+    for r in &records {
+        cuts.extend([r.start + 1, r.start + 15, r.start + 16, r.start + 17, (r.start + r.end) / 2, r.end - 1, r.end]);
+    }
+    for cut in cuts {
+        let case = dir.file(&format!("cut-{cut}.db"));
+        std::fs::write(&case, &db).unwrap();
+        std::fs::write(journal_file(&case), &journal[..cut]).unwrap();
+        let whole = records.iter().filter(|r| r.end <= cut).count();
+        let mut sql = SqliteStore::open(&cfg(&case)).unwrap_or_else(|e| panic!("cut at byte {cut}: {e}"));
+        assert_eq!(state(&mut sql, key), want[whole], "cut at byte {cut}: the {whole} whole records");
+        // And the database goes on from there.
+        stream(&mut sql, key, whole as u64..n);
+        drop(sql);
+        let mut sql = SqliteStore::open(&cfg(&case)).unwrap();
+        assert_eq!(state(&mut sql, key), want[n as usize], "cut at byte {cut}, then the rest committed again");
+    }
+}

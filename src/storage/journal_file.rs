@@ -14,7 +14,8 @@
 //!
 //! At the open ([`JournalFile::read`], before anything is written): a record cut short at the end
 //! of the file, or the last one with a wrong checksum, is a commit that never returned (a `pwrite`
-//! interrupted by the kill, or not yet on disk at a power loss): it is dropped. Damage anywhere
+//! interrupted by the kill, or not yet on disk at a power loss): it is dropped, and so is a header
+//! not all written (the file was being created: it holds no record). Damage anywhere
 //! else, a gap in the sequence numbers, or another database's id refuses the database: dropping
 //! a record would lose what it records.
 
@@ -81,8 +82,11 @@ impl JournalFile {
             Err(e) => return Err(StorageError(format!("cannot read {p}: {e}"))),
         };
         let none = Found { records: Vec::new(), last_seq: folded };
-        // No header yet (created, and cut by a crash before it was written or synced): empty.
-        if bytes.len() < HEADER as usize && bytes.iter().all(|&b| b == 0) {
+        // A header not (all) written yet: the file was being created when the process ended, or
+        // not yet on the disk at a power loss; it holds no record.
+        let magic = bytes.len().min(MAGIC.len());
+        let cut = bytes.len() < HEADER as usize && (bytes[..magic] == MAGIC[..magic] || bytes.iter().all(|&b| b == 0));
+        if cut || (bytes.len() == HEADER as usize && bytes.iter().all(|&b| b == 0)) {
             return Ok(none);
         }
         if bytes.len() < HEADER as usize || &bytes[..8] != MAGIC {
