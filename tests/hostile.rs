@@ -17,7 +17,7 @@
 //!   sends, replayed, reordered, and mutated at the byte level (bit flips, truncation, splices)
 //!   and at the field level (decoded, one field changed, re-encoded); every other round with an
 //!   encryption hook on both sides (mutated ciphertexts fail decryption, resealed ones go on);
-//! * `bounds_hold_under_targeted_floods`: each bound driven to its limit on purpose.
+//! * `bounds_hold_under_targeted_floods` (`tests/hostile_floods.rs`): each bound driven to its limit.
 //!
 //! `HOSTILE_ROUNDS=n` sets the rounds of the mutation test (default 60); `HOSTILE_STATS=1`
 //! prints, per proptest case, how deep the structured traffic got (received, partials, waiting).
@@ -30,123 +30,12 @@ use rand::rngs::SmallRng;
 use rand::{Rng, RngCore, SeedableRng};
 use std::sync::Arc;
 
-use reliable_channel::channel::{Channel, ChannelAction, ChannelConfig, ChannelEvent, CryptoError, Encryption};
+use reliable_channel::channel::{Channel, ChannelAction, ChannelConfig, CryptoError, Encryption};
 use reliable_channel::sds::HistoryStore;
 use reliable_channel::wire::{HistoryEntry, MessageChunk, SdsMessage, WakuMessage, BLOOM_BYTES, MAX_ID_BYTES};
 
-const T0: u64 = 1_700_000_000_000;
-const CHANNEL: &str = "hostile-channel";
-const TOPIC: &str = "/hostile/1/chat/proto";
-const VICTIM: &str = "victim";
-const PUBSUB: &str = "/waku/2/rs/0/0";
-
-fn victim_config() -> ChannelConfig {
-    let json = r#"{
-        "segmentationConfig": {"chunkSizeBytes": 65536, "reassemblyMaxBytes": 1048576, "reassemblyMaxMessages": 4, "reassemblyExpiryMs": 60000},
-        "sdsConfig": {"maxLocalHistory": 256, "dependencyTimeoutMs": 30000, "acknowledgementTimeoutMs": 2000, "maxRetransmissions": 2},
-        "sendQueue": {"maxPendingChunks": 64, "maxPendingBytes": 2097152},
-        "rateLimitConfig": {"enabled": true, "epochSizeMs": 1000, "messagesPerEpoch": 5, "accounting": "allMessages"}
-    }"#;
-    let mut c = ChannelConfig::default().with_json(Some(json)).expect("valid config");
-    c.sds.max_incoming_messages = 32;
-    c.sds.max_incoming_bytes = 3 * 1024 * 1024;
-    c.sds.max_missing = 128;
-    c
-}
-
-/// Every memory bound of the channel, against its effective configuration.
-fn check_bounds(ch: &Channel) -> Result<(), String> {
-    let checks = ch.bounds();
-    for (what, v, max) in checks {
-        if v > max {
-            return Err(format!("{what} {v} exceeds its bound {max}"));
-        }
-    }
-    Ok(())
-}
-
-/// The victim and what it did.
-struct Harness {
-    ch: Channel,
-    now: u64,
-    tokens: Vec<u64>,
-    retrieve_requests: usize,
-    received: usize,
-    dispatched: Vec<WakuMessage>,
-}
-
-impl Harness {
-    fn new(seed: u64) -> Self {
-        let ch = Channel::new(CHANNEL, TOPIC, VICTIM, victim_config(), T0, seed);
-        let mut h = Harness { ch, now: T0, tokens: Vec::new(), retrieve_requests: 0, received: 0, dispatched: Vec::new() };
-        h.settle().expect("fresh channel within bounds");
-        h
-    }
-
-    /// Drains actions, fires due timers (a bounded number of rounds), checks the bounds.
-    fn settle(&mut self) -> Result<(), String> {
-        for _ in 0..8 {
-            while let Some(a) = self.ch.poll_action() {
-                match a {
-                    ChannelAction::Dispatch { token, message } => {
-                        self.tokens.push(token);
-                        if self.dispatched.len() < 64 {
-                            self.dispatched.push(message);
-                        }
-                    }
-                    ChannelAction::Retrieve { hashes } => self.retrieve_requests += hashes.len(),
-                    ChannelAction::Event(ChannelEvent::Received { sender_id, request_id, .. }) => {
-                        if sender_id == VICTIM {
-                            return Err(format!("accepted a spoofed echo as received ({request_id})"));
-                        }
-                        self.received += 1;
-                    }
-                    ChannelAction::Event(_) => {}
-                }
-            }
-            check_bounds(&self.ch)?;
-            match self.ch.next_deadline() {
-                Some(d) if d <= self.now => self.ch.handle_timeout(self.now),
-                _ => return Ok(()),
-            }
-        }
-        check_bounds(&self.ch)
-    }
-
-    fn feed(&mut self, msg: &WakuMessage, with_hash: bool) -> Result<(), String> {
-        let hash = with_hash.then(|| msg.hash(PUBSUB));
-        self.ch.on_message(self.now, msg, hash);
-        self.settle()
-    }
-
-    fn advance(&mut self, ms: u64) -> Result<(), String> {
-        self.now = self.now.saturating_add(ms);
-        self.ch.handle_timeout(self.now);
-        self.settle()
-    }
-
-    fn send(&mut self, len: usize, ephemeral: bool, n: u64) -> Result<(), String> {
-        let payload = vec![(n % 251) as u8; len];
-        // Refusals (queue full, duplicate id, empty) are fine: the point is that nothing breaks.
-        let _ = self.ch.send(self.now, &format!("own-{n}"), &payload, ephemeral);
-        self.settle()
-    }
-
-    fn dispatch_result(&mut self, pick: usize, ok: bool) -> Result<(), String> {
-        let token = if self.tokens.is_empty() || pick.is_multiple_of(7) { pick as u64 * 7919 } else { self.tokens[pick % self.tokens.len()] };
-        let result = if ok { Ok(Some([pick as u8; 32])) } else { Err("refused".to_owned()) };
-        self.ch.on_dispatch_result(self.now, token, result);
-        self.settle()
-    }
-}
-
-fn waku(payload: Bytes) -> WakuMessage {
-    WakuMessage::reliable(TOPIC, payload, 1_700_000_000_000)
-}
-
-fn fill(len: usize, seed: u8) -> Bytes {
-    Bytes::from((0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect::<Vec<u8>>())
-}
+mod hostile_support;
+use hostile_support::*;
 
 // ------------------------------------------------------------------------------ strategies
 
@@ -693,119 +582,4 @@ fn mutated_honest_traffic() {
             "received {received}, invalid {invalid}, discarded {discarded}, undecryptable {undecryptable}"
         );
     }
-}
-
-// ------------------------------------------------------------------------ targeted floods
-
-fn content(sender: &str, id: &str, lamport: u64, history: Vec<HistoryEntry>, chunk: MessageChunk) -> WakuMessage {
-    waku(Bytes::from(
-        SdsMessage {
-            sender_id: sender.into(),
-            message_id: id.into(),
-            channel_id: CHANNEL.into(),
-            lamport_timestamp: Some(lamport),
-            causal_history: history,
-            bloom_filter: None,
-            repair_request: Vec::new(),
-            content: Some(Bytes::from(chunk.encode_to_vec())),
-        }
-        .encode_to_vec(),
-    ))
-}
-
-fn first_chunk(request: &str, last: u32, len: usize) -> MessageChunk {
-    MessageChunk {
-        chunk_id: format!("{request}-0"),
-        previous_chunk_id: String::new(),
-        chunk_index: 0,
-        last_chunk_index: last,
-        request_id: request.into(),
-        payload: fill(len, 9),
-    }
-}
-
-#[test]
-fn bounds_hold_under_targeted_floods() {
-    let mut h = Harness::new(7);
-    let c = h.ch.config().clone();
-
-    // Reassembly: many open partials of maximal claimed size; only `max_messages` stay open.
-    for i in 0..40 {
-        let m = content(&format!("p{}", i % 3), &format!("part-{i}"), T0 + i, vec![], first_chunk(&format!("big{i}"), 15, 65_536));
-        h.feed(&m, true).unwrap();
-    }
-    let s = h.ch.stats();
-    assert_eq!(s.reassembly_messages as usize, c.reassembly.max_messages);
-    assert!(s.reassembly_bytes as usize <= c.reassembly.max_bytes);
-    // A first chunk claiming u32::MAX chunks is refused outright.
-    h.feed(&content("p0", "huge-last", T0, vec![], first_chunk("huge", u32::MAX, 65_536)), true).unwrap();
-
-    // SDS incoming buffer: messages that all wait for dependencies that never come.
-    for i in 0..200 {
-        let dep = HistoryEntry { message_id: format!("never-{i}"), retrieval_hint: None, sender_id: Some("p1".into()) };
-        let m = content("p1", &format!("waits-{i}"), T0 + 1_000 + i, vec![dep], first_chunk(&format!("w{i}"), 0, 60_000));
-        h.feed(&m, true).unwrap();
-    }
-    let (msgs, bytes, missing) = h.ch.sds().incoming_len();
-    assert_eq!(msgs, c.sds.max_incoming_messages, "the incoming buffer fills up to its bound and no further");
-    assert!(bytes <= c.sds.max_incoming_bytes && missing <= c.sds.max_missing);
-    assert!(h.ch.stats().dropped_buffer_full > 0);
-
-    // Missing dependencies: one sync naming 1,024 unknown messages (the wire maximum).
-    let deep: Vec<HistoryEntry> = (0..1_024)
-        .map(|i| HistoryEntry { message_id: format!("ghost-{i}"), retrieval_hint: Some(Bytes::from(vec![1u8; 32])), sender_id: None })
-        .collect();
-    let sync = SdsMessage {
-        sender_id: "p2".into(),
-        message_id: "sync-deep".into(),
-        channel_id: CHANNEL.into(),
-        lamport_timestamp: Some(T0),
-        causal_history: deep,
-        bloom_filter: Some(Bytes::from(vec![0u8; BLOOM_BYTES])),
-        repair_request: Vec::new(),
-        content: None,
-    };
-    h.feed(&waku(Bytes::from(sync.encode_to_vec())), true).unwrap();
-    assert_eq!(h.ch.sds().incoming_len().2, c.sds.max_missing);
-    assert!(h.retrieve_requests <= c.sds.max_missing + 200, "retrievals only for tracked dependencies");
-
-    // Local history: far more deliverable messages than it holds.
-    for i in 0..1_000 {
-        let m = content("p3", &format!("ok-{i}"), T0 + 10_000 + i, vec![], first_chunk(&format!("ok{i}"), 0, 10));
-        h.feed(&m, true).unwrap();
-    }
-    assert_eq!(h.ch.sds().history().len(), c.sds.max_local_history);
-
-    // Ephemeral flood with distinct ids, then the same one many times: delivered once.
-    let before = h.received;
-    for _ in 0..50 {
-        let m = SdsMessage {
-            sender_id: "p3".into(),
-            message_id: "eph-1".into(),
-            channel_id: CHANNEL.into(),
-            lamport_timestamp: None,
-            causal_history: vec![],
-            bloom_filter: None,
-            repair_request: Vec::new(),
-            content: Some(Bytes::from(first_chunk("eph", 0, 5).encode_to_vec())),
-        };
-        h.feed(&waku(Bytes::from(m.encode_to_vec())), true).unwrap();
-    }
-    assert_eq!(h.received - before, 1, "a duplicated ephemeral message is received once");
-
-    // Own sends while flooded: the pending bounds refuse rather than grow.
-    for i in 0..200 {
-        let _ = h.ch.send(h.now, &format!("mine-{i}"), &vec![1u8; 65_536], false);
-        h.settle().unwrap();
-    }
-    let (pc, pb) = h.ch.pending();
-    assert!(pc <= c.max_pending_chunks && pb <= c.max_pending_bytes);
-
-    // Everything times out and drains.
-    for _ in 0..30 {
-        h.advance(600_000).unwrap();
-    }
-    let s = h.ch.stats();
-    assert_eq!((s.reassembly_messages, s.reassembly_bytes), (0, 0));
-    assert_eq!(h.ch.sds().incoming_len(), (0, 0, 0));
 }
