@@ -2,8 +2,9 @@
 //! `purge_channel`): one value, handed from the runtime thread to the waiting thread.
 //!
 //! The waiter parks at once and the runtime unparks it. A channel whose receiver first spins and
-//! yields (crossbeam's) made the blocked senders take, between them, a tenth of the CPU the
-//! runtime threads needed for the commit they waited for (`make bench-durable` on two cores).
+//! yields (crossbeam's) made the blocked senders take, between them, a sixth of the CPU samples,
+//! on the two cores the runtime threads needed for the commit they waited for (`make
+//! bench-durable`; BENCHMARKS.md, "Journal file").
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -56,7 +57,8 @@ impl Drop for Reply {
 }
 
 impl Answer {
-    /// Parks until the reply came (never on the runtime thread, which would wait for itself).
+    /// Parks until the reply came: durable operations only, never on the runtime thread (which
+    /// would wait for itself).
     pub fn wait(self) -> Result<(), Error> {
         while !self.0.done.load(Ordering::Acquire) {
             std::thread::park();

@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use parking_lot::{Mutex, RwLock};
 use rand::RngCore;
 
-use super::answer::{answer, Answer};
+use super::answer::answer;
 use super::config::ManagerConfig;
 use super::dispatcher::{self, EventQueue};
 use super::driver::{self, Command};
@@ -87,11 +87,6 @@ impl Shared {
     /// `Err(Storage)` once the manager's storage failed.
     fn check_storage(&self) -> Result<(), Error> {
         self.storage_failure.get().map_or(Ok(()), |f| Err(Error::Storage(format!("the manager's storage failed earlier: {f}"))))
-    }
-    /// Waits for the runtime's answer to a command; durable operations only, never on the
-    /// runtime thread (which would wait for itself).
-    fn wait(&self, answer: Answer) -> Result<(), Error> {
-        answer.wait()
     }
     pub fn handler(&self) -> Option<EventHandler> {
         self.handler.read().clone()
@@ -261,7 +256,7 @@ impl Manager {
             reg.insert(handle.id.clone(), handle.clone());
         }
         let Some(answer) = answer else { return Ok(()) };
-        let result = self.shared.wait(answer);
+        let result = answer.wait();
         if result.is_err() {
             // Refused by the runtime (stored with another sender, storage failed): not open.
             let mut reg = self.shared.registry.lock();
@@ -300,7 +295,7 @@ impl Manager {
             // Under the registry lock: an open of the same id queues after it.
             self.shared.submit(Command::Purge { channel: channel_id.into(), reply: tx })?;
         }
-        self.shared.wait(rx)
+        rx.wait()
     }
 
     /// Closes a channel: releases its state; no event of it is delivered after this returns
@@ -538,7 +533,7 @@ impl SendPermit<'_> {
         // spec: durability — accepted means committed: wait for the batch's commit.
         let (tx, rx) = answer();
         self.shared.submit(Command::Send { handle: self.handle, prepared, reply: Some(tx) })?;
-        self.shared.wait(rx)?;
+        rx.wait()?;
         Ok(request_id)
     }
 }
